@@ -1,0 +1,5 @@
+from .topology import Topology
+from .conv import *  # noqa: F401,F403
+from .conv import __all__ as conv_all
+
+__all__ = ['Topology'] + conv_all

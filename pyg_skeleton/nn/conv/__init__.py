@@ -1,0 +1,5 @@
+from .sem_graph_conv import SemGraphConv
+
+__all__ = [
+    'SemGraphConv',
+]

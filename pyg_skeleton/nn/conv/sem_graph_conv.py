@@ -1,0 +1,191 @@
+import math
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+from torch.nn import Parameter
+
+from torch_geometric.nn.conv import MessagePassing
+from torch_geometric.nn.dense.linear import Linear
+from torch_geometric.typing import Adj
+from torch_geometric.utils import softmax
+
+from pyg_skeleton.nn.topology import Topology
+
+
+class SemGraphConv(MessagePassing):
+    r"""The semantic graph convolution operator from the `"Semantic Graph
+    Convolutional Networks for 3D Human Pose Regression"
+    <https://arxiv.org/abs/1904.03345>`_ paper (Eq. 2, and Eq. 3 with
+    :obj:`channelwise=True`), in the self/neighbour form of its appendix
+    (Eq. 9) that the official code implements
+
+    .. math::
+        \mathbf{x}^{\prime}_i = a_{ii} \mathbf{W}_{\mathrm{self}}
+        \mathbf{x}_i + \sum_{j \in \mathcal{N}(i)} a_{ij}
+        \mathbf{W}_{\mathrm{neighbor}} \mathbf{x}_j + \mathbf{b},
+        \qquad
+        a_{ij} = \frac{\exp(m_{ij})}{\sum_{k \in \mathcal{N}(i) \cup \{ i \}}
+        \exp(m_{ik})},
+
+    where :math:`m_{ij}` is a learnable logit of edge :math:`(j, i)` (the
+    entries of :math:`\mathbf{M}` under the mask :math:`\mathbf{A} +
+    \mathbf{I}`). With :obj:`channelwise=True` every output channel
+    :math:`c` has its own logits :math:`m_{ij}^{(c)}` and weights
+    :math:`a_{ij}^{(c)}` (Eq. 3).
+
+    The logits belong to the fixed graph given at construction (a skeleton
+    or a mesh). They are laid out row-major over :math:`\mathbf{A} +
+    \mathbf{I}`, sorted by target :math:`i`, then source :math:`j`, as in the
+    official code, and initialised to :math:`1`, so that :math:`a_{ij}`
+    starts as the row-normalised adjacency with self-loops.
+    Initialisation follows the official code: the two weight matrices are
+    drawn as one stacked :obj:`[2, F_in, F_out]` tensor by Xavier-uniform
+    with gain :math:`1.414`, *i.e.* from
+    :math:`\mathcal{U}(\pm 1.414 \sqrt{6 / (F_{out} (F_{in} + 2))})`, and the
+    bias from :math:`\mathcal{U}(\pm 1 / \sqrt{F_{out}})`
+    (:math:`\pm 1 / \sqrt{F_{in}}` for the channel-wise layer).
+
+    The layer is called in one of three ways, with identical results:
+
+    * :obj:`conv(x)` with :obj:`x` of shape :obj:`[N, F_in]` or
+      :obj:`[..., N, F_in]` (a static batch: one graph for all samples);
+    * :obj:`conv(x, edge_index)` with the layer's graph or any subset of its
+      edges, on :obj:`[..., N, F_in]`;
+    * :obj:`conv(batch.x, batch.edge_index)` on a disjoint
+      :class:`~torch_geometric.data.Batch` of :math:`B` graphs that each have
+      the layer's :math:`N` nodes in the layer's order. Node :math:`v` of
+      graph :math:`b` sits at row :math:`bN + v`, so edge :math:`(j, i)`
+      takes the logit of edge :math:`(j \bmod N, i \bmod N)`; an edge that is
+      not in the layer's graph raises an error.
+
+    :obj:`edge_index` may also be a :class:`torch_sparse.SparseTensor` or a
+    :pytorch:`torch.sparse` adjacency in PyG's transposed :obj:`adj_t` form.
+
+    Args:
+        in_channels (int): Size of each input sample :math:`F_{in}`.
+        out_channels (int): Size of each output sample :math:`F_{out}`.
+        edge_index (torch.Tensor or SparseTensor): The fixed graph whose
+            edges carry the learnable logits, without self-loops (they are
+            always added), *e.g.* :obj:`Skeleton.preset('h36m17').edge_index`.
+        num_nodes (int, optional): The number of nodes :math:`N` of the
+            graph. (default: :obj:`None`, inferred from :obj:`edge_index`)
+        channelwise (bool, optional): If set to :obj:`True`, learns one logit
+            per edge and output channel (Eq. 3). (default: :obj:`False`)
+        bias (bool, optional): If set to :obj:`False`, the layer will not
+            learn an additive bias. (default: :obj:`True`)
+        **kwargs (optional): Additional arguments of
+            :class:`torch_geometric.nn.conv.MessagePassing`.
+
+    Shapes:
+        - **input:**
+          node features :math:`(*, |\mathcal{V}|, F_{in})`,
+          edge indices :math:`(2, |\mathcal{E}|)` *(optional)*
+        - **output:** node features :math:`(*, |\mathcal{V}|, F_{out})`
+
+    The layer has :math:`2 F_{in} F_{out} + (N + |\mathcal{E}|) \cdot
+    (1 \text{ or } F_{out}) + F_{out}` parameters, :math:`|\mathcal{E}|`
+    counting both directions of every edge.
+    """
+    def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
+                 num_nodes: Optional[int] = None, channelwise: bool = False,
+                 bias: bool = True, **kwargs):
+        kwargs.setdefault('aggr', 'add')
+        kwargs.setdefault('node_dim', -2)
+        super().__init__(**kwargs)
+        if in_channels <= 0 or out_channels <= 0:
+            raise ValueError(f"'{self.__class__.__name__}' needs positive "
+                             f"channel sizes (got {in_channels} -> "
+                             f"{out_channels})")
+
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.channelwise = channelwise
+
+        self.topology = Topology(edge_index, num_nodes)
+        self.num_nodes = self.topology.num_nodes
+        self.lin_self = Linear(in_channels, out_channels, bias=False)
+        self.lin_neighbor = Linear(in_channels, out_channels, bias=False)
+        logit_shape = (self.topology.num_slots, )
+        if channelwise:
+            logit_shape += (out_channels, )
+        self.logits = Parameter(torch.empty(logit_shape))
+        if bias:
+            self.bias = Parameter(torch.empty(out_channels))
+        else:
+            self.register_parameter('bias', None)
+
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        super().reset_parameters()
+        bound = 1.414 * math.sqrt(
+            6.0 / (self.out_channels * (self.in_channels + 2)))
+        torch.nn.init.uniform_(self.lin_self.weight, -bound, bound)
+        torch.nn.init.uniform_(self.lin_neighbor.weight, -bound, bound)
+        torch.nn.init.ones_(self.logits)
+        if self.bias is not None:
+            fan = self.in_channels if self.channelwise else self.out_channels
+            bound = 1.0 / math.sqrt(fan)
+            torch.nn.init.uniform_(self.bias, -bound, bound)
+
+    def edge_weights(self) -> Tuple[Tensor, Tensor]:
+        r"""Returns the normalised edge weights :math:`a_{ij}` the layer has
+        learned, as :obj:`(edge_index, alpha)`: the graph's edges including
+        self-loops, :obj:`[2, N + |E|]` (row 0 sources :math:`j`, row 1
+        targets :math:`i`), and :obj:`alpha` of shape :obj:`[N + |E|]`, or
+        :obj:`[N + |E|, F_out]` for the channel-wise layer."""
+        alpha = softmax(self.logits, self.topology.dst,
+                        num_nodes=self.num_nodes)
+        return self.topology.edge_index, alpha
+
+    def forward(self, x: Tensor, edge_index: Optional[Adj] = None) -> Tensor:
+        if x.dim() < 2 or x.size(-1) != self.in_channels:
+            raise ValueError(f"'{self.__class__.__name__}' expects node "
+                             f"features of shape [..., num_nodes, "
+                             f"{self.in_channels}] (got {list(x.size())})")
+        h_self = self.lin_self(x)
+        h_neighbor = self.lin_neighbor(x)
+
+        if edge_index is None:
+            if x.size(-2) != self.num_nodes:
+                raise ValueError(
+                    f"'{self.__class__.__name__}' was built for a graph of "
+                    f"{self.num_nodes} nodes but got {x.size(-2)}; pass "
+                    f"'edge_index' for a disjoint batch of graphs")
+            _, alpha = self.edge_weights()
+            a_self = alpha[self.topology.self_slot]
+            a_neighbor = alpha[self.topology.nbr_slot]
+            out = self.topology.aggregate(a_neighbor, h_neighbor)
+        else:
+            num_nodes = x.size(-2)
+            edge_index, slot, self_slot = self.topology.lookup(
+                edge_index, num_nodes)
+            num_edges = edge_index.size(1)
+            logits = torch.cat([self.logits[slot], self.logits[self_slot]])
+            index = torch.cat([
+                edge_index[1],
+                torch.arange(num_nodes, device=x.device),
+            ])
+            alpha = softmax(logits, index, num_nodes=num_nodes)
+            a_neighbor, a_self = alpha[:num_edges], alpha[num_edges:]
+            # propagate_type: (x: Tensor, alpha: Tensor)
+            out = self.propagate(edge_index, x=h_neighbor, alpha=a_neighbor)
+
+        if not self.channelwise:
+            a_self = a_self.unsqueeze(-1)
+        out = out + a_self * h_self
+        if self.bias is not None:
+            out = out + self.bias
+        return out
+
+    def message(self, x_j: Tensor, alpha: Tensor) -> Tensor:
+        if not self.channelwise:
+            alpha = alpha.unsqueeze(-1)
+        return alpha * x_j
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.in_channels}, '
+                f'{self.out_channels}, num_nodes={self.num_nodes}, '
+                f'num_edges={self.topology.num_edges}, '
+                f'channelwise={self.channelwise})')

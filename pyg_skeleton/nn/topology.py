@@ -1,0 +1,263 @@
+r"""Fixed graph topologies with per-edge learnable parameters.
+
+Several operators of this package (SemGCN's semantic graph convolution, the
+weight-sharing convolutions) learn one parameter per edge of a *fixed* graph:
+a skeleton or a mesh given at construction. :class:`Topology` stores that
+graph once, in the order in which those parameters are laid out, and offers
+the two things every such operator needs:
+
+* :meth:`Topology.lookup` maps the edges of an input :obj:`edge_index`
+  (one graph, a static batch, or a disjoint PyG
+  :class:`~torch_geometric.data.Batch` of copies of the graph) back to their
+  parameter slots, so that learnable edge weights survive batching;
+* :meth:`Topology.aggregate` computes
+  :math:`\mathbf{y}_i = \sum_{j \in \mathcal{N}(i)} a_{ij} \mathbf{h}_j` on a
+  static batch :math:`\mathbf{H} \in \mathbb{R}^{\dots \times N \times C}`,
+  choosing a dense matrix product for small graphs and a sparse CSR product
+  with a hand-written backward for large ones.
+"""
+import warnings
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from torch_geometric import is_compiling
+from torch_geometric.typing import Adj, SparseTensor
+from torch_geometric.utils import (
+    add_self_loops,
+    is_torch_sparse_tensor,
+    remove_self_loops,
+    to_edge_index,
+)
+
+#: Graphs with at most this many nodes aggregate with a dense ``N x N``
+#: matrix product, larger ones with a sparse CSR product. A 128-node dense
+#: matrix is 64 KiB, and below this size the batched dense product beats the
+#: sparse kernels on CPU.
+DENSE_MAX_NODES = 128
+
+# The CSR kernels below are used only with patterns built here, which are
+# valid by construction; PyTorch warns on every first use that CSR support is
+# in beta, which says nothing to our users.
+warnings.filterwarnings('ignore', message='Sparse CSR tensor support is in '
+                        'beta state')
+
+
+def edge_index_of(adj: Adj) -> Tensor:
+    r"""Returns :obj:`adj` as an :obj:`edge_index` of shape :obj:`[2, E]`
+    (row 0 holds sources, row 1 targets). Accepts an :obj:`edge_index`, a
+    :class:`torch_sparse.SparseTensor` or a :pytorch:`torch.sparse` tensor,
+    the last two in PyG's transposed :obj:`adj_t` convention (rows are
+    targets).
+    """
+    if isinstance(adj, SparseTensor):
+        row, col, _ = adj.coo()
+        return torch.stack([col, row], dim=0)
+    if is_torch_sparse_tensor(adj):
+        if adj.layout == torch.sparse_coo:
+            adj = adj.coalesce()
+        adj_t_index, _ = to_edge_index(adj)
+        return adj_t_index.flip(0)
+    if adj.dim() != 2 or adj.size(0) != 2:
+        raise ValueError(f"'edge_index' must have shape [2, num_edges] "
+                         f"(got {list(adj.size())})")
+    return adj
+
+
+class _CSRMatmul(torch.autograd.Function):
+    r"""``A @ H`` for a fixed sparsity pattern with learnable values.
+
+    PyTorch's own autograd for sparse CSR products materialises dense
+    intermediates in the backward pass, which is what makes it slow on
+    meshes. Here the pattern is fixed, so the backward is two more sparse
+    kernels: ``A^T @ G`` with the transposed pattern (its values are a
+    permutation of ``A``'s) and the sampled product ``(G @ H^T)`` at the
+    pattern's positions for the gradient of the values.
+    """
+    @staticmethod
+    def forward(ctx, value: Tensor, h: Tensor, crow: Tensor, col: Tensor,
+                crow_t: Tensor, col_t: Tensor, perm_t: Tensor) -> Tensor:
+        n = crow.numel() - 1
+        adj = torch.sparse_csr_tensor(crow, col, value, (n, n),
+                                      check_invariants=False)
+        ctx.save_for_backward(value, h, crow, col, crow_t, col_t, perm_t)
+        return adj @ h
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        value, h, crow, col, crow_t, col_t, perm_t = ctx.saved_tensors
+        n = crow.numel() - 1
+        grad_out = grad_out.contiguous()
+        grad_value = grad_h = None
+        if ctx.needs_input_grad[0]:
+            mask = torch.sparse_csr_tensor(crow, col, torch.zeros_like(value),
+                                           (n, n), check_invariants=False)
+            grad_value = torch.sparse.sampled_addmm(mask, grad_out,
+                                                    h.t()).values()
+        if ctx.needs_input_grad[1]:
+            adj_t = torch.sparse_csr_tensor(crow_t, col_t, value[perm_t],
+                                            (n, n), check_invariants=False)
+            grad_h = adj_t @ grad_out
+        return grad_value, grad_h, None, None, None, None, None
+
+
+class Topology(torch.nn.Module):
+    r"""A fixed directed graph with self-loops, laid out for per-edge
+    parameters.
+
+    The edge set is the input graph plus one self-loop per node, sorted
+    row-major by (target :math:`i`, source :math:`j`): slot :math:`k` is the
+    :math:`k`-th non-zero of the dense mask :math:`\mathbf{A} + \mathbf{I}`
+    read row by row. This is the layout of the official SemGCN edge logits,
+    so their weights load unchanged.
+
+    Args:
+        edge_index (torch.Tensor or SparseTensor): The graph, without or with
+            self-loops (they are added where missing).
+        num_nodes (int, optional): The number of nodes :math:`N`.
+            (default: :obj:`None`, inferred from :obj:`edge_index`)
+    """
+    def __init__(self, edge_index: Adj, num_nodes: Optional[int] = None):
+        super().__init__()
+        edge_index = edge_index_of(edge_index).long().cpu()
+        if num_nodes is None:
+            num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
+        if num_nodes <= 0:
+            raise ValueError("A topology needs at least one node")
+        if edge_index.numel() and (edge_index.min() < 0
+                                   or edge_index.max() >= num_nodes):
+            raise ValueError(f"'edge_index' refers to nodes outside "
+                             f"[0, {num_nodes - 1}]")
+        edge_index, _ = remove_self_loops(edge_index)
+        edge_index, _ = add_self_loops(edge_index, num_nodes=num_nodes)
+        key = torch.unique(edge_index[1] * num_nodes + edge_index[0])
+        if key.numel() != edge_index.size(1):
+            raise ValueError("'edge_index' contains duplicate edges")
+        self.num_nodes = num_nodes
+
+        dst, src = key // num_nodes, key % num_nodes
+        is_self = src == dst
+        nbr = (~is_self).nonzero().view(-1)
+        # Slots of the self-loops and of the other edges within the layout:
+        self.register_buffer('key', key, persistent=False)
+        self.register_buffer('src', src, persistent=False)
+        self.register_buffer('dst', dst, persistent=False)
+        self.register_buffer('self_slot', is_self.nonzero().view(-1),
+                             persistent=False)
+        self.register_buffer('nbr_slot', nbr, persistent=False)
+        # CSR pattern of the neighbour edges (rows = targets), and of its
+        # transpose with the permutation that carries values over:
+        nbr_src, nbr_dst = src[nbr], dst[nbr]
+        crow = torch.zeros(num_nodes + 1, dtype=torch.long)
+        crow[1:] = torch.bincount(nbr_dst, minlength=num_nodes).cumsum(0)
+        perm_t = (nbr_src * num_nodes + nbr_dst).argsort()
+        crow_t = torch.zeros(num_nodes + 1, dtype=torch.long)
+        crow_t[1:] = torch.bincount(nbr_src, minlength=num_nodes).cumsum(0)
+        self.register_buffer('crow', crow, persistent=False)
+        self.register_buffer('col', nbr_src, persistent=False)
+        self.register_buffer('crow_t', crow_t, persistent=False)
+        self.register_buffer('col_t', nbr_dst[perm_t], persistent=False)
+        self.register_buffer('perm_t', perm_t, persistent=False)
+
+    @property
+    def num_slots(self) -> int:
+        r"""The number of edges including self-loops,
+        :math:`N + |\mathcal{E}|`."""
+        return self.key.numel()
+
+    @property
+    def num_edges(self) -> int:
+        r"""The number of directed edges without self-loops."""
+        return self.nbr_slot.numel()
+
+    @property
+    def edge_index(self) -> Tensor:
+        r"""The edges including self-loops in slot order, :obj:`[2, N+E]`."""
+        return torch.stack([self.src, self.dst], dim=0)
+
+    def lookup(self, edge_index: Adj,
+               num_nodes: int) -> Tuple[Tensor, Tensor, Tensor]:
+        r"""Maps the edges of a graph built from copies of this topology back
+        to their slots.
+
+        The graph has :obj:`num_nodes` :math:`= B \cdot N` nodes: node
+        :math:`b N + v` is node :math:`v` of copy :math:`b`, which is the
+        layout of a :class:`~torch_geometric.data.Batch` of graphs that each
+        have this topology's nodes in this order (:math:`B = 1` for a single
+        graph or a static batch). Any subset of the topology's edges may be
+        given, so edge dropping works; self-loops in the input are ignored
+        (every node gets its own self-loop slot).
+
+        Returns:
+            :obj:`(edge_index, slot, self_slot)`: the input edges without
+            self-loops, the slot of each, and the slot of each node's
+            self-loop.
+
+        Raises:
+            ValueError: if :obj:`num_nodes` is not a multiple of :math:`N`,
+                an edge joins two different copies, or an edge is not in
+                the topology. These checks are skipped under
+                :func:`torch.compile`.
+        """
+        n = self.num_nodes
+        edge_index = edge_index_of(edge_index)
+        edge_index, _ = remove_self_loops(edge_index)
+        src, dst = edge_index[0], edge_index[1]
+        query = (dst % n) * n + src % n
+        pos = torch.searchsorted(self.key, query).clamp_(max=self.num_slots -
+                                                         1)
+        if not is_compiling():
+            if num_nodes % n != 0:
+                raise ValueError(f"The input has {num_nodes} nodes, which is "
+                                 f"not a multiple of the {n} nodes of the "
+                                 f"layer's graph")
+            if bool(((src // n) != (dst // n)).any()):
+                raise ValueError("'edge_index' has edges between different "
+                                 "copies of the layer's graph")
+            missing = self.key[pos] != query
+            if bool(missing.any()):
+                k = int(missing.nonzero()[0, 0])
+                raise ValueError(
+                    f"Edge ({int(src[k])} -> {int(dst[k])}) is not an edge "
+                    f"of the layer's graph (local nodes {int(src[k]) % n} -> "
+                    f"{int(dst[k]) % n})")
+        node = torch.arange(num_nodes, device=self.key.device)
+        return edge_index, pos, self.self_slot[node % n]
+
+    def aggregate(self, value: Tensor, h: Tensor) -> Tensor:
+        r"""Computes :math:`\mathbf{y}_i = \sum_{j \in \mathcal{N}(i)}
+        a_{ij} \mathbf{h}_j` over the neighbour edges (no self-loops).
+
+        Args:
+            value (torch.Tensor): Edge weights :math:`a_{ij}` of the
+                neighbour edges in slot order, :obj:`[E]` (shared by all
+                channels) or :obj:`[E, C]` (one per channel).
+            h (torch.Tensor): Node features :obj:`[..., N, C]`.
+        """
+        n = self.num_nodes
+        if n <= DENSE_MAX_NODES:
+            dense_key = self.key[self.nbr_slot]
+            adj = value.new_zeros((n * n, ) + value.shape[1:])
+            adj = adj.index_copy(0, dense_key, value).view((n, n) +
+                                                           value.shape[1:])
+            if value.dim() == 1:
+                return adj @ h
+            return torch.einsum('ijc,...jc->...ic', adj, h)
+        if value.dim() == 1 and not is_compiling():
+            lead = h.shape[:-2]
+            h_t = h.movedim(-2, 0).reshape(n, -1)
+            out = _CSRMatmul.apply(value, h_t, self.crow, self.col,
+                                   self.crow_t, self.col_t, self.perm_t)
+            return out.view((n, ) + lead + h.shape[-1:]).movedim(0, -2)
+        # One weight per channel (or tracing for torch.compile): gather,
+        # weight and scatter along the node dimension.
+        src, dst = self.col, self.dst[self.nbr_slot]
+        msg = h.index_select(-2, src)
+        msg = msg * (value if value.dim() == 2 else value.unsqueeze(-1))
+        out = h.new_zeros(h.shape)
+        return out.index_add(-2, dst, msg)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(num_nodes={self.num_nodes}, '
+                f'num_edges={self.num_edges})')

@@ -1,0 +1,306 @@
+import math
+
+import pytest
+import torch
+
+from torch_geometric.data import Batch, Data
+from torch_geometric.typing import WITH_TORCH_SPARSE
+from torch_geometric.utils import to_undirected
+
+from pyg_skeleton.nn import SemGraphConv
+from pyg_skeleton.nn.topology import DENSE_MAX_NODES
+
+pytestmark = pytest.mark.operator
+
+H36M17_PARENTS = [-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15]
+
+
+def tree_edge_index(parents):
+    edges = [[c, p] for c, p in enumerate(parents) if p >= 0]
+    return to_undirected(torch.tensor(edges).t(), num_nodes=len(parents))
+
+
+def random_graph(n, extra, seed):
+    """A random tree plus ``extra`` random chords: connected, any degree."""
+    g = torch.Generator().manual_seed(seed)
+    parents = [-1] + [int(torch.randint(0, i, (1, ), generator=g))
+                      for i in range(1, n)]
+    edges = [[c, p] for c, p in enumerate(parents) if p >= 0]
+    for _ in range(extra):
+        i, j = torch.randint(0, n, (2, ), generator=g).tolist()
+        if i != j:
+            edges.append([i, j])
+    ei = torch.tensor(edges).t()
+    return to_undirected(ei, num_nodes=n), n
+
+
+def dense_reference(conv, x, edge_index=None):
+    """SemGCN Eq. 2/3 and 9 with dense matrices, written from the paper: the
+    logits fill the non-zeros of A + I row by row (target i, then source j),
+    everything else is -inf before a row softmax."""
+    n = conv.num_nodes
+    ei = conv.topology.edge_index if edge_index is None else edge_index
+    full_mask = torch.eye(n, dtype=torch.bool)
+    full_mask[ei[1], ei[0]] = True
+    # slot of (i, j) in the layer's layout: k-th non-zero of the layer's
+    # own A + I, row-major
+    layout = torch.eye(n, dtype=torch.bool)
+    layout[conv.topology.dst, conv.topology.src] = True
+    channels = conv.out_channels if conv.channelwise else 1
+    logits = torch.full((channels, n, n), -math.inf, dtype=x.dtype)
+    k = 0
+    for i in range(n):
+        for j in range(n):
+            if layout[i, j]:
+                if full_mask[i, j]:
+                    logits[:, i, j] = conv.logits[k]
+                k += 1
+    att = torch.softmax(logits, dim=-1)  # [channels, i, j]
+    eye = torch.eye(n, dtype=x.dtype)
+    h0 = x @ conv.lin_self.weight.t()
+    h1 = x @ conv.lin_neighbor.weight.t()
+    # out[..., i, c] = sum_j att[c, i, j] * (h0 if i == j else h1)[..., j, c]
+    out = (torch.einsum('cij,...jc->...ic', att * eye, h0) +
+           torch.einsum('cij,...jc->...ic', att * (1 - eye), h1))
+    return out + conv.bias
+
+
+def make_conv(edge_index, n, cin=5, cout=7, channelwise=False, seed=0,
+              dtype=torch.float32):
+    torch.manual_seed(seed)
+    conv = SemGraphConv(cin, cout, edge_index, num_nodes=n,
+                        channelwise=channelwise).to(dtype)
+    with torch.no_grad():  # away from the uniform start
+        conv.logits.normal_()
+    return conv
+
+
+GRAPHS = {
+    'h36m17': (tree_edge_index(H36M17_PARENTS), 17),
+    'random40': random_graph(40, 15, seed=1),
+    # more nodes than DENSE_MAX_NODES: the sparse CSR kernel
+    'random300': random_graph(300, 200, seed=2),
+}
+
+
+@pytest.mark.parametrize('graph', GRAPHS)
+@pytest.mark.parametrize('channelwise', [False, True])
+def test_matches_dense_reference(graph, channelwise):
+    edge_index, n = GRAPHS[graph]
+    conv = make_conv(edge_index, n, channelwise=channelwise)
+    x = torch.randn(3, n, 5)
+    ref = dense_reference(conv, x)
+    torch.testing.assert_close(conv(x), ref, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(conv(x[0]), ref[0], atol=1e-5, rtol=1e-4)
+
+
+def test_large_graph_uses_sparse_kernel():
+    assert GRAPHS['random300'][1] > DENSE_MAX_NODES >= 40
+
+
+@pytest.mark.parametrize('graph', GRAPHS)
+@pytest.mark.parametrize('channelwise', [False, True])
+def test_static_edge_index_and_disjoint_batch_agree(graph, channelwise):
+    edge_index, n = GRAPHS[graph]
+    conv = make_conv(edge_index, n, channelwise=channelwise)
+    b = 4
+    x = torch.randn(b, n, 5)
+    static = conv(x)
+    torch.testing.assert_close(conv(x, edge_index), static, atol=1e-5,
+                               rtol=1e-4)
+    batch = Batch.from_data_list(
+        [Data(x=x[i], edge_index=edge_index) for i in range(b)])
+    disjoint = conv(batch.x, batch.edge_index)
+    torch.testing.assert_close(disjoint.view(b, n, -1), static, atol=1e-5,
+                               rtol=1e-4)
+    # [B, T, N, C]: any number of leading dimensions
+    x4 = torch.randn(2, 3, n, 5)
+    torch.testing.assert_close(conv(x4), conv(x4.reshape(6, n, 5)).view(
+        2, 3, n, -1), atol=1e-5, rtol=1e-4)
+
+
+def test_edge_order_of_the_input_does_not_matter():
+    edge_index, n = GRAPHS['random40']
+    conv = make_conv(edge_index, n)
+    x = torch.randn(2, n, 5)
+    perm = torch.randperm(edge_index.size(1))
+    torch.testing.assert_close(conv(x, edge_index[:, perm]), conv(x),
+                               atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize('channelwise', [False, True])
+def test_subset_of_edges_renormalises(channelwise):
+    # Dropping edges (e.g. DropEdge) keeps the remaining logits and
+    # re-normalises the softmax over what is left.
+    edge_index, n = GRAPHS['random40']
+    conv = make_conv(edge_index, n, channelwise=channelwise)
+    keep = torch.rand(edge_index.size(1)) < 0.6
+    sub = edge_index[:, keep]
+    x = torch.randn(2, n, 5)
+    torch.testing.assert_close(conv(x, sub), dense_reference(conv, x, sub),
+                               atol=1e-5, rtol=1e-4)
+
+
+def test_self_loops_in_input_are_ignored():
+    edge_index, n = GRAPHS['h36m17']
+    conv = make_conv(edge_index, n)
+    loops = torch.arange(n).repeat(2, 1)
+    x = torch.randn(n, 5)
+    torch.testing.assert_close(conv(x, torch.cat([edge_index, loops], 1)),
+                               conv(x))
+
+
+def test_sparse_adjacency_inputs():
+    edge_index, n = GRAPHS['random40']
+    conv = make_conv(edge_index, n)
+    x = torch.randn(n, 5)
+    adj_t = torch.sparse_coo_tensor(edge_index.flip(0),
+                                    torch.ones(edge_index.size(1)), (n, n))
+    torch.testing.assert_close(conv(x, adj_t), conv(x), atol=1e-5,
+                               rtol=1e-4)
+    torch.testing.assert_close(conv(x, adj_t.to_sparse_csr()), conv(x),
+                               atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.skipif(not WITH_TORCH_SPARSE, reason='torch-sparse not installed')
+def test_sparse_tensor_input():
+    from torch_sparse import SparseTensor
+    edge_index, n = GRAPHS['random40']
+    conv = make_conv(edge_index, n, channelwise=True)
+    b = 3
+    x = torch.randn(b, n, 5)
+    batch = Batch.from_data_list([Data(edge_index=edge_index, num_nodes=n)] *
+                                 b)
+    adj_t = SparseTensor(row=batch.edge_index[1], col=batch.edge_index[0],
+                         sparse_sizes=(b * n, b * n))
+    torch.testing.assert_close(
+        conv(x.view(b * n, 5), adj_t).view(b, n, -1), conv(x), atol=1e-5,
+        rtol=1e-4)
+
+
+def test_initialisation_matches_official_code():
+    edge_index, n = GRAPHS['h36m17']
+    conv = SemGraphConv(128, 64, edge_index)
+    # logits start at 1: alpha is the row-normalised A + I
+    ei, alpha = conv.edge_weights()
+    deg = torch.bincount(ei[1], minlength=n).float()
+    torch.testing.assert_close(alpha, 1.0 / deg[ei[1]])
+    # Xavier-uniform (gain 1.414) of a stacked [2, 128, 64] tensor
+    bound = 1.414 * math.sqrt(6.0 / (64 * (128 + 2)))
+    for w in (conv.lin_self.weight, conv.lin_neighbor.weight):
+        assert w.abs().max() <= bound
+        assert w.abs().max() > 0.9 * bound
+    assert conv.bias.abs().max() <= 1 / math.sqrt(64)
+    # the official channel-wise layer draws its bias from U(+-1/sqrt(in))
+    ch = SemGraphConv(16, 256, edge_index, channelwise=True)
+    assert 1 / math.sqrt(256) < ch.bias.abs().max() <= 1 / math.sqrt(16)
+
+
+def test_edge_weights_layout_is_row_major():
+    edge_index, n = GRAPHS['h36m17']
+    conv = SemGraphConv(2, 4, edge_index)
+    ei, alpha = conv.edge_weights()
+    # the k-th non-zero of the dense A + I read row by row (target, source)
+    dense = torch.eye(n, dtype=torch.bool)
+    dense[edge_index[1], edge_index[0]] = True
+    expected = dense.nonzero()  # row-major: (target, source)
+    assert torch.equal(ei.flip(0).t(), expected)
+    assert alpha.shape == (49, )
+    assert SemGraphConv(2, 4, edge_index,
+                        channelwise=True).edge_weights()[1].shape == (49, 4)
+    # per target, the weights sum to one
+    sums = torch.zeros(n).index_add_(0, ei[1], alpha)
+    torch.testing.assert_close(sums, torch.ones(n))
+
+
+@pytest.mark.parametrize('channelwise', [False, True])
+def test_parameter_count(channelwise):
+    for graph in GRAPHS:
+        edge_index, n = GRAPHS[graph]
+        cin, cout = 6, 10
+        conv = SemGraphConv(cin, cout, edge_index, num_nodes=n,
+                            channelwise=channelwise)
+        e = edge_index.size(1)
+        expected = 2 * cin * cout + (n + e) * (cout if channelwise else
+                                               1) + cout
+        assert sum(p.numel() for p in conv.parameters()) == expected
+    assert sum(p.numel() for p in SemGraphConv(
+        2, 128, GRAPHS['h36m17'][0]).parameters()) == 2 * 2 * 128 + 49 + 128
+
+
+@pytest.mark.parametrize('graph', GRAPHS)
+@pytest.mark.parametrize('channelwise', [False, True])
+def test_gradcheck(graph, channelwise):
+    edge_index, n = GRAPHS[graph]
+    conv = make_conv(edge_index, n, cin=2, cout=3, channelwise=channelwise,
+                     dtype=torch.float64)
+    x = torch.randn(2, n, 2, dtype=torch.float64, requires_grad=True)
+    params = (conv.logits, conv.lin_self.weight, conv.lin_neighbor.weight)
+
+    def static(x, *_):
+        return conv(x)
+
+    def disjoint(x, *_):
+        batch = Batch.from_data_list([Data(edge_index=edge_index,
+                                           num_nodes=n)] * 2)
+        return conv(x.reshape(2 * n, 2), batch.edge_index)
+
+    # the fast (random projection) mode keeps the 300-node graph quick
+    fast = n > DENSE_MAX_NODES
+    assert torch.autograd.gradcheck(static, (x, *params), fast_mode=fast)
+    assert torch.autograd.gradcheck(disjoint, (x, *params), fast_mode=fast)
+
+
+def test_sparse_kernel_gradients_match_dense_reference():
+    edge_index, n = GRAPHS['random300']
+    conv = make_conv(edge_index, n, dtype=torch.float64)
+    x = torch.randn(3, n, 5, dtype=torch.float64, requires_grad=True)
+    grads = torch.autograd.grad(conv(x).square().sum(),
+                                [x, conv.logits, conv.lin_neighbor.weight])
+    ref = torch.autograd.grad(
+        dense_reference(conv, x).square().sum(),
+        [x, conv.logits, conv.lin_neighbor.weight])
+    for g, r in zip(grads, ref):
+        torch.testing.assert_close(g, r)
+
+
+@pytest.mark.parametrize('graph', ['h36m17', 'random300'])
+def test_compile_without_graph_breaks(graph):
+    edge_index, n = GRAPHS[graph]
+    conv = make_conv(edge_index, n)
+    x = torch.randn(2, n, 5)
+    torch._dynamo.reset()
+    compiled = torch.compile(conv, fullgraph=True)
+    torch.testing.assert_close(compiled(x), conv(x), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(compiled(x[0], edge_index), conv(x[0]),
+                               atol=1e-5, rtol=1e-4)
+
+
+def test_repr():
+    edge_index, _ = GRAPHS['h36m17']
+    assert repr(SemGraphConv(2, 128, edge_index)) == (
+        'SemGraphConv(2, 128, num_nodes=17, num_edges=32, '
+        'channelwise=False)')
+
+
+def test_bad_input():
+    edge_index, n = GRAPHS['h36m17']
+    conv = SemGraphConv(5, 7, edge_index)
+    with pytest.raises(ValueError, match='shape \\[..., num_nodes, 5\\]'):
+        conv(torch.randn(n, 4))
+    with pytest.raises(ValueError, match='built for a graph of 17 nodes'):
+        conv(torch.randn(34, 5))
+    with pytest.raises(ValueError, match='not a multiple of the 17 nodes'):
+        conv(torch.randn(20, 5), edge_index)
+    with pytest.raises(ValueError, match=r'Edge \(0 -> 5\) is not an edge'):
+        conv(torch.randn(n, 5), torch.tensor([[0], [5]]))
+    with pytest.raises(ValueError, match='between different copies'):
+        conv(torch.randn(2 * n, 5), torch.tensor([[0], [17 + 1]]))
+    with pytest.raises(ValueError, match='duplicate edges'):
+        SemGraphConv(2, 3, torch.cat([edge_index, edge_index[:, :1]], 1))
+    with pytest.raises(ValueError, match='outside'):
+        SemGraphConv(2, 3, edge_index, num_nodes=10)
+    with pytest.raises(ValueError, match='positive channel sizes'):
+        SemGraphConv(0, 3, edge_index)
+    with pytest.raises(ValueError, match='shape \\[2, num_edges\\]'):
+        SemGraphConv(2, 3, edge_index.t())
