@@ -28,6 +28,7 @@ from torch_geometric.utils import (
     add_self_loops,
     is_torch_sparse_tensor,
     remove_self_loops,
+    softmax,
     to_edge_index,
 )
 
@@ -224,6 +225,45 @@ class Topology(torch.nn.Module):
                     f"{int(dst[k]) % n})")
         node = torch.arange(num_nodes, device=self.key.device)
         return edge_index, pos, self.self_slot[node % n]
+
+    def softmax(
+        self,
+        logits: Tensor,
+        edge_index: Optional[Adj] = None,
+        num_nodes: Optional[int] = None,
+    ) -> Tuple[Optional[Tensor], Tensor, Tensor]:
+        r"""Normalises per-slot logits with a softmax over each target's
+        incoming edges and its self-loop (SemGCN's :math:`\rho_i`).
+
+        Args:
+            logits (torch.Tensor): One logit per slot, :obj:`[N + E]` or
+                :obj:`[N + E, C]`.
+            edge_index (torch.Tensor or SparseTensor, optional): The edges
+                taking part (see :meth:`lookup`); :obj:`None` for the whole
+                topology. (default: :obj:`None`)
+            num_nodes (int, optional): The number of nodes of
+                :obj:`edge_index`. (default: :obj:`None`)
+
+        Returns:
+            :obj:`(edge_index, a_neighbor, a_self)`: :obj:`edge_index` is
+            :obj:`None` for the whole topology, whose neighbour weights come
+            in slot order (the order :meth:`aggregate` takes), or else the
+            input edges without self-loops with one weight each;
+            :obj:`a_self` holds each node's self-loop weight.
+        """
+        if edge_index is None:
+            alpha = softmax(logits, self.dst, num_nodes=self.num_nodes)
+            return None, alpha[self.nbr_slot], alpha[self.self_slot]
+        assert num_nodes is not None
+        edge_index, slot, self_slot = self.lookup(edge_index, num_nodes)
+        num_edges = edge_index.size(1)
+        index = torch.cat([
+            edge_index[1],
+            torch.arange(num_nodes, device=edge_index.device),
+        ])
+        alpha = softmax(torch.cat([logits[slot], logits[self_slot]]), index,
+                        num_nodes=num_nodes)
+        return edge_index, alpha[:num_edges], alpha[num_edges:]
 
     def aggregate(self, value: Tensor, h: Tensor) -> Tensor:
         r"""Computes :math:`\mathbf{y}_i = \sum_{j \in \mathcal{N}(i)}

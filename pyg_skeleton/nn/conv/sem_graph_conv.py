@@ -147,28 +147,16 @@ class SemGraphConv(MessagePassing):
         h_self = self.lin_self(x)
         h_neighbor = self.lin_neighbor(x)
 
+        if edge_index is None and x.size(-2) != self.num_nodes:
+            raise ValueError(
+                f"'{self.__class__.__name__}' was built for a graph of "
+                f"{self.num_nodes} nodes but got {x.size(-2)}; pass "
+                f"'edge_index' for a disjoint batch of graphs")
+        edge_index, a_neighbor, a_self = self.topology.softmax(
+            self.logits, edge_index, x.size(-2))
         if edge_index is None:
-            if x.size(-2) != self.num_nodes:
-                raise ValueError(
-                    f"'{self.__class__.__name__}' was built for a graph of "
-                    f"{self.num_nodes} nodes but got {x.size(-2)}; pass "
-                    f"'edge_index' for a disjoint batch of graphs")
-            _, alpha = self.edge_weights()
-            a_self = alpha[self.topology.self_slot]
-            a_neighbor = alpha[self.topology.nbr_slot]
             out = self.topology.aggregate(a_neighbor, h_neighbor)
         else:
-            num_nodes = x.size(-2)
-            edge_index, slot, self_slot = self.topology.lookup(
-                edge_index, num_nodes)
-            num_edges = edge_index.size(1)
-            logits = torch.cat([self.logits[slot], self.logits[self_slot]])
-            index = torch.cat([
-                edge_index[1],
-                torch.arange(num_nodes, device=x.device),
-            ])
-            alpha = softmax(logits, index, num_nodes=num_nodes)
-            a_neighbor, a_self = alpha[:num_edges], alpha[num_edges:]
             # propagate_type: (x: Tensor, alpha: Tensor)
             out = self.propagate(edge_index, x=h_neighbor, alpha=a_neighbor)
 
