@@ -1,0 +1,159 @@
+from typing import Callable, Dict, Optional, Union
+
+import torch
+from torch import Tensor
+
+from torch_geometric.typing import Adj
+
+from pyg_skeleton.nn.conv import SemGraphConv
+from pyg_skeleton.nn.non_local import NonLocalBlock
+from pyg_skeleton.skeleton import Skeleton
+
+#: Graph convolutions a :class:`SemGCN` backbone can be built with, by name.
+#: Each entry builds a layer ``(in_channels, out_channels, skeleton)``.
+GRAPH_CONVS: Dict[str, Callable[[int, int, Skeleton], torch.nn.Module]] = {
+    'sem': lambda i, o, s: SemGraphConv(i, o, s.edge_index, s.num_joints),
+    'sem_channelwise': lambda i, o, s: SemGraphConv(
+        i, o, s.edge_index, s.num_joints, channelwise=True),
+}
+
+ConvSpec = Union[str, Callable[[int, int, Skeleton], torch.nn.Module]]
+
+
+def node_batch_norm(bn: torch.nn.BatchNorm1d, x: Tensor) -> Tensor:
+    r"""Applies :obj:`bn` over the last (channel) dimension of
+    :obj:`[..., N, C]` features, with statistics over all samples and nodes,
+    as SemGCN's official code (which normalises :obj:`[B, C, N]`)."""
+    return bn(x.reshape(-1, x.size(-1))).view(x.shape)
+
+
+class GraphConvBlock(torch.nn.Module):
+    r"""Graph convolution, batch normalisation, ReLU and optional dropout."""
+    def __init__(self, in_channels: int, out_channels: int,
+                 skeleton: Skeleton, conv: ConvSpec = 'sem',
+                 dropout: Optional[float] = None):
+        super().__init__()
+        self.conv = build_conv(conv, in_channels, out_channels, skeleton)
+        self.bn = torch.nn.BatchNorm1d(out_channels)
+        self.dropout = torch.nn.Dropout(dropout) if dropout else None
+
+    def forward(self, x: Tensor, edge_index: Optional[Adj] = None) -> Tensor:
+        x = node_batch_norm(self.bn, self.conv(x, edge_index)).relu()
+        return x if self.dropout is None else self.dropout(x)
+
+
+class ResGraphBlock(torch.nn.Module):
+    r"""Two :class:`GraphConvBlock` layers with an identity skip connection
+    (no activation after the sum)."""
+    def __init__(self, channels: int, skeleton: Skeleton,
+                 conv: ConvSpec = 'sem', dropout: Optional[float] = None):
+        super().__init__()
+        self.block1 = GraphConvBlock(channels, channels, skeleton, conv,
+                                     dropout)
+        self.block2 = GraphConvBlock(channels, channels, skeleton, conv,
+                                     dropout)
+
+    def forward(self, x: Tensor, edge_index: Optional[Adj] = None) -> Tensor:
+        return x + self.block2(self.block1(x, edge_index), edge_index)
+
+
+def build_conv(conv: ConvSpec, in_channels: int, out_channels: int,
+               skeleton: Skeleton) -> torch.nn.Module:
+    r"""Builds a graph convolution from a name of :obj:`GRAPH_CONVS` or a
+    callable :obj:`(in_channels, out_channels, skeleton) -> layer`."""
+    if isinstance(conv, str):
+        if conv not in GRAPH_CONVS:
+            raise ValueError(f"Unknown graph convolution '{conv}' (choose "
+                             f"from {sorted(GRAPH_CONVS)})")
+        conv = GRAPH_CONVS[conv]
+    return conv(in_channels, out_channels, skeleton)
+
+
+class SemGCN(torch.nn.Module):
+    r"""The Semantic Graph Convolutional Network from the `"Semantic Graph
+    Convolutional Networks for 3D Human Pose Regression"
+    <https://arxiv.org/abs/1904.03345>`_ paper, for 2D-to-3D pose lifting on
+    any skeleton.
+
+    As in the official code: an input graph convolution block
+    (:class:`~pyg_skeleton.nn.SemGraphConv`, batch normalisation, ReLU),
+    :obj:`num_layers` residual blocks of two such blocks, and an output
+    graph convolution without normalisation or activation. With
+    :obj:`non_local=True`, a :class:`~pyg_skeleton.nn.NonLocalBlock`
+    follows the input block and every residual block (five non-local
+    blocks for four residual blocks), pooling its keys over the skeleton's
+    :attr:`~pyg_skeleton.Skeleton.groups` when it has them.
+
+    On the Human3.6M skeletons with the defaults the model has 267,373
+    (17 joints) or 267,343 (16 joints) parameters, 434,733 and 434,703 with
+    non-local blocks, as the official model.
+
+    Args:
+        skeleton (Skeleton or str): The skeleton, or the name of a preset.
+        in_channels (int, optional): Input size per joint. (default: :obj:`2`)
+        hidden_channels (int, optional): Hidden size. (default: :obj:`128`)
+        out_channels (int, optional): Output size per joint.
+            (default: :obj:`3`)
+        num_layers (int, optional): Number of residual blocks.
+            (default: :obj:`4`)
+        non_local (bool, optional): Interleave non-local blocks.
+            (default: :obj:`False`)
+        dropout (float, optional): Dropout after every hidden block.
+            (default: :obj:`None`)
+        conv (str or callable, optional): The graph convolution: a name of
+            :obj:`GRAPH_CONVS` or a callable
+            :obj:`(in_channels, out_channels, skeleton) -> layer`.
+            (default: :obj:`'sem'`)
+
+    Shapes:
+        - **input:** 2D joints :math:`(*, N, F_{in})`, or :math:`(B N,
+          F_{in})` with the batched :obj:`edge_index` and :obj:`batch`
+          vector of a disjoint :class:`~torch_geometric.data.Batch`
+        - **output:** 3D joints :math:`(*, N, F_{out})` or
+          :math:`(B N, F_{out})`
+    """
+    def __init__(self, skeleton: Union[Skeleton, str], in_channels: int = 2,
+                 hidden_channels: int = 128, out_channels: int = 3,
+                 num_layers: int = 4, non_local: bool = False,
+                 dropout: Optional[float] = None, conv: ConvSpec = 'sem'):
+        super().__init__()
+        if isinstance(skeleton, str):
+            skeleton = Skeleton.preset(skeleton)
+        self.skeleton = skeleton
+        self.in_channels = in_channels
+        self.hidden_channels = hidden_channels
+        self.out_channels = out_channels
+        self.num_layers = num_layers
+        self.non_local = non_local
+
+        self.input = GraphConvBlock(in_channels, hidden_channels, skeleton,
+                                    conv, dropout)
+        self.blocks = torch.nn.ModuleList([
+            ResGraphBlock(hidden_channels, skeleton, conv, dropout)
+            for _ in range(num_layers)
+        ])
+        self.non_locals = torch.nn.ModuleList([
+            NonLocalBlock(hidden_channels, groups=skeleton.groups)
+            for _ in range(num_layers + 1)
+        ] if non_local else [])
+        self.output = build_conv(conv, hidden_channels, out_channels,
+                                 skeleton)
+
+    def forward(self, x: Tensor, edge_index: Optional[Adj] = None,
+                batch: Optional[Tensor] = None) -> Tensor:
+        if self.non_local and edge_index is not None and batch is None:
+            raise ValueError("'SemGCN' with non-local blocks needs the "
+                             "'batch' vector of a disjoint batch")
+        x = self.input(x, edge_index)
+        for i in range(self.num_layers + 1):
+            if self.non_local:
+                x = self.non_locals[i](x, batch)
+            if i < self.num_layers:
+                x = self.blocks[i](x, edge_index)
+        return self.output(x, edge_index)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.skeleton.name!r}, '
+                f'{self.in_channels}, {self.out_channels}, '
+                f'hidden_channels={self.hidden_channels}, '
+                f'num_layers={self.num_layers}, non_local={self.non_local})')
