@@ -66,6 +66,39 @@ def _check_parents(parents: list[int], num_joints: int) -> None:
         reaches_root.update(path)
 
 
+def hop_counts(edge_index: Tensor, num_nodes: int, sources: Tensor) -> Tensor:
+    r"""Returns the hop counts of shortest paths from each node of
+    :obj:`sources` to every node, following the edges of :obj:`edge_index`
+    from source (row 0) to target (row 1).
+
+    Args:
+        edge_index (torch.Tensor): The edges, :obj:`[2, E]`.
+        num_nodes (int): The number of nodes :obj:`N`.
+        sources (torch.Tensor): The start nodes, :obj:`[S]`.
+
+    Returns:
+        torch.Tensor: :obj:`[S, N]` long tensor; :obj:`0` at the start node,
+        :obj:`-1` where a node cannot be reached.
+    """
+    # Breadth-first search from all sources at once: each step expands every
+    # frontier by one sparse matmul with the adjacency matrix, so the loop runs
+    # once per hop level, never once per node. Rows of adj_t are targets, so
+    # adj_t @ frontier^T moves every frontier one edge forward.
+    adj_t = torch.sparse_coo_tensor(edge_index.flip(0), torch.ones(edge_index.size(1)),
+                                    (num_nodes, num_nodes)).coalesce()
+    frontier = torch.zeros(sources.numel(), num_nodes, dtype=torch.bool)
+    frontier[torch.arange(sources.numel()), sources] = True
+    reached = frontier.clone()
+    hop = torch.where(frontier, 0, -1)
+    level = 0
+    while frontier.any():
+        level += 1
+        frontier = (torch.sparse.mm(adj_t, frontier.t().float()).t() > 0) & ~reached
+        hop[frontier] = level
+        reached |= frontier
+    return hop
+
+
 class Skeleton:
     r"""A human skeleton (or any small fixed graph) described as data.
 
@@ -642,27 +675,7 @@ class Skeleton:
 
     def _hops_from(self, sources: Tensor) -> Tensor:
         # Hop counts [len(sources), N] from each source joint (-1: unreachable).
-        # Breadth-first search from all sources at once: each step expands
-        # every frontier by one sparse matmul with the adjacency matrix, so the
-        # loop runs once per hop level, never once per joint.
-        n = self._num_joints
-        # edge_index is coalesced already; the explicit invariant check is cheap
-        # and silences torch's warning about implicitly skipped checks.
-        adj = torch.sparse_coo_tensor(self._edge_index, torch.ones(self._edge_index.size(1)),
-                                      (n, n), is_coalesced=True, check_invariants=True)
-        frontier = torch.zeros(sources.numel(), n, dtype=torch.bool)
-        frontier[torch.arange(sources.numel()), sources] = True
-        reached = frontier.clone()
-        hop = torch.where(frontier, 0, -1)
-        level = 0
-        while frontier.any():
-            level += 1
-            # (frontier @ adj) computed as (adj @ frontier^T)^T, since only
-            # sparse @ dense is supported and adj is symmetric.
-            frontier = (torch.sparse.mm(adj, frontier.t().float()).t() > 0) & ~reached
-            hop[frontier] = level
-            reached |= frontier
-        return hop
+        return hop_counts(self._edge_index, self._num_joints, sources)
 
     def _tree_parents(self, root: int) -> list[int]:
         # In a tree every edge joins a joint to its parent, which is the

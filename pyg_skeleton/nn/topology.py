@@ -48,7 +48,7 @@ warnings.filterwarnings('ignore', message='Sparse CSR tensor support is in '
 def edge_index_of(adj: Adj) -> Tensor:
     r"""Returns :obj:`adj` as an :obj:`edge_index` of shape :obj:`[2, E]`
     (row 0 holds sources, row 1 targets). Accepts an :obj:`edge_index`, a
-    :class:`torch_sparse.SparseTensor` or a :pytorch:`torch.sparse` tensor,
+    :class:`torch_sparse.SparseTensor` or a :obj:`torch.sparse` tensor,
     the last two in PyG's transposed :obj:`adj_t` convention (rows are
     targets).
     """

@@ -60,7 +60,7 @@ class SemGraphConv(MessagePassing):
       not in the layer's graph raises an error.
 
     :obj:`edge_index` may also be a :class:`torch_sparse.SparseTensor` or a
-    :pytorch:`torch.sparse` adjacency in PyG's transposed :obj:`adj_t` form.
+    :obj:`torch.sparse` adjacency in PyG's transposed :obj:`adj_t` form.
 
     Args:
         in_channels (int): Size of each input sample :math:`F_{in}`.

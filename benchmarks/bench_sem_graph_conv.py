@@ -1,0 +1,162 @@
+"""Forward+backward time and peak memory of ``SemGraphConv``.
+
+Compares, in one run and on the same input:
+
+* ``dense``: the dense formulation of SemGCN's official code (logits in an
+  ``N x N`` matrix filled with -9e15 off the graph, a row softmax, two
+  masked ``N x N`` products);
+* ``static``: ``conv(x)`` on ``x`` of shape ``[B, N, C]``;
+* ``disjoint``: ``conv(batch.x, batch.edge_index)`` on the equivalent
+  disjoint PyG batch (and on a ``SparseTensor`` adjacency when torch-sparse
+  is installed);
+* ``floor``: the layer's two linear maps alone, the least any
+  implementation must do.
+
+Cases: the Human3.6M 17-joint skeleton (B=256, C=128) and the MakeHuman body
+mesh (13,380 vertices, 80,268 directed edges; B=8, C=64).
+
+Usage: ``python benchmarks/bench_sem_graph_conv.py [--quick]``. Writes
+``benchmarks/results/sem_graph_conv_{with,without}_torch_sparse.md``.
+"""
+import argparse
+import json
+import sys
+
+import torch
+
+from torch_geometric.data import Batch, Data
+from torch_geometric.typing import WITH_TORCH_SPARSE
+
+from pyg_skeleton import Skeleton
+from pyg_skeleton.nn import SemGraphConv
+
+import _common as common
+
+
+class DenseSemGraphConv(torch.nn.Module):
+    """The dense formulation of the official code, sharing ``conv``'s
+    parameters so both compute the same function."""
+    def __init__(self, conv: SemGraphConv):
+        super().__init__()
+        self.conv = conv
+        n = conv.num_nodes
+        mask = torch.zeros(n, n, dtype=torch.bool)
+        mask[conv.topology.dst, conv.topology.src] = True
+        self.register_buffer('mask', mask)
+        self.register_buffer('eye', torch.eye(n))
+
+    def forward(self, x):
+        conv = self.conv
+        logits = torch.full(self.mask.shape, -9e15, dtype=x.dtype)
+        logits = logits.masked_scatter(self.mask, conv.logits)
+        adj = torch.softmax(logits, dim=1)
+        h0 = x @ conv.lin_self.weight.t()
+        h1 = x @ conv.lin_neighbor.weight.t()
+        return ((adj * self.eye) @ h0 + (adj * (1 - self.eye)) @ h1 +
+                conv.bias)
+
+
+def make_case(case: str):
+    torch.manual_seed(0)
+    if case == 'h36m17':
+        skeleton = Skeleton.preset('h36m17')
+        edge_index, n, b, c = skeleton.edge_index, 17, 256, 128
+        desc = 'Human3.6M 17 joints'
+    else:
+        edge_index, n, desc = common.body_mesh()
+        b, c = 8, 64
+    conv = SemGraphConv(c, c, edge_index, num_nodes=n)
+    with torch.no_grad():  # trained logits, not the uniform start
+        conv.logits.normal_()
+    x = torch.randn(b, n, c, requires_grad=True)
+    return conv, x, edge_index, desc
+
+
+def implementations(conv, x, edge_index):
+    b, n, c = x.shape
+    dense = DenseSemGraphConv(conv)
+    batch = Batch.from_data_list([Data(edge_index=edge_index, num_nodes=n)] *
+                                 b)
+    xb = x.detach().reshape(b * n, c).requires_grad_()
+    impls = {
+        'dense': (dense, (x, )),
+        'static': (conv, (x, )),
+        'disjoint': (conv, (xb, batch.edge_index)),
+    }
+    if WITH_TORCH_SPARSE:
+        from torch_sparse import SparseTensor
+        adj_t = SparseTensor(row=batch.edge_index[1], col=batch.edge_index[0],
+                             sparse_sizes=(b * n, b * n))
+        impls['disjoint SparseTensor'] = (conv, (xb, adj_t))
+    impls['floor'] = (lambda t: conv.lin_self(t) + conv.lin_neighbor(t),
+                      (x, ))
+    return impls
+
+
+def child(case, impl):
+    conv, x, edge_index, _ = make_case(case)
+    fn, inputs = implementations(conv, x, edge_index)[impl]
+    device = torch.device('cpu')
+    base = common.reset_peak_memory(device)
+    out = fn(*inputs)
+    out.backward(torch.ones_like(out))
+    print(json.dumps({'peak_mib': common.peak_memory_since(device, base)}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--quick', action='store_true',
+                        help='fewer repetitions, no dense run on the mesh')
+    parser.add_argument('--child', nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(*args.child)
+
+    sections = []
+    for case in ['h36m17', 'mesh']:
+        conv, x, edge_index, desc = make_case(case)
+        impls = implementations(conv, x, edge_index)
+        ref = impls['static'][0](*impls['static'][1])
+        results = {}
+        for name, (fn, inputs) in impls.items():
+            if name == 'dense' and case == 'mesh' and args.quick:
+                continue
+            out = fn(*inputs)
+            if name != 'floor':  # every implementation computes the same
+                torch.testing.assert_close(out.reshape(ref.shape), ref,
+                                           atol=1e-4, rtol=1e-4)
+            del out
+            sec = common.time_fwd_bwd(fn, inputs, [x, *conv.parameters()] +
+                                      [t for t in inputs
+                                       if isinstance(t, torch.Tensor)],
+                                      min_time=0.3 if args.quick else 2.0)
+            mem = common.peak_memory_child(__file__, [case, name])
+            results[name] = (sec, mem)
+            print(f'{case:7s} {name:22s} {sec * 1e3:9.2f} ms '
+                  f'{mem:9.1f} MiB', file=sys.stderr)
+
+        floor = results['floor'][0]
+        dense = results.get('dense', (float('nan'), 0))[0]
+        rows = [[name, f'{sec * 1e3:.2f}', f'{sec / dense:.2f}',
+                 f'{sec / floor:.2f}', f'{mem:.0f}']
+                for name, (sec, mem) in results.items()]
+        b, n, c = x.shape
+        sections.append(
+            f'## {desc}: N={n}, directed edges={edge_index.size(1)}, '
+            f'B={b}, C_in=C_out={c}\n\n' + common.markdown_table(
+                ['implementation', 'fwd+bwd ms', 'vs dense', 'vs floor',
+                 'peak MiB'], rows) + '\n')
+
+    note = ('`vs dense` and `vs floor` are time ratios measured in this run '
+            '(lower is better). `floor` is the two linear maps of the layer '
+            'alone. Peak memory is the resident-set growth of a fresh '
+            'process running one forward+backward.\n')
+    path = common.write_report(
+        f'sem_graph_conv_{common.sparse_suffix()}',
+        'SemGraphConv: forward+backward against the dense formulation',
+        note + '\n' + '\n'.join(sections))
+    print(f'wrote {path}', file=sys.stderr)
+
+
+if __name__ == '__main__':
+    main()
