@@ -1,0 +1,244 @@
+r"""What the hop-aware convolutions share: hop sets of a fixed graph and the
+aggregation over groups of them.
+
+Every operator here first aggregates, for each node :math:`i`, the features of
+*groups* of hop sets :math:`\mathcal{N}_k(i) = \{ j : d(j, i) = k \}`
+(:math:`\mathcal{N}_0(i) = \{ i \}`, :math:`d` the shortest-path length),
+
+.. math::
+    \mathbf{s}_{i,g} = \frac{1}{n_{i,g}} \sum_{k \in \mathcal{K}_g}
+    \sum_{j \in \mathcal{N}_k(i)} \mathbf{x}_j, \qquad
+    n_{i,g} = \sum_{k \in \mathcal{K}_g} |\mathcal{N}_k(i)|
+
+(or without the :math:`1 / n_{i,g}` when :obj:`normalize=False`), and then
+applies its own linear maps to the :math:`\mathbf{s}_{i,g}`: HCSF uses one
+group per hop, :math:`k`-hop aggregation one group :math:`\{0..k\}`, MixHop
+and MS-Hop the nested groups :math:`\{0..k_1\}, \{0..k_2\}, \dots`.
+
+Aggregating before transforming is the order of the HCSF figure (the input
+is multiplied by the hop matrices, then channel-squeezed) and lets the
+operators fold their per-hop weights and fusion projections into one matrix.
+"""
+import warnings
+from typing import List, Optional
+
+import torch
+from torch import Tensor
+
+from torch_geometric.nn.conv import MessagePassing
+from torch_geometric.typing import Adj
+
+from pyg_skeleton.nn.topology import DENSE_MAX_NODES, edge_index_of
+from pyg_skeleton.transforms.khop import khop_edges
+
+
+def check_hop(value, name: str, minimum: int, owner: str) -> int:
+    if isinstance(value, bool) or int(value) != value or value < minimum:
+        raise ValueError(f"'{owner}' needs an integer {name} >= {minimum} "
+                         f"(got {value})")
+    return int(value)
+
+
+class HopConv(MessagePassing):
+    r"""Base class of the hop-aware convolutions.
+
+    Holds the fixed graph's hop pairs up to the largest hop the operator
+    needs, and :meth:`aggregate_hops`, which returns the group aggregates
+    :math:`\mathbf{s}_{i,g}` of shape :obj:`[..., N, G, F_in]` either for
+    the layer's own graph (a dense :obj:`[N G, N]` product for graphs of at
+    most :obj:`DENSE_MAX_NODES` nodes, message passing over the stored hop
+    pairs otherwise) or for any graph given as hop pairs, *e.g.* the
+    :obj:`khop_edge_index` and :obj:`khop_distance` of a disjoint
+    :class:`~torch_geometric.data.Batch` built with
+    :class:`~pyg_skeleton.transforms.KHopEdges`.
+
+    Subclasses call :meth:`_build_hops`, clip their hyperparameters with
+    :meth:`_clip_hop`, then call :meth:`_set_groups`.
+    """
+    def __init__(self, in_channels: int, out_channels: int, **kwargs):
+        kwargs.setdefault('aggr', 'add')
+        kwargs.setdefault('node_dim', -2)
+        super().__init__(**kwargs)
+        if in_channels <= 0 or out_channels <= 0:
+            raise ValueError(f"'{self.__class__.__name__}' needs positive "
+                             f"channel sizes (got {in_channels} -> "
+                             f"{out_channels})")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+
+    # ------------------------------------------------------------ building
+
+    def _build_hops(self, edge_index: Adj, num_nodes: Optional[int],
+                    max_hop: int):
+        edge_index = edge_index_of(edge_index).long().cpu()
+        if num_nodes is None:
+            num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
+        if num_nodes <= 0:
+            raise ValueError(f"'{self.__class__.__name__}' needs a graph "
+                             f"with at least one node")
+        if edge_index.numel() and (edge_index.min() < 0
+                                   or edge_index.max() >= num_nodes):
+            raise ValueError(f"'edge_index' refers to nodes outside "
+                             f"[0, {num_nodes - 1}]")
+        self.num_nodes = num_nodes
+        if max_hop >= 1:
+            self._pairs, self._pair_hop = khop_edges(edge_index, num_nodes,
+                                                     max_hop)
+        else:
+            self._pairs = torch.empty(2, 0, dtype=torch.long)
+            self._pair_hop = torch.empty(0, dtype=torch.long)
+        found = int(self._pair_hop.max()) if self._pair_hop.numel() else 0
+        # If fewer hops than asked for exist, `found` is the graph's furthest
+        # hop (its diameter, per connected component); otherwise the graph
+        # reaches at least `max_hop`.
+        self._furthest = found if found < max_hop else None
+
+    def _clip_hop(self, value: int, name: str) -> int:
+        if self._furthest is not None and value > self._furthest:
+            warnings.warn(
+                f"'{self.__class__.__name__}': {name}={value} is beyond the "
+                f"furthest hop {self._furthest} of the graph, whose farther "
+                f"hop sets are empty; clipping {name} to {self._furthest}",
+                UserWarning, stacklevel=3)
+            return self._furthest
+        return value
+
+    def _set_groups(self, membership: Tensor, normalize: bool):
+        r"""Stores the hop pairs up to :obj:`membership.size(1) - 1` with the
+        self-loops as hop 0, and the aggregation into groups
+        (:obj:`membership[g, k]` is :obj:`True` if hop :obj:`k` belongs to
+        group :obj:`g`)."""
+        n = self.num_nodes
+        num_groups, num_slots = membership.shape
+        self.max_hop_used = num_slots - 1
+        self.num_hop_slots = num_slots
+        self.num_groups = num_groups
+        self.normalize = normalize
+        self._identity_groups = bool(
+            num_groups == num_slots
+            and torch.equal(membership, torch.eye(num_slots, dtype=torch.bool)))
+
+        keep = self._pair_hop <= self.max_hop_used
+        node = torch.arange(n)
+        src = torch.cat([node, self._pairs[0, keep]])
+        dst = torch.cat([node, self._pairs[1, keep]])
+        hop = torch.cat([torch.zeros(n, dtype=torch.long),
+                         self._pair_hop[keep]])
+        order = torch.argsort(dst * n + src)  # by target, then source
+        src, dst, hop = src[order], dst[order], hop[order]
+        del self._pairs, self._pair_hop
+
+        count = torch.zeros(n * num_slots).index_add_(
+            0, dst * num_slots + hop, torch.ones(dst.numel())).view(
+                n, num_slots)
+        group_count = count @ membership.float().t()  # [N, G]
+        norm = (1.0 / group_count.clamp(min=1)
+                if normalize else torch.ones_like(group_count))
+        self.register_buffer('hop_edge_index', torch.stack([src, dst]),
+                             persistent=False)
+        self.register_buffer('hop', hop, persistent=False)
+        self.register_buffer('hop_count', count, persistent=False)
+        self.register_buffer('membership', membership.float(),
+                             persistent=False)
+        self.register_buffer('group_norm', norm, persistent=False)
+        if n <= DENSE_MAX_NODES:
+            # Row i * G + g holds the weights of group g of target i.
+            dense = torch.zeros(n, num_groups, n)
+            member = membership[:, hop]  # [G, E]: edge e in group g
+            g_idx, e_idx = member.nonzero(as_tuple=True)
+            dense[dst[e_idx], g_idx, src[e_idx]] = norm[dst[e_idx], g_idx]
+            self.register_buffer('dense_adj', dense.view(n * num_groups, n),
+                                 persistent=False)
+        else:
+            self.register_buffer('dense_adj', None, persistent=False)
+
+    @property
+    def num_hop_pairs(self) -> int:
+        r"""The number of directed pairs within :attr:`max_hop_used` hops,
+        without the self-loops."""
+        return self.hop.numel() - self.num_nodes
+
+    # --------------------------------------------------------- aggregation
+
+    def _check_features(self, x: Tensor):
+        if x.dim() < 2 or x.size(-1) != self.in_channels:
+            raise ValueError(f"'{self.__class__.__name__}' expects node "
+                             f"features of shape [..., num_nodes, "
+                             f"{self.in_channels}] (got {list(x.size())})")
+
+    def _check_num_nodes(self, x: Tensor):
+        if x.size(-2) != self.num_nodes:
+            raise ValueError(
+                f"'{self.__class__.__name__}' was built for a graph of "
+                f"{self.num_nodes} nodes but got {x.size(-2)}; pass "
+                f"'khop_edge_index' and 'khop_distance' for another graph "
+                f"or a disjoint batch")
+
+    def hop_sums(self, x: Tensor, edge_index: Tensor, hop: Tensor,
+                 edge_weight: Optional[Tensor]) -> Tensor:
+        r"""Returns :math:`\sum_{j \in \mathcal{N}_k(i)} w_{ji}
+        \mathbf{x}_j` for every node and hop slot :math:`k`, as
+        :obj:`[..., num_nodes, K, F]`; :obj:`edge_index` includes the
+        self-loops (hop 0)."""
+        # propagate_type: (x: Tensor, hop: Tensor, edge_weight: Optional[Tensor])  # noqa: E501
+        out = self.propagate(edge_index, x=x, hop=hop,
+                             edge_weight=edge_weight)
+        return out.unflatten(-2, (x.size(-2), self.num_hop_slots))
+
+    def aggregate_hops(self, x: Tensor, khop_edge_index: Optional[Tensor] = None,
+                       khop_distance: Optional[Tensor] = None) -> Tensor:
+        r"""Returns the group aggregates :math:`\mathbf{s}_{i,g}`,
+        :obj:`[..., num_nodes, G, F_in]`."""
+        if khop_edge_index is None:
+            self._check_num_nodes(x)
+            if self.dense_adj is not None:
+                out = self.dense_adj.to(x.dtype) @ x
+                return out.unflatten(-2, (self.num_nodes, self.num_groups))
+            sums = self.hop_sums(x, self.hop_edge_index, self.hop, None)
+            norm = self.group_norm
+        else:
+            if khop_distance is None:
+                raise ValueError(f"'{self.__class__.__name__}' needs "
+                                 f"'khop_distance' with 'khop_edge_index'")
+            num_nodes = x.size(-2)
+            node = torch.arange(num_nodes, device=x.device)
+            edge_index = torch.cat([node.view(1, -1).expand(2, -1),
+                                    khop_edge_index], dim=1)
+            hop = torch.cat([torch.zeros_like(node), khop_distance])
+            # Pairs beyond the layer's hops (a transform with a larger
+            # max_hop) take part with weight zero: no data-dependent shapes.
+            inside = hop <= self.max_hop_used
+            hop = torch.where(inside, hop, 0)
+            weight = inside.to(x.dtype)
+            sums = self.hop_sums(x, edge_index, hop, weight.view(-1, 1))
+            count = torch.zeros(num_nodes * self.num_hop_slots,
+                                dtype=x.dtype, device=x.device).index_add(
+                                    0, edge_index[1] * self.num_hop_slots +
+                                    hop, weight)
+            group_count = count.view(num_nodes, -1) @ self.membership.to(
+                x.dtype).t()
+            norm = (1.0 / group_count.clamp(min=1) if self.normalize else
+                    torch.ones_like(group_count))
+        if not self._identity_groups:
+            sums = torch.einsum('...nkc,gk->...ngc', sums,
+                                self.membership.to(x.dtype))
+        return sums * norm.to(x.dtype).unsqueeze(-1)
+
+    def message(self, x_j: Tensor, edge_weight: Optional[Tensor]) -> Tensor:
+        return x_j if edge_weight is None else x_j * edge_weight
+
+    def aggregate(self, inputs: Tensor, index: Tensor, hop: Tensor,
+                  dim_size: Optional[int] = None) -> Tensor:
+        # One output row per (target, hop slot): row i * K + k.
+        assert dim_size is not None
+        return self.aggr_module(inputs, index * self.num_hop_slots + hop,
+                                dim_size=dim_size * self.num_hop_slots,
+                                dim=self.node_dim)
+
+
+
+def squeezed_widths(out_channels: int, S: int, L: int, d: float) -> List[int]:
+    r"""The widths :math:`\max(1, \mathrm{round}(C_{out} d^{k - S}))` of the
+    far hops :math:`k = S+1..L` (Python's :func:`round`, halves to even)."""
+    return [max(1, round(out_channels * d**(k - S)))
+            for k in range(S + 1, L + 1)]

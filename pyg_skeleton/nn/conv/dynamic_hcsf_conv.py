@@ -1,0 +1,349 @@
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+from torch.nn import Parameter
+
+from torch_geometric import is_compiling
+from torch_geometric.typing import Adj
+
+from pyg_skeleton.nn.conv._hops import check_hop
+from pyg_skeleton.nn.conv.hcsf_conv import HCSFConv
+from pyg_skeleton.nn.topology import DENSE_MAX_NODES
+
+GRAPH_INITS = ('ori', 'dense', 'rand')
+CANDIDATES = ('auto', 'all', 'hop')
+
+
+class DynamicHCSFConv(HCSFConv):
+    r"""The HCSF layer with the (temporal-aware) dynamic hop graphs of the
+    `"Learning Skeletal Graph Neural Networks for Hard 3D Pose Estimation"
+    <https://arxiv.org/abs/2108.07181>`_ paper (Eq. 8, D-HCSF)
+
+    .. math::
+        \mathbf{A}_k = \mathbf{M}_k + \alpha \mathbf{O}_k, \qquad
+        (\mathbf{O}_k)_{ij} = \tanh\Big( \frac{1}{T'} \sum_{t=1}^{T'}
+        \big\langle \theta_k(\mathbf{X})_{t,i}, \phi_k(\mathbf{X})_{t,j}
+        \big\rangle \Big),
+
+    replacing the static :math:`a^{(k)}_{ij}` of
+    :class:`~pyg_skeleton.nn.conv.hcsf_conv.HCSFConv` (whose hop transforms, squeezed widths and
+    fusions it inherits unchanged) by :math:`(\mathbf{A}_k)_{ij}` for every
+    target :math:`i`, source :math:`j` and hop :math:`k = 0..L`.
+
+    Interpretation (no official code exists):
+
+    * **Candidate pairs** (:obj:`candidates`). :math:`\mathbf{M}_k` and
+      :math:`\mathbf{O}_k` live on the pairs :math:`(j, i)` that hop
+      :math:`k` may use: all :math:`N^2` ordered pairs (:obj:`'all'`, the
+      default for graphs of at most :obj:`DENSE_MAX_NODES` nodes, *i.e.*
+      skeletons: every hop may learn connections outside its hop set) or
+      only the hop-:math:`k` pairs (:obj:`'hop'`, the default for larger
+      graphs such as meshes; no :math:`N \times N` matrix is built, the
+      offsets are computed per pair).
+    * :math:`\mathbf{M}_k` (:obj:`graph`) is a learnable weight per
+      candidate pair, initialised from the physical topology
+      (:obj:`'ori'`: the static HCSF weights :math:`1 / |\mathcal{N}_k(i)|`
+      on the hop-:math:`k` pairs, zero elsewhere, so the layer starts as
+      :class:`HCSFConv` when :math:`\alpha = 0`), uniformly
+      (:obj:`'dense'`: :math:`1 / c_{i,k}` on all :math:`c_{i,k}`
+      candidates of target :math:`i`) or randomly (:obj:`'rand'`:
+      :math:`\mathcal{U}(0, 1)` divided by its sum over the candidates of
+      each target and hop). With :obj:`normalize=False` the divisions are
+      left out. With :obj:`candidates='hop'`, :obj:`'ori'` and
+      :obj:`'dense'` coincide. :obj:`graph=None` drops
+      :math:`\mathbf{M}_k` ("only :math:`\mathbf{O}_k`").
+    * :math:`\mathbf{O}_k` (:obj:`offset`) is computed from the layer's
+      input by two embeddings per hop, :math:`\theta_k` (of the target)
+      and :math:`\phi_k` (of the source), each a convolution with kernel
+      :math:`(F, 1)` over time (:obj:`temporal_kernel`, with
+      :obj:`temporal_stride`, :obj:`temporal_dilation` and zero padding
+      :math:`\lfloor \mathrm{dil}(F-1)/2 \rfloor`) from :math:`F_{in}` to
+      :obj:`embed_channels` :math:`C_h` channels, with bias. As in the
+      paper's figure, one :math:`N \times N` offset per *sample* is formed
+      from the embeddings flattened over channels and the :math:`T'`
+      output frames; we divide the inner product by :math:`T'` so that the
+      offsets do not saturate with the clip length (for single frames,
+      :math:`T' = 1`, this is the figure's :math:`\tanh(\theta^{\top}
+      \phi)`). The figure, read literally, gives :math:`\theta` to the
+      source and :math:`\phi` to the target; swapping the names of the two
+      learnable maps changes nothing.
+    * :math:`\alpha` (:obj:`alpha`): :obj:`'learn'` makes it a learnable
+      scalar initialised to :obj:`alpha_init` (Eq. 8; default :math:`0`, so
+      training starts from :math:`\mathbf{M}_k`); a number fixes it
+      (:obj:`alpha=1.0` is the supplementary's
+      ":math:`\mathbf{M}_k + \mathbf{O}_k`" row).
+    * :math:`\mathbf{A}_k` is used as is (no softmax or re-normalisation).
+
+    The supplementary's ablation rows (Tab. 2) are :obj:`graph='ori'|
+    'dense'|'rand', offset=False` ("only :math:`\mathbf{M}_k`"),
+    :obj:`graph=None, alpha=1.0` ("only :math:`\mathbf{O}_k`"),
+    :obj:`alpha=1.0` (":math:`\mathbf{M}_k + \mathbf{O}_k`"), the defaults
+    (Eq. 8) and :obj:`temporal_kernel=3` ("Eq. 8 w/T").
+
+    Inputs are :obj:`[N, F_in]` (one sample), :obj:`[B, N, F_in]` (:math:`B`
+    single-frame samples, one offset each) or :obj:`[..., T, N, F_in]`
+    (clips of :math:`T` frames, one offset per clip, *e.g.* :obj:`[B, T, N,
+    F_in]`). A disjoint :class:`~torch_geometric.data.Batch` of :math:`B`
+    copies of the layer's graph, each in the layer's node order (node
+    :math:`bN + v` is node :math:`v` of sample :math:`b`), is processed as
+    :obj:`[B, N, F_in]`: call :obj:`conv(batch.x, batch.khop_edge_index,
+    batch.khop_distance)`; the learnable :math:`\mathbf{M}_k` belong to the
+    layer's graph, so the batch's pairs are only checked for consistency
+    (outside :func:`torch.compile`), not used.
+
+    Args:
+        in_channels (int): Size of each input sample :math:`F_{in}`.
+        out_channels (int): Size of each output sample :math:`F_{out}`.
+        edge_index (torch.Tensor or SparseTensor): The graph.
+        num_nodes (int, optional): The number of nodes :math:`N`.
+        S (int, optional): The largest close hop. (default: :obj:`1`)
+        L (int, optional): The largest hop. (default: :obj:`2`)
+        d (float, optional): The squeezing ratio. (default: :obj:`1/8`)
+        fusion (str or (str, str), optional): See :class:`HCSFConv`.
+            (default: :obj:`'concat'`)
+        graph (str, optional): Initialisation of :math:`\mathbf{M}_k`,
+            :obj:`'ori'`, :obj:`'dense'` or :obj:`'rand'`, or :obj:`None`
+            for no :math:`\mathbf{M}_k`. (default: :obj:`'ori'`)
+        offset (bool, optional): Add the offsets :math:`\mathbf{O}_k`.
+            (default: :obj:`True`)
+        alpha (str or float, optional): :obj:`'learn'` or a fixed value.
+            (default: :obj:`'learn'`)
+        alpha_init (float, optional): Initial learnable :math:`\alpha`.
+            (default: :obj:`0.0`)
+        embed_channels (int, optional): :math:`C_h`. (default:
+            :obj:`max(4, in_channels // 4)`)
+        temporal_kernel (int, optional): :math:`F`. (default: :obj:`1`)
+        temporal_stride (int, optional): Stride over time. (default: :obj:`1`)
+        temporal_dilation (int, optional): Dilation over time.
+            (default: :obj:`1`)
+        candidates (str, optional): :obj:`'auto'`, :obj:`'all'` or
+            :obj:`'hop'`. (default: :obj:`'auto'`)
+        normalize (bool, optional): See above. (default: :obj:`True`)
+        bias (bool, optional): Learn an additive bias. (default: :obj:`True`)
+        **kwargs (optional): Additional arguments of
+            :class:`torch_geometric.nn.conv.MessagePassing`.
+
+    Shapes:
+        - **input:** node features :math:`(N, F_{in})`, :math:`(B, N,
+          F_{in})`, :math:`(*, T, N, F_{in})` or :math:`(B N, F_{in})` with
+          hop pairs
+        - **output:** node features of the input's shape with
+          :math:`F_{out}` channels
+
+    On top of :class:`HCSFConv`'s parameters the layer has
+    :math:`(L+1) N^2` (:obj:`'all'`) or :math:`N + |\mathcal{E}_L|`
+    (:obj:`'hop'`) for :math:`\mathbf{M}_k`, :math:`2 (L+1) C_h (F F_{in} +
+    1)` for :math:`\theta_k, \phi_k`, and one for a learnable
+    :math:`\alpha`.
+    """
+    def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
+                 num_nodes: Optional[int] = None, S: int = 1, L: int = 2,
+                 d: float = 1 / 8,
+                 fusion: Union[str, Tuple[str, str]] = 'concat',
+                 graph: Optional[str] = 'ori', offset: bool = True,
+                 alpha: Union[str, float] = 'learn', alpha_init: float = 0.0,
+                 embed_channels: Optional[int] = None,
+                 temporal_kernel: int = 1, temporal_stride: int = 1,
+                 temporal_dilation: int = 1, candidates: str = 'auto',
+                 normalize: bool = True, bias: bool = True, **kwargs):
+        name = self.__class__.__name__
+        if graph is not None and graph not in GRAPH_INITS:
+            raise ValueError(f"'{name}' got an unknown graph initialisation "
+                             f"'{graph}' (choose from {GRAPH_INITS} or None)")
+        if graph is None and not offset:
+            raise ValueError(f"'{name}' needs M_k (graph) or O_k (offset); "
+                             f"use 'HCSFConv' for static hop graphs")
+        if candidates not in CANDIDATES:
+            raise ValueError(f"'{name}' got unknown candidates "
+                             f"'{candidates}' (choose from {CANDIDATES})")
+        if not (alpha == 'learn' or isinstance(alpha, (int, float))):
+            raise ValueError(f"'{name}' needs alpha='learn' or a number "
+                             f"(got {alpha!r})")
+        temporal_kernel = check_hop(temporal_kernel, 'temporal_kernel', 1,
+                                    name)
+        temporal_stride = check_hop(temporal_stride, 'temporal_stride', 1,
+                                    name)
+        temporal_dilation = check_hop(temporal_dilation, 'temporal_dilation',
+                                      1, name)
+        super().__init__(in_channels, out_channels, edge_index, num_nodes, S,
+                         L, d, fusion, normalize, bias, **kwargs)
+        if candidates == 'auto':
+            candidates = 'all' if self.num_nodes <= DENSE_MAX_NODES else 'hop'
+        self.graph = graph
+        self.offset = offset
+        self.candidates = candidates
+        self.embed_channels = (max(4, in_channels // 4)
+                               if embed_channels is None else embed_channels)
+        self.temporal_kernel = temporal_kernel
+        self.temporal_stride = temporal_stride
+        self.temporal_dilation = temporal_dilation
+        n, k = self.num_nodes, self.num_hop_slots
+
+        if graph is not None:
+            shape = (n, k, n) if candidates == 'all' else (self.hop.numel(), )
+            self.graph_weight = Parameter(torch.empty(shape))
+        else:
+            self.register_parameter('graph_weight', None)
+        if offset:
+            conv = dict(kernel_size=(temporal_kernel, 1),
+                        stride=(temporal_stride, 1),
+                        dilation=(temporal_dilation, 1),
+                        padding=(temporal_dilation * (temporal_kernel - 1) //
+                                 2, 0))
+            self.theta = torch.nn.Conv2d(in_channels,
+                                         k * self.embed_channels, **conv)
+            self.phi = torch.nn.Conv2d(in_channels, k * self.embed_channels,
+                                       **conv)
+            if alpha == 'learn':
+                self.alpha = Parameter(torch.tensor(float(alpha_init)))
+            else:
+                self.register_buffer('alpha', torch.tensor(float(alpha)))
+        else:
+            self.theta = self.phi = None
+            self.register_parameter('alpha', None)
+        self.alpha_mode = alpha if alpha == 'learn' else float(alpha)
+        self.alpha_init = float(alpha_init)
+        self._dynamic_ready = True
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        super().reset_parameters()
+        if not getattr(self, '_dynamic_ready', False):
+            return  # called by HCSFConv.__init__ before our parameters exist
+        if self.graph_weight is not None:
+            self.graph_weight.data.copy_(self._initial_graph())
+        if self.theta is not None:
+            self.theta.reset_parameters()
+            self.phi.reset_parameters()
+        if isinstance(self.alpha, Parameter):
+            torch.nn.init.constant_(self.alpha, self.alpha_init)
+
+    def _initial_graph(self) -> Tensor:
+        n, k = self.num_nodes, self.num_hop_slots
+        dst, hop = self.hop_edge_index[1], self.hop
+        if self.candidates == 'all':
+            if self.graph == 'ori':
+                value = torch.zeros(n, k, n)
+                value[dst, hop, self.hop_edge_index[0]] = self.group_norm[
+                    dst, hop]
+                return value
+            value = (torch.ones(n, k, n) if self.graph == 'dense' else
+                     torch.rand(n, k, n))
+            if self.normalize:
+                value = value / value.sum(-1, keepdim=True)
+            return value
+        if self.graph in ('ori', 'dense'):
+            return self.group_norm[dst, hop].clone()
+        value = torch.rand(hop.numel())
+        if self.normalize:
+            total = torch.zeros(n * k).index_add_(0, dst * k + hop, value)
+            value = value / total[dst * k + hop]
+        return value
+
+    # ------------------------------------------------------------ forward
+
+    def offsets(self, x: Tensor) -> Tensor:
+        r"""Returns the offsets :math:`\mathbf{O}_k` of :obj:`x`
+        :obj:`[B, T, N, F_in]`: :obj:`[B, N, L+1, N]` (target, hop, source)
+        with :obj:`candidates='all'`, else :obj:`[B, N + |E_L|]` in the
+        order of :attr:`hop_edge_index`."""
+        assert self.theta is not None and self.phi is not None
+        b, n, k, c = x.size(0), self.num_nodes, self.num_hop_slots, \
+            self.embed_channels
+        xt = x.permute(0, 3, 1, 2)  # [B, F_in, T, N]
+        theta = self.theta(xt)  # [B, K * C_h, T', N]
+        phi = self.phi(xt)
+        frames = theta.size(2)
+        theta = theta.view(b, k, c, frames, n)
+        phi = phi.view(b, k, c, frames, n)
+        if self.candidates == 'all':
+            return torch.tanh(
+                torch.einsum('bkcti,bkctj->bikj', theta, phi) / frames)
+        # Per pair: rows (node, hop) of the flattened embeddings.
+        theta = theta.permute(0, 4, 1, 2, 3).reshape(b, n * k, c * frames)
+        phi = phi.permute(0, 4, 1, 2, 3).reshape(b, n * k, c * frames)
+        src, dst = self.hop_edge_index[0], self.hop_edge_index[1]
+        t_e = theta.index_select(1, dst * k + self.hop)
+        p_e = phi.index_select(1, src * k + self.hop)
+        return torch.tanh((t_e * p_e).sum(-1) / frames)
+
+    def hop_graphs(self, x: Tensor) -> Tensor:
+        r"""Returns :math:`\mathbf{A}_k` for :obj:`x` :obj:`[B, T, N, F_in]`,
+        laid out as :meth:`offsets` (with a leading dimension of one when
+        there is no offset)."""
+        weight: Optional[Tensor] = None
+        if self.graph_weight is not None:
+            weight = self.graph_weight.unsqueeze(0)
+        if self.theta is not None:
+            assert self.alpha is not None
+            off = self.alpha * self.offsets(x)
+            weight = off if weight is None else weight + off
+        assert weight is not None
+        return weight
+
+    def _dynamic(self, x: Tensor) -> Tensor:
+        # x: [B, T, N, F_in] -> [B, T, N, F_out]
+        n, k = self.num_nodes, self.num_hop_slots
+        adj = self.hop_graphs(x)
+        if self.candidates == 'all':
+            adj = adj.reshape(adj.size(0), 1, n * k, n)
+            agg = (adj @ x).unflatten(-2, (n, k))
+        else:
+            weight = adj.view(adj.size(0), 1, -1, 1)
+            agg = self.hop_sums(x, self.hop_edge_index, self.hop, weight)
+        return self.combine(agg)
+
+    def forward(self, x: Tensor, khop_edge_index: Optional[Tensor] = None,
+                khop_distance: Optional[Tensor] = None) -> Tensor:
+        self._check_features(x)
+        n = self.num_nodes
+        if khop_edge_index is not None:
+            if x.dim() != 2:
+                raise ValueError(f"'{self.__class__.__name__}' expects a "
+                                 f"disjoint batch of shape [B * {n}, "
+                                 f"{self.in_channels}] with 'khop_edge_index'"
+                                 f" (got {list(x.size())})")
+            b = x.size(0) // n
+            if not is_compiling():
+                self._check_batch(x, khop_edge_index, khop_distance)
+            out = self._dynamic(x.view(b, 1, n, -1))
+            return out.reshape(b * n, -1)
+        self._check_num_nodes(x)
+        if x.dim() == 2:
+            xs = x.view(1, 1, n, -1)
+        elif x.dim() == 3:
+            xs = x.unsqueeze(1)
+        else:
+            xs = x.reshape((-1, ) + x.shape[-3:])
+        out = self._dynamic(xs)
+        return out.view(x.shape[:-1] + (self.out_channels, ))
+
+    def _check_batch(self, x: Tensor, khop_edge_index: Tensor,
+                     khop_distance: Optional[Tensor]):
+        n = self.num_nodes
+        if x.size(0) % n != 0:
+            raise ValueError(f"'{self.__class__.__name__}': the input has "
+                             f"{x.size(0)} nodes, which is not a multiple "
+                             f"of the {n} nodes of the layer's graph")
+        if khop_distance is None:
+            raise ValueError(f"'{self.__class__.__name__}' needs "
+                             f"'khop_distance' with 'khop_edge_index'")
+        src, dst = khop_edge_index
+        inside = khop_distance <= self.L
+        expected = (x.size(0) // n) * self.num_hop_pairs
+        if (bool(((src // n) != (dst // n)).any())
+                or int(inside.sum()) != expected):
+            raise ValueError(f"'{self.__class__.__name__}': 'khop_edge_index'"
+                             f" does not describe copies of the layer's "
+                             f"graph (expected {expected} pairs within "
+                             f"{self.L} hops, each inside one copy)")
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.in_channels}, '
+                f'{self.out_channels}, num_nodes={self.num_nodes}, '
+                f'S={self.S}, L={self.L}, d={self.d:g}, '
+                f'squeezed={self.squeezed}, graph={self.graph}, '
+                f'offset={self.offset}, alpha={self.alpha_mode}, '
+                f'temporal_kernel={self.temporal_kernel}, '
+                f'candidates={self.candidates})')

@@ -1,0 +1,325 @@
+r"""The networks of the `"Learning Skeletal Graph Neural Networks for Hard 3D
+Pose Estimation" <https://arxiv.org/abs/2108.07181>`_ paper (ICCV 2021),
+built from :class:`~pyg_skeleton.nn.conv.hcsf_conv.HCSFConv` (or
+:class:`~pyg_skeleton.nn.conv.dynamic_hcsf_conv.DynamicHCSFConv` with
+:obj:`dynamic=True`) for any :class:`~pyg_skeleton.Skeleton`, following the
+supplementary's training details (Sec. 1.1.2 and 2.1.3):
+
+* :class:`SkeletalGNN`: single-frame 2D-to-3D lifting;
+* :class:`TemporalSkeletalGNN`: lifting of pose sequences;
+* :class:`SkeletalGNNAction`: skeleton-based action recognition.
+
+There is no official code: layer order inside blocks, residual placement
+and the temporal strides are our choices, stated in each docstring.
+"""
+from typing import Any, Dict, Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+from pyg_skeleton.nn.conv.dynamic_hcsf_conv import DynamicHCSFConv
+from pyg_skeleton.nn.conv.hcsf_conv import HCSFConv
+from pyg_skeleton.nn.models.semgcn import node_batch_norm
+from pyg_skeleton.skeleton import Skeleton
+
+
+def _skeleton(skeleton: Union[Skeleton, str]) -> Skeleton:
+    return Skeleton.preset(skeleton) if isinstance(skeleton, str) else skeleton
+
+
+def hcsf_layer(in_channels: int, out_channels: int, skeleton: Skeleton,
+               dynamic: bool = False, **kwargs: Any) -> HCSFConv:
+    r"""Builds an :class:`HCSFConv` (or a :class:`DynamicHCSFConv` if
+    :obj:`dynamic`) on :obj:`skeleton`; :obj:`kwargs` go to the layer."""
+    cls = DynamicHCSFConv if dynamic else HCSFConv
+    return cls(in_channels, out_channels, skeleton.edge_index,
+               skeleton.num_joints, **kwargs)
+
+
+class TemporalConv(torch.nn.Module):
+    r"""A convolution over time with kernel :math:`(F, 1)` on
+    :obj:`[B, T, N, C]` features (zero padding
+    :math:`\lfloor \mathrm{dil}(F - 1) / 2 \rfloor`, so that :math:`T` is kept
+    for odd :math:`F` and stride one)."""
+    def __init__(self, in_channels: int, out_channels: int,
+                 kernel_size: int = 3, stride: int = 1, dilation: int = 1):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(
+            in_channels, out_channels, (kernel_size, 1), (stride, 1),
+            (dilation * (kernel_size - 1) // 2, 0), (dilation, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
+class _HCSFBlock(torch.nn.Module):
+    # HCSF layer, batch normalisation, LeakyReLU and dropout.
+    def __init__(self, in_channels: int, out_channels: int,
+                 skeleton: Skeleton, dynamic: bool, dropout: float,
+                 negative_slope: float, conv_kwargs: Dict[str, Any]):
+        super().__init__()
+        self.conv = hcsf_layer(in_channels, out_channels, skeleton, dynamic,
+                               **conv_kwargs)
+        self.bn = torch.nn.BatchNorm1d(out_channels)
+        self.act = torch.nn.LeakyReLU(negative_slope)
+        self.dropout = torch.nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, khop_edge_index: Optional[Tensor] = None,
+                khop_distance: Optional[Tensor] = None) -> Tensor:
+        x = self.conv(x, khop_edge_index, khop_distance)
+        return self.dropout(self.act(node_batch_norm(self.bn, x)))
+
+
+class SkeletalGNN(torch.nn.Module):
+    r"""The single-frame 2D-to-3D lifting network of the Skeletal GNN paper
+    (supplementary Sec. 1.1.2): a first layer, :obj:`num_blocks` cascaded
+    residual blocks and a last layer, six HCSF layers with the defaults.
+
+    The first layer and every layer inside a block is an HCSF layer followed
+    by batch normalisation (statistics over samples and joints), LeakyReLU
+    (slope :math:`0.2`) and dropout (:math:`0.25`); a block is two such
+    layers with an identity skip connection around them; the last layer is
+    an HCSF layer alone. Widths are :obj:`hidden_channels` (:math:`128`; the
+    paper's ablations use :math:`64`) and the hop settings default to the
+    paper's Human3.6M values :math:`S=1, L=2, d=1/8`.
+
+    Args:
+        skeleton (Skeleton or str): The skeleton, or the name of a preset.
+        in_channels (int, optional): Input size per joint. (default: :obj:`2`)
+        hidden_channels (int, optional): Hidden size. (default: :obj:`128`)
+        out_channels (int, optional): Output size per joint.
+            (default: :obj:`3`)
+        num_blocks (int, optional): Residual blocks. (default: :obj:`2`)
+        dynamic (bool, optional): Use :class:`DynamicHCSFConv` (Eq. 8)
+            instead of static hop graphs. (default: :obj:`False`)
+        dropout (float, optional): Dropout. (default: :obj:`0.25`)
+        negative_slope (float, optional): LeakyReLU slope.
+            (default: :obj:`0.2`)
+        **conv_kwargs (optional): Arguments of every HCSF layer, *e.g.*
+            :obj:`S`, :obj:`L`, :obj:`d`, :obj:`fusion`, :obj:`graph`.
+
+    Shapes:
+        - **input:** 2D joints :math:`(*, N, F_{in})`, or :math:`(B N,
+          F_{in})` with the :obj:`khop_edge_index` and :obj:`khop_distance`
+          of a disjoint batch
+        - **output:** 3D joints of the same leading shape, :math:`F_{out}`
+          channels
+    """
+    def __init__(self, skeleton: Union[Skeleton, str], in_channels: int = 2,
+                 hidden_channels: int = 128, out_channels: int = 3,
+                 num_blocks: int = 2, dynamic: bool = False,
+                 dropout: float = 0.25, negative_slope: float = 0.2,
+                 **conv_kwargs: Any):
+        super().__init__()
+        skeleton = _skeleton(skeleton)
+        conv_kwargs = {'S': 1, 'L': 2, 'd': 1 / 8, **conv_kwargs}
+        self.skeleton = skeleton
+        self.num_blocks = num_blocks
+        block = dict(skeleton=skeleton, dynamic=dynamic, dropout=dropout,
+                     negative_slope=negative_slope, conv_kwargs=conv_kwargs)
+        self.input = _HCSFBlock(in_channels, hidden_channels, **block)
+        self.blocks = torch.nn.ModuleList([
+            torch.nn.ModuleList([
+                _HCSFBlock(hidden_channels, hidden_channels, **block)
+                for _ in range(2)
+            ]) for _ in range(num_blocks)
+        ])
+        self.output = hcsf_layer(hidden_channels, out_channels, skeleton,
+                                 dynamic, **conv_kwargs)
+
+    def forward(self, x: Tensor, khop_edge_index: Optional[Tensor] = None,
+                khop_distance: Optional[Tensor] = None) -> Tensor:
+        x = self.input(x, khop_edge_index, khop_distance)
+        for first, second in self.blocks:
+            x = x + second(first(x, khop_edge_index, khop_distance),
+                           khop_edge_index, khop_distance)
+        return self.output(x, khop_edge_index, khop_distance)
+
+
+class TemporalSkeletalGNN(torch.nn.Module):
+    r"""The temporal 2D-to-3D lifting network of the Skeletal GNN paper
+    (supplementary Sec. 1.1.2, "each cascaded block consists of one HCSF
+    layer and one TCN layer"), sequence to sequence.
+
+    A first HCSF layer (with batch normalisation, LeakyReLU and dropout),
+    :obj:`num_blocks` residual blocks of one HCSF layer and one
+    :class:`TemporalConv` (kernel :obj:`temporal_kernel`, zero padding so
+    that the :math:`T` frames are kept), each followed by batch
+    normalisation, LeakyReLU and dropout, and a last HCSF layer. With
+    :obj:`dynamic=True` the layers are :class:`DynamicHCSFConv` with
+    temporal-aware offsets over :obj:`offset_kernel` frames (the paper's
+    best setting is :math:`3`).
+
+    Args:
+        skeleton (Skeleton or str): The skeleton, or the name of a preset.
+        in_channels (int, optional): Input size per joint. (default: :obj:`2`)
+        hidden_channels (int, optional): Hidden size. (default: :obj:`128`)
+        out_channels (int, optional): Output size per joint.
+            (default: :obj:`3`)
+        num_blocks (int, optional): Residual blocks. (default: :obj:`2`)
+        temporal_kernel (int, optional): Kernel of the temporal
+            convolutions. (default: :obj:`3`)
+        dynamic (bool, optional): Use dynamic hop graphs.
+            (default: :obj:`False`)
+        offset_kernel (int, optional): Temporal kernel :math:`F` of the
+            dynamic offsets. (default: :obj:`3`)
+        dropout (float, optional): Dropout. (default: :obj:`0.25`)
+        negative_slope (float, optional): LeakyReLU slope.
+            (default: :obj:`0.2`)
+        **conv_kwargs (optional): Arguments of every HCSF layer.
+
+    Shapes:
+        - **input:** 2D pose sequences :math:`(B, T, N, F_{in})`
+        - **output:** 3D pose sequences :math:`(B, T, N, F_{out})`
+    """
+    def __init__(self, skeleton: Union[Skeleton, str], in_channels: int = 2,
+                 hidden_channels: int = 128, out_channels: int = 3,
+                 num_blocks: int = 2, temporal_kernel: int = 3,
+                 dynamic: bool = False, offset_kernel: int = 3,
+                 dropout: float = 0.25, negative_slope: float = 0.2,
+                 **conv_kwargs: Any):
+        super().__init__()
+        skeleton = _skeleton(skeleton)
+        conv_kwargs = {'S': 1, 'L': 2, 'd': 1 / 8, **conv_kwargs}
+        if dynamic:
+            conv_kwargs.setdefault('temporal_kernel', offset_kernel)
+        self.skeleton = skeleton
+        block = dict(skeleton=skeleton, dynamic=dynamic, dropout=dropout,
+                     negative_slope=negative_slope, conv_kwargs=conv_kwargs)
+        self.input = _HCSFBlock(in_channels, hidden_channels, **block)
+        self.graph_layers = torch.nn.ModuleList([
+            _HCSFBlock(hidden_channels, hidden_channels, **block)
+            for _ in range(num_blocks)
+        ])
+        self.temporal_layers = torch.nn.ModuleList([
+            TemporalConv(hidden_channels, hidden_channels, temporal_kernel)
+            for _ in range(num_blocks)
+        ])
+        self.temporal_bns = torch.nn.ModuleList([
+            torch.nn.BatchNorm1d(hidden_channels) for _ in range(num_blocks)
+        ])
+        self.act = torch.nn.LeakyReLU(negative_slope)
+        self.dropout = torch.nn.Dropout(dropout)
+        self.output = hcsf_layer(hidden_channels, out_channels, skeleton,
+                                 dynamic, **conv_kwargs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4:
+            raise ValueError(f"'{self.__class__.__name__}' expects pose "
+                             f"sequences of shape [B, T, N, C] (got "
+                             f"{list(x.size())})")
+        x = self.input(x)
+        for graph, temporal, bn in zip(self.graph_layers,
+                                       self.temporal_layers,
+                                       self.temporal_bns):
+            h = temporal(graph(x))
+            x = x + self.dropout(self.act(node_batch_norm(bn, h)))
+        return self.output(x)
+
+
+class _ActionBlock(torch.nn.Module):
+    # HCSF, BN, ReLU, temporal conv, BN, residual, ReLU.
+    def __init__(self, in_channels: int, out_channels: int,
+                 skeleton: Skeleton, stride: int, temporal_kernel: int,
+                 dynamic: bool, dropout: float, conv_kwargs: Dict[str, Any]):
+        super().__init__()
+        self.conv = hcsf_layer(in_channels, out_channels, skeleton, dynamic,
+                               **conv_kwargs)
+        self.bn1 = torch.nn.BatchNorm1d(out_channels)
+        self.tcn = TemporalConv(out_channels, out_channels, temporal_kernel,
+                                stride)
+        self.bn2 = torch.nn.BatchNorm1d(out_channels)
+        self.dropout = torch.nn.Dropout(dropout)
+        if in_channels == out_channels and stride == 1:
+            self.residual: Optional[torch.nn.Module] = None
+        else:
+            self.residual = TemporalConv(in_channels, out_channels, 1, stride)
+            self.bn_res = torch.nn.BatchNorm1d(out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = node_batch_norm(self.bn1, self.conv(x)).relu()
+        h = node_batch_norm(self.bn2, self.tcn(self.dropout(h)))
+        res = (x if self.residual is None else node_batch_norm(
+            self.bn_res, self.residual(x)))
+        return (h + res).relu()
+
+
+class SkeletalGNNAction(torch.nn.Module):
+    r"""The skeleton-based action-recognition backbone of the Skeletal GNN
+    paper (supplementary Sec. 2.1.3): input batch normalisation, nine blocks
+    and a classifier.
+
+    Each block is an HCSF layer, batch normalisation, ReLU, a
+    :math:`9 \times 1` temporal convolution and batch normalisation, wrapped
+    in a residual connection (identity, or a strided :math:`1 \times 1`
+    convolution with batch normalisation where the width or frame rate
+    changes), followed by ReLU after the sum, as in ST-GCN. Widths are
+    64, 64, 64, 128, 128, 128, 256, 256, 256; the temporal stride is
+    :math:`2` in the first 128- and 256-wide blocks (our choice, following
+    ST-GCN; the supplementary gives no strides). Features are averaged over
+    frames, joints and persons, then a linear classifier gives the logits.
+    Hop settings default to the paper's NTU values :math:`S=5, L=7, d=1/8`.
+
+    Args:
+        skeleton (Skeleton or str): The skeleton, or the name of a preset.
+        num_classes (int): The number of action classes.
+        in_channels (int, optional): Input size per joint.
+            (default: :obj:`3`)
+        channels (sequence of int, optional): Block widths.
+            (default: the paper's nine)
+        strides (sequence of int, optional): Temporal strides of the blocks.
+            (default: :obj:`(1, 1, 1, 2, 1, 1, 2, 1, 1)`)
+        temporal_kernel (int, optional): Kernel of the temporal
+            convolutions. (default: :obj:`9`)
+        dynamic (bool, optional): Use dynamic hop graphs.
+            (default: :obj:`False`)
+        dropout (float, optional): Dropout before each temporal convolution.
+            (default: :obj:`0.0`)
+        **conv_kwargs (optional): Arguments of every HCSF layer.
+
+    Shapes:
+        - **input:** skeleton sequences :math:`(B, T, N, F_{in})` or, with
+          :math:`M` persons, :math:`(B, M, T, N, F_{in})`
+        - **output:** logits :math:`(B, \text{num\_classes})`
+    """
+    def __init__(self, skeleton: Union[Skeleton, str], num_classes: int,
+                 in_channels: int = 3,
+                 channels: Sequence[int] = (64, 64, 64, 128, 128, 128, 256,
+                                            256, 256),
+                 strides: Sequence[int] = (1, 1, 1, 2, 1, 1, 2, 1, 1),
+                 temporal_kernel: int = 9, dynamic: bool = False,
+                 dropout: float = 0.0, **conv_kwargs: Any):
+        super().__init__()
+        skeleton = _skeleton(skeleton)
+        if len(channels) != len(strides):
+            raise ValueError(f"'{self.__class__.__name__}' needs one stride "
+                             f"per block (got {len(channels)} widths and "
+                             f"{len(strides)} strides)")
+        conv_kwargs = {'S': 5, 'L': 7, 'd': 1 / 8, **conv_kwargs}
+        self.skeleton = skeleton
+        self.in_channels = in_channels
+        self.data_bn = torch.nn.BatchNorm1d(skeleton.num_joints * in_channels)
+        widths = [in_channels] + list(channels)
+        self.blocks = torch.nn.ModuleList([
+            _ActionBlock(widths[i], widths[i + 1], skeleton, strides[i],
+                         temporal_kernel, dynamic, dropout, conv_kwargs)
+            for i in range(len(channels))
+        ])
+        self.fc = torch.nn.Linear(widths[-1], num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 4:
+            x = x.unsqueeze(1)
+        n, c = self.skeleton.num_joints, self.in_channels
+        if x.dim() != 5 or x.shape[-2:] != (n, c):
+            raise ValueError(f"'{self.__class__.__name__}' expects skeleton "
+                             f"sequences of shape [B, (M,) T, {n}, {c}] "
+                             f"(got {list(x.size())})")
+        b, m, t = x.shape[:3]
+        x = x.reshape(b * m, t, n * c)
+        x = self.data_bn(x.transpose(1, 2)).transpose(1, 2)
+        x = x.reshape(b * m, t, n, c)
+        for block in self.blocks:
+            x = block(x)
+        x = x.reshape(b, -1, x.size(-1)).mean(dim=1)
+        return self.fc(x)

@@ -1,0 +1,7 @@
+r"""Graph transforms for skeletons and meshes."""
+from .khop import KHopEdges, khop_edges
+
+__all__ = [
+    'KHopEdges',
+    'khop_edges',
+]

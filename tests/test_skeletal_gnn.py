@@ -1,0 +1,102 @@
+import pytest
+import torch
+
+from torch_geometric.data import Batch
+
+from pyg_skeleton import Skeleton
+from pyg_skeleton.nn.conv.dynamic_hcsf_conv import DynamicHCSFConv
+from pyg_skeleton.nn.conv.hcsf_conv import HCSFConv
+from pyg_skeleton.nn.models.skeletal_gnn import (
+    SkeletalGNN,
+    SkeletalGNNAction,
+    TemporalSkeletalGNN,
+)
+from pyg_skeleton.transforms.khop import KHopEdges
+
+
+def count(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def fit(model, x, y, loss_fn, steps=15, lr=1e-2):
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    return losses
+
+
+@pytest.mark.parametrize('dynamic', [False, True])
+def test_single_frame_model(dynamic):
+    model = SkeletalGNN('h36m17', hidden_channels=16, dynamic=dynamic)
+    convs = [m for m in model.modules() if isinstance(m, HCSFConv)]
+    assert len(convs) == 6  # first layer, 2 blocks x 2, last layer
+    assert all((c.S, c.L, c.d) == (1, 2, 1 / 8) for c in convs)
+    assert all(isinstance(c, DynamicHCSFConv) == dynamic for c in convs)
+    x = torch.randn(8, 17, 2)
+    assert model(x).shape == (8, 17, 3)
+    assert model(torch.randn(2, 3, 17, 2)).shape == (2, 3, 17, 3)
+    model.eval()
+    batch = Batch.from_data_list(
+        [KHopEdges(2)(Skeleton.preset('h36m17').to_data(x=x[b]))
+         for b in range(8)])
+    out = model(batch.x, batch.khop_edge_index, batch.khop_distance)
+    torch.testing.assert_close(out.view(8, 17, 3), model(x), atol=1e-5,
+                               rtol=1e-4)
+
+
+def test_single_frame_model_learns_a_toy_problem():
+    torch.manual_seed(0)
+    x = torch.randn(64, 17, 2)
+    y = torch.cat([x, x[..., :1] * x[..., 1:]], -1)  # a fixed 2D -> 3D map
+    model = SkeletalGNN('h36m17', hidden_channels=32, dropout=0.0,
+                        dynamic=True)
+    losses = fit(model, x, y, lambda a, b: (a - b).abs().mean())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_temporal_model():
+    torch.manual_seed(0)
+    skeleton = Skeleton.preset('h36m17')
+    model = TemporalSkeletalGNN(skeleton, hidden_channels=16, dynamic=True,
+                                dropout=0.0)
+    convs = [m for m in model.modules() if isinstance(m, DynamicHCSFConv)]
+    assert len(convs) == 4 and all(c.temporal_kernel == 3 for c in convs)
+    x = torch.randn(4, 9, 17, 2)
+    assert model(x).shape == (4, 9, 17, 3)
+    y = torch.cat([x, x[..., :1].mean(1, keepdim=True).expand(-1, 9, -1, -1)],
+                  -1)
+    losses = fit(model, x, y, lambda a, b: (a - b).abs().mean())
+    assert losses[-1] < 0.7 * losses[0]
+    with pytest.raises(ValueError, match=r'\[B, T, N, C\]'):
+        model(torch.randn(9, 17, 2))
+
+
+def test_action_model():
+    torch.manual_seed(0)
+    model = SkeletalGNNAction('ntu25', num_classes=4,
+                              channels=(8, 8, 16, 16),
+                              strides=(1, 2, 1, 2), temporal_kernel=3)
+    convs = [m for m in model.modules() if isinstance(m, HCSFConv)]
+    assert all((c.S, c.L, c.d) == (5, 7, 1 / 8) for c in convs)
+    x = torch.randn(8, 2, 8, 25, 3)  # [B, M persons, T, N, C]
+    assert model(x).shape == (8, 4)
+    assert model(x[:, 0]).shape == (8, 4)
+    y = torch.arange(8) % 4
+    losses = fit(model, x, y, torch.nn.functional.cross_entropy, steps=10)
+    assert losses[-1] < 0.7 * losses[0]
+    with pytest.raises(ValueError, match='one stride per block'):
+        SkeletalGNNAction('ntu25', 4, channels=(8, 8), strides=(1, ))
+    with pytest.raises(ValueError, match=r'\[B, \(M,\) T, 25, 3\]'):
+        model(torch.randn(2, 8, 17, 3))
+
+
+def test_action_model_paper_layout():
+    model = SkeletalGNNAction('ntu25', num_classes=60)
+    widths = [block.conv.out_channels for block in model.blocks]
+    assert widths == [64, 64, 64, 128, 128, 128, 256, 256, 256]
+    assert all(block.tcn.conv.kernel_size == (9, 1) for block in model.blocks)
