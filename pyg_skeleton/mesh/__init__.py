@@ -1,0 +1,50 @@
+r"""Body meshes: reading, checking, HEM coarsening, pooling and hierarchies."""
+from .io import (
+    Mesh,
+    check_mesh,
+    connected_components,
+    faces_to_edge_index,
+    mesh_from_arrays,
+    read_mesh,
+    read_npz,
+    read_obj,
+    read_ply,
+    split_quads,
+)
+from .coarsening import (
+    Coarsening,
+    binary_tree_permutations,
+    hem_coarsen,
+)
+from .pooling import HEMPool, HEMUnpool, hem_pool, hem_unpool, pool_weights
+from .hierarchy import MeshHierarchy
+from .smpl import SMPLModel, SafeModelUnpickler, load_smpl, safe_load_pickle
+from .builtin import find_makehuman_obj, makehuman_body
+
+__all__ = [
+    'Mesh',
+    'check_mesh',
+    'connected_components',
+    'faces_to_edge_index',
+    'mesh_from_arrays',
+    'read_mesh',
+    'read_npz',
+    'read_obj',
+    'read_ply',
+    'split_quads',
+    'Coarsening',
+    'binary_tree_permutations',
+    'hem_coarsen',
+    'HEMPool',
+    'HEMUnpool',
+    'hem_pool',
+    'hem_unpool',
+    'pool_weights',
+    'MeshHierarchy',
+    'SMPLModel',
+    'SafeModelUnpickler',
+    'load_smpl',
+    'safe_load_pickle',
+    'find_makehuman_obj',
+    'makehuman_body',
+]

