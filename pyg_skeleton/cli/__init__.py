@@ -1,0 +1,9 @@
+r"""Command line of ``pyg_skeleton``: ``pyg-skeleton train | evaluate | demo``.
+
+Also runnable as ``python -m pyg_skeleton.cli``. See :mod:`.main` to add a
+subcommand and :mod:`.models` to add a model.
+"""
+from .main import CLIError, SUBCOMMANDS, main, register_subcommand
+from .models import MODELS, build_model
+
+__all__ = ['main', 'CLIError', 'SUBCOMMANDS', 'register_subcommand', 'MODELS', 'build_model']

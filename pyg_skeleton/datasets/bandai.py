@@ -1,0 +1,188 @@
+r"""Reader for the converted Bandai-Namco motion data (``bandai2_h36m17.npz``).
+
+The file holds Human3.6M-17 joint positions in metres (y up, 10 fps) of the
+Bandai-Namco-Research-Motiondataset-2, with per-frame and per-sequence actor,
+content and style labels (see ``shared/data/mocap/README.md``).
+
+.. note::
+    The motion data is licensed CC BY-NC 4.0: non-commercial use only, never
+    bundle it or anything derived from it. Cite "Motion data:
+    Bandai-Namco-Research-Motiondataset-2, (c) 2022 Bandai Namco Research
+    Inc., CC BY-NC 4.0" with any number computed on it.
+
+.. code-block:: python
+
+    data = BandaiMocap()                          # ../shared path by default
+    train, test = data.split(test_actor=2)        # frame indices
+    walks = data.subset(contents=['walk'], actors=[0, 1])
+    for seq in data.sequences(actors=[2]):        # dicts per sequence
+        seq['positions']                          # [T, 17, 3]
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+__all__ = ['BandaiMocap', 'default_bandai_path', 'BANDAI_ATTRIBUTION']
+
+BANDAI_ATTRIBUTION = ('Motion data: Bandai-Namco-Research-Motiondataset-2, (c) 2022 Bandai Namco '
+                      'Research Inc., licensed CC BY-NC 4.0 (non-commercial use only)')
+
+REQUIRED = ('positions', 'sequence', 'actor', 'content', 'style', 'content_names',
+            'style_names', 'seq_file', 'seq_start', 'seq_len', 'seq_actor', 'seq_content',
+            'seq_style')
+OPTIONAL = ('fps', 'joint_names', 'parents', 'bvh_joint_for_h36m', 'bvh_joint_names',
+            'bvh_parents', 'actor_bvh_offsets_m', 'head_top_m', 'license')
+
+
+def default_bandai_path() -> Optional[Path]:
+    """``shared/data/mocap/bandai2_h36m17.npz`` beside the repository
+    checkout (``<repo>/../shared``), or :obj:`None` if absent."""
+    path = (Path(__file__).resolve().parents[3] / 'shared' / 'data' / 'mocap'
+            / 'bandai2_h36m17.npz')
+    return path if path.exists() else None
+
+
+class BandaiMocap:
+    r"""The converted Bandai-Namco dataset 2.
+
+    Args:
+        path (str or Path, optional): The ``.npz`` file; defaults to
+            :func:`default_bandai_path`. Loaded with
+            :obj:`allow_pickle=False`.
+
+    Attributes:
+        positions (numpy.ndarray): :obj:`[F, 17, 3]` float32, metres, y up.
+        actor, content, style, sequence (numpy.ndarray): Per-frame labels.
+        content_names, style_names (list of str): Label names.
+        fps (float): Frame rate (10).
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ValueError: If it is not a valid file of this layout.
+    """
+
+    def __init__(self, path: Union[str, Path, None] = None):
+        if path is None:
+            path = default_bandai_path()
+            if path is None:
+                raise FileNotFoundError("bandai2_h36m17.npz not found beside the repository "
+                                        "(../shared/data/mocap); pass its path")
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Bandai data file not found: {path}")
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                files = list(f.files)
+                arrays = {k: f[k] for k in files if k in REQUIRED or k in OPTIONAL}
+        except Exception as e:  # not a zip, pickled objects, truncated file
+            raise ValueError(f"cannot read {path} as an .npz file of plain arrays: "
+                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        missing = [k for k in REQUIRED if k not in files]
+        if missing:
+            raise ValueError(f"{path} is not a Bandai h36m17 file: missing arrays {missing}")
+        self.path = path
+        self.positions = arrays['positions']
+        if self.positions.ndim != 3 or self.positions.shape[-1] != 3:
+            raise ValueError(f"{path}: positions must be [F, J, 3], got "
+                             f"{list(self.positions.shape)}")
+        F = self.positions.shape[0]
+        for k in ('sequence', 'actor', 'content', 'style'):
+            if arrays[k].shape != (F,):
+                raise ValueError(f"{path}: {k} must have shape [{F}], got {list(arrays[k].shape)}")
+        self.sequence = arrays['sequence'].astype(np.int64)
+        self.actor = arrays['actor'].astype(np.int64)
+        self.content = arrays['content'].astype(np.int64)
+        self.style = arrays['style'].astype(np.int64)
+        self.content_names = [str(s) for s in arrays['content_names']]
+        self.style_names = [str(s) for s in arrays['style_names']]
+        self.seq_file = [str(s) for s in arrays['seq_file']]
+        self.seq_start = arrays['seq_start'].astype(np.int64)
+        self.seq_len = arrays['seq_len'].astype(np.int64)
+        self.seq_actor = arrays['seq_actor'].astype(np.int64)
+        self.seq_content = arrays['seq_content'].astype(np.int64)
+        self.seq_style = arrays['seq_style'].astype(np.int64)
+        self.fps = float(arrays.get('fps', 10.0))
+        self.joint_names = [str(s) for s in arrays.get('joint_names', [])]
+        self.parents = arrays['parents'].tolist() if 'parents' in arrays else None
+        self.meta = {k: arrays[k] for k in ('bvh_joint_for_h36m', 'bvh_joint_names',
+                                            'bvh_parents', 'actor_bvh_offsets_m',
+                                            'head_top_m', 'license') if k in arrays}
+
+    def __len__(self) -> int:
+        return self.positions.shape[0]
+
+    @property
+    def num_joints(self) -> int:
+        return self.positions.shape[1]
+
+    @property
+    def num_sequences(self) -> int:
+        return len(self.seq_file)
+
+    @property
+    def actors(self) -> List[int]:
+        return sorted(set(self.seq_actor.tolist()))
+
+    def _ids(self, values, names: List[str], what: str) -> List[int]:
+        out = []
+        for v in values:
+            if isinstance(v, str):
+                if v not in names:
+                    raise ValueError(f"unknown {what} {v!r} (choose from {names})")
+                out.append(names.index(v))
+            else:
+                out.append(int(v))
+        return out
+
+    def subset(self, actors: Optional[Sequence[int]] = None,
+               contents: Optional[Sequence[Union[int, str]]] = None,
+               styles: Optional[Sequence[Union[int, str]]] = None) -> np.ndarray:
+        """Frame indices with the given actors, contents and styles (ids or
+        names); :obj:`None` keeps all."""
+        keep = np.ones(len(self), dtype=bool)
+        if actors is not None:
+            keep &= np.isin(self.actor, list(actors))
+        if contents is not None:
+            keep &= np.isin(self.content, self._ids(contents, self.content_names, 'content'))
+        if styles is not None:
+            keep &= np.isin(self.style, self._ids(styles, self.style_names, 'style'))
+        return np.nonzero(keep)[0]
+
+    def split(self, test_actor: int = 2, **kwargs) -> Tuple[np.ndarray, np.ndarray]:
+        """Actor-wise split: frames of all other actors for training, of
+        :obj:`test_actor` for testing. Note that actor and style are
+        confounded in this data (each style by one actor)."""
+        if test_actor not in self.actors:
+            raise ValueError(f"test actor {test_actor} not in the data (actors {self.actors})")
+        train = [a for a in self.actors if a != test_actor]
+        return self.subset(actors=train, **kwargs), self.subset(actors=[test_actor], **kwargs)
+
+    def sequences(self, actors=None, contents=None, styles=None) -> Iterator[Dict]:
+        """Yields one dict per sequence: ``file``, ``actor``, ``content``,
+        ``style``, ``positions`` :obj:`[T, J, 3]`."""
+        keep = np.ones(self.num_sequences, dtype=bool)
+        if actors is not None:
+            keep &= np.isin(self.seq_actor, list(actors))
+        if contents is not None:
+            keep &= np.isin(self.seq_content, self._ids(contents, self.content_names, 'content'))
+        if styles is not None:
+            keep &= np.isin(self.seq_style, self._ids(styles, self.style_names, 'style'))
+        for s in np.nonzero(keep)[0]:
+            a, n = self.seq_start[s], self.seq_len[s]
+            yield {'file': self.seq_file[s], 'actor': int(self.seq_actor[s]),
+                   'content': int(self.seq_content[s]), 'style': int(self.seq_style[s]),
+                   'positions': self.positions[a:a + n]}
+
+    def sequence_index(self, file: str) -> int:
+        """Index of the sequence of a BVH file name."""
+        name = Path(file).name
+        if name not in self.seq_file:
+            raise KeyError(f"no sequence from {name!r}")
+        return self.seq_file.index(name)
+
+    def __repr__(self) -> str:
+        return (f'BandaiMocap({len(self)} frames, {self.num_sequences} sequences, '
+                f'{len(self.actors)} actors, {self.fps:g} fps)')

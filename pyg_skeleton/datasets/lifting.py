@@ -1,0 +1,278 @@
+r"""2D-to-3D lifting datasets: PyG :class:`~torch_geometric.data.Data` per
+sample, and a fast tensor path of static :obj:`[B, N, 2]` / :obj:`[B, N, 3]`
+batches for training.
+
+A :class:`LiftingTensors` holds all samples of a split as tensors: ``x``
+normalised 2D joints :obj:`[S, N, 2]`, ``y`` root-relative camera-frame 3D
+joints :obj:`[S, N, 3]` in metres and an integer ``group`` label per sample
+(action or content, for per-group metrics). :class:`LiftingDataset` wraps it
+as a PyG dataset so :class:`torch_geometric.loader.DataLoader` batches the
+samples as disjoint skeleton graphs, and :class:`TensorBatches` iterates over
+shuffled static batches, sharded over :mod:`torch.distributed` ranks with
+:class:`~torch.utils.data.DistributedSampler`.
+
+:func:`load_lifting` builds the train and test splits of a dataset by name:
+``synthetic`` (the built-in generator), ``bandai`` (the converted
+Bandai-Namco mocap, split by actor) or ``h36m`` (Human3.6M 3D poses in the
+VideoPose3D layout, S1 S5 S6 S7 S8 / S9 S11), each rendered through virtual
+cameras (:class:`~pyg_skeleton.datasets.camera.CameraRig`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DistributedSampler
+from torch_geometric.data import Data, Dataset
+
+from .camera import CameraRig
+
+__all__ = ['LiftingTensors', 'LiftingDataset', 'TensorBatches', 'render_lifting',
+           'load_lifting', 'DATASETS']
+
+DATASETS = ('synthetic', 'bandai', 'h36m')
+
+
+@dataclass
+class LiftingTensors:
+    """All samples of one split as tensors (see the module docs)."""
+    x: Tensor
+    y: Tensor
+    group: Tensor
+    group_names: List[str] = field(default_factory=list)
+    description: str = ''
+    synthetic: bool = False
+
+    def __post_init__(self):
+        S = self.x.shape[0]
+        if self.x.dim() != 3 or self.y.dim() != 3 or self.y.shape[:2] != self.x.shape[:2]:
+            raise ValueError(f"expected x [S, N, 2] and y [S, N, 3], got {list(self.x.shape)} "
+                             f"and {list(self.y.shape)}")
+        if self.group.shape != (S,):
+            raise ValueError(f"group must have shape [{S}], got {list(self.group.shape)}")
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def num_joints(self) -> int:
+        return self.x.shape[1]
+
+    def check_finite(self, name: str = 'data') -> None:
+        """Raises :class:`ValueError` if an input or target is NaN or inf."""
+        for key, t in (('2D inputs', self.x), ('3D targets', self.y)):
+            bad = ~torch.isfinite(t)
+            if bad.any():
+                n = int(bad.flatten(1).any(1).sum())
+                raise ValueError(f"{name}: {n} samples have NaN or infinite {key}")
+
+    def subset(self, index) -> 'LiftingTensors':
+        index = torch.as_tensor(index, dtype=torch.long)
+        return LiftingTensors(self.x[index], self.y[index], self.group[index],
+                              self.group_names, self.description, self.synthetic)
+
+
+class LiftingDataset(Dataset):
+    r"""PyG dataset of lifting samples: sample :obj:`i` is a
+    :class:`~torch_geometric.data.Data` on the skeleton graph with ``x``
+    :obj:`[N, 2]`, ``y`` :obj:`[N, 3]` and ``group`` :obj:`[1]`.
+
+    Args:
+        data (LiftingTensors): The samples.
+        skeleton (Skeleton): The skeleton (its :attr:`edge_index`).
+    """
+
+    def __init__(self, data: LiftingTensors, skeleton, transform=None):
+        if data.num_joints != skeleton.num_joints:
+            raise ValueError(f"data has {data.num_joints} joints but the skeleton has "
+                             f"{skeleton.num_joints}")
+        self.data_tensors = data
+        self.skeleton = skeleton
+        self._edge_index = skeleton.edge_index
+        super().__init__(None, transform)
+
+    def len(self) -> int:
+        return len(self.data_tensors)
+
+    def get(self, idx: int) -> Data:
+        d = self.data_tensors
+        return Data(x=d.x[idx], y=d.y[idx], group=d.group[idx:idx + 1],
+                    edge_index=self._edge_index, num_nodes=d.num_joints)
+
+
+class TensorBatches:
+    r"""Static batches :obj:`(x [B, N, 2], y [B, N, 3], group [B])` of a
+    :class:`LiftingTensors`: the fast path of the trainer.
+
+    The order of an epoch is that of a
+    :class:`~torch.utils.data.DistributedSampler` (seeded by :obj:`seed` and
+    the epoch): with :obj:`world_size` ranks each rank gets
+    :obj:`batch_size // world_size` samples of every global batch, and the
+    union of the ranks' batch :obj:`k` is exactly the single-process batch
+    :obj:`k`. So a run on several processes sees the same global batches as
+    a run on one. An epoch can start at batch :obj:`start` (resuming).
+
+    Args:
+        data (LiftingTensors): The samples.
+        batch_size (int): Global batch size (divisible by the world size).
+        shuffle (bool): Shuffle each epoch. (default: :obj:`True`)
+        seed (int): Seed of the shuffle.
+        rank, world_size (int): This process and the number of processes.
+        drop_last (bool): Drop the last incomplete batch.
+    """
+
+    def __init__(self, data: LiftingTensors, batch_size: int, shuffle: bool = True,
+                 seed: int = 0, rank: int = 0, world_size: int = 1, drop_last: bool = True):
+        if batch_size % world_size:
+            raise ValueError(f"batch size {batch_size} is not divisible by the {world_size} "
+                             f"processes")
+        self.data = data
+        self.batch_size = batch_size
+        self.local_batch = batch_size // world_size
+        self.drop_last = drop_last
+        self.sampler = DistributedSampler(data, num_replicas=world_size, rank=rank,
+                                          shuffle=shuffle, seed=seed, drop_last=True)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.sampler.set_epoch(epoch)
+
+    def indices(self) -> Tensor:
+        return torch.tensor(list(iter(self.sampler)), dtype=torch.long)
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.local_batch if self.drop_last else -(-n // self.local_batch)
+
+    def __iter__(self) -> Iterator[Tuple[Tensor, Tensor, Tensor, Tensor]]:
+        return self.iterate(0)
+
+    def iterate(self, start: int = 0):
+        idx = self.indices()
+        for k in range(start, len(self)):
+            i = idx[k * self.local_batch:(k + 1) * self.local_batch]
+            yield self.data.x[i], self.data.y[i], self.data.group[i], i
+
+
+def render_lifting(poses: np.ndarray, rig: CameraRig, group: Optional[np.ndarray] = None,
+                   group_names: Sequence[str] = (), seed: int = 0, description: str = '',
+                   synthetic: bool = False) -> LiftingTensors:
+    r"""Renders world poses :obj:`[F, N, 3]` (metres, y up) through a camera
+    rig into lifting samples (:obj:`F * num_views` of them)."""
+    views = rig.views(poses, seed=seed)
+    g = np.zeros(len(poses), dtype=np.int64) if group is None else np.asarray(group)
+    return LiftingTensors(torch.from_numpy(views['x']), torch.from_numpy(views['y']),
+                          torch.from_numpy(g[views['frame']].astype(np.int64)),
+                          list(group_names), description, synthetic)
+
+
+def _default_bandai() -> Optional[Path]:
+    from .bandai import default_bandai_path
+    return default_bandai_path()
+
+
+def load_lifting(name: str, data: Union[str, Path, None] = None, *, test_actor: int = 2,
+                 views: int = 4, frame_step: int = 1, seed: int = 0,
+                 synthetic_train: int = 20000, synthetic_test: int = 2000,
+                 max_frames: Optional[int] = None, max_test_frames: Optional[int] = None
+                 ) -> Tuple[LiftingTensors, LiftingTensors]:
+    r"""Train and test splits of a dataset by name (or of an ``.npz`` path).
+
+    Args:
+        name (str): ``'synthetic'``, ``'bandai'``, ``'h36m'``, or a path to
+            an ``.npz`` (a Bandai-layout file, or any file with a
+            ``positions`` array :obj:`[F, N, 3]` in metres, y up, whose last
+            10 % of frames form the test split).
+        data (str or Path, optional): The data file for ``bandai`` (default:
+            ``../shared``) and ``h36m`` (``data_3d_h36m.npz``).
+        test_actor (int): Held-out Bandai actor.
+        views (int): Virtual camera views per pose.
+        frame_step (int): Keep every k-th frame.
+        seed (int): Seed of the cameras (and of the synthetic poses).
+        synthetic_train, synthetic_test (int): Synthetic pose counts.
+        max_frames (int, optional): Cap on training frames (evenly strided).
+        max_test_frames (int, optional): Cap on test frames.
+
+    Raises:
+        FileNotFoundError: A data file is missing.
+        ValueError: A file is malformed or an option invalid.
+    """
+    train_rig, test_rig = CameraRig.train(views), CameraRig.test(views)
+
+    def cap(idx, limit=None):
+        idx = np.asarray(idx)[::frame_step]
+        if limit is not None and len(idx) > limit:
+            idx = idx[np.linspace(0, len(idx) - 1, limit).round().astype(int)]
+        return idx
+
+    if name == 'synthetic':
+        from .synthetic import synthetic_poses
+        tr = synthetic_poses(synthetic_train, seed=seed)
+        te = synthetic_poses(synthetic_test, seed=seed + 1_000_003)
+        desc = 'synthetic (built-in generator; not real motion)'
+        return (render_lifting(tr, train_rig, seed=seed, description=desc, synthetic=True),
+                render_lifting(te, test_rig, seed=seed + 1, description=desc, synthetic=True))
+
+    if name == 'h36m':
+        from .h36m import H36MPoses
+        if data is None:
+            raise FileNotFoundError("the h36m dataset needs --data PATH/data_3d_h36m.npz "
+                                    "(your licensed copy; nothing is downloaded)")
+        poses = H36MPoses(data, frame_step=1)
+        tr, te = poses.split()
+        if len(tr) == 0 or len(te) == 0:
+            raise ValueError(f"{data}: needs subjects of both splits (train S1 S5 S6 S7 S8, "
+                             f"test S9 S11)")
+        tr, te = cap(tr, max_frames), cap(te, max_test_frames)
+        desc = 'Human3.6M (train S1 S5 S6 S7 S8, test S9 S11, virtual cameras)'
+        return (render_lifting(poses.positions[tr], train_rig, poses.action[tr],
+                               poses.action_names, seed, desc),
+                render_lifting(poses.positions[te], test_rig, poses.action[te],
+                               poses.action_names, seed + 1, desc))
+
+    path = None
+    if name == 'bandai':
+        path = Path(data) if data is not None else _default_bandai()
+        if path is None:
+            raise FileNotFoundError("bandai2_h36m17.npz not found in ../shared/data/mocap; "
+                                    "pass --data PATH")
+    else:
+        path = Path(name)
+        if path.suffix != '.npz':
+            raise ValueError(f"unknown dataset {name!r} (choose from {list(DATASETS)} or give "
+                             f"an .npz path)")
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            files = set(f.files)
+    except Exception as e:
+        raise ValueError(f"cannot read {path} as an .npz file: {e}") from None
+    if 'seq_file' in files or name == 'bandai':
+        from .bandai import BandaiMocap
+        mocap = BandaiMocap(path)
+        tr, te = mocap.split(test_actor)
+        tr, te = cap(tr, max_frames), cap(te, max_test_frames)
+        desc = (f'Bandai-Namco mocap 2 (CC BY-NC 4.0), train actors '
+                f'{[a for a in mocap.actors if a != test_actor]}, test actor {test_actor}, '
+                f'virtual cameras')
+        return (render_lifting(mocap.positions[tr], train_rig, mocap.content[tr],
+                               mocap.content_names, seed, desc),
+                render_lifting(mocap.positions[te], test_rig, mocap.content[te],
+                               mocap.content_names, seed + 1, desc))
+    if 'positions' not in files:
+        raise ValueError(f"{path}: no 'positions' array [F, N, 3]")
+    with np.load(path, allow_pickle=False) as f:
+        pos = f['positions']
+    if pos.ndim != 3 or pos.shape[-1] != 3:
+        raise ValueError(f"{path}: positions must be [F, N, 3], got {list(pos.shape)}")
+    split = int(len(pos) * 0.9)
+    tr, te = cap(np.arange(split), max_frames), cap(np.arange(split, len(pos)), max_test_frames)
+    desc = f'{path.name} (first 90 % train, last 10 % test, virtual cameras)'
+    return (render_lifting(pos[tr], train_rig, seed=seed, description=desc),
+            render_lifting(pos[te], test_rig, seed=seed + 1, description=desc))

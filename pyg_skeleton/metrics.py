@@ -1,0 +1,295 @@
+r"""Pose-estimation metrics, batched in torch.
+
+All functions take predicted and ground-truth joints of shape
+:obj:`[..., N, 3]` (any number of leading batch dimensions) in the same unit
+(this package uses metres; multiply by 1000 to report millimetres) and an
+optional :obj:`mask` of shape :obj:`[..., N]` (bool or 0/1 weights) that
+selects the joints (or mesh vertices) that count. Poses are compared as
+given: make them root-relative first where a protocol asks for it.
+
+* :func:`mpjpe` -- mean per-joint position error (Protocol #1).
+* :func:`p_mpjpe` -- MPJPE after a similarity Procrustes alignment (rotation,
+  translation and scale; Protocol #2); reflections are excluded as usual, so
+  the aligned prediction is always a proper rotation of the input.
+* :func:`n_mpjpe` -- MPJPE after the optimal scale only.
+* :func:`mpvpe` -- mean per-vertex position error for meshes (the same
+  computation on vertices).
+* :func:`pck` / :func:`auc` -- 3D percentage of correct keypoints under a
+  threshold (150 mm) and the area under the PCK curve over 0--150 mm.
+
+Every function returns the per-sample, per-joint errors with
+:obj:`reduction='none'`, the mean per joint with :obj:`reduction='joint'`
+and a scalar with :obj:`reduction='mean'` (the default). :func:`group_mean`
+averages per-sample values per action / content label, and
+:class:`MetricAccumulator` accumulates all of them over an evaluation run,
+reducing across :mod:`torch.distributed` ranks.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    'joint_errors', 'mpjpe', 'p_mpjpe', 'n_mpjpe', 'mpvpe', 'pck', 'auc',
+    'procrustes_align', 'scale_align', 'group_mean', 'MetricAccumulator',
+]
+
+
+def _check(pred: Tensor, target: Tensor, mask: Optional[Tensor]) -> Tensor:
+    if pred.shape != target.shape or pred.dim() < 2:
+        raise ValueError(f"expected predicted and target joints of the same shape [..., N, D], "
+                         f"got {list(pred.shape)} and {list(target.shape)}")
+    if mask is None:
+        return torch.ones(pred.shape[:-1], dtype=pred.dtype, device=pred.device)
+    mask = mask.to(device=pred.device, dtype=pred.dtype)
+    try:
+        return mask.expand(pred.shape[:-1])
+    except RuntimeError:
+        raise ValueError(f"mask of shape {list(mask.shape)} does not broadcast to "
+                         f"{list(pred.shape[:-1])}") from None
+
+
+def _reduce(values: Tensor, mask: Tensor, reduction: str) -> Tensor:
+    """Masked reduction of per-joint values ``[..., N]``."""
+    if reduction == 'none':
+        return values
+    values = values * mask
+    if reduction == 'joint':
+        dims = tuple(range(values.dim() - 1))
+        return values.sum(dims) / mask.sum(dims).clamp_min(1e-12)
+    if reduction == 'sample':
+        return values.sum(-1) / mask.sum(-1).clamp_min(1e-12)
+    if reduction == 'mean':
+        return values.sum() / mask.sum().clamp_min(1e-12)
+    raise ValueError(f"unknown reduction {reduction!r} (use 'mean', 'sample', 'joint' or 'none')")
+
+
+def joint_errors(pred: Tensor, target: Tensor) -> Tensor:
+    r"""Euclidean distance per joint, :obj:`[..., N]`."""
+    return (pred - target).norm(dim=-1)
+
+
+def mpjpe(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None,
+          reduction: str = 'mean') -> Tensor:
+    r"""Mean per-joint position error.
+
+    Args:
+        pred (torch.Tensor): Predicted joints :obj:`[..., N, D]`.
+        target (torch.Tensor): Ground truth :obj:`[..., N, D]`.
+        mask (torch.Tensor, optional): Joints that count, :obj:`[..., N]`.
+        reduction (str, optional): :obj:`'mean'` (scalar), :obj:`'sample'`
+            (:obj:`[...]`), :obj:`'joint'` (:obj:`[N]`) or :obj:`'none'`
+            (:obj:`[..., N]`). (default: :obj:`'mean'`)
+    """
+    m = _check(pred, target, mask)
+    return _reduce(joint_errors(pred, target), m, reduction)
+
+
+def mpvpe(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None,
+          reduction: str = 'mean') -> Tensor:
+    r"""Mean per-vertex position error of meshes :obj:`[..., V, 3]`; the
+    same computation as :func:`mpjpe` over vertices."""
+    return mpjpe(pred, target, mask, reduction)
+
+
+def procrustes_align(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None,
+                     scale: bool = True) -> Tensor:
+    r"""Aligns :obj:`pred` to :obj:`target` with the similarity transform
+    :math:`s R p + t` minimising the (masked) squared error, per sample.
+
+    Solved in closed form with one batched SVD of the :math:`D \times D`
+    cross-covariance (Kabsch / Umeyama). :math:`R` is a proper rotation:
+    when the best orthogonal matrix would be a reflection, the sign of the
+    smallest singular direction is flipped, as the standard P-MPJPE does.
+
+    Args:
+        pred (torch.Tensor): :obj:`[..., N, D]`.
+        target (torch.Tensor): :obj:`[..., N, D]`.
+        mask (torch.Tensor, optional): Joints used for the fit and weights,
+            :obj:`[..., N]`.
+        scale (bool, optional): Fit the scale :math:`s` (else :math:`s=1`).
+
+    Returns:
+        torch.Tensor: The aligned prediction, same shape as :obj:`pred`.
+    """
+    w = _check(pred, target, mask).unsqueeze(-1)  # [..., N, 1]
+    dtype = pred.dtype
+    # The SVD is done in float64: cheap for 3x3 and it keeps the metric exact.
+    p, t, w = pred.double(), target.double(), w.double()
+    wsum = w.sum(-2, keepdim=True).clamp_min(1e-12)
+    mu_p = (w * p).sum(-2, keepdim=True) / wsum
+    mu_t = (w * t).sum(-2, keepdim=True) / wsum
+    p0, t0 = p - mu_p, t - mu_t
+    cov = (w * p0).transpose(-1, -2) @ t0                 # [..., D, D] = sum w p t^T
+    u, s, vh = torch.linalg.svd(cov)
+    v = vh.transpose(-1, -2)
+    det = torch.linalg.det(v @ u.transpose(-1, -2))
+    sign = torch.ones_like(s)
+    sign[..., -1] = torch.where(det < 0, -1.0, 1.0)
+    rot = (v * sign.unsqueeze(-2)) @ u.transpose(-1, -2)   # V diag(sign) U^T
+    if scale:
+        var = (w * p0.square()).sum((-2, -1))
+        k = (s * sign).sum(-1) / var.clamp_min(1e-12)
+    else:
+        k = torch.ones_like(s[..., 0])
+    aligned = k[..., None, None] * p0 @ rot.transpose(-1, -2) + mu_t
+    return aligned.to(dtype)
+
+
+def scale_align(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    r"""Rescales :obj:`pred` by the least-squares optimal factor
+    :math:`s = \langle p, t \rangle / \langle p, p \rangle` per sample (the
+    alignment of N-MPJPE)."""
+    w = _check(pred, target, mask).unsqueeze(-1)
+    num = (w * pred * target).sum((-2, -1), keepdim=True)
+    den = (w * pred * pred).sum((-2, -1), keepdim=True).clamp_min(1e-12)
+    return pred * (num / den)
+
+
+def p_mpjpe(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None,
+            reduction: str = 'mean') -> Tensor:
+    r"""MPJPE after Procrustes alignment with scale (Protocol #2); see
+    :func:`procrustes_align` and :func:`mpjpe` for the arguments."""
+    return mpjpe(procrustes_align(pred, target, mask), target, mask, reduction)
+
+
+def n_mpjpe(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None,
+            reduction: str = 'mean') -> Tensor:
+    r"""MPJPE after the optimal scale of the prediction (no rotation or
+    translation); see :func:`scale_align`."""
+    return mpjpe(scale_align(pred, target, mask), target, mask, reduction)
+
+
+def pck(pred: Tensor, target: Tensor, threshold: float = 0.15,
+        mask: Optional[Tensor] = None, reduction: str = 'mean') -> Tensor:
+    r"""3D percentage of correct keypoints: the fraction of joints within
+    :obj:`threshold` (in the unit of the poses; :obj:`0.15` is 150 mm for
+    poses in metres). Returns fractions in :math:`[0, 1]`."""
+    m = _check(pred, target, mask)
+    return _reduce((joint_errors(pred, target) <= threshold).to(pred.dtype), m, reduction)
+
+
+def auc(pred: Tensor, target: Tensor, max_threshold: float = 0.15, num_thresholds: int = 31,
+        mask: Optional[Tensor] = None, reduction: str = 'mean') -> Tensor:
+    r"""Area under the PCK curve: the mean of :func:`pck` over
+    :obj:`num_thresholds` evenly spaced thresholds from 0 to
+    :obj:`max_threshold` (inclusive), as in the MPI-INF-3DHP protocol."""
+    m = _check(pred, target, mask)
+    err = joint_errors(pred, target)
+    thr = torch.linspace(0, max_threshold, num_thresholds, device=pred.device, dtype=pred.dtype)
+    frac = (err.unsqueeze(-1) <= thr).to(pred.dtype).mean(-1)
+    return _reduce(frac, m, reduction)
+
+
+def group_mean(values: Tensor, labels: Tensor, num_groups: Optional[int] = None,
+               weights: Optional[Tensor] = None) -> Tensor:
+    r"""Averages per-sample :obj:`values` :obj:`[B]` per integer label
+    :obj:`[B]` (e.g. action or content id). Returns :obj:`[num_groups]`,
+    :obj:`nan` for groups without samples."""
+    labels = labels.long().flatten()
+    values = values.flatten()
+    num_groups = int(labels.max()) + 1 if num_groups is None else num_groups
+    w = torch.ones_like(values) if weights is None else weights.flatten().to(values.dtype)
+    total = torch.zeros(num_groups, dtype=values.dtype, device=values.device)
+    count = torch.zeros_like(total)
+    total.index_add_(0, labels, values * w)
+    count.index_add_(0, labels, w)
+    return torch.where(count > 0, total / count.clamp_min(1e-12), torch.nan)
+
+
+class MetricAccumulator:
+    r"""Accumulates MPJPE, P-MPJPE, N-MPJPE, PCK and AUC over batches, per
+    joint and per group label, as sums so results are exact whatever the
+    batching and can be summed across :mod:`torch.distributed` ranks.
+
+    .. code-block:: python
+
+        acc = MetricAccumulator(num_joints=17, num_groups=10)
+        for x, y, content in loader:
+            acc.update(model(x), y, groups=content)
+        acc.all_reduce()          # no-op without torch.distributed
+        print(acc.compute()['mpjpe'])
+
+    Values are reported in the unit of the poses times :obj:`scale`
+    (:obj:`scale=1000` turns metres into millimetres); PCK and AUC are
+    percentages.
+    """
+    METRICS = ('mpjpe', 'p_mpjpe', 'n_mpjpe', 'pck', 'auc')
+
+    def __init__(self, num_joints: int, num_groups: int = 0, scale: float = 1000.0,
+                 pck_threshold: float = 0.15):
+        self.num_joints = num_joints
+        self.num_groups = num_groups
+        self.scale = scale
+        self.pck_threshold = pck_threshold
+        self.joint_sums = torch.zeros(len(self.METRICS), num_joints, dtype=torch.float64)
+        self.joint_counts = torch.zeros(num_joints, dtype=torch.float64)
+        self.group_sums = torch.zeros(len(self.METRICS), max(num_groups, 1), dtype=torch.float64)
+        self.group_counts = torch.zeros(max(num_groups, 1), dtype=torch.float64)
+
+    @torch.no_grad()
+    def update(self, pred: Tensor, target: Tensor, mask: Optional[Tensor] = None,
+               groups: Optional[Tensor] = None) -> None:
+        pred = pred.detach().reshape(-1, *pred.shape[-2:]).cpu().double()
+        target = target.detach().reshape(-1, *target.shape[-2:]).cpu().double()
+        m = _check(pred, target, None if mask is None else mask.reshape(-1, pred.size(-2)).cpu())
+        per_joint = torch.stack([
+            mpjpe(pred, target, m, 'none'),
+            p_mpjpe(pred, target, m, 'none'),
+            n_mpjpe(pred, target, m, 'none'),
+            pck(pred, target, self.pck_threshold, m, 'none'),
+            auc(pred, target, self.pck_threshold, mask=m, reduction='none'),
+        ]) * m  # [M, B, N]
+        self.joint_sums += per_joint.sum(1)
+        self.joint_counts += m.sum(0)
+        if groups is not None and self.num_groups:
+            g = groups.reshape(-1).long().cpu()
+            for k in range(len(self.METRICS)):
+                self.group_sums[k].index_add_(0, g, per_joint[k].sum(-1))
+            self.group_counts.index_add_(0, g, m.sum(-1))
+
+    def all_reduce(self) -> None:
+        r"""Sums the accumulators over all ranks of the default process group
+        (if one is initialised)."""
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            flat = torch.cat([self.joint_sums.flatten(), self.joint_counts,
+                              self.group_sums.flatten(), self.group_counts])
+            dist.all_reduce(flat)
+            sizes = [self.joint_sums.numel(), self.joint_counts.numel(),
+                     self.group_sums.numel(), self.group_counts.numel()]
+            a, b, c, d = flat.split(sizes)
+            self.joint_sums = a.view_as(self.joint_sums).clone()
+            self.joint_counts = b.clone()
+            self.group_sums = c.view_as(self.group_sums).clone()
+            self.group_counts = d.clone()
+
+    def _factor(self, name: str) -> float:
+        return 100.0 if name in ('pck', 'auc') else self.scale
+
+    def compute(self, group_names: Optional[Sequence[str]] = None) -> Dict[str, object]:
+        r"""Returns a dict with the overall value of every metric, and
+        :obj:`'per_joint'` and :obj:`'per_group'` dicts of lists."""
+        out: Dict[str, object] = {}
+        total = self.joint_counts.sum().clamp_min(1e-12)
+        for k, name in enumerate(self.METRICS):
+            out[name] = float(self.joint_sums[k].sum() / total * self._factor(name))
+        out['per_joint'] = {
+            name: (self.joint_sums[k] / self.joint_counts.clamp_min(1e-12)
+                   * self._factor(name)).tolist()
+            for k, name in enumerate(self.METRICS)}
+        if self.num_groups:
+            names = list(group_names) if group_names is not None else [
+                str(i) for i in range(self.num_groups)]
+            per_group = {}
+            for g in range(self.num_groups):
+                if self.group_counts[g] > 0:
+                    per_group[names[g]] = {
+                        name: float(self.group_sums[k, g] / self.group_counts[g]
+                                    * self._factor(name))
+                        for k, name in enumerate(self.METRICS)}
+            out['per_group'] = per_group
+        out['num_joints_evaluated'] = float(total)
+        return out

@@ -1,0 +1,184 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch_geometric.loader import DataLoader
+
+from pyg_skeleton import Skeleton
+from pyg_skeleton.datasets import (BandaiMocap, CameraRig, H36MPoses, LiftingDataset,
+                                   TensorBatches, denormalize_screen, flip_pose, flip_test,
+                                   load_h36m_2d, load_lifting, normalize_screen, reduce_32_to_17,
+                                   synthetic_poses)
+from pyg_skeleton.datasets.h36m import H36M_32_TO_17
+
+SHARED = Path(__file__).resolve().parents[2] / 'shared'
+NPZ = SHARED / 'data' / 'mocap' / 'bandai2_h36m17.npz'
+needs_bandai = pytest.mark.skipif(not NPZ.exists(),
+                                  reason=f'Bandai data not found at {NPZ} (../shared)')
+H36M17 = Skeleton.preset('h36m17')
+
+
+def test_normalize_screen_roundtrip():
+    uv = np.array([[0.0, 0.0], [1000.0, 500.0], [500.0, 1000.0]])
+    n = normalize_screen(uv, 1000, 1000)
+    np.testing.assert_allclose(n, [[-1, -1], [1, 0], [0, 1]])
+    # non-square: divided by the width, aspect ratio kept
+    n2 = normalize_screen(np.array([[0.0, 0.0], [1000.0, 500.0]]), 1000, 500)
+    np.testing.assert_allclose(n2, [[-1, -0.5], [1, 0.5]])
+    np.testing.assert_allclose(denormalize_screen(torch.tensor(n2), 1000, 500).numpy(),
+                               [[0, 0], [1000, 500]])
+
+
+def test_camera_views_geometry():
+    poses = synthetic_poses(10, seed=1)
+    poses[:, :, 0] += 3.0  # far from the origin: cameras follow the subject
+    rig = CameraRig.test(4)
+    v = rig.views(poses)
+    assert v['x'].shape == (40, 17, 2) and v['y'].shape == (40, 17, 3)
+    np.testing.assert_allclose(v['y'][:, 0], 0, atol=1e-6)  # root-relative
+    # camera-frame bone lengths equal world bone lengths (rigid transform)
+    par = np.array(H36M17.parents[1:])
+    wl = np.linalg.norm(poses[:, 1:] - poses[:, par], axis=-1)
+    cl = np.linalg.norm(v['y'][:, 1:] - v['y'][:, par], axis=-1).reshape(10, 4, 16)
+    np.testing.assert_allclose(cl, np.repeat(wl[:, None], 4, 1), atol=1e-5)
+    # the root is seen at the image centre horizontally; the subject is upright (head up = -v)
+    assert np.abs(v['pixels'][:, 0, 0] - 500).max() < 1e-3
+    assert (v['pixels'][:, 10, 1] < v['pixels'][:, 3, 1]).mean() > 0.6
+    assert np.abs(v['x']).max() < 1.0
+    # random rig: distances 4-6 m give a plausible pixel height of ~1.7 m people
+    vr = CameraRig.train(2).views(poses, seed=0)
+    assert vr['x'].shape == (20, 17, 2)
+
+
+def test_flip_and_flip_test():
+    x = torch.randn(5, 17, 2)
+    f = flip_pose(x, H36M17)
+    assert torch.equal(flip_pose(f, H36M17), x)
+    assert torch.equal(f[:, 1, 0], -x[:, 4, 0])
+
+    class Equivariant(torch.nn.Module):
+        def forward(self, inp):
+            return torch.cat([inp, inp[..., 1:]], -1)
+
+    model = Equivariant()
+    out = flip_test(model, x, H36M17)
+    torch.testing.assert_close(out, model(x))  # an equivariant model is unchanged
+
+
+def test_synthetic_poses():
+    p = synthetic_poses(500, seed=0)
+    assert p.shape == (500, 17, 3) and p.dtype == np.float32
+    np.testing.assert_array_equal(p, synthetic_poses(500, seed=0))
+    assert np.isfinite(p).all()
+    assert np.allclose(p[..., 1].min(1), 0, atol=1e-6)  # on the floor
+    femur = np.linalg.norm(p[:, 2] - p[:, 1], axis=-1)
+    assert 0.3 < femur.min() and femur.max() < 0.61 and femur.std() > 0.01
+    np.testing.assert_allclose(femur, np.linalg.norm(p[:, 5] - p[:, 4], axis=-1), rtol=1e-5)
+    knee = p[:, 3] - p[:, 2]
+    assert np.all(knee[:, 1] < 0.45)
+    with pytest.raises(ValueError, match='synthetic poses exist'):
+        synthetic_poses(3, skeleton='ntu25')
+
+
+def test_lifting_dataset_pyg_batching_and_tensor_path():
+    train, test = load_lifting('synthetic', synthetic_train=50, synthetic_test=10, views=2)
+    assert train.synthetic and 'synthetic' in train.description
+    assert len(train) == 100 and len(test) == 20
+    ds = LiftingDataset(train, H36M17)
+    d = ds[3]
+    assert d.x.shape == (17, 2) and d.y.shape == (17, 3) and d.num_nodes == 17
+    batch = next(iter(DataLoader(ds, batch_size=8)))
+    assert batch.x.shape == (136, 2) and batch.num_graphs == 8
+    assert batch.edge_index.shape[1] == 8 * H36M17.edge_index.shape[1]
+    torch.testing.assert_close(batch.x.view(8, 17, 2), train.x[:8])
+
+    tb = TensorBatches(train, 32, seed=1)
+    tb.set_epoch(0)
+    batches = list(tb)
+    assert len(batches) == 3 and batches[0][0].shape == (32, 17, 2)
+    # two ranks see exactly the single-process global batches
+    ranks = [TensorBatches(train, 32, seed=1, rank=r, world_size=2) for r in range(2)]
+    for r in ranks:
+        r.set_epoch(0)
+    for k, (x, y, g, idx) in enumerate(batches):
+        union = torch.cat([list(r)[k][3] for r in ranks])
+        assert sorted(union.tolist()) == sorted(idx.tolist())
+    tb.set_epoch(1)
+    assert not torch.equal(next(iter(tb))[3], batches[0][3])
+    assert torch.equal(list(tb.iterate(1))[0][3], list(tb)[1][3])  # resuming mid-epoch
+
+
+def test_nan_check():
+    train, _ = load_lifting('synthetic', synthetic_train=5, synthetic_test=5, views=1)
+    train.x[2, 3, 0] = float('nan')
+    with pytest.raises(ValueError, match='1 samples have NaN'):
+        train.check_finite('training data')
+
+
+def write_h36m(tmp_path, subjects=('S1', 'S5', 'S9', 'S11')):
+    rng = np.random.default_rng(0)
+    pos = {s: {'Walking 1': rng.normal(size=(6, 32, 3)).astype(np.float32),
+               'Eating': rng.normal(size=(4, 32, 3)).astype(np.float32)} for s in subjects}
+    path = tmp_path / 'data_3d_h36m.npz'
+    np.savez_compressed(path, positions_3d=pos)
+    pos2d = {s: {a: [rng.normal(size=(len(v), 17, 2)) for _ in range(4)]
+                 for a, v in d.items()} for s, d in pos.items()}
+    meta = {'layout_name': 'h36m', 'num_joints': 17,
+            'keypoints_symmetry': [[4, 5, 6, 11, 12, 13], [1, 2, 3, 14, 15, 16]]}
+    path2 = tmp_path / 'data_2d_h36m_gt.npz'
+    np.savez_compressed(path2, positions_2d=pos2d, metadata=meta)
+    return path, path2, pos
+
+
+def test_h36m_reader(tmp_path):
+    path, path2, pos = write_h36m(tmp_path)
+    poses = H36MPoses(path)
+    assert poses.positions.shape == (40, 17, 3)
+    assert poses.action_names == ['Eating', 'Walking']
+    train, test = poses.split()
+    assert len(train) == 20 and len(test) == 20
+    # 32 -> 17 reduction and z-up -> y-up
+    ref = pos['S1']['Eating'][:, H36M_32_TO_17]
+    np.testing.assert_allclose(poses.positions[:4], np.stack(
+        [ref[..., 0], ref[..., 2], -ref[..., 1]], -1))
+    assert reduce_32_to_17(np.zeros((2, 32, 3))).shape == (2, 17, 3)
+    d2, meta = load_h36m_2d(path2)
+    assert meta['num_joints'] == 17 and len(d2['S9']['Eating']) == 4
+    tr, te = load_lifting('h36m', path, views=2)
+    assert len(tr) == 40 and len(te) == 40 and te.group_names == ['Eating', 'Walking']
+    with pytest.raises(ValueError, match='positions_3d'):
+        H36MPoses(path2)
+    with pytest.raises(FileNotFoundError):
+        H36MPoses(tmp_path / 'missing.npz')
+
+
+@needs_bandai
+def test_bandai_reader():
+    data = BandaiMocap(NPZ)
+    assert data.positions.shape[1:] == (17, 3) and data.fps == 10
+    assert data.actors == [0, 1, 2]
+    train, test = data.split(test_actor=2)
+    assert len(train) + len(test) == len(data)
+    assert set(data.actor[test]) == {2} and 2 not in set(data.actor[train])
+    walks = data.subset(contents=['walk'], actors=[0])
+    assert set(data.content[walks]) == {data.content_names.index('walk')}
+    seq = next(data.sequences(styles=['normal']))
+    assert seq['style'] == data.style_names.index('normal') and seq['positions'].ndim == 3
+    with pytest.raises(ValueError, match='unknown content'):
+        data.subset(contents=['swim'])
+    with pytest.raises(ValueError, match='test actor'):
+        data.split(test_actor=7)
+
+
+def test_bandai_bad_files(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        BandaiMocap(tmp_path / 'nope.npz')
+    bad = tmp_path / 'bad.npz'
+    bad.write_bytes(b'not a zip')
+    with pytest.raises(ValueError, match='cannot read'):
+        BandaiMocap(bad)
+    other = tmp_path / 'other.npz'
+    np.savez(other, positions=np.zeros((3, 17, 3)))
+    with pytest.raises(ValueError, match='missing arrays'):
+        BandaiMocap(other)
