@@ -5,7 +5,14 @@ from torch import Tensor
 
 from torch_geometric.typing import Adj
 
-from pyg_skeleton.nn.conv import SemGraphConv
+from pyg_skeleton.nn.conv import (
+    ConvStyleConv,
+    FullSharingConv,
+    NoSharingConv,
+    PostAggConv,
+    PreAggConv,
+    SemGraphConv,
+)
 from pyg_skeleton.nn.non_local import NonLocalBlock
 from pyg_skeleton.skeleton import Skeleton
 
@@ -15,6 +22,22 @@ GRAPH_CONVS: Dict[str, Callable[[int, int, Skeleton], torch.nn.Module]] = {
     'sem': lambda i, o, s: SemGraphConv(i, o, s.edge_index, s.num_joints),
     'sem_channelwise': lambda i, o, s: SemGraphConv(
         i, o, s.edge_index, s.num_joints, channelwise=True),
+    # The weight-sharing schemes of Liu et al. (ECCV 2020):
+    'vanilla': lambda i, o, s: FullSharingConv(i, o, s.edge_index,
+                                               s.num_joints),
+    'full_decoupled': lambda i, o, s: FullSharingConv(
+        i, o, s.edge_index, s.num_joints, decoupled=True),
+    'pre_agg': lambda i, o, s: PreAggConv(i, o, s.edge_index, s.num_joints),
+    'pre_agg_decoupled': lambda i, o, s: PreAggConv(
+        i, o, s.edge_index, s.num_joints, decoupled=True),
+    'post_agg': lambda i, o, s: PostAggConv(i, o, s.edge_index,
+                                            s.num_joints),
+    'post_agg_decoupled': lambda i, o, s: PostAggConv(
+        i, o, s.edge_index, s.num_joints, decoupled=True),
+    'conv_style': lambda i, o, s: ConvStyleConv(i, o, s.edge_index, s.centre,
+                                                s.num_joints),
+    'no_sharing': lambda i, o, s: NoSharingConv(i, o, s.edge_index,
+                                                s.num_joints),
 }
 
 ConvSpec = Union[str, Callable[[int, int, Skeleton], torch.nn.Module]]

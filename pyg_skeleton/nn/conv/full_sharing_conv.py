@@ -1,0 +1,100 @@
+from typing import Optional
+
+from torch import Tensor
+
+from torch_geometric.typing import Adj
+
+from pyg_skeleton.nn.conv._weight_sharing import WeightSharingConv
+from pyg_skeleton.nn.topology import Topology
+
+
+class FullSharingConv(WeightSharingConv):
+    r"""The full-sharing ("vanilla") graph convolution from the `"A
+    Comprehensive Study of Weight Sharing in Graph Networks for 3D Human Pose
+    Estimation"
+    <https://www.ecva.net/papers/eccv_2020/papers_ECCV/papers/123550307.pdf>`_
+    paper, where every node and edge shares one weight matrix
+
+    .. math::
+        \mathbf{x}^{\prime}_i = \sum_{j \in \mathcal{N}(i) \cup \{ i \}}
+        a_{ij} \mathbf{W}^{\top} \mathbf{x}_j + \mathbf{b},
+
+    or, with :obj:`decoupled=True`, one matrix for the self-loop and one for
+    the other edges
+
+    .. math::
+        \mathbf{x}^{\prime}_i = a_{ii} \mathbf{W}_{\mathrm{self}}^{\top}
+        \mathbf{x}_i + \sum_{j \in \mathcal{N}(i)} a_{ij}
+        \mathbf{W}_{\mathrm{neighbor}}^{\top} \mathbf{x}_j + \mathbf{b},
+
+    which is :class:`~pyg_skeleton.nn.SemGraphConv` (with
+    :obj:`edge_weights='learnable'`).
+
+    The edge weights :math:`a_{ij}` are a softmax of one logit per edge
+    (self-loops included) over each target's incoming edges. The paper's
+    equations use the fixed normalised adjacency,
+    :obj:`edge_weights='fixed'`: constant logits, *i.e.*
+    :math:`\mathbf{D}^{-1}(\mathbf{A} + \mathbf{I})`. The official code of
+    the study keeps SemGCN's learnable logits, initialised to :math:`1`,
+    :obj:`edge_weights='learnable'` (the default).
+
+    Initialisation follows the official code: :obj:`weight` of shape
+    :obj:`[n, F_in, F_out]` (:math:`n = 1`, or :math:`2` with
+    :obj:`weight[0]` the self and :obj:`weight[1]` the neighbour matrix) is
+    drawn as one tensor by Xavier-uniform with gain :math:`1.414`, *i.e.*
+    from :math:`\mathcal{U}(\pm 1.414 \sqrt{6 / (F_{out} (F_{in} + n))})`,
+    the bias from :math:`\mathcal{U}(\pm 1 / \sqrt{F_{out}})`.
+
+    The layer is called as :obj:`conv(x)` on a static batch
+    :obj:`[..., N, F_in]`, as :obj:`conv(x, edge_index)` with the layer's
+    graph or a subset of its edges, or as
+    :obj:`conv(batch.x, batch.edge_index)` on a disjoint
+    :class:`~torch_geometric.data.Batch` of copies of the graph (node
+    :math:`v` of copy :math:`b` at row :math:`bN + v`), with identical
+    results.
+
+    Args:
+        in_channels (int): Size of each input sample :math:`F_{in}`.
+        out_channels (int): Size of each output sample :math:`F_{out}`.
+        edge_index (torch.Tensor or SparseTensor): The fixed graph, without
+            self-loops (they are always added), *e.g.*
+            :obj:`Skeleton.preset('h36m17').edge_index`.
+        num_nodes (int, optional): The number of nodes :math:`N`.
+            (default: :obj:`None`, inferred from :obj:`edge_index`)
+        decoupled (bool, optional): If set to :obj:`True`, self-loops get
+            their own weight matrix. (default: :obj:`False`)
+        edge_weights (str, optional): :obj:`'learnable'` or :obj:`'fixed'`
+            (see above). (default: :obj:`'learnable'`)
+        bias (bool, optional): If set to :obj:`False`, the layer will not
+            learn an additive bias. (default: :obj:`True`)
+        **kwargs (optional): Additional arguments of
+            :class:`torch_geometric.nn.conv.MessagePassing`.
+
+    Shapes:
+        - **input:**
+          node features :math:`(*, |\mathcal{V}|, F_{in})`,
+          edge indices :math:`(2, |\mathcal{E}|)` *(optional)*
+        - **output:** node features :math:`(*, |\mathcal{V}|, F_{out})`
+
+    The layer has :math:`n F_{in} F_{out} + F_{out}` parameters, plus
+    :math:`N + |\mathcal{E}|` logits with :obj:`edge_weights='learnable'`.
+    """
+    _repr_keys = ('decoupled', 'edge_weights')
+
+    def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
+                 num_nodes: Optional[int] = None, decoupled: bool = False,
+                 edge_weights: str = 'learnable', bias: bool = True,
+                 **kwargs):
+        super().__init__(in_channels, out_channels,
+                         Topology(edge_index, num_nodes),
+                         2 if decoupled else 1, edge_weights, bias, **kwargs)
+        self.decoupled = decoupled
+
+    def transform(self, x: Tensor, edge_index: Optional[Tensor],
+                  a_neighbor: Tensor, a_self: Tensor) -> Tensor:
+        # The last matrix is the neighbour one (the only one when not
+        # decoupled).
+        h_neighbor = x @ self.weight[-1]
+        h_self = x @ self.weight[0] if self.decoupled else h_neighbor
+        out = self.aggregate_neighbors(edge_index, a_neighbor, h_neighbor)
+        return out.addcmul(a_self, h_self)
