@@ -141,9 +141,10 @@ def write_report(name: str, title: str, body: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     env = environment()
     path = RESULTS / f'{name}.md'
+    command = ' '.join(['python', f'benchmarks/{Path(sys.argv[0]).name}'] +
+                       sys.argv[1:])
     head = [f'# {title}', '',
-            f'Written by `benchmarks/{name.split("_")[0]}*.py` on '
-            f'{time.strftime("%Y-%m-%d")}.', '',
+            f'Written by `{command}` on {time.strftime("%Y-%m-%d")}.', '',
             ', '.join(f'{k}: {v}' for k, v in env.items()), '']
     path.write_text('\n'.join(head) + '\n' + body + '\n')
     return path
