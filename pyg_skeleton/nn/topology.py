@@ -66,6 +66,28 @@ def edge_index_of(adj: Adj) -> Tensor:
     return adj
 
 
+def fixed_graph(edge_index: Adj,
+                num_nodes: Optional[int] = None) -> Tuple[Tensor, int]:
+    r"""Validates the graph an operator is built for and returns it as a
+    CPU :obj:`edge_index` with its number of nodes (inferred from
+    :obj:`edge_index` when :obj:`None`).
+
+    Raises:
+        ValueError: if the graph has no node or refers to nodes outside
+            :obj:`[0, num_nodes - 1]`.
+    """
+    edge_index = edge_index_of(edge_index).long().cpu()
+    if num_nodes is None:
+        num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
+    if num_nodes <= 0:
+        raise ValueError("A graph needs at least one node")
+    if edge_index.numel() and (edge_index.min() < 0
+                               or edge_index.max() >= num_nodes):
+        raise ValueError(f"'edge_index' refers to nodes outside "
+                         f"[0, {num_nodes - 1}]")
+    return edge_index, num_nodes
+
+
 class _CSRMatmul(torch.autograd.Function):
     r"""``A @ H`` for a fixed sparsity pattern with learnable values.
 
@@ -121,15 +143,7 @@ class Topology(torch.nn.Module):
     """
     def __init__(self, edge_index: Adj, num_nodes: Optional[int] = None):
         super().__init__()
-        edge_index = edge_index_of(edge_index).long().cpu()
-        if num_nodes is None:
-            num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
-        if num_nodes <= 0:
-            raise ValueError("A topology needs at least one node")
-        if edge_index.numel() and (edge_index.min() < 0
-                                   or edge_index.max() >= num_nodes):
-            raise ValueError(f"'edge_index' refers to nodes outside "
-                             f"[0, {num_nodes - 1}]")
+        edge_index, num_nodes = fixed_graph(edge_index, num_nodes)
         edge_index, _ = remove_self_loops(edge_index)
         edge_index, _ = add_self_loops(edge_index, num_nodes=num_nodes)
         key = torch.unique(edge_index[1] * num_nodes + edge_index[0])

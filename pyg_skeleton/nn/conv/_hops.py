@@ -28,7 +28,7 @@ from torch import Tensor
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj
 
-from pyg_skeleton.nn.topology import DENSE_MAX_NODES, edge_index_of
+from pyg_skeleton.nn.topology import DENSE_MAX_NODES, fixed_graph
 from pyg_skeleton.transforms.khop import khop_edges
 
 
@@ -70,16 +70,7 @@ class HopConv(MessagePassing):
 
     def _build_hops(self, edge_index: Adj, num_nodes: Optional[int],
                     max_hop: int):
-        edge_index = edge_index_of(edge_index).long().cpu()
-        if num_nodes is None:
-            num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
-        if num_nodes <= 0:
-            raise ValueError(f"'{self.__class__.__name__}' needs a graph "
-                             f"with at least one node")
-        if edge_index.numel() and (edge_index.min() < 0
-                                   or edge_index.max() >= num_nodes):
-            raise ValueError(f"'edge_index' refers to nodes outside "
-                             f"[0, {num_nodes - 1}]")
+        edge_index, num_nodes = fixed_graph(edge_index, num_nodes)
         self.num_nodes = num_nodes
         if max_hop >= 1:
             self._pairs, self._pair_hop = khop_edges(edge_index, num_nodes,
