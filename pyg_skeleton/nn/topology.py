@@ -279,19 +279,27 @@ class Topology(torch.nn.Module):
                         num_nodes=num_nodes)
         return edge_index, alpha[:num_edges], alpha[num_edges:]
 
-    def aggregate(self, value: Tensor, h: Tensor) -> Tensor:
+    def aggregate(self, value: Tensor, h: Tensor,
+                  self_value: Optional[Tensor] = None) -> Tensor:
         r"""Computes :math:`\mathbf{y}_i = \sum_{j \in \mathcal{N}(i)}
-        a_{ij} \mathbf{h}_j` over the neighbour edges (no self-loops).
+        a_{ij} \mathbf{h}_j` over the neighbour edges, plus
+        :math:`a_{ii} \mathbf{h}_i` when :obj:`self_value` is given.
 
         Args:
             value (torch.Tensor): Edge weights :math:`a_{ij}` of the
                 neighbour edges in slot order, :obj:`[E]` (shared by all
                 channels) or :obj:`[E, C]` (one per channel).
             h (torch.Tensor): Node features :obj:`[..., N, C]`.
+            self_value (torch.Tensor, optional): Self-loop weights
+                :math:`a_{ii}`, :obj:`[N]` or :obj:`[N, C]`. On small graphs
+                they join the same dense product. (default: :obj:`None`)
         """
         n = self.num_nodes
         if n <= DENSE_MAX_NODES:
             dense_key = self.key[self.nbr_slot]
+            if self_value is not None:
+                dense_key = torch.cat([dense_key, self.key[self.self_slot]])
+                value = torch.cat([value, self_value])
             adj = value.new_zeros((n * n, ) + value.shape[1:])
             adj = adj.index_copy(0, dense_key, value).view((n, n) +
                                                            value.shape[1:])
@@ -310,14 +318,19 @@ class Topology(torch.nn.Module):
             h_t = h.movedim(-2, 0).reshape(n, -1)
             out = _CSRMatmul.apply(value, h_t, self.crow, self.col,
                                    self.crow_t, self.col_t, self.perm_t)
-            return out.view((n, ) + lead + h.shape[-1:]).movedim(0, -2)
-        # One weight per channel (or tracing for torch.compile): gather,
-        # weight and scatter along the node dimension.
-        src, dst = self.col, self.dst[self.nbr_slot]
-        msg = h.index_select(-2, src)
-        msg = msg * (value if value.dim() == 2 else value.unsqueeze(-1))
-        out = h.new_zeros(h.shape)
-        return out.index_add(-2, dst, msg)
+            out = out.view((n, ) + lead + h.shape[-1:]).movedim(0, -2)
+        else:
+            # One weight per channel (or tracing for torch.compile): gather,
+            # weight and scatter along the node dimension.
+            src, dst = self.col, self.dst[self.nbr_slot]
+            msg = h.index_select(-2, src)
+            msg = msg * (value if value.dim() == 2 else value.unsqueeze(-1))
+            out = h.new_zeros(h.shape).index_add(-2, dst, msg)
+        if self_value is None:
+            return out
+        if self_value.dim() == 1:
+            self_value = self_value.unsqueeze(-1)
+        return out.addcmul(self_value, h)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(num_nodes={self.num_nodes}, '

@@ -161,15 +161,20 @@ class WeightSharingConv(MessagePassing):
         raise NotImplementedError
 
     def aggregate_neighbors(self, edge_index: Optional[Tensor], alpha: Tensor,
-                            h: Tensor, size: Size = None) -> Tensor:
+                            h: Tensor, a_self: Optional[Tensor] = None,
+                            size: Size = None) -> Tensor:
         r"""Computes :math:`\sum_{j \in \mathcal{N}(i)} a_{ij}
-        \mathbf{h}_j` over the neighbour edges (no self-loops), in the
+        \mathbf{h}_j` over the neighbour edges, plus the self term
+        :math:`a_{ii} \mathbf{h}_i` when :obj:`a_self` is given, in the
         layout of :meth:`transform`."""
         if edge_index is None:
-            out = self.topology.aggregate(alpha, h.reshape(h.size(0), -1))
+            self_value = None if a_self is None else a_self.view(-1)
+            out = self.topology.aggregate(alpha, h.reshape(h.size(0), -1),
+                                          self_value)
             return out.view(h.shape)
         # propagate_type: (x: Tensor, alpha: Tensor)
-        return self.propagate(edge_index, x=h, alpha=alpha, size=size)
+        out = self.propagate(edge_index, x=h, alpha=alpha, size=size)
+        return out if a_self is None else out.addcmul(a_self, h)
 
     def message(self, x_j: Tensor, alpha: Tensor) -> Tensor:
         return alpha.unsqueeze(-1) * x_j

@@ -95,6 +95,8 @@ class FullSharingConv(WeightSharingConv):
         # The last matrix is the neighbour one (the only one when not
         # decoupled).
         h_neighbor = x @ self.weight[-1]
-        h_self = x @ self.weight[0] if self.decoupled else h_neighbor
+        if not self.decoupled:
+            return self.aggregate_neighbors(edge_index, a_neighbor,
+                                            h_neighbor, a_self)
         out = self.aggregate_neighbors(edge_index, a_neighbor, h_neighbor)
-        return out.addcmul(a_self, h_self)
+        return out.addcmul(a_self, x @ self.weight[0])

@@ -96,9 +96,10 @@ class PostAggConv(WeightSharingConv):
     def transform(self, x: Tensor, edge_index: Optional[Tensor],
                   a_neighbor: Tensor, a_self: Tensor) -> Tensor:
         n = self.num_nodes
+        if not self.decoupled:
+            return self.per_node(
+                self.aggregate_neighbors(edge_index, a_neighbor, x, a_self),
+                self.weight, edge_index)
         neighbor_sum = self.aggregate_neighbors(edge_index, a_neighbor, x)
-        if self.decoupled:
-            return (self.per_node(a_self * x, self.weight[:n], edge_index) +
-                    self.per_node(neighbor_sum, self.weight[n:], edge_index))
-        return self.per_node(neighbor_sum.addcmul(a_self, x), self.weight,
-                             edge_index)
+        return (self.per_node(a_self * x, self.weight[:n], edge_index) +
+                self.per_node(neighbor_sum, self.weight[n:], edge_index))

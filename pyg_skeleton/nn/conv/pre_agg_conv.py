@@ -101,9 +101,9 @@ class PreAggConv(WeightSharingConv):
         # The last N matrices are the neighbour bank (the only bank when
         # not decoupled).
         h_neighbor = self.per_node(x, self.weight[-n:], edge_index)
-        if self.decoupled:
-            h_self = self.per_node(x, self.weight[:n], edge_index)
-        else:
-            h_self = h_neighbor
+        if not self.decoupled:
+            return self.aggregate_neighbors(edge_index, a_neighbor,
+                                            h_neighbor, a_self)
         out = self.aggregate_neighbors(edge_index, a_neighbor, h_neighbor)
-        return out.addcmul(a_self, h_self)
+        return out.addcmul(a_self,
+                           self.per_node(x, self.weight[:n], edge_index))
