@@ -1,0 +1,89 @@
+"""Write the API reference pages from each subpackage's ``__all__``.
+
+Called from ``conf.py`` before autosummary runs, so that every public name
+gets a page and no page lists a name that is gone. The pages are written
+under ``docs/api/`` (ignored by git).
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+# (module, title, intro, [(section title, predicate on (name, object))])
+Section = Tuple[str, callable]
+
+
+def _is_loss(name, obj):
+    return inspect.isclass(obj) and name.endswith('Loss')
+
+
+def _pages() -> List[Tuple[str, str, str, List[Section]]]:
+    conv_all = set(importlib.import_module('pyg_skeleton.nn.conv').__all__)
+    models_all = set(importlib.import_module('pyg_skeleton.nn.models').__all__)
+    return [
+        ('pyg_skeleton', 'pyg_skeleton', 'Skeletons as data.', [
+            ('Skeletons', lambda n, o: not inspect.ismodule(o) and not n.startswith('_')),
+        ]),
+        ('pyg_skeleton.nn', 'pyg_skeleton.nn',
+         'Operators, models and losses. The capability table on '
+         ':doc:`/capabilities` is generated from these classes.', [
+             ('Graph convolutions', lambda n, o: n in conv_all),
+             ('Other operators', lambda n, o: n not in conv_all and n not in models_all
+              and not _is_loss(n, o)),
+             ('Models', lambda n, o: n in models_all and not _is_loss(n, o)),
+             ('Losses', _is_loss),
+         ]),
+        ('pyg_skeleton.mesh', 'pyg_skeleton.mesh',
+         'Reading meshes, HEM coarsening, pooling and multi-scale hierarchies.', [
+             ('Meshes', lambda n, o: True),
+         ]),
+        ('pyg_skeleton.transforms', 'pyg_skeleton.transforms', 'Graph transforms.', [
+            ('Transforms', lambda n, o: True),
+        ]),
+        ('pyg_skeleton.datasets', 'pyg_skeleton.datasets',
+         'Motion capture, BVH files, virtual cameras and lifting samples.', [
+             ('Data sets', lambda n, o: True),
+         ]),
+        ('pyg_skeleton.metrics', 'pyg_skeleton.metrics', 'Pose and mesh metrics.', [
+            ('Metrics', lambda n, o: True),
+        ]),
+        ('pyg_skeleton.cli', 'pyg_skeleton.cli',
+         'The ``pyg-skeleton`` command line (see :doc:`/cli`).', [
+             ('Command line', lambda n, o: True),
+         ]),
+    ]
+
+
+def write_api_pages(docs_dir: Path) -> List[str]:
+    """Write one page per subpackage; return the page names (for the toctree)."""
+    out_dir = docs_dir / 'api'
+    out_dir.mkdir(exist_ok=True)
+    names = []
+    for modname, title, intro, sections in _pages():
+        mod = importlib.import_module(modname)
+        public = [n for n in mod.__all__ if n != '__version__']
+        objects = {n: getattr(mod, n) for n in public}
+        # Submodules are documented on their own pages.
+        objects = {n: o for n, o in objects.items() if not inspect.ismodule(o)}
+        done = set()
+        lines = [title, '=' * len(title), '', f'.. automodule:: {modname}',
+                 '   :no-members:', '', intro, '', f'.. currentmodule:: {modname}', '']
+        for sec_title, pred in sections:
+            items = [n for n, o in objects.items() if n not in done and pred(n, o)]
+            if not items:
+                continue
+            done.update(items)
+            lines += [sec_title, '-' * len(sec_title), '',
+                      '.. autosummary::', '   :toctree: ../generated', '   :nosignatures:', '']
+            lines += [f'   {n}' for n in items] + ['']
+        missing = set(objects) - done
+        if missing:
+            raise RuntimeError(f'{modname}: names in __all__ without a section: {sorted(missing)}')
+        page = out_dir / f'{modname}.rst'
+        text = '\n'.join(lines)
+        if not page.exists() or page.read_text() != text:
+            page.write_text(text)
+        names.append(f'api/{modname}')
+    return names

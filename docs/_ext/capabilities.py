@@ -1,0 +1,343 @@
+"""Operator capability table, measured from the code at docs build time.
+
+For every operator class of :mod:`pyg_skeleton.nn` this module builds a small
+instance on the ``h36m17`` skeleton (one constructor recipe per class, in
+:data:`RECIPES`) and *tries* each capability:
+
+* **static** -- ``op(x)`` on a static batch ``[B, N, C]``;
+* **disjoint** -- the same samples as a disjoint :class:`~torch_geometric.data.Batch`
+  give the same output (``op(batch.x, batch.edge_index)``, the hop pairs of
+  :class:`~pyg_skeleton.transforms.KHopEdges` for hop-based layers, or
+  ``op(batch.x, batch.batch)`` for the non-local block);
+* **SparseTensor** -- ``op(x, adj_t)`` with a ``torch_sparse.SparseTensor``
+  (only when torch-sparse is installed) gives the same output;
+* **edge weights** -- whether the parameters that weight the edges (names
+  like ``logits``, ``edge_weight``, ``alpha``, ``graph``) are learnable, fixed
+  (buffers), or fixed on request (``edge_weights='fixed'``);
+* **dynamic** -- the output is *not* an affine function of the input
+  (``f(a) + f(b) != f(a + b) + f(0)`` with random parameters), i.e. the
+  aggregation weights depend on the sample;
+* **temporal** -- on ``[B, T, N, C]`` clips, changing frame 0 changes the
+  output at another frame;
+* **compile-clean** -- ``torch.compile(op, fullgraph=True)`` traces the
+  static call without a graph break and gives the same output. The check
+  uses the ``eager`` backend (it tests Dynamo's tracing, not code generation)
+  and is cached on disk, keyed by the package sources and the versions.
+
+Used as a Sphinx extension (the ``operator-capabilities`` directive) or as a
+script: ``python docs/_ext/capabilities.py`` prints the RST table.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import inspect
+import json
+import os
+import re
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+YES, NO, NA = 'yes', 'no', '--'
+B, T, C_IN, C_OUT = 3, 5, 4, 8
+EDGE_PARAM = re.compile(r'(^|\.)(logits?|edge_weights?|graph_weights?|alpha|graph|adj\w*|mask)$', re.I)
+
+# name -> (call style, constructor kwargs beyond (in, out, edge_index)).
+# Call styles: 'edge' (conv(x, edge_index)), 'khop' (conv(x, khop_edge_index,
+# khop_distance)), 'nonlocal' (block(x, batch)).
+RECIPES: Dict[str, Tuple[str, Dict[str, Any]]] = {
+    'SemGraphConv': ('edge', {}),
+    'FullSharingConv': ('edge', {}),
+    'PreAggConv': ('edge', {'decoupled': True}),
+    'PostAggConv': ('edge', {'decoupled': True}),
+    'ConvStyleConv': ('edge', {'centre': 'CENTRE'}),
+    'NoSharingConv': ('edge', {}),
+    'HCSFConv': ('khop', {'S': 1, 'L': 2}),
+    'DynamicHCSFConv': ('khop', {'S': 1, 'L': 2, 'temporal_kernel': 3}),
+    'KHopConv': ('khop', {'k': 2}),
+    'MixHopSkeletonConv': ('khop', {'hops': (1, 2, 3)}),
+    'MSHopConv': ('khop', {'hops': (1, 2, 3)}),
+    'NonLocalBlock': ('nonlocal', {}),
+}
+COLUMNS = ['static', 'disjoint', 'sparse', 'edge_weights', 'dynamic', 'temporal', 'compile']
+HEADERS = ['Operator', 'static ``[B, N, C]``', 'disjoint ``Batch``', '``SparseTensor``',
+           'edge weights', 'dynamic', 'temporal', 'compile-clean']
+
+
+def operator_names() -> List[str]:
+    """Every operator class: the convolutions of ``pyg_skeleton.nn.conv`` plus the non-local block."""
+    import pyg_skeleton.nn.conv as conv
+    return list(conv.__all__) + ['NonLocalBlock']
+
+
+def _first_line(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()
+    text = f'{type(exc).__name__}: {msg[0] if msg else ""}'
+    return text if len(text) < 160 else text[:157] + '...'
+
+
+class _Checker:
+    def __init__(self, name: str):
+        import torch
+        from pyg_skeleton import Skeleton
+        import pyg_skeleton.nn as nn
+        self.torch = torch
+        self.name = name
+        self.skeleton = Skeleton.preset('h36m17')
+        self.N = self.skeleton.num_joints
+        self.cls = getattr(nn, name)
+        if name not in RECIPES:
+            raise KeyError(f'no constructor recipe for {name}: add one to RECIPES in {__file__}')
+        self.style, kwargs = RECIPES[name]
+        self.kwargs = {k: (self.skeleton.centre if v == 'CENTRE' else v) for k, v in kwargs.items()}
+        self.notes: List[str] = []
+
+    # -- construction and calls ---------------------------------------------------
+    def build(self, **extra):
+        self.torch.manual_seed(0)
+        kwargs = {**self.kwargs, **extra}
+        if self.style == 'nonlocal':
+            op = self.cls(C_OUT, **kwargs)
+        else:
+            op = self.cls(C_IN, C_OUT, self.skeleton.edge_index, **kwargs)
+        return op.eval()
+
+    def in_channels(self):
+        return C_OUT if self.style == 'nonlocal' else C_IN
+
+    def sample(self, *shape):
+        gen = self.torch.Generator().manual_seed(1)
+        return self.torch.randn(*shape, self.N, self.in_channels(), generator=gen)
+
+    def close(self, a, b):
+        return a.shape == b.shape and bool(self.torch.allclose(a, b, atol=1e-5, rtol=1e-4))
+
+    # -- capabilities -------------------------------------------------------------------
+    def static(self, op):
+        x = self.sample(B)
+        out = op(x)
+        if tuple(out.shape) != (B, self.N, C_OUT):
+            raise AssertionError(f'output shape {tuple(out.shape)}')
+        return YES
+
+    def disjoint(self, op):
+        from torch_geometric.data import Batch
+        x = self.sample(B)
+        ref = op(x).reshape(B * self.N, C_OUT)
+        data = [self.skeleton.to_data(x=p) for p in x]
+        if self.style == 'khop':
+            from pyg_skeleton.transforms import KHopEdges
+            hops = KHopEdges(self.skeleton.max_hop)
+            batch = Batch.from_data_list([hops(d) for d in data])
+            out = op(batch.x, batch.khop_edge_index, batch.khop_distance)
+        elif self.style == 'nonlocal':
+            batch = Batch.from_data_list(data)
+            out = op(batch.x, batch.batch)
+        else:
+            batch = Batch.from_data_list(data)
+            out = op(batch.x, batch.edge_index)
+        if not self.close(out, ref):
+            raise AssertionError('disjoint output differs from the static output')
+        return YES
+
+    def sparse(self, op):
+        if 'edge_index' not in inspect.signature(self.cls.forward).parameters:
+            return NA  # forward takes hop pairs or a batch vector, not an adjacency
+        try:
+            from torch_sparse import SparseTensor
+        except ImportError:
+            self.notes.append('torch-sparse is not installed in the docs build')
+            return NA
+        ei = self.skeleton.edge_index
+        adj_t = SparseTensor(row=ei[1], col=ei[0], sparse_sizes=(self.N, self.N))
+        x = self.sample(B)
+        if not self.close(op(x, adj_t), op(x)):
+            raise AssertionError('SparseTensor output differs from the static output')
+        return YES
+
+    def edge_weights(self, op):
+        learn = [n for n, p in op.named_parameters() if EDGE_PARAM.search(n) and p.requires_grad]
+        fixed = [n for n, _ in op.named_buffers() if EDGE_PARAM.search(n)]
+        if learn:
+            text = 'learnable (' + ', '.join(f'``{n}``' for n in learn[:2]) + ')'
+            if 'edge_weights' in inspect.signature(self.cls.__init__).parameters:
+                alt = self.build(edge_weights='fixed')
+                if not any(EDGE_PARAM.search(n) for n, _ in alt.named_parameters()):
+                    text += '; fixed with ``edge_weights='"'fixed'"'``'
+            return text
+        if self.style == 'nonlocal':
+            return 'none (attention)'
+        return 'fixed' + (' (' + ', '.join(f'``{n}``' for n in fixed[:2]) + ')' if fixed else '')
+
+    def randomized(self, op):
+        """A copy with random parameters (zero-initialised gates such as alpha open up)."""
+        op = copy.deepcopy(op)
+        gen = self.torch.Generator().manual_seed(2)
+        with self.torch.no_grad():
+            for p in op.parameters():
+                p.copy_(0.5 * self.torch.randn(p.shape, generator=gen))
+        return op
+
+    def dynamic(self, op):
+        op = self.randomized(op)
+        a, b = self.sample(B), self.sample(B).flip(0) * 0.7 + 0.3
+        zero = self.torch.zeros_like(a)
+        lhs = op(a) + op(b)
+        rhs = op(a + b) + op(zero)
+        return NO if self.close(lhs, rhs) else YES
+
+    def temporal(self, op):
+        op = self.randomized(op)
+        x = self.sample(B, T)
+        try:
+            out = op(x)
+        except Exception as exc:  # [B, T, N, C] not accepted
+            self.notes.append(f'temporal: ``[B, T, N, C]`` input raised {_first_line(exc)}')
+            return NO
+        y = x.clone()
+        y[:, 0] += 1.0
+        out2 = op(y)
+        if out.dim() < 4 or out.shape[1] < 2:
+            return NO
+        changed = not self.torch.allclose(out[:, 1:], out2[:, 1:], atol=1e-6)
+        return YES if changed else NO
+
+    def compile(self, op):
+        import torch
+        torch._dynamo.reset()
+        x = self.sample(B)
+        compiled = torch.compile(op, fullgraph=True, backend='eager')
+        out = compiled(x)
+        if not self.close(out, op(x)):
+            raise AssertionError('compiled output differs')
+        return YES
+
+    def run(self, with_compile: bool = True) -> Dict[str, str]:
+        row: Dict[str, str] = {}
+        try:
+            op = self.build()
+        except Exception as exc:
+            self.notes.append(f'construction failed: {_first_line(exc)}')
+            return {c: NO for c in COLUMNS} | {'notes': self.notes}
+        for col in COLUMNS:
+            if col == 'compile' and not with_compile:
+                row[col] = 'not checked'
+                continue
+            try:
+                with self.torch.no_grad() if col != 'compile' else _null():
+                    row[col] = getattr(self, col)(op)
+            except Exception as exc:
+                row[col] = NO
+                self.notes.append(f'{col}: {_first_line(exc)}')
+        row['notes'] = self.notes
+        return row
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+# -- caching -------------------------------------------------------------------------------
+def _fingerprint() -> str:
+    import torch
+    import pyg_skeleton
+    h = hashlib.sha256()
+    root = Path(pyg_skeleton.__file__).parent
+    for path in sorted(root.rglob('*.py')):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    h.update(Path(__file__).read_bytes())
+    try:
+        import torch_sparse
+        sparse = torch_sparse.__version__
+    except ImportError:
+        sparse = 'none'
+    h.update(f'{torch.__version__}|{sparse}'.encode())
+    return h.hexdigest()
+
+
+def collect(cache_dir: Optional[Path] = None, with_compile: Optional[bool] = None
+            ) -> Dict[str, Dict[str, Any]]:
+    """Run every check; reuse ``cache_dir/capabilities.json`` when the sources are unchanged.
+
+    ``PYG_SKELETON_DOCS_COMPILE=0`` skips the compile column (it then reads
+    "not checked").
+    """
+    if with_compile is None:
+        with_compile = os.environ.get('PYG_SKELETON_DOCS_COMPILE', '1') != '0'
+    key = _fingerprint() + f'|compile={with_compile}'
+    cache = cache_dir / 'capabilities.json' if cache_dir is not None else None
+    if cache is not None and cache.exists():
+        try:
+            stored = json.loads(cache.read_text())
+            if stored.get('key') == key:
+                return stored['rows']
+        except (ValueError, KeyError):
+            pass
+    import warnings
+    rows = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        for name in operator_names():
+            try:
+                rows[name] = _Checker(name).run(with_compile)
+            except Exception as exc:  # a missing recipe or import problem: show it, do not hide the row
+                rows[name] = {c: NO for c in COLUMNS} | {'notes': [_first_line(exc)]}
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps({'key': key, 'rows': rows}, indent=1))
+    return rows
+
+
+def to_rst(rows: Dict[str, Dict[str, Any]]) -> List[str]:
+    lines = ['.. list-table::', '   :header-rows: 1', '   :stub-columns: 1', '']
+    lines.append('   * - ' + HEADERS[0])
+    lines += [f'     - {h}' for h in HEADERS[1:]]
+    for name, row in rows.items():
+        lines.append(f'   * - :class:`~pyg_skeleton.nn.{name}`')
+        lines += [f'     - {row[c]}' for c in COLUMNS]
+    lines.append('')
+    notes = [(n, note) for n, row in rows.items() for note in row.get('notes', [])]
+    if notes:
+        lines += ['Why a check said no (first line of the error):', '']
+        for name, note in notes:
+            note = note.replace('`', "'").replace('*', r'\*').replace('|', r'\|')
+            note = note.replace("''[B, T, N, C]''", '[B, T, N, C]')
+            lines.append(f'* ``{name}``: {note}')
+        lines.append('')
+    return lines
+
+
+# -- Sphinx -------------------------------------------------------------------------------
+def setup(app):
+    from docutils.parsers.rst import Directive
+    from docutils import nodes
+    from docutils.statemachine import StringList
+
+    class OperatorCapabilities(Directive):
+        has_content = False
+
+        def run(self):
+            env = self.state.document.settings.env
+            cache_dir = Path(env.app.doctreedir)
+            rows = collect(cache_dir)
+            env.note_dependency(__file__)
+            node = nodes.container()
+            self.state.nested_parse(StringList(to_rst(rows), source='capabilities'), 0, node)
+            return node.children
+
+    app.add_directive('operator-capabilities', OperatorCapabilities)
+    return {'version': '1.0', 'parallel_read_safe': True, 'parallel_write_safe': True}
+
+
+if __name__ == '__main__':
+    import time
+    t0 = time.perf_counter()
+    print('\n'.join(to_rst(collect(Path(sys.argv[1]) if len(sys.argv) > 1 else None))))
+    print(f'.. {time.perf_counter() - t0:.1f} s', file=sys.stderr)
