@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 from .skeleton import Skeleton
-from . import datasets, metrics, mesh, transforms  # noqa: E402
+from . import datasets, kinematics, metrics, mesh, transforms  # noqa: E402
 
-__all__ = ['Skeleton', 'datasets', 'metrics', 'mesh', 'transforms',
-           '__version__']
+__all__ = ['Skeleton', 'datasets', 'kinematics', 'metrics', 'mesh',
+           'transforms', '__version__']

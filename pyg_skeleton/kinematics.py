@@ -144,7 +144,7 @@ class KinematicTree(torch.nn.Module):
                       frame_joints: Sequence[int] | None = None, eps: float = 1e-8
                       ) -> KinematicTree:
         r"""Builds the tree of a :class:`~pyg_skeleton.Skeleton` (which must
-        have :attr:`parents`); its flip pairs give the default body frame."""
+        have :attr:`~pyg_skeleton.Skeleton.parents`); its flip pairs give the default body frame."""
         if skeleton.parents is None:
             raise ValueError("the skeleton has no parents tree")
         return cls(skeleton.parents, frame, frame_joints, skeleton.flip_pairs, eps)
@@ -174,7 +174,7 @@ class KinematicTree(torch.nn.Module):
     # ----------------------------------------------------------- mappings
     def decompose(self, pose: Tensor) -> tuple[Tensor, Tensor]:
         r"""Splits poses :obj:`[..., N, 3]` into bone lengths :obj:`[..., N-1]`
-        and unit directions :obj:`[..., N-1, 3]` (in :attr:`frame`). Any root
+        and unit directions :obj:`[..., N-1, 3]` (in :obj:`frame`). Any root
         position is ignored (the result is translation invariant)."""
         if pose.size(-2) != self.num_joints or pose.size(-1) != 3:
             raise ValueError(f"expected poses [..., {self.num_joints}, 3], got "
@@ -196,7 +196,7 @@ class KinematicTree(torch.nn.Module):
             lengths (torch.Tensor): Bone lengths :obj:`[..., N-1]` or
                 :obj:`[N-1]`; broadcast against :obj:`directions`.
             directions (torch.Tensor): Directions :obj:`[..., N-1, 3]` in
-                :attr:`frame`.
+                :obj:`frame`.
             normalize (bool): Rescale the directions to unit length first, so
                 that every output bone has exactly the given length (use this
                 for raw network outputs). (default: :obj:`False`)

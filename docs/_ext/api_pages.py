@@ -46,6 +46,10 @@ def _pages() -> List[Tuple[str, str, str, List[Section]]]:
          'Motion capture, BVH files, virtual cameras and lifting samples.', [
              ('Data sets', lambda n, o: True),
          ]),
+        ('pyg_skeleton.kinematics', 'pyg_skeleton.kinematics',
+         'Bone decomposition and forward kinematics.', [
+             ('Kinematics', lambda n, o: True),
+         ]),
         ('pyg_skeleton.metrics', 'pyg_skeleton.metrics', 'Pose and mesh metrics.', [
             ('Metrics', lambda n, o: True),
         ]),

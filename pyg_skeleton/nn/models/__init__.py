@@ -1,5 +1,6 @@
 from .semgcn import GRAPH_CONVS, SemGCN
 from .hgn import HGN, HGNLoss, MultiScaleFusion, NodeMap
+from .self_adaptive import LatentLifter, MotionAE, PoseAAE, RelationNet
 from .skeletal_gnn import SkeletalGNN, SkeletalGNNAction, TemporalSkeletalGNN
 
 __all__ = [
@@ -8,6 +9,10 @@ __all__ = [
     'HGNLoss',
     'MultiScaleFusion',
     'NodeMap',
+    'LatentLifter',
+    'MotionAE',
+    'PoseAAE',
+    'RelationNet',
     'SemGCN',
     'SkeletalGNN',
     'SkeletalGNNAction',
