@@ -95,32 +95,6 @@ nitpick_ignore_regex = [
                r'pickle\..*|io\..*|json\..*)'),
 ]
 
-# Known docstring problems, reported to the code owners (fix the docstring,
-# then delete the line): references to names that are not part of the
-# documented API (undocumented instance attributes, private helpers, modules
-# without a page). Listed one by one so that any new broken reference fails.
-nitpick_ignore = [
-    ('py:attr', 'num_views'),          # datasets/camera.py CameraRig.views
-    ('py:attr', 'subject_names'),      # datasets/h36m.py H36MPoses
-    ('py:attr', 'action_names'),       # datasets/h36m.py H36MPoses
-    ('py:attr', 'edge_index'),         # datasets/lifting.py LiftingDataset; mesh/coarsening.py Coarsening
-    ('py:attr', 'edge_weight'),        # mesh/coarsening.py Coarsening
-    ('py:attr', 'num_nodes'),          # mesh/hierarchy.py MeshHierarchy
-    ('py:attr', 'num_padded'),         # mesh/hierarchy.py MeshHierarchy (a method, not an attribute)
-    ('py:attr', 'pos'),                # mesh/hierarchy.py MeshHierarchy.from_mesh
-    ('py:attr', 'Mesh.vertex_map'),    # mesh/io.py check_mesh, read_obj
-    ('py:attr', 'L'),                  # nn/conv/hcsf_conv.py HCSFConv
-    ('py:attr', 'S'),                  # nn/conv/hcsf_conv.py HCSFConv
-    ('py:attr', 'hop_edge_index'),     # nn/conv/dynamic_hcsf_conv.py DynamicHCSFConv.offsets
-    ('py:meth', 'aggregate_neighbors'),  # nn/conv/*_conv.py transform (private base class)
-    ('py:meth', 'per_node'),           # nn/conv/*_conv.py transform (private base class)
-    ('py:class', 'TemporalConv'),      # nn/models/skeletal_gnn.py (not exported)
-    ('py:class', 'ChumpyStub'),        # mesh/smpl.py (not exported)
-    ('py:class', 'SparseMatrixStub'),  # mesh/smpl.py (not exported)
-    ('py:mod', 'models'),              # cli/__init__.py module docstring
-    ('py:mod', 'pyg_skeleton.mesh.pooling'),  # mesh/hierarchy.py MeshHierarchy.pool
-    ('py:meth', 'official'),           # nn/models/hgn.py HGNLoss (HGNLoss.official has no docstring)
-]
 
 # -- HTML ----------------------------------------------------------------------------------
 html_theme = 'alabaster'

@@ -1,7 +1,7 @@
 r"""Command line of ``pyg_skeleton``: ``pyg-skeleton train | evaluate | demo``.
 
 Also runnable as ``python -m pyg_skeleton.cli``. See :mod:`.main` to add a
-subcommand and :mod:`.models` to add a model.
+subcommand and :obj:`.models` to add a model.
 """
 from .main import CLIError, SUBCOMMANDS, main, register_subcommand
 from .models import MODELS, build_model

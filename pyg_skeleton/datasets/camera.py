@@ -127,7 +127,7 @@ class CameraRig:
         return np.full(shape, float(value))
 
     def views(self, poses: np.ndarray, seed: int = 0):
-        r"""Renders every pose from :attr:`num_views` cameras.
+        r"""Renders every pose from :obj:`num_views` cameras.
 
         Args:
             poses (numpy.ndarray): World poses :obj:`[F, N, 3]`, metres, y up.

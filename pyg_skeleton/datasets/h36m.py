@@ -102,7 +102,7 @@ class H36MPoses:
     Attributes:
         positions (numpy.ndarray): :obj:`[F, 17, 3]` float32.
         subject, action (numpy.ndarray): Per-frame ids into
-            :attr:`subject_names`, :attr:`action_names`.
+            :obj:`subject_names`, :obj:`action_names`.
     """
 
     def __init__(self, path_3d: Union[str, Path], subjects: Optional[Sequence[str]] = None,

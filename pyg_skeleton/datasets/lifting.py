@@ -83,7 +83,7 @@ class LiftingDataset(Dataset):
 
     Args:
         data (LiftingTensors): The samples.
-        skeleton (Skeleton): The skeleton (its :attr:`edge_index`).
+        skeleton (Skeleton): The skeleton (its :attr:`~pyg_skeleton.Skeleton.edge_index`).
     """
 
     def __init__(self, data: LiftingTensors, skeleton, transform=None):

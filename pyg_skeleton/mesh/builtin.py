@@ -12,7 +12,7 @@ them::
 Only the OBJ group ``body`` is kept (13,380 vertices, in file order); each
 quad is split along its shorter diagonal and the decimetre coordinates are
 converted to metres, which reproduces the ``makehuman_body.npz`` extract
-(vertices, faces and :attr:`Mesh.vertex_map` = ``orig_vertex_index``).
+(vertices, faces and :obj:`Mesh.vertex_map` = ``orig_vertex_index``).
 """
 from __future__ import annotations
 

@@ -82,7 +82,7 @@ class Coarsening:
             undirected edges :math:`u < v` with weights, and the self-loop
             weight of every node.
 
-    :attr:`edge_index` and :attr:`edge_weight` give each level's graph in
+    :obj:`edge_index` and :obj:`edge_weight` give each level's graph in
     PyG's layout (both directions, coalesced, with the self-loops of merged
     pairs); they are built on first access.
     """

@@ -30,8 +30,8 @@ class MeshHierarchy:
 
     With :obj:`padded=True` the hierarchy also holds Defferrard et al.'s
     binary-tree ordering (:func:`binary_tree_permutations`): level
-    :math:`l` then has :attr:`num_padded` :math:`= n_L 2^{L - l}` positions,
-    :attr:`num_nodes` of them real. :meth:`pad` and :meth:`unpad` move
+    :math:`l` then has :obj:`num_padded` :math:`= n_L 2^{L - l}` positions,
+    :obj:`num_nodes` of them real. :obj:`pad` and :obj:`unpad` move
     features between the two layouts, and :meth:`padded_edge_index` is the
     graph on the padded positions (fake nodes isolated), the layout of HGN's
     96/48-node graphs.
@@ -75,7 +75,7 @@ class MeshHierarchy:
                   max_nodes: Optional[int] = None, padded: bool = False,
                   **kwargs) -> 'MeshHierarchy':
         r"""Coarsens the edge graph of a :class:`Mesh`; its vertices become
-        :attr:`pos` of level 0."""
+        :obj:`pos` of level 0."""
         ei = faces_to_edge_index(mesh.faces, mesh.num_vertices)
         return cls.from_edge_index(ei, mesh.num_vertices, levels=levels,
                                    max_nodes=max_nodes, pos=mesh.vertices,
@@ -192,7 +192,7 @@ class MeshHierarchy:
              mode: str = 'dyadic', batch: Optional[Tensor] = None) -> Tensor:
         r"""Pools features ``[..., n_source, C]`` (or a disjoint batch with
         :obj:`batch`) to level :obj:`target`; see
-        :mod:`pyg_skeleton.mesh.pooling` for the modes."""
+        :func:`~pyg_skeleton.mesh.hem_pool` for the modes."""
         s, t = self._level(source), self._level(target)
         return hem_pool(x, compose_clusters(self.clusters, s, t),
                         pool_weights(self.clusters, s, t, mode),

@@ -196,7 +196,7 @@ def read_obj(path: PathLike, *, groups: Optional[Sequence[str]] = None,
     Args:
         groups (sequence of str, optional): Keep only the faces of these
             :obj:`g` groups, and only the vertices they use (in file order;
-            :attr:`Mesh.vertex_map` gives their original indices).
+            :obj:`Mesh.vertex_map` gives their original indices).
         require_triangles (bool, optional): Reject quads instead of splitting
             them. (default: :obj:`False`)
         scale (float, optional): Factor applied to the vertices, *e.g.*
@@ -462,7 +462,7 @@ def check_mesh(mesh: Mesh, *, drop_degenerate: bool = False,
                largest_component: bool = False) -> Mesh:
     r"""Validates a triangle mesh; see the module docstring for the checks.
     Returns the mesh unchanged when it is clean, else a cleaned copy (when
-    the matching options are set) whose :attr:`Mesh.vertex_map` points back
+    the matching options are set) whose :obj:`Mesh.vertex_map` points back
     to the input's vertices.
 
     Raises:

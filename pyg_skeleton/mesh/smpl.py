@@ -8,8 +8,8 @@ file with :func:`pickle.load` executes whatever the file asks for.
 
 * NumPy's array, dtype and scalar reconstructors;
 * SciPy's CSC / CSR / COO sparse matrix classes, mapped onto
-  :class:`SparseMatrixStub`, which keeps their arrays (SciPy is not needed);
-* every class of a :obj:`chumpy` module, mapped onto :class:`ChumpyStub`,
+  :obj:`SparseMatrixStub`, which keeps their arrays (SciPy is not needed);
+* every class of a :obj:`chumpy` module, mapped onto :obj:`ChumpyStub`,
   which keeps its state (the array payload is its :obj:`x` entry);
 * :obj:`copyreg._reconstructor`, :obj:`builtins.object`, :obj:`set`,
   :obj:`frozenset` and :obj:`_codecs.encode`, in restricted forms that only
@@ -156,8 +156,8 @@ _SPARSE = {'csc_matrix': SparseMatrixStub, 'csr_matrix': _CSR,
 
 class SafeModelUnpickler(pickle.Unpickler):
     r"""A :class:`pickle.Unpickler` that builds only NumPy arrays, SciPy
-    sparse matrices (as :class:`SparseMatrixStub`) and chumpy objects (as
-    :class:`ChumpyStub`); see the module docstring."""
+    sparse matrices (as :obj:`SparseMatrixStub`) and chumpy objects (as
+    :obj:`ChumpyStub`); see the module docstring."""
     def find_class(self, module: str, name: str):
         if (module, name) in _NUMPY_ALLOWED:
             return _numpy_global(module, name)

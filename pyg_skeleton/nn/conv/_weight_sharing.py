@@ -40,8 +40,8 @@ class WeightSharingConv(MessagePassing):
 
     Subclasses build their :class:`~pyg_skeleton.nn.Topology`, pass it with
     the number of weight matrices they need, and implement
-    :meth:`transform` with :meth:`aggregate_neighbors` and
-    :meth:`per_node`; :meth:`forward` checks the input, computes the edge
+    :obj:`transform` with :obj:`aggregate_neighbors` and
+    :obj:`per_node`; :obj:`forward` checks the input, computes the edge
     weights, picks the layout and adds the bias.
 
     A static batch is computed node-major, so its output
@@ -156,7 +156,7 @@ class WeightSharingConv(MessagePassing):
         the graph), :obj:`edge_index` the input edges without self-loops
         with one weight each in :obj:`a_neighbor`, and :obj:`a_self` is
         :obj:`[k N, 1]`. Either way :obj:`a_self * x` is the self term, and
-        :meth:`aggregate_neighbors` and :meth:`per_node` accept :obj:`x`.
+        :obj:`aggregate_neighbors` and :obj:`per_node` accept :obj:`x`.
         """
         raise NotImplementedError
 

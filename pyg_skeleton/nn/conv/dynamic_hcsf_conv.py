@@ -247,7 +247,7 @@ class DynamicHCSFConv(HCSFConv):
         r"""Returns the offsets :math:`\mathbf{O}_k` of :obj:`x`
         :obj:`[B, T, N, F_in]`: :obj:`[B, N, L+1, N]` (target, hop, source)
         with :obj:`candidates='all'`, else :obj:`[B, N + |E_L|]` in the
-        order of :attr:`hop_edge_index`."""
+        order of :obj:`hop_edge_index`."""
         assert self.theta is not None and self.phi is not None
         b, n, k, c = x.size(0), self.num_nodes, self.num_hop_slots, \
             self.embed_channels

@@ -87,7 +87,7 @@ class HCSFConv(HopConv):
     * **Hops beyond the graph.** If :obj:`L` (or :obj:`S`) exceeds the
       graph's furthest hop, the empty hop sets are dropped: the value is
       clipped to the furthest hop with a :class:`UserWarning`, and
-      :attr:`L` / :attr:`S` hold the clipped values. Note that the
+      :obj:`L` / :obj:`S` hold the clipped values. Note that the
       supplementary quotes furthest hops of 6 (Human3.6M) and 13 (NTU),
       whereas our :obj:`'h36m17'` and :obj:`'ntu25'` presets have
       :attr:`~pyg_skeleton.Skeleton.max_hop` 8 and 12; the paper's

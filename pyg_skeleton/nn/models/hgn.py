@@ -409,7 +409,7 @@ class HGNLoss(torch.nn.Module):
     :math:`\lambda_M = 0.01`. Masks restrict each mesh term to its real
     (non-padded) vertices. :obj:`reduction='mean'` averages over joints /
     valid vertices and coordinates instead of summing (the official code's
-    MSE); :meth:`official` returns the official weighting
+    MSE); :obj:`official` returns the official weighting
     (:math:`100 \cdot \mathrm{MSE}_{pose} + \mathrm{MSE}_{mesh}`).
     """
     def __init__(self, lambda_pose: float = 1.0, lambda_mesh: float = 0.01,

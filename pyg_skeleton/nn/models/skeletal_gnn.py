@@ -143,7 +143,7 @@ class TemporalSkeletalGNN(torch.nn.Module):
 
     A first HCSF layer (with batch normalisation, LeakyReLU and dropout),
     :obj:`num_blocks` residual blocks of one HCSF layer and one
-    :class:`TemporalConv` (kernel :obj:`temporal_kernel`, zero padding so
+    :obj:`TemporalConv` (kernel :obj:`temporal_kernel`, zero padding so
     that the :math:`T` frames are kept), each followed by batch
     normalisation, LeakyReLU and dropout, and a last HCSF layer. With
     :obj:`dynamic=True` the layers are :class:`DynamicHCSFConv` with
