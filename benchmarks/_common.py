@@ -137,6 +137,38 @@ def markdown_table(header, rows) -> str:
     return '\n'.join(lines)
 
 
+def bar_plot(path: Path, panels, xlabel: str = 'forward+backward (ms)'):
+    """Writes a PNG with one horizontal bar chart per panel.
+
+    ``panels`` is a list of ``(title, [(label, value, annotation), ...])``;
+    the value axis is logarithmic, so implementations that differ by orders
+    of magnitude stay readable."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), squeeze=False,
+                             figsize=(5.5 * len(panels), 0.5 + 0.45 * max(
+                                 len(bars) for _, bars in panels)))
+    for ax, (title, bars) in zip(axes[0], panels):
+        labels = [b[0] for b in bars][::-1]
+        values = [b[1] for b in bars][::-1]
+        ax.barh(labels, values, color='tab:blue')
+        ax.set_xscale('log')
+        # Minor tick labels of a log axis that spans less than a decade
+        # collide; the bar annotations carry the numbers anyway.
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.set_xlim(min(values) / 2, max(values) * 8)
+        for y, (value, note) in enumerate(zip(values, [b[2] for b in bars
+                                                       ][::-1])):
+            ax.text(value * 1.1, y, note, va='center', fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(xlabel)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write_report(name: str, title: str, body: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     env = environment()

@@ -112,7 +112,7 @@ def main():
     if args.child:
         return child(*args.child)
 
-    sections = []
+    sections, panels = [], []
     for case in ['h36m17', 'mesh']:
         conv, x, edge_index, desc = make_case(case)
         impls = implementations(conv, x, edge_index)
@@ -141,6 +141,10 @@ def main():
                  f'{sec / floor:.2f}', f'{mem:.0f}']
                 for name, (sec, mem) in results.items()]
         b, n, c = x.shape
+        panels.append((f'{desc}: N={n}, B={b}, C={c}', [
+            (name, sec * 1e3, f'{sec * 1e3:.1f} ms, {sec / floor:.2f}x floor')
+            for name, (sec, _) in results.items()
+        ]))
         sections.append(
             f'## {desc}: N={n}, directed edges={edge_index.size(1)}, '
             f'B={b}, C_in=C_out={c}\n\n' + common.markdown_table(
@@ -151,10 +155,13 @@ def main():
             '(lower is better). `floor` is the two linear maps of the layer '
             'alone. Peak memory is the resident-set growth of a fresh '
             'process running one forward+backward.\n')
+    name = f'sem_graph_conv_{common.sparse_suffix()}'
+    common.RESULTS.mkdir(parents=True, exist_ok=True)
+    common.bar_plot(common.RESULTS / f'{name}.png', panels)
     path = common.write_report(
-        f'sem_graph_conv_{common.sparse_suffix()}',
-        'SemGraphConv: forward+backward against the dense formulation',
-        note + '\n' + '\n'.join(sections))
+        name, 'SemGraphConv: forward+backward against the dense formulation',
+        note + f'The plot of these times is `{name}.png`.\n\n' +
+        '\n'.join(sections))
     print(f'wrote {path}', file=sys.stderr)
 
 
