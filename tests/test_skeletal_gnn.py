@@ -100,3 +100,42 @@ def test_action_model_paper_layout():
     widths = [block.conv.out_channels for block in model.blocks]
     assert widths == [64, 64, 64, 128, 128, 128, 256, 256, 256]
     assert all(block.tcn.conv.kernel_size == (9, 1) for block in model.blocks)
+
+
+@pytest.mark.parametrize('conv,kwargs,cls_name', [
+    ('khop', dict(k=1), 'KHopConv'),
+    ('mixhop', dict(hops=(1, 2)), 'MixHopSkeletonConv'),
+    ('mshop', dict(hops=(1, 2)), 'MSHopConv'),
+])
+def test_models_with_baseline_hop_layers(conv, kwargs, cls_name):
+    # Tab. 6's baselines in place of HCSF: every graph layer of the model is
+    # the requested class with the requested hops, and the HCSF-only S, L, d
+    # defaults are not passed to it.
+    from pyg_skeleton.nn.models.skeletal_gnn import HOP_CONVS
+    cls = HOP_CONVS[conv]
+    assert cls.__name__ == cls_name
+    x = torch.randn(4, 17, 2)
+    for model, n in [
+        (SkeletalGNN('h36m17', hidden_channels=12, conv=conv, **kwargs), 6),
+        (TemporalSkeletalGNN('h36m17', hidden_channels=12, conv=conv, **kwargs), 4),
+        (SkeletalGNNAction('h36m17', num_classes=5, channels=(8, 12),
+                           strides=(1, 2), conv=conv, **kwargs), 2),
+    ]:
+        layers = [m for m in model.modules() if isinstance(m, cls)]
+        assert len(layers) == n
+        assert not any(isinstance(m, HCSFConv) for m in model.modules())
+        if conv == 'khop':
+            assert all(m.k == 1 for m in layers)
+        else:
+            assert all(list(m.hops) == [1, 2] for m in layers)
+    assert SkeletalGNN('h36m17', hidden_channels=12, conv=conv,
+                       **kwargs)(x).shape == (4, 17, 3)
+
+
+def test_hop_layer_errors():
+    with pytest.raises(ValueError, match="Unknown hop layer 'gcn'"):
+        SkeletalGNN('h36m17', conv='gcn')
+    with pytest.raises(ValueError, match="Dynamic hop graphs need the 'hcsf'"):
+        SkeletalGNN('h36m17', conv='khop', dynamic=True)
+    with pytest.raises(TypeError):  # S is an HCSF setting, not a k-hop one
+        SkeletalGNN('h36m17', conv='khop', S=2)

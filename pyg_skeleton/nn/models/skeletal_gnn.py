@@ -18,7 +18,11 @@ import torch
 from torch import Tensor
 
 from pyg_skeleton.nn.conv.dynamic_hcsf_conv import DynamicHCSFConv
+from pyg_skeleton.nn.conv._hops import HopConv
 from pyg_skeleton.nn.conv.hcsf_conv import HCSFConv
+from pyg_skeleton.nn.conv.khop_conv import KHopConv
+from pyg_skeleton.nn.conv.mixhop_skeleton_conv import MixHopSkeletonConv
+from pyg_skeleton.nn.conv.mshop_conv import MSHopConv
 from pyg_skeleton.nn.models.semgcn import node_batch_norm
 from pyg_skeleton.skeleton import Skeleton
 
@@ -27,13 +31,37 @@ def _skeleton(skeleton: Union[Skeleton, str]) -> Skeleton:
     return Skeleton.preset(skeleton) if isinstance(skeleton, str) else skeleton
 
 
+#: Hop-based layers a Skeletal GNN network can be built from (the HCSF
+#: layer and the baselines of the supplementary's Tab. 6), by name.
+HOP_CONVS: Dict[str, type] = {
+    'hcsf': HCSFConv,
+    'khop': KHopConv,
+    'mixhop': MixHopSkeletonConv,
+    'mshop': MSHopConv,
+}
+
+
 def hcsf_layer(in_channels: int, out_channels: int, skeleton: Skeleton,
-               dynamic: bool = False, **kwargs: Any) -> HCSFConv:
-    r"""Builds an :class:`HCSFConv` (or a :class:`DynamicHCSFConv` if
+               dynamic: bool = False, conv: str = 'hcsf',
+               **kwargs: Any) -> HopConv:
+    r"""Builds the layer :obj:`conv` of :obj:`HOP_CONVS` (an
+    :class:`HCSFConv` by default, a :class:`DynamicHCSFConv` if
     :obj:`dynamic`) on :obj:`skeleton`; :obj:`kwargs` go to the layer."""
-    cls = DynamicHCSFConv if dynamic else HCSFConv
+    if conv not in HOP_CONVS:
+        raise ValueError(f"Unknown hop layer '{conv}' (choose from "
+                         f"{sorted(HOP_CONVS)})")
+    if dynamic and conv != 'hcsf':
+        raise ValueError(f"Dynamic hop graphs need the 'hcsf' layer "
+                         f"(got '{conv}')")
+    cls = DynamicHCSFConv if dynamic else HOP_CONVS[conv]
     return cls(in_channels, out_channels, skeleton.edge_index,
                skeleton.num_joints, **kwargs)
+
+
+def _conv_kwargs(conv: str, defaults: Dict[str, Any],
+                 kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    # The hop settings S, L, d exist only for HCSF layers.
+    return {**defaults, **kwargs} if conv == 'hcsf' else dict(kwargs)
 
 
 class TemporalConv(torch.nn.Module):
@@ -56,10 +84,11 @@ class _HCSFBlock(torch.nn.Module):
     # HCSF layer, batch normalisation, LeakyReLU and dropout.
     def __init__(self, in_channels: int, out_channels: int,
                  skeleton: Skeleton, dynamic: bool, dropout: float,
-                 negative_slope: float, conv_kwargs: Dict[str, Any]):
+                 negative_slope: float, conv: str,
+                 conv_kwargs: Dict[str, Any]):
         super().__init__()
         self.conv = hcsf_layer(in_channels, out_channels, skeleton, dynamic,
-                               **conv_kwargs)
+                               conv, **conv_kwargs)
         self.bn = torch.nn.BatchNorm1d(out_channels)
         self.act = torch.nn.LeakyReLU(negative_slope)
         self.dropout = torch.nn.Dropout(dropout)
@@ -95,6 +124,10 @@ class SkeletalGNN(torch.nn.Module):
         dropout (float, optional): Dropout. (default: :obj:`0.25`)
         negative_slope (float, optional): LeakyReLU slope.
             (default: :obj:`0.2`)
+        conv (str, optional): The layer, a name of :obj:`HOP_CONVS`
+            (:obj:`'khop'`, :obj:`'mixhop'`, :obj:`'mshop'`: the
+            supplementary's Tab. 6 baselines; the :obj:`S, L, d` defaults
+            apply to :obj:`'hcsf'` only). (default: :obj:`'hcsf'`)
         **conv_kwargs (optional): Arguments of every HCSF layer, *e.g.*
             :obj:`S`, :obj:`L`, :obj:`d`, :obj:`fusion`, :obj:`graph`.
 
@@ -109,14 +142,16 @@ class SkeletalGNN(torch.nn.Module):
                  hidden_channels: int = 128, out_channels: int = 3,
                  num_blocks: int = 2, dynamic: bool = False,
                  dropout: float = 0.25, negative_slope: float = 0.2,
-                 **conv_kwargs: Any):
+                 conv: str = 'hcsf', **conv_kwargs: Any):
         super().__init__()
         skeleton = _skeleton(skeleton)
-        conv_kwargs = {'S': 1, 'L': 2, 'd': 1 / 8, **conv_kwargs}
+        conv_kwargs = _conv_kwargs(conv, {'S': 1, 'L': 2, 'd': 1 / 8},
+                                   conv_kwargs)
         self.skeleton = skeleton
         self.num_blocks = num_blocks
         block = dict(skeleton=skeleton, dynamic=dynamic, dropout=dropout,
-                     negative_slope=negative_slope, conv_kwargs=conv_kwargs)
+                     negative_slope=negative_slope, conv=conv,
+                     conv_kwargs=conv_kwargs)
         self.input = _HCSFBlock(in_channels, hidden_channels, **block)
         self.blocks = torch.nn.ModuleList([
             torch.nn.ModuleList([
@@ -125,7 +160,7 @@ class SkeletalGNN(torch.nn.Module):
             ]) for _ in range(num_blocks)
         ])
         self.output = hcsf_layer(hidden_channels, out_channels, skeleton,
-                                 dynamic, **conv_kwargs)
+                                 dynamic, conv, **conv_kwargs)
 
     def forward(self, x: Tensor, khop_edge_index: Optional[Tensor] = None,
                 khop_distance: Optional[Tensor] = None) -> Tensor:
@@ -166,6 +201,8 @@ class TemporalSkeletalGNN(torch.nn.Module):
         dropout (float, optional): Dropout. (default: :obj:`0.25`)
         negative_slope (float, optional): LeakyReLU slope.
             (default: :obj:`0.2`)
+        conv (str, optional): The layer, a name of :obj:`HOP_CONVS`.
+            (default: :obj:`'hcsf'`)
         **conv_kwargs (optional): Arguments of every HCSF layer.
 
     Shapes:
@@ -177,15 +214,17 @@ class TemporalSkeletalGNN(torch.nn.Module):
                  num_blocks: int = 2, temporal_kernel: int = 3,
                  dynamic: bool = False, offset_kernel: int = 3,
                  dropout: float = 0.25, negative_slope: float = 0.2,
-                 **conv_kwargs: Any):
+                 conv: str = 'hcsf', **conv_kwargs: Any):
         super().__init__()
         skeleton = _skeleton(skeleton)
-        conv_kwargs = {'S': 1, 'L': 2, 'd': 1 / 8, **conv_kwargs}
+        conv_kwargs = _conv_kwargs(conv, {'S': 1, 'L': 2, 'd': 1 / 8},
+                                   conv_kwargs)
         if dynamic:
             conv_kwargs.setdefault('temporal_kernel', offset_kernel)
         self.skeleton = skeleton
         block = dict(skeleton=skeleton, dynamic=dynamic, dropout=dropout,
-                     negative_slope=negative_slope, conv_kwargs=conv_kwargs)
+                     negative_slope=negative_slope, conv=conv,
+                     conv_kwargs=conv_kwargs)
         self.input = _HCSFBlock(in_channels, hidden_channels, **block)
         self.graph_layers = torch.nn.ModuleList([
             _HCSFBlock(hidden_channels, hidden_channels, **block)
@@ -201,7 +240,7 @@ class TemporalSkeletalGNN(torch.nn.Module):
         self.act = torch.nn.LeakyReLU(negative_slope)
         self.dropout = torch.nn.Dropout(dropout)
         self.output = hcsf_layer(hidden_channels, out_channels, skeleton,
-                                 dynamic, **conv_kwargs)
+                                 dynamic, conv, **conv_kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4:
@@ -221,10 +260,11 @@ class _ActionBlock(torch.nn.Module):
     # HCSF, BN, ReLU, temporal conv, BN, residual, ReLU.
     def __init__(self, in_channels: int, out_channels: int,
                  skeleton: Skeleton, stride: int, temporal_kernel: int,
-                 dynamic: bool, dropout: float, conv_kwargs: Dict[str, Any]):
+                 dynamic: bool, dropout: float, conv: str,
+                 conv_kwargs: Dict[str, Any]):
         super().__init__()
         self.conv = hcsf_layer(in_channels, out_channels, skeleton, dynamic,
-                               **conv_kwargs)
+                               conv, **conv_kwargs)
         self.bn1 = torch.nn.BatchNorm1d(out_channels)
         self.tcn = TemporalConv(out_channels, out_channels, temporal_kernel,
                                 stride)
@@ -275,7 +315,10 @@ class SkeletalGNNAction(torch.nn.Module):
             (default: :obj:`False`)
         dropout (float, optional): Dropout before each temporal convolution.
             (default: :obj:`0.0`)
-        **conv_kwargs (optional): Arguments of every HCSF layer.
+        conv (str, optional): The layer, a name of :obj:`HOP_CONVS`
+            (:obj:`'khop'` with :obj:`k=1` is ST-GCN's static 1-hop graph
+            convolution). (default: :obj:`'hcsf'`)
+        **conv_kwargs (optional): Arguments of every layer.
 
     Shapes:
         - **input:** skeleton sequences :math:`(B, T, N, F_{in})` or, with
@@ -288,21 +331,24 @@ class SkeletalGNNAction(torch.nn.Module):
                                             256, 256),
                  strides: Sequence[int] = (1, 1, 1, 2, 1, 1, 2, 1, 1),
                  temporal_kernel: int = 9, dynamic: bool = False,
-                 dropout: float = 0.0, **conv_kwargs: Any):
+                 dropout: float = 0.0, conv: str = 'hcsf',
+                 **conv_kwargs: Any):
         super().__init__()
         skeleton = _skeleton(skeleton)
         if len(channels) != len(strides):
             raise ValueError(f"'{self.__class__.__name__}' needs one stride "
                              f"per block (got {len(channels)} widths and "
                              f"{len(strides)} strides)")
-        conv_kwargs = {'S': 5, 'L': 7, 'd': 1 / 8, **conv_kwargs}
+        conv_kwargs = _conv_kwargs(conv, {'S': 5, 'L': 7, 'd': 1 / 8},
+                                   conv_kwargs)
         self.skeleton = skeleton
         self.in_channels = in_channels
         self.data_bn = torch.nn.BatchNorm1d(skeleton.num_joints * in_channels)
         widths = [in_channels] + list(channels)
         self.blocks = torch.nn.ModuleList([
             _ActionBlock(widths[i], widths[i + 1], skeleton, strides[i],
-                         temporal_kernel, dynamic, dropout, conv_kwargs)
+                         temporal_kernel, dynamic, dropout, conv,
+                         conv_kwargs)
             for i in range(len(channels))
         ])
         self.fc = torch.nn.Linear(widths[-1], num_classes)
