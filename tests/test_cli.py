@@ -123,10 +123,22 @@ def test_bad_inputs(tmp_path, capsys):
     assert 'cannot read' in msg
     msg = error_of(capsys, ['train', *TINY, '--dataset', 'unknown', '--out', str(out)])
     assert 'unknown dataset' in msg
-    msg = error_of(capsys, ['train', *TINY, '--skeleton', 'h36m16', '--out', str(out)])
-    assert 'mismatch' in msg and '17' in msg and '16' in msg
-    nan = tmp_path / 'nan.npz'
+    # synthetic poses follow --skeleton; a skeleton without a body table is refused
+    msg = error_of(capsys, ['train', *TINY, '--skeleton', 'ntu25', '--out', str(out)])
+    assert 'no synthetic body table' in msg and 'ntu25' in msg
+    # a 17-joint file with a 16-joint model skeleton
     pos = np.random.default_rng(0).normal(size=(50, 17, 3)) * 0.3
+    ok = tmp_path / 'ok.npz'
+    np.savez(ok, positions=pos)
+    msg = error_of(capsys, ['train', *TINY, '--dataset', str(ok), '--skeleton', 'h36m16',
+                            '--out', str(out)])
+    assert 'mismatch' in msg and '17' in msg and '16' in msg
+    msg = error_of(capsys, ['train', *TINY, '--val-fraction', '1.5', '--out', str(out)])
+    assert '--val-fraction' in msg
+    msg = error_of(capsys, ['train', *TINY, '--inputs-2d', str(tmp_path / 'x.npz'),
+                            '--out', str(out)])
+    assert 'h36m' in msg and 'cameras' in msg
+    nan = tmp_path / 'nan.npz'
     pos[3, 4, 1] = np.nan
     np.savez(nan, positions=pos)
     msg = error_of(capsys, ['train', *TINY, '--dataset', str(nan), '--out', str(out)])
@@ -233,3 +245,75 @@ def test_end_to_end_bandai(tmp_path, capsys):
     print(f'end-to-end Bandai (test actor 2): MPJPE {model:.1f} mm vs mean-pose {base:.1f} mm')
     assert report['steps'] == 300
     assert model < 0.8 * base
+
+
+# ------------------------------------------------------------------ validation
+
+def test_best_checkpoint_tracks_validation_not_test(tmp_path, capsys, monkeypatch):
+    # A constructed case: the validation MPJPE is lowest at epoch 2, the test
+    # MPJPE at epoch 3. best.pt must be epoch 2's, and the report must give
+    # the test metrics of both the best and the last weights.
+    import pyg_skeleton.cli.train as train_mod
+    real = train_mod.evaluate
+    script = {'val': [50.0, 30.0, 40.0], 'test': [50.0, 40.0, 30.0]}
+    calls = {'val': 0, 'test': 0}
+
+    def fake(model, data, *args, **kwargs):
+        m = real(model, data, *args, **kwargs)
+        k = calls[data.split]
+        calls[data.split] += 1
+        if k < 3:  # the per-epoch evaluations follow the script
+            m['mpjpe'] = script[data.split][k]
+        else:      # final evaluations: tag them with the weights' checksum
+            m['mpjpe'] = 1000 + float(sum(p.double().sum() for p in model.state_dict().values()
+                                          if p.is_floating_point()))
+        return m
+
+    monkeypatch.setattr(train_mod, 'evaluate', fake)
+    out = tmp_path / 'run'
+    assert main(['train', *TINY, '--epochs', '3', '--val-fraction', '0.2', '--out',
+                 str(out)]) == 0
+    assert 'validation' in capsys.readouterr().out
+    best = torch.load(out / 'best.pt', weights_only=True)
+    last = torch.load(out / 'last.pt', weights_only=True)
+    assert best['epoch'] == 2 and best['best_epoch'] == 2 and best['best_mpjpe'] == 30.0
+    assert best['best_metric'] == 'val_mpjpe' and last['epoch'] == 3
+    hist = json.loads((out / 'metrics.json').read_text())['epochs']
+    assert [h['val_mpjpe'] for h in hist] == script['val']
+    assert [h['test_mpjpe'] for h in hist] == script['test']
+    report = json.loads((out / 'report.json').read_text())
+    assert report['best']['epoch'] == 2 and report['best']['val_mpjpe'] == 30.0
+    assert report['best']['selected_on'] == 'val_mpjpe'
+    assert report['validation']['samples'] == 2 * 40  # 20 % of 200 poses, 2 views
+
+    def checksum(w):
+        return 1000 + float(sum(p.double().sum() for p in w.values() if p.is_floating_point()))
+
+    # the final test metrics were computed with the best and the last weights
+    assert report['best']['test']['mpjpe'] == pytest.approx(checksum(best['model']), rel=1e-9)
+    assert report['last']['test']['mpjpe'] == pytest.approx(checksum(last['model']), rel=1e-9)
+    assert report['best']['test']['mpjpe'] != report['last']['test']['mpjpe']
+
+
+def test_no_validation_best_is_last(tmp_path, capsys):
+    out = tmp_path / 'run'
+    assert main(['train', *TINY, '--epochs', '2', '--val-fraction', '0', '--out',
+                 str(out)]) == 0
+    assert 'best.pt is the last checkpoint' in capsys.readouterr().out
+    best, last = weights(out / 'best.pt'), weights(out / 'last.pt')
+    for k in last:
+        assert torch.equal(best[k], last[k])
+    report = json.loads((out / 'report.json').read_text())
+    assert report['best']['selected_on'] == 'last' and report['validation'] is None
+    assert report['best']['test']['mpjpe'] == report['last']['test']['mpjpe']
+    assert json.loads((out / 'metrics.json').read_text())['epochs'][0]['val_mpjpe'] is None
+
+
+def test_synthetic_skeleton_choice(tmp_path, capsys):
+    out = tmp_path / 'run'
+    assert main(['train', *TINY, '--skeleton', 'h36m16', '--epochs', '1', '--out',
+                 str(out)]) == 0
+    assert 'synthetic h36m16' in capsys.readouterr().out
+    ckpt = torch.load(out / 'last.pt', weights_only=True)
+    assert ckpt['skeleton']['name'] == 'h36m16' and ckpt['mean_pose'].shape == (16, 3)
+    assert main(['evaluate', '--checkpoint', str(out / 'best.pt')]) == 0

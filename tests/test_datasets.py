@@ -182,3 +182,64 @@ def test_bandai_bad_files(tmp_path):
     np.savez(other, positions=np.zeros((3, 17, 3)))
     with pytest.raises(ValueError, match='missing arrays'):
         BandaiMocap(other)
+
+
+# ------------------------------------------------------------------ validation
+
+@needs_bandai
+def test_bandai_validation_holds_out_whole_sequences():
+    from pyg_skeleton.datasets.lifting import hold_out_groups, load_lifting_splits
+    data = BandaiMocap(NPZ)
+    tr, te = data.split(test_actor=2)
+    mask = hold_out_groups(data.sequence[tr], data.actor[tr], 0.1, seed=0)
+    train_seq, val_seq = set(data.sequence[tr[~mask]]), set(data.sequence[tr[mask]])
+    assert train_seq and val_seq and not train_seq & val_seq   # no sequence on both sides
+    assert not val_seq & set(data.sequence[te])
+    for actor in (0, 1):                                        # ~10 % of each actor's sequences
+        n = (data.seq_actor == actor).sum()
+        k = sum(data.seq_actor[s] == actor for s in val_seq)
+        assert k == round(0.1 * n)
+    # load_lifting_splits renders exactly those frames through the evaluation cameras
+    train, val, test = load_lifting_splits('bandai', NPZ, views=1, val_fraction=0.1)
+    expect = CameraRig.test(1).views(data.positions[tr[mask]])
+    np.testing.assert_allclose(val.y.numpy(), expect['y'], atol=1e-6)
+    assert len(train) == (~mask).sum() and len(test) == len(te) and val.split == 'val'
+    t2, te2 = load_lifting('bandai', NPZ, views=1)                # unchanged 2-tuple API
+    assert len(t2) == len(tr) and torch.equal(te2.y, test.y)
+
+
+def test_npz_and_synthetic_validation(tmp_path):
+    from pyg_skeleton.datasets.lifting import load_lifting_splits
+    pos = np.random.default_rng(0).normal(size=(100, 17, 3)) * 0.3
+    path = tmp_path / 'p.npz'
+    np.savez(path, positions=pos)
+    train, val, test = load_lifting_splits(str(path), views=1, val_fraction=0.2)
+    assert (len(train), len(val), len(test)) == (72, 18, 10)     # 20 % of the 90 train frames
+    expect = CameraRig.test(1).views(pos[72:90])
+    np.testing.assert_allclose(val.y.numpy(), expect['y'], atol=1e-6)
+    tr2, v2, te2 = load_lifting_splits(str(path), views=1, val_fraction=0)
+    assert v2 is None and len(tr2) == 90
+    with pytest.raises(ValueError, match='val_fraction'):
+        load_lifting_splits(str(path), val_fraction=1.0)
+    # synthetic: the validation poses have their own seed
+    tr, va, te = load_lifting_splits('synthetic', synthetic_train=40, synthetic_test=10,
+                                     views=1, val_fraction=0.25, seed=3)
+    assert len(va) == 10 and va.synthetic
+    ref = CameraRig.test(1).views(synthetic_poses(10, seed=3 + 2_000_003))
+    np.testing.assert_allclose(va.y.numpy(), ref['y'], atol=1e-6)
+    assert not np.isin(np.round(va.y.numpy(), 5), np.round(tr.y.numpy(), 5)).all(-1).all(-1).any()
+
+
+def test_h36m_validation_holds_out_takes(tmp_path):
+    from pyg_skeleton.datasets.lifting import hold_out_groups, load_lifting_splits
+    path, _, _ = write_h36m(tmp_path)
+    poses = H36MPoses(path)
+    assert poses.take_names[:2] == ['S1/Eating', 'S1/Walking 1']
+    tr, te = poses.split()
+    mask = hold_out_groups(poses.take[tr], poses.subject[tr], 0.5, seed=0)
+    # one of the two takes of each training subject, whole
+    for s in np.unique(poses.subject[tr]):
+        held = set(poses.take[tr[mask]][poses.subject[tr[mask]] == s])
+        assert len(held) == 1 and not held & set(poses.take[tr[~mask]])
+    train, val, test = load_lifting_splits('h36m', path, views=1, val_fraction=0.5)
+    assert len(train) + len(val) == 20 and len(val) == mask.sum() and len(test) == 20

@@ -3,10 +3,16 @@ r"""``pyg-skeleton train``, ``evaluate`` and ``demo``: the 2D-to-3D lifting trai
 * Data: a dataset of :func:`pyg_skeleton.datasets.load_lifting` (the
   built-in ``synthetic`` poses by default, ``bandai``, ``h36m`` or an
   ``.npz`` path) rendered through virtual cameras; static tensor batches.
+* Validation: ``--val-fraction`` (default 0.1) of the training data is held
+  out (whole sequences or takes, see
+  :func:`~pyg_skeleton.datasets.lifting.load_lifting_splits`); ``best.pt``
+  is the checkpoint with the lowest **validation** MPJPE, never chosen on
+  the test split. With ``--val-fraction 0`` there is no validation split and
+  ``best.pt`` is the last epoch's checkpoint (``best.pt`` = ``last.pt``).
 * Outputs in ``--out``: ``metrics.csv`` and ``metrics.json`` (per epoch),
-  ``last.pt`` and ``best.pt`` checkpoints (lowest test MPJPE), ``report.json``
-  (final metrics, per joint and per group), ``curves.png`` and
-  ``samples.png``. An existing non-empty folder is never written into
+  ``last.pt`` and ``best.pt`` checkpoints, ``report.json`` (test metrics
+  of the last and the best checkpoint, per joint and per group),
+  ``curves.png`` and ``samples.png``. An existing non-empty folder is never written into
   unless ``--resume`` or ``--overwrite`` is given.
 * Checkpoints are written atomically (temporary file, then
   :func:`os.replace`) and hold only tensors and plain containers, so
@@ -50,7 +56,8 @@ CRASH_ENV = 'PYG_SKELETON_CRASH_AFTER_STEPS'
 
 # Options that define a run; ``--resume`` takes them from the checkpoint.
 RUN_OPTIONS = ('model', 'dataset', 'data', 'skeleton', 'test_actor', 'views', 'frame_step',
-               'max_frames', 'max_test_frames', 'synthetic_train', 'synthetic_test', 'epochs', 'max_steps',
+               'val_fraction', 'inputs_2d', 'cameras', 'max_frames', 'max_test_frames',
+               'synthetic_train', 'synthetic_test', 'epochs', 'max_steps',
                'steps_per_epoch', 'batch_size', 'lr', 'lr_schedule', 'lr_decay', 'min_lr',
                'weight_decay', 'seed', 'hidden_channels', 'num_layers', 'dropout',
                'bone_weight', 'flip_augment', 'flip_test', 'checkpoint_every', 'eval_batch_size')
@@ -75,13 +82,24 @@ def add_data_arguments(p: argparse.ArgumentParser, defaults: bool = True) -> Non
     p.add_argument('--synthetic-train', type=int, default=d(20000),
                    help='synthetic training poses')
     p.add_argument('--synthetic-test', type=int, default=d(2000), help='synthetic test poses')
+    p.add_argument('--inputs-2d', default=None,
+                   help='h36m only: real 2D keypoints, data_2d_h36m_<name>.npz (VideoPose3D '
+                        'layout; needs --cameras)')
+    p.add_argument('--cameras', default=None,
+                   help='h36m only: cameras JSON (format in pyg_skeleton.datasets.h36m) for '
+                        '--inputs-2d')
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--model', default='semgcn', help='model name (see --list-models)')
     p.add_argument('--list-models', action='store_true', help='list the models and exit')
-    p.add_argument('--skeleton', default='h36m17', help='skeleton preset')
+    p.add_argument('--skeleton', default='h36m17',
+                   help='skeleton preset of the model (and of the synthetic poses)')
     add_data_arguments(p)
+    p.add_argument('--val-fraction', type=float, default=0.1,
+                   help='fraction of the training data (whole sequences/takes) held out for '
+                        'validation; best.pt has the lowest validation MPJPE (0: no '
+                        'validation, best.pt = last.pt)')
     p.add_argument('--epochs', type=int, default=10)
     p.add_argument('--max-steps', type=int, default=None, help='stop after this many steps')
     p.add_argument('--steps-per-epoch', type=int, default=None,
@@ -246,23 +264,32 @@ def get_skeleton(name: str) -> Skeleton:
 
 
 def load_data(args):
-    from pyg_skeleton.datasets import load_lifting
+    """``(train, val, test)`` of the run's data; ``val`` is :obj:`None` when
+    ``--val-fraction`` is 0."""
+    from pyg_skeleton.datasets.lifting import load_lifting_splits
     try:
-        train, test = load_lifting(
-            args.dataset, args.data, test_actor=args.test_actor, views=args.views,
+        train, val, test = load_lifting_splits(
+            args.dataset, args.data, val_fraction=getattr(args, 'val_fraction', 0.0) or 0.0,
+            test_actor=args.test_actor, views=args.views,
             frame_step=args.frame_step, seed=args.seed, synthetic_train=args.synthetic_train,
             synthetic_test=args.synthetic_test, max_frames=args.max_frames,
-            max_test_frames=getattr(args, 'max_test_frames', None))
+            max_test_frames=getattr(args, 'max_test_frames', None),
+            skeleton=getattr(args, 'skeleton', None) or 'h36m17',
+            inputs_2d=getattr(args, 'inputs_2d', None), cameras=getattr(args, 'cameras', None))
     except (FileNotFoundError, ValueError, KeyError) as e:
         raise CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
-    for name, split in (('training data', train), ('test data', test)):
+    for name, split in (('training data', train), ('validation data', val),
+                        ('test data', test)):
+        if split is None:
+            continue
         if len(split) == 0:
-            raise CLIError(f"{name} is empty")
+            raise CLIError(f"{name} is empty" + (' (lower --val-fraction or use 0)'
+                                                 if split is val else ''))
         try:
             split.check_finite(name)
         except ValueError as e:
             raise CLIError(str(e)) from None
-    return train, test
+    return train, val, test
 
 
 def check_joints(skeleton: Skeleton, data, what: str = 'data') -> None:
@@ -371,10 +398,12 @@ def plot_curves(history: List[Dict], path: Path, label: str) -> None:
     a.set_yscale('log')
     b.plot(ep, [h['test_mpjpe'] for h in history], 'o-', label='MPJPE')
     b.plot(ep, [h['test_p_mpjpe'] for h in history], 's-', label='P-MPJPE')
+    if any(h.get('val_mpjpe') is not None for h in history):
+        b.plot(ep, [h.get('val_mpjpe') for h in history], '^--', label='validation MPJPE')
     if history and history[-1].get('baseline_mpjpe') is not None:
         b.axhline(history[-1]['baseline_mpjpe'], color='gray', ls='--', label='mean pose')
     b.set_xlabel('epoch')
-    b.set_ylabel('test error (mm)')
+    b.set_ylabel('error (mm)')
     b.legend()
     fig.suptitle(label)
     fig.tight_layout()
@@ -419,6 +448,8 @@ def _load_resume_args(args) -> argparse.Namespace:
     for key in RUN_OPTIONS:
         if key in stored:
             setattr(args, key, stored[key])
+    if 'val_fraction' not in stored:  # a run of a version without validation
+        args.val_fraction = 0.0
     return args
 
 
@@ -439,6 +470,8 @@ def run_train(args) -> int:
             raise CLIError(f"--{opt.replace('_', '-')} must be at least 1")
     if not args.lr > 0:
         raise CLIError('--lr must be positive')
+    if not 0 <= args.val_fraction < 1:
+        raise CLIError(f'--val-fraction must be in [0, 1), got {args.val_fraction}')
     skeleton = get_skeleton(args.skeleton)
 
     rank, world, device = setup_distributed()
@@ -460,7 +493,7 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
         raise CLIError(f"--batch-size {args.batch_size} is not divisible by the {world} "
                        f"processes")
     torch.manual_seed(args.seed)
-    train, test = load_data(args)
+    train, val, test = load_data(args)
     check_joints(skeleton, train, 'training data')
     check_joints(skeleton, test, 'test data')
     model = make_model(args.model, skeleton, args, train.x[:2])
@@ -485,7 +518,7 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
 
     start_epoch, start_step, global_step = 0, 0, 0
     history: List[Dict] = []
-    best = float('inf')
+    best, best_epoch = float('inf'), 0
     if args.resume:
         ckpt = load_checkpoint(out / 'last.pt')
         model.load_state_dict(ckpt['model'])
@@ -495,6 +528,7 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
         global_step = int(ckpt['global_step'])
         history = list(ckpt['history'])
         best = float(ckpt['best_mpjpe'])
+        best_epoch = int(ckpt.get('best_epoch', 0))
 
     if world > 1:
         ddp = torch.nn.parallel.DistributedDataParallel(
@@ -514,7 +548,9 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
                 (out / name).unlink(missing_ok=True)
         n_params = sum(p.numel() for p in model.parameters())
         print(f"pyg-skeleton train: {label}", flush=True)
-        print(f"  {len(train):,} training / {len(test):,} test samples, {n_params:,} parameters, "
+        print(f"  {len(train):,} training / "
+              + (f"{len(val):,} validation / " if val is not None else '')
+              + f"{len(test):,} test samples, {n_params:,} parameters, "
               f"{world} process(es), batch {args.batch_size}, {total_steps} steps"
               + (f", resuming at step {global_step}" if args.resume else ''), flush=True)
 
@@ -524,8 +560,9 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
                 'optimizer': optimizer.state_dict(), 'epoch': epoch,
                 'step_in_epoch': step_in_epoch, 'global_step': global_step,
                 'rng_torch': torch.get_rng_state(), 'history': plain(history),
-                'best_mpjpe': best, 'args': plain({k: getattr(args, k, None)
-                                                   for k in RUN_OPTIONS}),
+                'best_mpjpe': best, 'best_epoch': best_epoch,
+                'best_metric': 'val_mpjpe' if val is not None else 'last',
+                'args': plain({k: getattr(args, k, None) for k in RUN_OPTIONS}),
                 'skeleton': plain(skeleton.to_dict()), 'mean_pose': mean_pose.clone(),
                 'group_names': list(train.group_names or test.group_names),
                 'description': train.description, 'synthetic': bool(train.synthetic)}
@@ -585,23 +622,33 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
             t = torch.tensor([loss_sum, float(loss_n)], dtype=torch.float64)
             dist.all_reduce(t)
             train_loss = float(t[0] / t[1].clamp_min(1))
-        metrics = evaluate(ddp.module if world > 1 else model, test, skeleton,
-                           args.eval_batch_size, args.flip_test, rank, world, device)
+        net = ddp.module if world > 1 else model
+        vmetrics = (evaluate(net, val, skeleton, args.eval_batch_size, args.flip_test, rank,
+                             world, device) if val is not None else None)
+        metrics = evaluate(net, test, skeleton, args.eval_batch_size, args.flip_test, rank,
+                           world, device)
         row = {'epoch': epoch + 1, 'global_step': global_step, 'lr': lr,
-               'train_loss': train_loss, 'test_mpjpe': metrics['mpjpe'],
+               'train_loss': train_loss,
+               'val_mpjpe': vmetrics['mpjpe'] if vmetrics else None,
+               'val_p_mpjpe': vmetrics['p_mpjpe'] if vmetrics else None,
+               'test_mpjpe': metrics['mpjpe'],
                'test_p_mpjpe': metrics['p_mpjpe'], 'test_n_mpjpe': metrics['n_mpjpe'],
                'test_pck': metrics['pck'], 'test_auc': metrics['auc'],
                'baseline_mpjpe': baseline['mpjpe'],
                'samples_per_s': loss_n * args.batch_size / max(seconds, 1e-9),
                'seconds': seconds}
         history.append(row)
-        improved = metrics['mpjpe'] < best
-        best = min(best, metrics['mpjpe'])
+        # model selection on the validation split only; without one, best = last
+        select = vmetrics['mpjpe'] if vmetrics else float('-inf')
+        improved = vmetrics is None or select < best
+        if improved:
+            best, best_epoch = select, epoch + 1
         epoch += 1
         start_step = 0
         if main_rank:
             tqdm.write(f"epoch {row['epoch']:3d}  step {global_step:6d}  loss {train_loss:.4f}  "
-                       f"test MPJPE {row['test_mpjpe']:.1f} mm  P-MPJPE "
+                       + (f"val MPJPE {row['val_mpjpe']:.1f} mm  " if vmetrics else '')
+                       + f"test MPJPE {row['test_mpjpe']:.1f} mm  P-MPJPE "
                        f"{row['test_p_mpjpe']:.1f} mm  {row['samples_per_s']:.0f} samples/s",
                        file=sys.stdout)
             sys.stdout.flush()
@@ -613,12 +660,36 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
         if world > 1:
             dist.barrier()
 
-    final = evaluate(ddp.module if world > 1 else model, test, skeleton, args.eval_batch_size,
-                     args.flip_test, rank, world, device)
+    net = ddp.module if world > 1 else model
+    final = evaluate(net, test, skeleton, args.eval_batch_size, args.flip_test, rank, world,
+                     device)
+    final_val = (evaluate(net, val, skeleton, args.eval_batch_size, args.flip_test, rank, world,
+                          device) if val is not None else None)
+    # test metrics of the best (validation-selected) checkpoint
+    best_final, best_step = final, global_step
+    if world > 1:
+        dist.barrier()
+    if val is not None and (out / 'best.pt').is_file():
+        best_ckpt = load_checkpoint(out / 'best.pt')
+        best_step = int(best_ckpt['global_step'])
+        if best_step != global_step:
+            import copy
+            best_model = copy.deepcopy(net)
+            best_model.load_state_dict(best_ckpt['model'])
+            best_final = evaluate(best_model, test, skeleton, args.eval_batch_size,
+                                  args.flip_test, rank, world, device)
     if main_rank:
         report = {'label': label, 'dataset': train.description, 'synthetic': train.synthetic,
                   'model': args.model, 'steps': global_step, 'processes': world,
-                  'final': final, 'baseline': baseline, 'best_test_mpjpe': best,
+                  'final': final, 'baseline': baseline,
+                  'last': {'epoch': epoch, 'step': global_step, 'test': final,
+                           'val': final_val},
+                  'best': {'epoch': best_epoch, 'step': best_step,
+                           'selected_on': 'val_mpjpe' if val is not None else 'last',
+                           'val_mpjpe': best if val is not None else None,
+                           'test': best_final},
+                  'validation': ({'samples': len(val), 'fraction': args.val_fraction}
+                                 if val is not None else None),
                   'args': plain({k: getattr(args, k, None) for k in RUN_OPTIONS})}
         atomic_write_text(out / 'report.json', json.dumps(report, indent=1))
         if not args.no_plots:
@@ -634,6 +705,12 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
             except ImportError:
                 print('  (matplotlib missing: no plots)')
         print(report_table(final, baseline, f"Final test metrics: {label}"))
+        if val is not None:
+            print(f"\nbest.pt: epoch {best_epoch} (lowest validation MPJPE {best:.1f} mm): "
+                  f"test MPJPE {best_final['mpjpe']:.1f} mm, P-MPJPE "
+                  f"{best_final['p_mpjpe']:.1f} mm")
+        else:
+            print('\nno validation split (--val-fraction 0): best.pt is the last checkpoint')
         print(f"\noutputs in {out}/ (best.pt, last.pt, metrics.csv, metrics.json, report.json"
               + ('' if args.no_plots else ', curves.png, samples.png') + ')')
     return 0
@@ -671,17 +748,20 @@ def run_evaluate(args) -> int:
         raise CLIError(f"{out} exists; use --overwrite to replace it")
     run = argparse.Namespace(**ckpt['args'])
     for key in ('dataset', 'data', 'test_actor', 'views', 'frame_step', 'max_frames',
-                'max_test_frames', 'synthetic_train', 'synthetic_test'):
+                'max_test_frames', 'synthetic_train', 'synthetic_test', 'inputs_2d', 'cameras'):
         if getattr(args, key, None) is not None:
             setattr(run, key, getattr(args, key))
     if args.dataset is not None and args.data is None and args.dataset != ckpt['args']['dataset']:
         run.data = None
+        if args.inputs_2d is None and args.cameras is None:
+            run.inputs_2d = run.cameras = None
     run.synthetic_train, run.max_frames = 1, 1  # only the test split is used
+    run.val_fraction = 0.0
     try:
         skeleton = Skeleton.from_dict(ckpt['skeleton'])
     except Exception as e:
         raise CLIError(f"checkpoint holds an invalid skeleton: {e}") from None
-    _, test = load_data(run)
+    _, _, test = load_data(run)
     check_joints(skeleton, test, 'test data')
     if ckpt['model_name'] not in MODELS:
         raise CLIError(f"checkpoint model {ckpt['model_name']!r} is not available "

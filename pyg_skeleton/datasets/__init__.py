@@ -2,18 +2,22 @@ r"""Data sets, BVH motion files, virtual cameras and lifting samples."""
 from .bvh import (BVH, BVHJoint, JointMap, forward_kinematics, joint_map_presets,
                   load_bvh_positions, read_bvh, resample)
 from .bandai import BandaiMocap, default_bandai_path
-from .h36m import H36MPoses, load_h36m_2d, load_h36m_3d, reduce_32_to_17
+from .h36m import (H36MCamera, H36MPoses, h36m_camera_samples, load_h36m_2d, load_h36m_3d,
+                   load_h36m_cameras, reduce_32_to_17)
 from .camera import (CameraRig, denormalize_screen, flip_pose, flip_test, normalize_screen,
                      root_relative)
 from .synthetic import synthetic_poses
-from .lifting import LiftingDataset, LiftingTensors, TensorBatches, load_lifting, render_lifting
+from .lifting import (LiftingDataset, LiftingTensors, TensorBatches, load_lifting,
+                      load_lifting_splits, render_lifting)
 
 __all__ = [
     'BVH', 'BVHJoint', 'JointMap', 'forward_kinematics', 'joint_map_presets',
     'load_bvh_positions', 'read_bvh', 'resample',
     'BandaiMocap', 'default_bandai_path',
-    'H36MPoses', 'load_h36m_2d', 'load_h36m_3d', 'reduce_32_to_17',
+    'H36MCamera', 'H36MPoses', 'h36m_camera_samples', 'load_h36m_2d', 'load_h36m_3d',
+    'load_h36m_cameras', 'reduce_32_to_17',
     'CameraRig', 'denormalize_screen', 'flip_pose', 'flip_test', 'normalize_screen',
     'root_relative', 'synthetic_poses',
-    'LiftingDataset', 'LiftingTensors', 'TensorBatches', 'load_lifting', 'render_lifting',
+    'LiftingDataset', 'LiftingTensors', 'TensorBatches', 'load_lifting', 'load_lifting_splits',
+    'render_lifting',
 ]

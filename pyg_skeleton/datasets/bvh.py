@@ -41,6 +41,13 @@ Presets (see :func:`joint_map_presets`) live in
 against the converted Bandai-Namco data to float precision) and
 ``cmu_h36m17`` (the CMU mocap BVH conversion rig; its units are the ASF
 unit, 1/0.45 inch = 0.05644 m).
+
+.. warning::
+    ``cmu_h36m17`` is **unverified on real CMU files**: it was written from
+    the joint names of the CMU BVH conversion and checked only on a
+    hand-built rig with those names, never against real CMU motion. Check
+    its bone lengths and joint placement (e.g. with :func:`bone_lengths`)
+    on your files before trusting numbers computed with it.
 """
 from __future__ import annotations
 

@@ -15,7 +15,28 @@ shuffled static batches, sharded over :mod:`torch.distributed` ranks with
 ``synthetic`` (the built-in generator), ``bandai`` (the converted
 Bandai-Namco mocap, split by actor) or ``h36m`` (Human3.6M 3D poses in the
 VideoPose3D layout, S1 S5 S6 S7 S8 / S9 S11), each rendered through virtual
-cameras (:class:`~pyg_skeleton.datasets.camera.CameraRig`).
+cameras (:class:`~pyg_skeleton.datasets.camera.CameraRig`), or, for
+``h36m`` with ``inputs_2d`` and ``cameras``, real 2D keypoints paired with
+the 3D poses in the real cameras' frames
+(:func:`~pyg_skeleton.datasets.h36m.h36m_camera_samples`).
+
+:func:`load_lifting_splits` also holds a **validation split** out of the
+training data, for choosing checkpoints without looking at the test split.
+The rule (:obj:`f` = :obj:`val_fraction`, :obj:`seed` the data seed):
+
+* ``synthetic``: :obj:`round(f * synthetic_train)` poses of their own seed;
+* ``bandai``: whole sequences of the training actors, :obj:`round(f * n)`
+  (at least one, at most :obj:`n - 1`) of the :obj:`n` sequences of each
+  training actor, drawn with :obj:`seed`; no sequence has frames on both
+  sides;
+* ``h36m``: whole takes (``'S1/Walking 1'``, all camera views of it) of
+  the training subjects, by the same rule per subject;
+* an ``.npz`` of ``positions``: the last :obj:`round(f * n)` of the
+  :obj:`n` training frames (the frames before the test range).
+
+Validation poses are rendered through the evaluation cameras
+(:meth:`CameraRig.test`) like the test split; :obj:`max_test_frames` also
+caps them.
 """
 from __future__ import annotations
 
@@ -32,7 +53,7 @@ from torch_geometric.data import Data, Dataset
 from .camera import CameraRig
 
 __all__ = ['LiftingTensors', 'LiftingDataset', 'TensorBatches', 'render_lifting',
-           'load_lifting', 'DATASETS']
+           'load_lifting', 'load_lifting_splits', 'hold_out_groups', 'DATASETS']
 
 DATASETS = ('synthetic', 'bandai', 'h36m')
 
@@ -46,6 +67,7 @@ class LiftingTensors:
     group_names: List[str] = field(default_factory=list)
     description: str = ''
     synthetic: bool = False
+    split: str = ''
 
     def __post_init__(self):
         S = self.x.shape[0]
@@ -73,7 +95,7 @@ class LiftingTensors:
     def subset(self, index) -> 'LiftingTensors':
         index = torch.as_tensor(index, dtype=torch.long)
         return LiftingTensors(self.x[index], self.y[index], self.group[index],
-                              self.group_names, self.description, self.synthetic)
+                              self.group_names, self.description, self.synthetic, self.split)
 
 
 class LiftingDataset(Dataset):
@@ -161,14 +183,14 @@ class TensorBatches:
 
 def render_lifting(poses: np.ndarray, rig: CameraRig, group: Optional[np.ndarray] = None,
                    group_names: Sequence[str] = (), seed: int = 0, description: str = '',
-                   synthetic: bool = False) -> LiftingTensors:
+                   synthetic: bool = False, split: str = '') -> LiftingTensors:
     r"""Renders world poses :obj:`[F, N, 3]` (metres, y up) through a camera
     rig into lifting samples (:obj:`F * num_views` of them)."""
     views = rig.views(poses, seed=seed)
     g = np.zeros(len(poses), dtype=np.int64) if group is None else np.asarray(group)
     return LiftingTensors(torch.from_numpy(views['x']), torch.from_numpy(views['y']),
                           torch.from_numpy(g[views['frame']].astype(np.int64)),
-                          list(group_names), description, synthetic)
+                          list(group_names), description, synthetic, split)
 
 
 def _default_bandai() -> Optional[Path]:
@@ -176,12 +198,46 @@ def _default_bandai() -> Optional[Path]:
     return default_bandai_path()
 
 
+def hold_out_groups(group: np.ndarray, owner: np.ndarray, fraction: float,
+                    seed: int = 0) -> np.ndarray:
+    r"""Whole groups (sequences, takes) held out for validation, per owner
+    (actor, subject): of the :obj:`n` groups of each owner,
+    :obj:`round(fraction * n)` clipped to :obj:`[1, n - 1]` (none if
+    :obj:`fraction` is 0 or :obj:`n` is 1), drawn with :obj:`seed`.
+
+    Args:
+        group (numpy.ndarray): Group id of each item :obj:`[F]`.
+        owner (numpy.ndarray): Owner id of each item :obj:`[F]` (constant
+            within a group).
+        fraction (float): Fraction of groups to hold out, in :obj:`[0, 1)`.
+        seed (int): Seed of the draw.
+
+    Returns:
+        numpy.ndarray: Boolean mask :obj:`[F]` of the held-out items.
+    """
+    group, owner = np.asarray(group), np.asarray(owner)
+    held = []
+    if fraction > 0:
+        rng = np.random.default_rng(seed)
+        for o in np.unique(owner):
+            groups = np.unique(group[owner == o])
+            if len(groups) < 2:
+                continue
+            k = int(np.clip(round(fraction * len(groups)), 1, len(groups) - 1))
+            held.append(rng.permutation(groups)[:k])
+    held = np.concatenate(held) if held else np.zeros(0, dtype=group.dtype)
+    return np.isin(group, held)
+
+
 def load_lifting(name: str, data: Union[str, Path, None] = None, *, test_actor: int = 2,
                  views: int = 4, frame_step: int = 1, seed: int = 0,
                  synthetic_train: int = 20000, synthetic_test: int = 2000,
-                 max_frames: Optional[int] = None, max_test_frames: Optional[int] = None
+                 max_frames: Optional[int] = None, max_test_frames: Optional[int] = None,
+                 skeleton: Union[str, dict] = 'h36m17', inputs_2d: Union[str, Path, None] = None,
+                 cameras: Union[str, Path, dict, None] = None
                  ) -> Tuple[LiftingTensors, LiftingTensors]:
-    r"""Train and test splits of a dataset by name (or of an ``.npz`` path).
+    r"""Train and test splits of a dataset by name (or of an ``.npz`` path);
+    all training data, no validation split (see :func:`load_lifting_splits`).
 
     Args:
         name (str): ``'synthetic'``, ``'bandai'``, ``'h36m'``, or a path to
@@ -191,18 +247,71 @@ def load_lifting(name: str, data: Union[str, Path, None] = None, *, test_actor: 
         data (str or Path, optional): The data file for ``bandai`` (default:
             ``../shared``) and ``h36m`` (``data_3d_h36m.npz``).
         test_actor (int): Held-out Bandai actor.
-        views (int): Virtual camera views per pose.
+        views (int): Virtual camera views per pose (not used with real
+            cameras).
         frame_step (int): Keep every k-th frame.
         seed (int): Seed of the cameras (and of the synthetic poses).
         synthetic_train, synthetic_test (int): Synthetic pose counts.
-        max_frames (int, optional): Cap on training frames (evenly strided).
-        max_test_frames (int, optional): Cap on test frames.
+        max_frames (int, optional): Cap on training frames (evenly strided;
+            samples of (frame, camera) pairs with real cameras).
+        max_test_frames (int, optional): Cap on test (and validation) frames.
+        skeleton (str or dict): Layout of the ``synthetic`` poses: a preset
+            with a body table or a body table of your own
+            (:func:`~pyg_skeleton.datasets.synthetic.synthetic_poses`).
+        inputs_2d (str or Path, optional): ``h36m`` only: a
+            ``data_2d_h36m_<name>.npz`` of real 2D keypoints (needs
+            :obj:`cameras`).
+        cameras (str, Path or dict, optional): ``h36m`` only: the cameras
+            JSON (:func:`~pyg_skeleton.datasets.h36m.load_h36m_cameras`).
 
     Raises:
         FileNotFoundError: A data file is missing.
         ValueError: A file is malformed or an option invalid.
     """
+    train, _, test = load_lifting_splits(
+        name, data, val_fraction=0.0, test_actor=test_actor, views=views,
+        frame_step=frame_step, seed=seed, synthetic_train=synthetic_train,
+        synthetic_test=synthetic_test, max_frames=max_frames, max_test_frames=max_test_frames,
+        skeleton=skeleton, inputs_2d=inputs_2d, cameras=cameras)
+    return train, test
+
+
+def load_lifting_splits(name: str, data: Union[str, Path, None] = None, *,
+                        val_fraction: float = 0.1, test_actor: int = 2, views: int = 4,
+                        frame_step: int = 1, seed: int = 0, synthetic_train: int = 20000,
+                        synthetic_test: int = 2000, max_frames: Optional[int] = None,
+                        max_test_frames: Optional[int] = None,
+                        skeleton: Union[str, dict] = 'h36m17',
+                        inputs_2d: Union[str, Path, None] = None,
+                        cameras: Union[str, Path, dict, None] = None
+                        ) -> Tuple[LiftingTensors, Optional[LiftingTensors], LiftingTensors]:
+    r"""Train, validation and test splits of a dataset: the validation split
+    is held out of the training data by the rule of the module docs.
+
+    Args:
+        val_fraction (float): Fraction of the training data (sequences,
+            takes, poses or frames) held out for validation, in
+            :obj:`[0, 1)`; :obj:`0` gives no validation split (:obj:`None`).
+            (default: :obj:`0.1`)
+        **others: As :func:`load_lifting`.
+
+    Returns:
+        tuple: :obj:`(train, val, test)`, :obj:`val` is :obj:`None` when
+        :obj:`val_fraction` is 0.
+
+    Raises:
+        FileNotFoundError: A data file is missing.
+        ValueError: A file is malformed or an option invalid.
+    """
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if frame_step < 1:
+        raise ValueError(f"frame_step must be at least 1, got {frame_step}")
+    if (inputs_2d is None) != (cameras is None) or (inputs_2d is not None and name != 'h36m'):
+        raise ValueError("real 2D inputs need the h36m dataset with both inputs_2d "
+                         "(data_2d_h36m_<name>.npz) and cameras (cameras JSON)")
     train_rig, test_rig = CameraRig.train(views), CameraRig.test(views)
+    use_val = val_fraction > 0
 
     def cap(idx, limit=None):
         idx = np.asarray(idx)[::frame_step]
@@ -210,30 +319,56 @@ def load_lifting(name: str, data: Union[str, Path, None] = None, *, test_actor: 
             idx = idx[np.linspace(0, len(idx) - 1, limit).round().astype(int)]
         return idx
 
+    def split3(tr, va, te, mask=None):
+        """Frame indices of train / val / test, capped; mask: held-out train frames."""
+        if mask is not None:
+            tr, va = tr[~mask], tr[mask]
+        return cap(tr, max_frames), (cap(va, max_test_frames) if use_val else None), \
+            cap(te, max_test_frames)
+
+    def render(pos, tr, va, te, group=None, names=(), desc='', synthetic=False):
+        g = (lambda i: None) if group is None else (lambda i: group[i])
+        return (render_lifting(pos[tr], train_rig, g(tr), names, seed, desc, synthetic, 'train'),
+                render_lifting(pos[va], test_rig, g(va), names, seed + 2, desc, synthetic, 'val')
+                if va is not None else None,
+                render_lifting(pos[te], test_rig, g(te), names, seed + 1, desc, synthetic, 'test'))
+
     if name == 'synthetic':
         from .synthetic import synthetic_poses
-        tr = synthetic_poses(synthetic_train, seed=seed)
-        te = synthetic_poses(synthetic_test, seed=seed + 1_000_003)
+        tr = synthetic_poses(synthetic_train, seed=seed, skeleton=skeleton)
+        te = synthetic_poses(synthetic_test, seed=seed + 1_000_003, skeleton=skeleton)
         desc = 'synthetic (built-in generator; not real motion)'
-        return (render_lifting(tr, train_rig, seed=seed, description=desc, synthetic=True),
-                render_lifting(te, test_rig, seed=seed + 1, description=desc, synthetic=True))
+        if not isinstance(skeleton, str) or skeleton != 'h36m17':
+            label = skeleton if isinstance(skeleton, str) else skeleton.get('name', 'custom')
+            desc = f'synthetic {label} (built-in generator; not real motion)'
+        va = None
+        if use_val:
+            va = synthetic_poses(max(1, round(val_fraction * synthetic_train)),
+                                 seed=seed + 2_000_003, skeleton=skeleton)
+        return (render_lifting(tr, train_rig, seed=seed, description=desc, synthetic=True,
+                               split='train'),
+                render_lifting(va, test_rig, seed=seed + 2, description=desc, synthetic=True,
+                               split='val') if va is not None else None,
+                render_lifting(te, test_rig, seed=seed + 1, description=desc, synthetic=True,
+                               split='test'))
 
     if name == 'h36m':
         from .h36m import H36MPoses
         if data is None:
             raise FileNotFoundError("the h36m dataset needs --data PATH/data_3d_h36m.npz "
                                     "(your licensed copy; nothing is downloaded)")
+        if inputs_2d is not None:
+            return _h36m_real(data, inputs_2d, cameras, frame_step, seed, val_fraction,
+                              max_frames, max_test_frames)
         poses = H36MPoses(data, frame_step=1)
         tr, te = poses.split()
         if len(tr) == 0 or len(te) == 0:
             raise ValueError(f"{data}: needs subjects of both splits (train S1 S5 S6 S7 S8, "
                              f"test S9 S11)")
-        tr, te = cap(tr, max_frames), cap(te, max_test_frames)
+        mask = hold_out_groups(poses.take[tr], poses.subject[tr], val_fraction, seed)
         desc = 'Human3.6M (train S1 S5 S6 S7 S8, test S9 S11, virtual cameras)'
-        return (render_lifting(poses.positions[tr], train_rig, poses.action[tr],
-                               poses.action_names, seed, desc),
-                render_lifting(poses.positions[te], test_rig, poses.action[te],
-                               poses.action_names, seed + 1, desc))
+        return render(poses.positions, *split3(tr, None, te, mask), poses.action,
+                      poses.action_names, desc)
 
     path = None
     if name == 'bandai':
@@ -257,14 +392,12 @@ def load_lifting(name: str, data: Union[str, Path, None] = None, *, test_actor: 
         from .bandai import BandaiMocap
         mocap = BandaiMocap(path)
         tr, te = mocap.split(test_actor)
-        tr, te = cap(tr, max_frames), cap(te, max_test_frames)
+        mask = hold_out_groups(mocap.sequence[tr], mocap.actor[tr], val_fraction, seed)
         desc = (f'Bandai-Namco mocap 2 (CC BY-NC 4.0), train actors '
                 f'{[a for a in mocap.actors if a != test_actor]}, test actor {test_actor}, '
                 f'virtual cameras')
-        return (render_lifting(mocap.positions[tr], train_rig, mocap.content[tr],
-                               mocap.content_names, seed, desc),
-                render_lifting(mocap.positions[te], test_rig, mocap.content[te],
-                               mocap.content_names, seed + 1, desc))
+        return render(mocap.positions, *split3(tr, None, te, mask), mocap.content,
+                      mocap.content_names, desc)
     if 'positions' not in files:
         raise ValueError(f"{path}: no 'positions' array [F, N, 3]")
     with np.load(path, allow_pickle=False) as f:
@@ -272,7 +405,38 @@ def load_lifting(name: str, data: Union[str, Path, None] = None, *, test_actor: 
     if pos.ndim != 3 or pos.shape[-1] != 3:
         raise ValueError(f"{path}: positions must be [F, N, 3], got {list(pos.shape)}")
     split = int(len(pos) * 0.9)
-    tr, te = cap(np.arange(split), max_frames), cap(np.arange(split, len(pos)), max_test_frames)
+    n_val = int(np.clip(round(val_fraction * split), 1, max(split - 1, 1))) if use_val else 0
     desc = f'{path.name} (first 90 % train, last 10 % test, virtual cameras)'
-    return (render_lifting(pos[tr], train_rig, seed=seed, description=desc),
-            render_lifting(pos[te], test_rig, seed=seed + 1, description=desc))
+    return render(pos, *split3(np.arange(split - n_val), np.arange(split - n_val, split),
+                               np.arange(split, len(pos))), desc=desc)
+
+
+def _h36m_real(data, inputs_2d, cameras, frame_step, seed, val_fraction, max_frames,
+               max_test_frames):
+    """Human3.6M splits from real 2D keypoints and cameras (see :func:`load_lifting`)."""
+    from .h36m import TEST_SUBJECTS, TRAIN_SUBJECTS, h36m_camera_samples
+    d = h36m_camera_samples(data, inputs_2d, cameras, frame_step=frame_step)
+    sub = np.asarray(d['subject_names'])[d['subject']]
+    tr = np.nonzero(np.isin(sub, TRAIN_SUBJECTS))[0]
+    te = np.nonzero(np.isin(sub, TEST_SUBJECTS))[0]
+    if len(tr) == 0 or len(te) == 0:
+        raise ValueError(f"{data}: needs subjects of both splits (train S1 S5 S6 S7 S8, "
+                         f"test S9 S11)")
+    mask = hold_out_groups(d['take'][tr], d['subject'][tr], val_fraction, seed)
+
+    def cap(idx, limit):
+        if limit is not None and len(idx) > limit:
+            idx = idx[np.linspace(0, len(idx) - 1, limit).round().astype(int)]
+        return idx
+
+    desc = (f'Human3.6M (train S1 S5 S6 S7 S8, test S9 S11, 2D keypoints '
+            f'{Path(inputs_2d).name}, real cameras)')
+
+    def make(idx, split):
+        return LiftingTensors(torch.from_numpy(d['x'][idx]), torch.from_numpy(d['y'][idx]),
+                              torch.from_numpy(d['action'][idx]), list(d['action_names']),
+                              desc, False, split)
+
+    return (make(cap(tr[~mask], max_frames), 'train'),
+            make(cap(tr[mask], max_test_frames), 'val') if val_fraction > 0 else None,
+            make(cap(te, max_test_frames), 'test'))

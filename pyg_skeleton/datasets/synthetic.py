@@ -1,114 +1,237 @@
 r"""Built-in **synthetic** poses: no data file, nothing downloaded.
 
-Poses of a parametric Human3.6M-17 body are drawn by sampling joint angles
-uniformly within anatomical limits (hip and shoulder flexion / abduction /
-twist, knee and elbow flexion, torso bend and twist, neck) and running
-forward kinematics on a skeleton whose bone lengths vary per sample (a
-global scale of ~6 % and per-bone scales of ~4 %, left and right equal).
-Poses are in metres, y up, the subject faces +z at yaw 0 and its lowest
-joint touches the floor (y = 0); the yaw is uniform.
+Poses of a parametric body are drawn by sampling joint angles uniformly
+within anatomical limits (hip and shoulder flexion / abduction / twist, knee
+and elbow flexion, torso bend and twist, neck) and running forward
+kinematics on a skeleton whose bone lengths vary per sample (a global scale
+of ~6 % and per-bone scales of ~4 %, left and right equal). Poses are in
+metres, y up, the subject faces +z at yaw 0 and its lowest joint touches
+the floor (y = 0); the yaw is uniform.
+
+The bodies are **data**: ``pyg_skeleton/data/synthetic_bodies.json`` holds a
+body table per skeleton preset (:obj:`SYNTHETIC_SKELETONS`: ``h36m17``,
+``h36m16`` and ``smpl24``), and :func:`synthetic_poses` also takes a body
+table of your own (a dict in the same format, see :func:`check_body`), so a
+new skeleton needs no change to the library. A body table is a dict
+
+.. code-block:: python
+
+    {'name': 'mybody',                 # optional; a preset name is checked
+     'joints': [                       # parents before children
+         {'name': 'Hip', 'parent': None, 'direction': [0, 0, 0], 'length': 0.0,
+          'limits': {'Z': [-10, 10], 'X': [-15, 25], 'Y': [0, 0]}},
+         {'name': 'RHip', 'parent': 'Hip', 'direction': [-1, 0, 0], 'length': 0.13},
+         ...],
+     'mirror': [['RHip', 'LHip'], ...]}   # right/left pairs
+
+with, per joint, the rest direction of the bone from its parent (subject
+faces +z, y up, its left is +x), its mean length in metres and optional
+rotation limits in degrees of the joint, applied to its child bones as the
+intrinsic Euler angles Z, X, Y about the parent frame (positive X moves a
+downward bone backwards, positive Z moves it to the subject's left). The
+pairs of ``mirror`` share their bone-scale draw and must be mirror images
+(direction x negated, Z and Y limits negated, X limits equal).
 
 These are **synthetic** poses: numbers measured on them say nothing about
 real motion; everything that reports them labels them "synthetic".
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Tuple, Union
 
 import numpy as np
 
 from .bvh import euler_to_matrix
 
-__all__ = ['synthetic_poses', 'SYNTHETIC_SKELETONS', 'H36M17_BODY']
+__all__ = ['synthetic_poses', 'SYNTHETIC_SKELETONS', 'H36M17_BODY', 'check_body',
+           'synthetic_body', 'body_parents', 'BODY_SCALE_CLIP', 'BONE_SCALE_CLIP']
 
-# Joint -> (parent, rest direction of the bone from the parent, mean length in m).
-# Subject faces +z, y up, its left is +x.
-H36M17_BODY: Dict[str, Tuple[str, Tuple[float, float, float], float]] = {
-    'Hip': ('', (0, 0, 0), 0.0),
-    'RHip': ('Hip', (-1, 0, 0), 0.13),
-    'RKnee': ('RHip', (0, -1, 0), 0.45),
-    'RFoot': ('RKnee', (0, -1, 0), 0.44),
-    'LHip': ('Hip', (1, 0, 0), 0.13),
-    'LKnee': ('LHip', (0, -1, 0), 0.45),
-    'LFoot': ('LKnee', (0, -1, 0), 0.44),
-    'Spine': ('Hip', (0, 1, 0), 0.23),
-    'Thorax': ('Spine', (0, 1, 0), 0.25),
-    'Neck/Nose': ('Thorax', (0, 0.95, 0.3), 0.11),
-    'Head': ('Neck/Nose', (0, 1, 0), 0.115),
-    'LShoulder': ('Thorax', (1, 0, 0), 0.15),
-    'LElbow': ('LShoulder', (0, -1, 0), 0.28),
-    'LWrist': ('LElbow', (0, -1, 0), 0.25),
-    'RShoulder': ('Thorax', (-1, 0, 0), 0.15),
-    'RElbow': ('RShoulder', (0, -1, 0), 0.28),
-    'RWrist': ('RElbow', (0, -1, 0), 0.25),
-}
+BODY_FILE = Path(__file__).resolve().parents[1] / 'data' / 'synthetic_bodies.json'
 
-# Rotation limits (degrees) of each joint, applied to its child bones as the
-# intrinsic Euler angles Z, X, Y about the parent frame. Positive X moves a
-# downward bone backwards (-z), positive Z moves it to the subject's left.
-_LIMITS = {
-    'Hip': ((-10, 10), (-15, 25), (0, 0)),          # pelvis tilt (yaw drawn separately)
-    'RHip': ((-40, 10), (-110, 30), (-30, 30)),     # abduction outwards, flexion forwards
-    'LHip': ((-10, 40), (-110, 30), (-30, 30)),
-    'RKnee': ((0, 0), (0, 135), (0, 0)),            # flexes backwards
-    'LKnee': ((0, 0), (0, 135), (0, 0)),
-    'Spine': ((-20, 20), (-5, 45), (-30, 30)),      # forward bend is +x for an upward bone
-    'Thorax': ((-10, 10), (-5, 20), (-15, 15)),
-    'Neck/Nose': ((-25, 25), (-30, 40), (-60, 60)),
-    'LShoulder': ((-20, 170), (-170, 50), (-70, 70)),
-    'RShoulder': ((-170, 20), (-170, 50), (-70, 70)),
-    'LElbow': ((0, 0), (-145, 0), (-60, 60)),         # forearm forwards
-    'RElbow': ((0, 0), (-145, 0), (-60, 60)),
-}
-
-SYNTHETIC_SKELETONS = {'h36m17': H36M17_BODY}
-
-_SYMMETRIC = {'RHip': 'LHip', 'RKnee': 'LKnee', 'RFoot': 'LFoot', 'RShoulder': 'LShoulder',
-              'RElbow': 'LElbow', 'RWrist': 'LWrist'}
+#: Ranges the per-sample body scale and per-bone scales are clipped to: a
+#: bone is :obj:`length * body_scale * bone_scale` long.
+BODY_SCALE_CLIP = (0.8, 1.2)
+BONE_SCALE_CLIP = (0.88, 1.12)
 
 
-def synthetic_poses(num: int, seed: int = 0, skeleton: str = 'h36m17',
+def _load_bodies() -> Dict[str, Dict[str, Any]]:
+    d = json.loads(BODY_FILE.read_text())
+    return {name: dict(body, name=name) for name, body in d['bodies'].items()}
+
+
+#: Body tables of the presets (name -> table, see the module docs).
+SYNTHETIC_SKELETONS: Dict[str, Dict[str, Any]] = _load_bodies()
+
+#: The ``h36m17`` body as joint -> (parent, rest direction, mean length in m).
+H36M17_BODY: Dict[str, Tuple[str, Tuple[float, ...], float]] = {
+    j['name']: (j['parent'] or '', tuple(j['direction']), j['length'])
+    for j in SYNTHETIC_SKELETONS['h36m17']['joints']}
+
+
+def check_body(body: Dict[str, Any]) -> Dict[str, Any]:
+    r"""Checks a body table (format in the module docs) and returns it with
+    its defaults filled in (``limits`` zero, ``mirror`` empty).
+
+    Raises:
+        ValueError: The table is malformed, not parent-before-child, or a
+            mirror pair is not a mirror image.
+    """
+    name = body.get('name', 'custom') if isinstance(body, dict) else None
+    if not isinstance(body, dict) or not isinstance(body.get('joints'), list) \
+            or not body['joints']:
+        raise ValueError("a body table must be a dict with a non-empty 'joints' list")
+    joints, seen = [], {}
+    for k, j in enumerate(body['joints']):
+        where = f"body {name!r} joint {k}"
+        if not isinstance(j, dict) or not isinstance(j.get('name'), str):
+            raise ValueError(f"{where}: needs a 'name'")
+        n = j['name']
+        if n in seen:
+            raise ValueError(f"{where}: repeated joint name {n!r}")
+        parent = j.get('parent') or None
+        if parent is not None and parent not in seen:
+            raise ValueError(f"{where} ({n}): parent {parent!r} must be an earlier joint")
+        try:
+            d = np.asarray(j.get('direction', [0, 0, 0]), dtype=np.float64)
+            length = float(j.get('length', 0.0))
+        except (TypeError, ValueError):
+            raise ValueError(f"{where} ({n}): 'direction' must be 3 numbers and 'length' a "
+                             f"number") from None
+        if d.shape != (3,) or not np.isfinite(d).all():
+            raise ValueError(f"{where} ({n}): 'direction' must be 3 finite numbers")
+        if parent is not None and (np.linalg.norm(d) == 0 or not length > 0):
+            raise ValueError(f"{where} ({n}): a bone needs a non-zero direction and a positive "
+                             f"length")
+        limits = {}
+        for axis in 'ZXY':
+            lo, hi = (j.get('limits') or {}).get(axis, (0.0, 0.0))
+            if not lo <= hi:
+                raise ValueError(f"{where} ({n}): limit {axis} must be [low, high], got "
+                                 f"{[lo, hi]}")
+            limits[axis] = (float(lo), float(hi))
+        seen[n] = k
+        joints.append({'name': n, 'parent': parent, 'direction': d.tolist(), 'length': length,
+                       'limits': limits})
+    roots = [j['name'] for j in joints if j['parent'] is None]
+    if len(roots) != 1:
+        raise ValueError(f"body {name!r}: needs exactly one root joint, got {roots}")
+    mirror = [tuple(p) for p in body.get('mirror', [])]
+    by_name = {j['name']: j for j in joints}
+    paired = set()
+    for p in mirror:
+        if len(p) != 2 or not all(n in by_name for n in p) or p[0] == p[1] \
+                or paired & set(p):
+            raise ValueError(f"body {name!r}: bad mirror pair {list(p)}")
+        paired |= set(p)
+        a, b = by_name[p[0]], by_name[p[1]]
+        da, db = np.asarray(a['direction']), np.asarray(b['direction'])
+        la, lb = a['limits'], b['limits']
+        ok = (abs(a['length'] - b['length']) < 1e-9
+              and np.allclose(da * [-1, 1, 1], db, atol=1e-9)
+              and la['X'] == lb['X']
+              and all(la[ax] == (-lb[ax][1], -lb[ax][0]) for ax in 'ZY'))
+        if not ok:
+            raise ValueError(f"body {name!r}: {p[0]} and {p[1]} are not mirror images "
+                             f"(length, direction x negated, Z and Y limits negated)")
+    return {'name': name, 'joints': joints, 'mirror': mirror}
+
+
+def synthetic_body(skeleton: Union[str, Dict[str, Any]] = 'h36m17') -> Dict[str, Any]:
+    r"""The checked body table of a preset name or of a table of your own.
+
+    Raises:
+        ValueError: There is no body table for the preset, or the table is
+            malformed or disagrees with the preset's joints and parents.
+    """
+    if isinstance(skeleton, str):
+        if skeleton not in SYNTHETIC_SKELETONS:
+            raise ValueError(f"synthetic poses exist for {sorted(SYNTHETIC_SKELETONS)}, "
+                             f"not {skeleton!r} (no synthetic body table; pass your own "
+                             f"table, see pyg_skeleton.datasets.synthetic)")
+        skeleton = SYNTHETIC_SKELETONS[skeleton]
+    body = check_body(skeleton)
+    from pyg_skeleton.skeleton import Skeleton
+    if body['name'] in Skeleton.presets():
+        sk = Skeleton.preset(body['name'])
+        names = [j['name'] for j in body['joints']]
+        if sorted(names) != sorted(sk.joint_names):
+            raise ValueError(f"body {body['name']!r}: joints {names} differ from those of the "
+                             f"preset")
+        if body_parents(body) != list(sk.parents):
+            raise ValueError(f"body {body['name']!r}: parents differ from those of the preset")
+    return body
+
+
+def _output_order(body: Dict[str, Any]) -> List[str]:
+    from pyg_skeleton.skeleton import Skeleton
+    names = [j['name'] for j in body['joints']]
+    if body['name'] in Skeleton.presets():
+        return list(Skeleton.preset(body['name']).joint_names)
+    return names
+
+
+def body_parents(body: Dict[str, Any]) -> List[int]:
+    r"""Parent indices (:obj:`-1` for the root) of the joints of a body
+    table, in the joint order of :func:`synthetic_poses` (the preset's order
+    for a preset, else the table's)."""
+    order = _output_order(body)
+    parent = {j['name']: j['parent'] for j in body['joints']}
+    return [-1 if parent[n] is None else order.index(parent[n]) for n in order]
+
+
+def synthetic_poses(num: int, seed: int = 0, skeleton: Union[str, Dict[str, Any]] = 'h36m17',
                     bone_scale_std: float = 0.04, body_scale_std: float = 0.06,
                     floor: bool = True) -> np.ndarray:
-    r"""Samples :obj:`num` **synthetic** world poses :obj:`[num, 17, 3]`
+    r"""Samples :obj:`num` **synthetic** world poses :obj:`[num, N, 3]`
     (float32, metres, y up).
 
     Args:
         num (int): Number of poses.
         seed (int): Random seed (the output depends only on the arguments).
-        skeleton (str): Layout; :obj:`'h36m17'` is supported.
-        bone_scale_std (float): Relative std of each bone length.
-        body_scale_std (float): Relative std of the overall body size.
+        skeleton (str or dict): A preset with a body table (``h36m17``,
+            ``h36m16``, ``smpl24``) or a body table of your own (see the
+            module docs). Joints come in the preset's order (a table of your
+            own: in its order).
+        bone_scale_std (float): Relative std of each bone length (clipped to
+            :obj:`BONE_SCALE_CLIP`).
+        body_scale_std (float): Relative std of the overall body size
+            (clipped to :obj:`BODY_SCALE_CLIP`).
         floor (bool): Move each pose so its lowest joint is at y = 0.
+
+    Raises:
+        ValueError: There is no body table for :obj:`skeleton`, or the
+            table is malformed.
     """
-    if skeleton not in SYNTHETIC_SKELETONS:
-        raise ValueError(f"synthetic poses exist for {sorted(SYNTHETIC_SKELETONS)}, "
-                         f"not {skeleton!r}")
-    body = SYNTHETIC_SKELETONS[skeleton]
-    names = list(body)
+    body = synthetic_body(skeleton)
+    joints = body['joints']
+    names = [j['name'] for j in joints]
+    second = {b for _, b in body['mirror']}
+    partner = {a: b for a, b in body['mirror']}
     rng = np.random.default_rng(seed)
-    body_scale = np.clip(rng.normal(1.0, body_scale_std, num), 0.8, 1.2)
+    body_scale = np.clip(rng.normal(1.0, body_scale_std, num), *BODY_SCALE_CLIP)
     bone_scale = {}
     for n in names:
-        if n in _SYMMETRIC.values():
+        if n in second:
             continue
-        s = np.clip(rng.normal(1.0, bone_scale_std, num), 0.88, 1.12)
+        s = np.clip(rng.normal(1.0, bone_scale_std, num), *BONE_SCALE_CLIP)
         bone_scale[n] = s
-        if n in _SYMMETRIC:
-            bone_scale[_SYMMETRIC[n]] = s
+        if n in partner:
+            bone_scale[partner[n]] = s
 
     rot_w = {}
     pos = np.zeros((num, len(names), 3))
-    for j, n in enumerate(names):
-        parent, direction, length = body[n]
+    for j, joint in enumerate(joints):
+        n, parent = joint['name'], joint['parent']
         if parent:
             p = names.index(parent)
-            d = np.asarray(direction, dtype=np.float64)
+            d = np.asarray(joint['direction'], dtype=np.float64)
             d = d / np.linalg.norm(d)
-            bone = d * (length * body_scale * bone_scale[n])[:, None]
+            bone = d * (joint['length'] * body_scale * bone_scale[n])[:, None]
             pos[:, j] = pos[:, p] + np.einsum('nab,nb->na', rot_w[parent], bone)
-        lim = _LIMITS.get(n, ((0, 0), (0, 0), (0, 0)))
-        angles = np.stack([rng.uniform(lo, hi, num) for lo, hi in lim], axis=-1)
+        angles = np.stack([rng.uniform(lo, hi, num) for lo, hi in
+                           (joint['limits'][a] for a in 'ZXY')], axis=-1)
         local = euler_to_matrix(angles, 'ZXY')
         if not parent:
             yaw = rng.uniform(-180, 180, num)
@@ -120,4 +243,5 @@ def synthetic_poses(num: int, seed: int = 0, skeleton: str = 'h36m17',
         pos[..., 1] -= pos[..., 1].min(axis=1, keepdims=True)
     else:
         pos[..., 1] += 0.95
-    return pos.astype(np.float32)
+    order = [names.index(n) for n in _output_order(body)]
+    return pos[:, order].astype(np.float32)
