@@ -10,8 +10,8 @@ from pyg_skeleton.datasets.synthetic import synthetic_poses
 from pyg_skeleton.nn.models.self_adaptive import (
     RELATIONS, LatentLifter, MotionAE, PoseAAE, RelationNet, adapt, adaptation_losses,
     contrastive_loss, flip_backward, flip_inplane, inplane_rotate, mirror, relation_pair,
-    reverse_time, slow_backward, temporal_resample, train_motion_ae, train_pose_aae,
-    train_relation_net, train_source_lifter)
+    reverse_time, slow_backward, temporal_contrastive_loss, temporal_resample, train_motion_ae,
+    train_pose_aae, train_relation_net, train_source_lifter)
 
 H36M = Skeleton.preset('h36m17')
 
@@ -144,6 +144,39 @@ def test_contrastive_loss_prefers_matching_pairs():
     assert contrastive_loss(a, a) < contrastive_loss(a, a.roll(1, 0))
 
 
+def test_temporal_contrastive_loss_uses_neighbouring_frames_as_positives():
+    # clip i is the constant latent e_i: neighbours match, other clips differ
+    clips = torch.eye(6).unsqueeze(1).expand(6, 30, 6)
+    shuffled = clips.clone()
+    shuffled[:, 1::2] = clips[:, 1::2].roll(1, 0)      # odd frames from another clip
+    g = torch.Generator().manual_seed(0)
+    good = temporal_contrastive_loss(clips, generator=g)
+    bad = temporal_contrastive_loss(shuffled, generator=torch.Generator().manual_seed(0))
+    assert good < 0.01 < bad
+    with pytest.raises(ValueError, match='unknown contrastive'):
+        adaptation_losses(torch.nn.Identity(), {}, H36M, None, None, relations=[],
+                          contrastive='nearby')
+
+
+def test_source_lifter_latent_anchoring_pulls_latents_to_the_encoder():
+    torch.manual_seed(0)
+    poses = camera_poses(512, seed=2)
+    frames2d = poses[..., :2] / (poses[..., 2:] + 5.0)
+    aae = PoseAAE(H36M, hidden=32)
+    train_pose_aae(aae, poses, steps=5, batch_size=64)
+    with torch.no_grad():
+        z_true = aae.encode(poses)
+    gaps = []
+    for weight in (0.0, 10.0):
+        torch.manual_seed(0)
+        lifter = LatentLifter(17, hidden=64)
+        train_source_lifter(lifter, aae, frames2d, poses, steps=60, batch_size=128, lr=3e-3,
+                            latent_weight=weight)
+        with torch.no_grad():
+            gaps.append((lifter(frames2d) - z_true).pow(2).mean().item())
+    assert gaps[1] < 0.5 * gaps[0]
+
+
 # --------------------------------------------------------------- adaptation
 class ShiftedLifter(torch.nn.Module):
     """Toy input-to-latent map G(x) = tanh(x + b) on flattened 2D keypoints,
@@ -188,10 +221,16 @@ def test_adaptation_recovers_known_answer_on_toy_shift():
             return adaptation_losses(lifter, nets, skel, frames, None, relations=['flip'],
                                      contrastive=False)['flip'].item()
 
-    before = target_loss()
+    def target_error():      # labels known: the true latent is tanh(x)
+        with torch.no_grad():
+            return (lifter(frames) - torch.tanh(frames.flatten(-2))).abs().mean().item()
+
+    before, err_before = target_loss(), target_error()
+    assert err_before > 0.1
     adapt(lifter, nets, skel, frames, relations=['flip'], contrastive=False,
           trainable=[lifter.b], steps=150, batch_size=128, lr=2e-2)
     assert target_loss() < 0.05 * before
+    assert target_error() < 0.1 * err_before
     assert lifter.b.detach().norm() < 0.1 * b0.norm()
     assert lifter.scale.item() == 1.0            # frozen parameter untouched
 
