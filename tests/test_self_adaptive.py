@@ -9,9 +9,9 @@ from pyg_skeleton.datasets.camera import normalize_screen, project
 from pyg_skeleton.datasets.synthetic import synthetic_poses
 from pyg_skeleton.nn.models.self_adaptive import (
     RELATIONS, LatentLifter, MotionAE, PoseAAE, RelationNet, adapt, adaptation_losses,
-    contrastive_loss, flip_backward, flip_inplane, inplane_rotate, mirror, relation_pair,
-    reverse_time, slow_backward, temporal_contrastive_loss, temporal_resample, train_motion_ae,
-    train_pose_aae, train_relation_net, train_source_lifter)
+    contrastive_loss, flip_backward, flip_inplane, inplane_rotate, mirror, random_inplane_rotate,
+    relation_pair, reverse_time, slow_backward, temporal_contrastive_loss, temporal_resample,
+    train_motion_ae, train_pose_aae, train_relation_net, train_source_lifter)
 
 H36M = Skeleton.preset('h36m17')
 
@@ -61,6 +61,54 @@ def test_aae_training_reduces_reconstruction():
     torch.testing.assert_close(aae.bone_lengths, aae.tree.decompose(poses)[0].mean(0))
 
 
+def test_random_inplane_rotate_rolls_each_sample_and_keeps_lengths():
+    g = torch.Generator().manual_seed(0)
+    clips = camera_poses(8 * 5, seed=2).view(8, 5, 17, 3)
+    out = random_inplane_rotate(clips, 60.0, 1, g)
+    tree = PoseAAE(H36M, hidden=8).tree
+    torch.testing.assert_close(tree.decompose(out)[0], tree.decompose(clips)[0])
+    torch.testing.assert_close(out[..., 2], clips[..., 2])          # depth kept
+    # body frame: a roll changes only the (camera-frame) root bones
+    d0, d1 = tree.decompose(clips)[1], tree.decompose(out)[1]
+    changed = (d0 - d1).norm(dim=-1).flatten(0, 1).amax(0) > 1e-5
+    assert torch.equal(changed, ~tree.local_mask)
+    # one angle per clip, shared by its frames, within [-60, 60] degrees
+    ang = torch.atan2(out[..., 1], out[..., 0]) - torch.atan2(clips[..., 1], clips[..., 0])
+    ang = torch.rad2deg(torch.remainder(ang + math.pi, 2 * math.pi) - math.pi)[..., 1:]
+    per_clip = ang.flatten(1).median(1).values
+    torch.testing.assert_close(ang, per_clip.view(8, 1, 1).expand_as(ang), atol=1e-3, rtol=0)
+    assert per_clip.abs().max() <= 60 and per_clip.std() > 10
+    # frac=0 and max_deg=0 leave the input alone
+    assert torch.equal(random_inplane_rotate(clips, 0.0, 1, g), clips)
+    assert torch.equal(random_inplane_rotate(clips, 60.0, 1, g, frac=0.0), clips)
+
+
+def test_roll_augmented_aae_reconstructs_inplane_rotated_poses():
+    """Camera-frame poses without roll: an AAE trained on them alone cannot
+    reconstruct poses rotated in-plane by the relation angle (50 deg); with
+    random-roll augmentation it does about as well as on upright poses, and
+    the FK decoder still keeps the bone lengths of the rotated input."""
+    poses, test = camera_poses(2000, seed=0), camera_poses(300, seed=5)
+    rotated = inplane_rotate(test, 50.0)
+    errors = {}
+    for roll in (0.0, 90.0):
+        torch.manual_seed(0)
+        aae = PoseAAE(H36M, hidden=64)
+        train_pose_aae(aae, poses, steps=300, batch_size=128, lr=2e-3, roll_deg=roll)
+        aae.eval()
+        with torch.no_grad():
+            rec = aae(rotated)
+            errors[roll] = [(aae(test) - test).norm(dim=-1).mean().item(),
+                            (rec - rotated).norm(dim=-1).mean().item()]
+        torch.testing.assert_close(aae.tree.decompose(rec)[0], aae.tree.decompose(rotated)[0],
+                                   atol=1e-5, rtol=0)
+    upright, rolled = errors[90.0]
+    assert rolled < 1.25 * upright, errors
+    upright0, rolled0 = errors[0.0]
+    assert rolled0 > 1.5 * upright0, errors          # the defect this fixes
+    assert rolled < 0.6 * rolled0, errors
+
+
 def test_motion_ae_shapes_and_training():
     torch.manual_seed(0)
     aae = PoseAAE(H36M, hidden=32)
@@ -76,6 +124,11 @@ def test_motion_ae_shapes_and_training():
     assert log[-1] < log[0]
     for k, p in aae.state_dict().items():   # the pose AE is a frozen module here
         assert torch.equal(p, frozen[k]), k
+    # roll-augmented clips (one random roll per clip, matching a rolled AAE)
+    rolled = MotionAE(motion_dim=16, hidden=8, seq_len=10)
+    log = train_motion_ae(rolled, aae, motions[:, :10], steps=8, batch_size=4, lr=1e-2,
+                          roll_deg=90.0)
+    assert len(log) == 8 and all(math.isfinite(v) for v in log)
 
 
 # ---------------------------------------------------------- pair builders
@@ -175,6 +228,11 @@ def test_source_lifter_latent_anchoring_pulls_latents_to_the_encoder():
         with torch.no_grad():
             gaps.append((lifter(frames2d) - z_true).pow(2).mean().item())
     assert gaps[1] < 0.5 * gaps[0]
+    # with random rolls of input and label together (encoder targets per batch)
+    lifter = LatentLifter(17, hidden=64)
+    log = train_source_lifter(lifter, aae, frames2d, poses, steps=10, batch_size=128, lr=3e-3,
+                              latent_weight=10.0, roll_deg=60.0, roll_frac=0.5)
+    assert len(log) == 10 and all(math.isfinite(v) for v in log)
 
 
 # --------------------------------------------------------------- adaptation
