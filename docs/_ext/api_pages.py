@@ -50,6 +50,11 @@ def _pages() -> List[Tuple[str, str, str, List[Section]]]:
          'Bone decomposition and forward kinematics.', [
              ('Kinematics', lambda n, o: True),
          ]),
+        ('pyg_skeleton.nn.models.self_adaptive', 'pyg_skeleton.nn.models.self_adaptive',
+         'Self-adaptive pose by relation distillation (see :doc:`/self_adaptive`).', [
+             ('Models', lambda n, o: inspect.isclass(o)),
+             ('Relation pairs, training and losses', lambda n, o: not inspect.isclass(o)),
+         ]),
         ('pyg_skeleton.metrics', 'pyg_skeleton.metrics', 'Pose and mesh metrics.', [
             ('Metrics', lambda n, o: True),
         ]),

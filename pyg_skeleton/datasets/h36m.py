@@ -29,7 +29,7 @@ below and :func:`h36m_camera_samples` pairs every 2D frame of
 
 The cameras JSON (all keys required unless marked optional):
 
-.. code-block:: json
+.. code-block:: none
 
     {
       "translation_unit": "mm",

@@ -496,6 +496,14 @@ class LatentLifter(nn.Module):
         return torch.tanh(self.head(h)).reshape(*lead, -1)
 
     def adaptable_parameters(self, which: str = 'block') -> list[nn.Parameter]:
+        r"""The parameters updated during adaptation: :obj:`'block'` (the
+        first residual block, the paper's choice of one block), :obj:`'norm'`
+        (the batch-norm affine parameters), :obj:`'head'` (the output layer)
+        or :obj:`'all'`.
+
+        Raises:
+            ValueError: For another name.
+        """
         if which == 'block':
             return list(self.blocks[0].parameters())
         if which == 'norm':
@@ -670,7 +678,7 @@ def adapt(lifter: LatentLifter, relation_nets: dict, skeleton, frames: Tensor,
           theta_deg: float = 50.0, rate: float = 0.5, seed: int = 0) -> list[dict]:
     r"""Unsupervised target adaptation (Algorithm 1, lines 8-11).
 
-    Only :obj:`trainable` (a name for :meth:`LatentLifter.adaptable_parameters`
+    Only :obj:`trainable` (a name for :meth:`~pyg_skeleton.nn.LatentLifter.adaptable_parameters`
     or an explicit parameter list) is updated; every other parameter of
     :obj:`lifter` is frozen and the lifter stays in eval mode, so batch-norm
     statistics and dropout are frozen too. The relation networks and motion
