@@ -1,0 +1,83 @@
+"""The pieces of ``benchmarks/run_accuracy.py`` that decide reported numbers:
+input perturbations, clip rendering, the paper-ordering statistic and the
+parameter-budget width search."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks'))
+ra = pytest.importorskip('run_accuracy')
+
+from pyg_skeleton import Skeleton  # noqa: E402
+from pyg_skeleton.datasets.camera import CameraRig  # noqa: E402
+
+
+def test_noise_is_in_pixels_of_the_virtual_camera():
+    x = torch.zeros(20000, 17, 2)
+    gen = torch.Generator().manual_seed(0)
+    for px in (5, 10):
+        noisy = ra.perturb(x, f'noise{px}', gen)
+        # Normalised coordinates are pixels * 2 / width (width 1000).
+        std_px = float(noisy.std()) * ra.PIXELS / 2
+        assert abs(std_px - px) < 0.05 * px
+
+
+@pytest.mark.parametrize('k', [1, 2])
+def test_drop_zeroes_exactly_k_joints_per_sample(k):
+    x = torch.rand(500, 17, 2) + 0.5  # never zero
+    out = ra.perturb(x, f'drop{k}', torch.Generator().manual_seed(1))
+    zero = (out == 0).all(-1)
+    assert (zero.sum(-1) == k).all()
+    assert torch.equal(out[~zero], x[~zero])
+    # Different samples lose different joints.
+    assert len({tuple(torch.nonzero(z).flatten().tolist()) for z in zero}) > 10
+
+
+def test_clean_is_untouched():
+    x = torch.randn(3, 17, 2)
+    assert ra.perturb(x, 'clean', torch.Generator()) is x
+
+
+def test_clips_share_one_camera_per_clip():
+    rng = np.random.default_rng(0)
+    pose = rng.normal(size=(17, 3)).astype(np.float32) + [0, 1, 0]
+    clips = np.repeat(pose[None, None], 5, 1).repeat(3, 0)  # 3 static clips of 5 frames
+    clips[1] += rng.normal(size=(5, 17, 3)).astype(np.float32) * 0.05
+    x, y = ra.render_clips(clips, CameraRig.train(2), seed=0)
+    assert x.shape == (6, 5, 17, 2) and y.shape == (6, 5, 17, 3)
+    # A static subject seen by one camera gives the same image in every frame.
+    for v in (0, 1, 4, 5):
+        assert torch.allclose(x[v], x[v, :1].expand_as(x[v]), atol=1e-6)
+    # Root-relative per frame, and the camera is a rotation: bone lengths kept.
+    assert torch.all(y[..., 0, :] == 0)
+    bones = np.linalg.norm(clips[1, :, 1:] - clips[1, :, :1], axis=-1)
+    got = torch.linalg.vector_norm(y[2, :, 1:], dim=-1).numpy()
+    assert np.allclose(got, bones, atol=1e-5)
+
+
+def test_rank_agreement():
+    assert ra.rank_agreement([1, 2, 3], [10, 20, 30]).startswith('3 of 3')
+    assert 'tau -1.00' in ra.rank_agreement([3, 2, 1], [10, 20, 30])
+    assert ra.rank_agreement([1, 2, 3], [10, 30, 20]).startswith('2 of 3')
+    assert ra.rank_agreement([1], [1]) == 'no comparable pairs'
+
+
+def test_width_for_budget_is_nearest():
+    sk = Skeleton.preset('h36m17')
+    build = ra.semgcn('pre_agg')
+    w = ra.width_for_budget(build, ra.SEMGCN_PLAIN, sk)
+    gaps = {c: abs(ra.num_params(build(sk, c)) - ra.SEMGCN_PLAIN) for c in (w - 1, w, w + 1)}
+    assert gaps[w] == min(gaps.values())
+
+
+def test_tables_quote_the_papers():
+    # Official numbers quoted in the tables (SemGCN Table 1, HGN Table 3).
+    semgcn = {r.label: r.paper for r in ra.TABLES['semgcn'].rows}
+    assert semgcn['SemGCN (SemGConv + non-local)'] == ('0.43M', 43.8)
+    assert [r.paper[0] for r in ra.TABLES['hgn'].rows][:4] == [40.78, 38.94, 38.59, 38.31]
+    sk = Skeleton.preset('h36m17')
+    full = next(r for r in ra.TABLES['semgcn'].rows if r.key == 'semgcn_nonlocal')
+    assert ra.num_params(full.build(sk)) == 434_733
