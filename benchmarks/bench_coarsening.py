@@ -139,6 +139,7 @@ def main():
 
     rows, level_rows = [], []
     pool_rows = []
+    lods, lod0 = {}, None  # MHR LOD k -> (vertices, edges); LOD0's levels
     for name, v, f in meshes(args.quick):
         n = v.shape[0]
         faces = torch.from_numpy(np.ascontiguousarray(f)).long()
@@ -169,6 +170,10 @@ def main():
                      f'{t_greedy:.2f}' if t_greedy is not None else '-',
                      py, speed, {True: 'yes', False: 'NO', None: '-'}[same],
                      f'{mem:.0f}'])
+        if name.startswith('MHR LOD') and ',' not in name:
+            lods[int(name[7:])] = (n, ei.size(1) // 2)
+            if name == 'MHR LOD0':
+                lod0 = c
         level_rows.append([name, ' → '.join(str(k) for k in c.num_nodes),
                            ' / '.join(str(r) for r in c.rounds)])
         print(rows[-1], flush=True)
@@ -188,6 +193,18 @@ def main():
                                   f'{gb / tp:.2f}', f'{tu * 1e3:.1f}',
                                   f'{gb / tu:.2f}'])
 
+    lod_rows = []
+    if lod0 is not None:
+        hem_edges = [int((e[0] != e[1]).sum()) // 2 for e in lod0.edge_index]
+        for k in sorted(lods):
+            n, e = lods[k]
+            lvl = min(range(len(lod0.num_nodes)), key=lambda i: abs(
+                np.log(lod0.num_nodes[i] / n)))
+            m = lod0.num_nodes[lvl]
+            lod_rows.append([f'LOD{k}', f'{n:,}', f'{e:,}', f'{2 * e / n:.2f}',
+                             lvl, f'{m:,}', f'{hem_edges[lvl]:,}',
+                             f'{2 * hem_edges[lvl] / m:.2f}', f'{m / n:.2f}'])
+
     body = [
         f'Coarsening to at most {MAX_NODES} nodes with `hem_coarsen` '
         '(default: vectorised `parallel` matching, "xavier" score, '
@@ -206,6 +223,19 @@ def main():
         '## Real node counts per level and matching rounds', '',
         markdown_table(['mesh', 'nodes per level', 'parallel rounds'],
                        level_rows), '',
+        '## Our levels beside MHR\'s artist-made levels of detail', '',
+        'MHR LOD1..LOD6 are artist-made meshes of the same body as LOD0 at '
+        'decreasing resolution. For each, the level of the HEM hierarchy of '
+        'LOD0 (above) whose node count is nearest (in ratio) is listed beside '
+        'it, with its edge count (undirected, without self-loops: the '
+        'clusters adjacent in the coarsened graph) and mean degree. HEM '
+        'halves the node count per level, so the nearest level is within '
+        'a factor of about 1.4.', '',
+        markdown_table(['MHR level', 'artist vertices', 'artist edges',
+                        'artist mean degree', 'HEM level of LOD0',
+                        'HEM nodes', 'HEM edges', 'HEM mean degree',
+                        'HEM / artist nodes'], lod_rows)
+        if lod_rows else '(MHR meshes absent)', '',
         '## Pooling / unpooling throughput (level 0 to level L-2)', '',
         'Fixed sparse operators (`HEMPool`: weighted `index_add`, '
         '`HEMUnpool`: `index_select`) on static `[B, N, C]` float32 '
