@@ -70,7 +70,7 @@ class Settings:
     test_views: int = 4
     test_frame_step: int = 4
     clip: int = 9
-    action_epochs: int = 30
+    action_epochs: int = 10
     action_frames: int = 32
     max_train: Optional[int] = None
     max_test: Optional[int] = None
