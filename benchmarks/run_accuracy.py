@@ -332,9 +332,19 @@ def lifting_fold(fold: int, kind: str, settings: Settings):
 # Training and evaluation
 # ----------------------------------------------------------------------------
 
+ACTION_FIELDS = ('action_epochs', 'action_frames')
+
+
+def _fields(settings: Settings, action: bool) -> Dict:
+    # A run's cache key holds only the settings that change that kind of run.
+    d = asdict(settings)
+    return ({k: d[k] for k in ACTION_FIELDS + ('max_train',)} if action else
+            {k: v for k, v in d.items() if k not in ACTION_FIELDS})
+
+
 def run_key(row: Row, fold: int, seed: int, settings: Settings) -> str:
     # Rows of different tables with the same key are the same model: one run.
-    blob = json.dumps([row.key, row.width, row.budget, fold, seed, asdict(settings)])
+    blob = json.dumps([row.key, row.width, row.budget, fold, seed, _fields(settings, False)])
     return f'{row.key}-f{fold}-s{seed}-{hashlib.sha1(blob.encode()).hexdigest()[:8]}'
 
 
@@ -629,7 +639,8 @@ def yaw(seqs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def train_action(label: str, fold: int, seed: int, settings: Settings) -> Dict:
-    key = hashlib.sha1(json.dumps([label, fold, seed, asdict(settings)]).encode()).hexdigest()
+    key = hashlib.sha1(json.dumps([label, fold, seed, _fields(settings, True)]).encode()
+                       ).hexdigest()
     path = CACHE / f'action-{key[:16]}.json'
     if path.exists():
         return json.loads(path.read_text())
