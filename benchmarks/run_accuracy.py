@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import environment, markdown_table, write_report  # noqa: E402
 
 from pyg_skeleton import Skeleton  # noqa: E402
-from pyg_skeleton.cli.models import PoseOutput  # noqa: E402
+from pyg_skeleton.cli.models import PoseOutput, body_hierarchy  # noqa: E402
 from pyg_skeleton.datasets.bandai import BandaiMocap, default_bandai_path  # noqa: E402
 from pyg_skeleton.datasets.camera import CameraRig  # noqa: E402
 from pyg_skeleton.datasets.lifting import load_lifting  # noqa: E402
@@ -106,16 +106,6 @@ def temporal(offset_kernel):
         return TemporalSkeletalGNN(sk, hidden_channels=width, dynamic=True,
                                    offset_kernel=offset_kernel)
     return build
-
-
-@lru_cache(maxsize=1)
-def body_hierarchy():
-    """HEM hierarchy of the built-in MakeHuman body: SMPL is licensed, so the
-    HGN rows use its second and third coarsest padded levels (46 and 92
-    nodes; HGN on SMPL: 48 and 96)."""
-    from pyg_skeleton.mesh import MeshHierarchy
-    from pyg_skeleton.mesh.builtin import makehuman_body
-    return MeshHierarchy.from_mesh(makehuman_body(), levels=10, padded=True)
 
 
 def hgn(mesh_levels, num_blocks):
@@ -520,7 +510,7 @@ def lifting_table(name: str, settings: Settings, seeds, jobs: int, quick: bool) 
 # Robustness
 # ----------------------------------------------------------------------------
 
-PIXELS = 1000  # virtual camera width: normalised 2D is pixels * 2 / width
+PIXELS = CameraRig().width  # normalised 2D is pixels * 2 / width
 
 
 def perturb(x: torch.Tensor, condition: str, gen: torch.Generator) -> torch.Tensor:

@@ -20,6 +20,7 @@ later appear without a change here.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import MutableMapping
 from typing import Any, Callable, Dict, Iterator
 
@@ -70,16 +71,21 @@ class PoseOutput(torch.nn.Module):
         return self.model(x)[0]
 
 
-def _hgn(skeleton: Skeleton, args: Any) -> torch.nn.Module:
-    # Mesh branches on the built-in MakeHuman body: its HEM hierarchy with
-    # 10 levels has padded 48- and 96-node levels, HGN's sizes on SMPL. The
-    # data sets have no meshes, so only the pose is trained (lambda_M = 0).
+@functools.lru_cache(maxsize=1)
+def body_hierarchy():
+    r"""The HEM hierarchy of the built-in MakeHuman body with 10 levels: its
+    levels :obj:`-2` and :obj:`-3` are padded to 48 and 96 nodes, HGN's
+    sizes on SMPL (which may not be redistributed)."""
     from pyg_skeleton.mesh import MeshHierarchy
     from pyg_skeleton.mesh.builtin import makehuman_body
+    return MeshHierarchy.from_mesh(makehuman_body(), levels=10, padded=True)
+
+
+def _hgn(skeleton: Skeleton, args: Any) -> torch.nn.Module:
+    # The data sets have no meshes, so only the pose is trained (lambda_M = 0).
     from pyg_skeleton.nn.models.hgn import HGN
-    hierarchy = MeshHierarchy.from_mesh(makehuman_body(), levels=10, padded=True)
     return PoseOutput(HGN.from_hierarchy(
-        skeleton, hierarchy, mesh_levels=(-2, -3),
+        skeleton, body_hierarchy(), mesh_levels=(-2, -3),
         hidden_channels=option(args, 'hidden_channels', 128)))
 
 
