@@ -77,12 +77,12 @@ def time_fwd_bwd(fn, inputs, params, min_time=1.0, max_reps=50, warmup=1):
     return statistics.median(times)
 
 
-def peak_memory_child(script: str, args: list) -> float:
-    """Runs ``script --child ARGS`` in a new process and returns the peak
-    memory in MiB that it reports as JSON on its last output line."""
+def child_json(script: str, args: list) -> dict:
+    """Runs ``script --child ARGS`` in a new process and returns the JSON
+    object it prints on its last output line."""
     out = subprocess.run([sys.executable, script, '--child', *map(str, args)],
                          check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])['peak_mib']
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def reset_peak_memory(device):

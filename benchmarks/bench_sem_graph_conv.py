@@ -93,21 +93,30 @@ def implementations(conv, x, edge_index):
     return impls
 
 
-def child(case, impl):
+def child(case, impl, min_time):
+    """Peak memory of one forward+backward, then the median time, in a fresh
+    process: large temporaries are fresh pages from the kernel on every
+    call, and what that costs depends on what ran before in a process."""
     conv, x, edge_index, _ = make_case(case)
     fn, inputs = implementations(conv, x, edge_index)[impl]
     device = torch.device('cpu')
     base = common.reset_peak_memory(device)
     out = fn(*inputs)
     out.backward(torch.ones_like(out))
-    print(json.dumps({'peak_mib': common.peak_memory_since(device, base)}))
+    peak = common.peak_memory_since(device, base)
+    del out
+    sec = common.time_fwd_bwd(fn, inputs, [x, *conv.parameters()] +
+                              [t for t in inputs
+                               if isinstance(t, torch.Tensor)],
+                              min_time=float(min_time))
+    print(json.dumps({'peak_mib': peak, 'sec': sec}))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--quick', action='store_true',
                         help='fewer repetitions, no dense run on the mesh')
-    parser.add_argument('--child', nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument('--child', nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(*args.child)
@@ -126,11 +135,9 @@ def main():
                 torch.testing.assert_close(out.reshape(ref.shape), ref,
                                            atol=1e-4, rtol=1e-4)
             del out
-            sec = common.time_fwd_bwd(fn, inputs, [x, *conv.parameters()] +
-                                      [t for t in inputs
-                                       if isinstance(t, torch.Tensor)],
-                                      min_time=0.3 if args.quick else 2.0)
-            mem = common.peak_memory_child(__file__, [case, name])
+            run = common.child_json(
+                __file__, [case, name, 0.3 if args.quick else 2.0])
+            sec, mem = run['sec'], run['peak_mib']
             results[name] = (sec, mem)
             print(f'{case:7s} {name:22s} {sec * 1e3:9.2f} ms '
                   f'{mem:9.1f} MiB', file=sys.stderr)
@@ -153,8 +160,9 @@ def main():
 
     note = ('`vs dense` and `vs floor` are time ratios measured in this run '
             '(lower is better). `floor` is the two linear maps of the layer '
-            'alone. Peak memory is the resident-set growth of a fresh '
-            'process running one forward+backward.\n')
+            'alone. Each implementation runs in a fresh process: peak memory '
+            'is the resident-set growth of its first forward+backward, the '
+            'time the median of the calls after it.\n')
     name = f'sem_graph_conv_{common.sparse_suffix()}'
     common.RESULTS.mkdir(parents=True, exist_ok=True)
     common.bar_plot(common.RESULTS / f'{name}.png', panels)

@@ -2,6 +2,7 @@ import math
 from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Parameter
 
@@ -45,6 +46,12 @@ class SemGraphConv(MessagePassing):
     :math:`\mathcal{U}(\pm 1.414 \sqrt{6 / (F_{out} (F_{in} + 2))})`, and the
     bias from :math:`\mathcal{U}(\pm 1 / \sqrt{F_{out}})`
     (:math:`\pm 1 / \sqrt{F_{in}}` for the channel-wise layer).
+
+    The two weight matrices act as one linear map to :math:`2 F_{out}`
+    channels, and on a static batch the self and neighbour terms are summed
+    in one matrix product (:meth:`Topology.aggregate_pair
+    <pyg_skeleton.nn.topology.Topology.aggregate_pair>`), which saves passes
+    over memory that dominate the layer's cost beyond its linear maps.
 
     The layer is called in one of three ways, with identical results:
 
@@ -144,25 +151,27 @@ class SemGraphConv(MessagePassing):
             raise ValueError(f"'{self.__class__.__name__}' expects node "
                              f"features of shape [..., num_nodes, "
                              f"{self.in_channels}] (got {list(x.size())})")
-        h_self = self.lin_self(x)
-        h_neighbor = self.lin_neighbor(x)
-
         if edge_index is None and x.size(-2) != self.num_nodes:
             raise ValueError(
                 f"'{self.__class__.__name__}' was built for a graph of "
                 f"{self.num_nodes} nodes but got {x.size(-2)}; pass "
                 f"'edge_index' for a disjoint batch of graphs")
+        # Both linear maps as one product: [..., N, 2 F_out], self first.
+        h = F.linear(x, torch.cat([self.lin_self.weight,
+                                   self.lin_neighbor.weight]))
+        if edge_index is None:
+            alpha = softmax(self.logits, self.topology.dst,
+                            num_nodes=self.num_nodes)
+            return self.topology.aggregate_pair(alpha, h, self.bias)
+
         edge_index, a_neighbor, a_self = self.topology.softmax(
             self.logits, edge_index, x.size(-2))
-        if edge_index is None:
-            out = self.topology.aggregate(a_neighbor, h_neighbor)
-        else:
-            # propagate_type: (x: Tensor, alpha: Tensor)
-            out = self.propagate(edge_index, x=h_neighbor, alpha=a_neighbor)
-
+        h_self, h_neighbor = h.split(self.out_channels, dim=-1)
+        # propagate_type: (x: Tensor, alpha: Tensor)
+        out = self.propagate(edge_index, x=h_neighbor, alpha=a_neighbor)
         if not self.channelwise:
             a_self = a_self.unsqueeze(-1)
-        out = out + a_self * h_self
+        out = out.addcmul(a_self, h_self)
         if self.bias is not None:
             out = out + self.bias
         return out
