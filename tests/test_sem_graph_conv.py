@@ -62,14 +62,14 @@ def dense_reference(conv, x, edge_index=None):
     # out[..., i, c] = sum_j att[c, i, j] * (h0 if i == j else h1)[..., j, c]
     out = (torch.einsum('cij,...jc->...ic', att * eye, h0) +
            torch.einsum('cij,...jc->...ic', att * (1 - eye), h1))
-    return out + conv.bias
+    return out if conv.bias is None else out + conv.bias
 
 
 def make_conv(edge_index, n, cin=5, cout=7, channelwise=False, seed=0,
-              dtype=torch.float32):
+              dtype=torch.float32, bias=True):
     torch.manual_seed(seed)
     conv = SemGraphConv(cin, cout, edge_index, num_nodes=n,
-                        channelwise=channelwise).to(dtype)
+                        channelwise=channelwise, bias=bias).to(dtype)
     with torch.no_grad():  # away from the uniform start
         conv.logits.normal_()
     return conv
@@ -92,6 +92,20 @@ def test_matches_dense_reference(graph, channelwise):
     ref = dense_reference(conv, x)
     torch.testing.assert_close(conv(x), ref, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(conv(x[0]), ref[0], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize('graph', GRAPHS)
+@pytest.mark.parametrize('channelwise', [False, True])
+def test_without_bias(graph, channelwise):
+    edge_index, n = GRAPHS[graph]
+    conv = make_conv(edge_index, n, channelwise=channelwise, bias=False)
+    assert conv.bias is None
+    x = torch.randn(3, n, 5)
+    ref = dense_reference(conv, x)
+    torch.testing.assert_close(conv(x), ref, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(conv(x[0]), ref[0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(conv(x[0], edge_index), ref[0], atol=1e-5,
+                               rtol=1e-4)
 
 
 def test_large_graph_uses_sparse_kernel():
