@@ -187,6 +187,14 @@ def test_node_map_is_conv1d():
     conv.bias.data = m.bias.data
     x = torch.randn(3, 5, 11)
     assert torch.allclose(m(x), conv(x), atol=1e-6)
+    assert torch.allclose(m(x[0]), conv(x[0]), atol=1e-6)
+    x4 = torch.randn(2, 3, 5, 11)
+    assert torch.allclose(m(x4), conv(x4.view(6, 5, 11)).view(2, 3, 7, 11),
+                          atol=1e-6)
+    m.bias = None
+    conv.bias = None
+    assert torch.allclose(m(x), conv(x), atol=1e-6)
+    assert torch.allclose(m(x[0]), conv(x[0]), atol=1e-6)
 
 
 def test_loss():
