@@ -8,7 +8,8 @@ from torch_geometric.typing import WITH_TORCH_SPARSE
 from torch_geometric.utils import to_undirected
 
 from pyg_skeleton.nn import SemGraphConv
-from pyg_skeleton.nn.topology import DENSE_MAX_NODES
+from pyg_skeleton.nn import topology
+from pyg_skeleton.nn.topology import TOPOLOGY_DENSE_MAX_NODES
 
 pytestmark = pytest.mark.operator
 
@@ -77,8 +78,8 @@ def make_conv(edge_index, n, cin=5, cout=7, channelwise=False, seed=0,
 
 GRAPHS = {
     'h36m17': (tree_edge_index(H36M17_PARENTS), 17),
-    'random40': random_graph(40, 15, seed=1),
-    # more nodes than DENSE_MAX_NODES: the sparse CSR kernel
+    'random30': random_graph(30, 15, seed=1),
+    # more nodes than TOPOLOGY_DENSE_MAX_NODES: the sparse CSR kernel
     'random300': random_graph(300, 200, seed=2),
 }
 
@@ -108,8 +109,17 @@ def test_without_bias(graph, channelwise):
                                rtol=1e-4)
 
 
-def test_large_graph_uses_sparse_kernel():
-    assert GRAPHS['random300'][1] > DENSE_MAX_NODES >= 40
+@pytest.mark.parametrize('graph,sparse', [('random30', False),
+                                          ('random300', True)])
+def test_graph_size_picks_the_kernel(graph, sparse, monkeypatch):
+    calls = []
+    apply = topology._CSRMatmul.apply
+    monkeypatch.setattr(topology._CSRMatmul, 'apply',
+                        lambda *args: calls.append(1) or apply(*args))
+    edge_index, n = GRAPHS[graph]
+    assert (n > TOPOLOGY_DENSE_MAX_NODES) == sparse
+    make_conv(edge_index, n)(torch.randn(2, n, 5))
+    assert len(calls) == int(sparse)
 
 
 @pytest.mark.parametrize('graph', GRAPHS)
@@ -134,7 +144,7 @@ def test_static_edge_index_and_disjoint_batch_agree(graph, channelwise):
 
 
 def test_edge_order_of_the_input_does_not_matter():
-    edge_index, n = GRAPHS['random40']
+    edge_index, n = GRAPHS['random30']
     conv = make_conv(edge_index, n)
     x = torch.randn(2, n, 5)
     perm = torch.randperm(edge_index.size(1))
@@ -146,7 +156,7 @@ def test_edge_order_of_the_input_does_not_matter():
 def test_subset_of_edges_renormalises(channelwise):
     # Dropping edges (e.g. DropEdge) keeps the remaining logits and
     # re-normalises the softmax over what is left.
-    edge_index, n = GRAPHS['random40']
+    edge_index, n = GRAPHS['random30']
     conv = make_conv(edge_index, n, channelwise=channelwise)
     keep = torch.rand(edge_index.size(1)) < 0.6
     sub = edge_index[:, keep]
@@ -165,7 +175,7 @@ def test_self_loops_in_input_are_ignored():
 
 
 def test_sparse_adjacency_inputs():
-    edge_index, n = GRAPHS['random40']
+    edge_index, n = GRAPHS['random30']
     conv = make_conv(edge_index, n)
     x = torch.randn(n, 5)
     adj_t = torch.sparse_coo_tensor(edge_index.flip(0),
@@ -179,7 +189,7 @@ def test_sparse_adjacency_inputs():
 @pytest.mark.skipif(not WITH_TORCH_SPARSE, reason='torch-sparse not installed')
 def test_sparse_tensor_input():
     from torch_sparse import SparseTensor
-    edge_index, n = GRAPHS['random40']
+    edge_index, n = GRAPHS['random30']
     conv = make_conv(edge_index, n, channelwise=True)
     b = 3
     x = torch.randn(b, n, 5)
@@ -260,7 +270,7 @@ def test_gradcheck(graph, channelwise):
         return conv(x.reshape(2 * n, 2), batch.edge_index)
 
     # the fast (random projection) mode keeps the 300-node graph quick
-    fast = n > DENSE_MAX_NODES
+    fast = n > TOPOLOGY_DENSE_MAX_NODES
     assert torch.autograd.gradcheck(static, (x, *params), fast_mode=fast)
     assert torch.autograd.gradcheck(disjoint, (x, *params), fast_mode=fast)
 

@@ -36,11 +36,20 @@ from torch_geometric.utils import (
     to_edge_index,
 )
 
-#: Graphs with at most this many nodes aggregate with a dense ``N x N``
-#: matrix product, larger ones with a sparse CSR product. A 128-node dense
-#: matrix is 64 KiB, and below this size the batched dense product beats the
-#: sparse kernels on CPU.
+#: Hop-based operators (:mod:`~pyg_skeleton.nn.conv._hops`, dynamic HCSF)
+#: on graphs with at most this many nodes use dense ``N x N`` matrices. A
+#: 128-node dense matrix is 64 KiB; k-hop graphs are dense enough that the
+#: batched dense product beats the sparse kernels on CPU below this size.
 DENSE_MAX_NODES = 128
+
+#: :class:`Topology` aggregates over graphs with at most this many nodes
+#: with a dense matrix product, over larger ones with a sparse CSR product.
+#: Its graphs are one-hop, about five slots per node on skeletons and body
+#: meshes: on one CPU thread at B = 64, C = 128 (forward + backward of
+#: :meth:`Topology.aggregate_pair`) the CSR product was 2.4x faster than
+#: the dense one on a 48-node HEM level and 3x on a 96-node one, and the two
+#: were within run-to-run noise on 17- to 25-joint skeletons.
+TOPOLOGY_DENSE_MAX_NODES = 32
 
 # The CSR kernels below are used only with patterns built here, which are
 # valid by construction; PyTorch warns on every first use that CSR support is
@@ -322,7 +331,7 @@ class Topology(torch.nn.Module):
                 they join the same dense product. (default: :obj:`None`)
         """
         n = self.num_nodes
-        if n <= DENSE_MAX_NODES:
+        if n <= TOPOLOGY_DENSE_MAX_NODES:
             dense_key = self.key[self.nbr_slot]
             if self_value is not None:
                 dense_key = torch.cat([dense_key, self.key[self.self_slot]])
@@ -385,7 +394,7 @@ class Topology(torch.nn.Module):
         """
         n, c = self.num_nodes, h.size(-1) // 2
         lead = h.shape[:-2]
-        if n <= DENSE_MAX_NODES:
+        if n <= TOPOLOGY_DENSE_MAX_NODES:
             adj = alpha.new_zeros((n * 2 * n, ) + alpha.shape[1:])
             adj = adj.index_copy(0, self.dst * (2 * n) + self.pair_col,
                                  alpha).view((n, 2 * n) + alpha.shape[1:])
