@@ -146,6 +146,7 @@ class Row:
     budget: Optional[int] = None   # match this parameter count instead of width
     kind: str = 'frame'        # 'frame' (single poses) or 'clip' (9-frame clips)
     key: str = ''
+    family: Optional[str] = None   # a baseline from another family than its table's
 
 
 @dataclass
@@ -251,7 +252,7 @@ _table(Table(
     'hgn', 'Denser graph topology (HGN Table 3, lambda_M = 0)', 'HGN',
     'Li et al., BMVC 2021, Table 3: Human3.6M, 2D ground truth, no mesh constraint',
     ('paper MPJPE', 'paper P-MPJPE'),
-    [Row('SemGCN (baseline)', semgcn('sem', True), (40.78, 31.01))] +
+    [Row('SemGCN (baseline)', semgcn('sem', True), (40.78, 31.01), family='SemGCN')] +
     [Row(f'{label}, width 128', hgn(lv, nb), p128) for label, lv, nb, p128, _ in _HGN_ROWS] +
     [Row(f'{label}, {SEMGCN_NL:,} params', hgn(lv, nb), pm, budget=SEMGCN_NL)
      for label, lv, nb, _, pm in _HGN_ROWS],
@@ -534,25 +535,38 @@ CONDITION_NAMES = {'clean': 'clean', 'noise5': 'noise σ 5 px', 'noise10': 'nois
                    'drop1': '1 joint dropped', 'drop2': '2 joints dropped'}
 
 
+def family_rows(family: str, settings: Settings, quick: bool
+                ) -> List[Tuple[str, int, Settings]]:
+    """The single-frame rows of :obj:`family` in every table, each model once,
+    as :obj:`(table, row index, settings)`."""
+    out, keys = [], set()
+    for name, t in TABLES.items():
+        for i, r in enumerate(t.rows):
+            if r.kind == 'frame' and (r.family or t.family) == family and r.key not in keys:
+                keys.add(r.key)
+                out.append((name, i, table_settings(name, settings, quick)))
+    return out
+
+
 def robustness_table(settings: Settings, seeds, jobs: int, quick: bool) -> str:
     sk = Skeleton.preset(SKELETON)
     start = time.perf_counter()
     body, missing = [], []
-    for name in ('semgcn', 'weight_sharing', 'skeletal_gnn', 'hgn'):
-        t = TABLES[name]
-        index = [i for i, r in enumerate(t.rows) if r.kind == 'frame']
-        rows = [t.rows[i] for i in index]
-        ts = table_settings(name, settings, quick)
-        if not quick and not all((CACHE / f'{run_key(t.rows[i], f, s, ts)}.json').exists()
-                                 for i in index for f in FOLDS for s in seeds):
-            # Choosing the best model needs its whole table: never start hours
-            # of training from here.
-            missing.append(name)
+    for family in dict.fromkeys(t.family for t in TABLES.values()):
+        cands = family_rows(family, settings, quick)
+        if not quick and not all(
+                (CACHE / f'{run_key(TABLES[n].rows[i], f, s, ts)}.json').exists()
+                for n, i, ts in cands for f in FOLDS for s in seeds):
+            # Choosing the best model needs its whole family: never start
+            # hours of training from here.
+            missing.append(family)
             continue
-        results = run_all(jobs, train_lifting,
-                          [(name, i, f, s, ts) for i in index for f in FOLDS for s in seeds])
+        results = run_all(jobs, train_lifting, [(n, i, f, s, ts) for n, i, ts in cands
+                                                for f in FOLDS for s in seeds])
+        rows = [TABLES[n].rows[i] for n, i, _ in cands]
         m = summarise(results, rows, seeds, 'mpjpe')
-        best = min(rows, key=lambda r: m[r.label]['mean'])
+        name, i, ts = min(cands, key=lambda c: m[TABLES[c[0]].rows[c[1]].label]['mean'])
+        best = TABLES[name].rows[i]
         cells = {c: [] for c in CONDITIONS}
         for s in seeds:
             per_fold = {c: [] for c in CONDITIONS}
@@ -568,17 +582,18 @@ def robustness_table(settings: Settings, seeds, jobs: int, quick: bool) -> str:
                         predict(model, perturb(xte, c, gen)), yte)['mpjpe'])
             for c in CONDITIONS:
                 cells[c].append(statistics.mean(per_fold[c]))
-        body.append([t.family, best.label, *[mean_std(cells[c]) for c in CONDITIONS]])
+        body.append([family, f'{best.label} (`--table {name}`)',
+                     *[mean_std(cells[c]) for c in CONDITIONS]])
     lines = [
-        'Test MPJPE (mm) of the best model of each family (lowest clean MPJPE in its '
-        'table, the same trained weights) when the test 2D inputs are perturbed: Gaussian '
-        'noise on every joint (pixels of the 1000-px virtual camera), or 1 or 2 random '
-        'joints per sample dropped (both coordinates set to 0, the image centre). Models '
-        'were trained on clean inputs. Mean over the 3 folds, mean ± std over seeds '
+        'Test MPJPE (mm) of the best model of each family (lowest clean MPJPE over its '
+        'single-frame rows in all tables, the same trained weights) when the test 2D '
+        'inputs are perturbed: Gaussian noise on every joint (pixels of the 1000-px '
+        'virtual camera), or 1 or 2 random joints per sample dropped (both coordinates '
+        'set to 0, the image centre). Models were trained on clean inputs. Mean over the 3 folds, mean ± std over seeds '
         f'{list(seeds)}. Data as in the other accuracy tables (projected ground truth).',
         '', markdown_table(['family', 'model', *[CONDITION_NAMES[c] for c in CONDITIONS]],
                            body), '',
-        *([f'Families left out because their tables have not been run with these '
+        *([f'Families left out because not all their runs exist with these '
            f'settings yet: {", ".join(missing)} (run `--table NAME` first).', '']
           if missing else []),
         f'Run time: {time.perf_counter() - start:.0f} s wall (training runs cached).']

@@ -81,3 +81,22 @@ def test_tables_quote_the_papers():
     sk = Skeleton.preset('h36m17')
     full = next(r for r in ra.TABLES['semgcn'].rows if r.key == 'semgcn_nonlocal')
     assert ra.num_params(full.build(sk)) == 434_733
+
+
+def test_robustness_picks_from_every_table_of_a_family():
+    def labels(family):
+        return [(n, ra.TABLES[n].rows[i].label)
+                for n, i, _ in ra.family_rows(family, ra.FULL, quick=False)]
+
+    skeletal = labels('Skeletal GNN')
+    assert {n for n, _ in skeletal} == {'skeletal_gnn', 'dynamic'}
+    assert ('dynamic', 'only M_k (ori)') in skeletal
+    assert not any('clips' in label for _, label in skeletal)
+    keys = [ra.TABLES[n].rows[i].key
+            for n, i, _ in ra.family_rows('Skeletal GNN', ra.FULL, False)]
+    assert len(keys) == len(set(keys))
+    # HGN's SemGCN baseline is a SemGCN, trained with the HGN table's batch
+    assert all(label != 'SemGCN (baseline)' for _, label in labels('HGN'))
+    hgn_base = [(n, i, ts) for n, i, ts in ra.family_rows('SemGCN', ra.FULL, False)
+                if n == 'hgn']
+    assert len(hgn_base) == 1 and hgn_base[0][2].batch_size == 64
