@@ -118,8 +118,9 @@ def test_graph_size_picks_the_kernel(graph, sparse, monkeypatch):
                         lambda *args: calls.append(1) or apply(*args))
     edge_index, n = GRAPHS[graph]
     assert (n > TOPOLOGY_DENSE_MAX_NODES) == sparse
-    make_conv(edge_index, n)(torch.randn(2, n, 5))
+    out = make_conv(edge_index, n)(torch.randn(2, n, 5))
     assert len(calls) == int(sparse)
+    assert out.is_contiguous()
 
 
 @pytest.mark.parametrize('graph', GRAPHS)

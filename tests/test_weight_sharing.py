@@ -251,6 +251,7 @@ def test_large_graph(variant):
     if variant == 'no_sharing':
         assert conv.weight.size(0) == n + edge_index.size(1)
     check_input_modes(conv, edge_index, n, b=2, atol=1e-4)
+    assert conv(torch.randn(2, n, 3)).is_contiguous()
 
 
 # --------------------------------------------------------------------------

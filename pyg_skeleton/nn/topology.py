@@ -416,7 +416,12 @@ class Topology(torch.nn.Module):
             out = _CSRMatmul.apply(alpha, h_t, self.pair_crow,
                                    self.pair_col, self.pair_crow_t,
                                    self.pair_col_t, self.pair_perm_t)
-            out = out.view(n, -1, c).movedim(0, 1).reshape(lead + (n, c))
+            out = out.view(n, -1, c)
+            if bias is not None:
+                out = out.add_(bias)  # the product is a fresh buffer
+            # Back to the caller's layout, contiguous as on every other path
+            # (a node-major view would fail a user's .view()).
+            return out.movedim(0, 1).contiguous().view(lead + (n, c))
         else:
             # One weight per channel (or tracing for torch.compile): gather,
             # weight and scatter along the node dimension.

@@ -137,7 +137,9 @@ class WeightSharingConv(MessagePassing):
             lead = x.shape[:-2]
             x = x.movedim(-2, 0).reshape(n, -1, x.size(-1))
             out = self.transform(x, None, a_neighbor, a_self.view(n, 1, 1))
-            out = out.view((n, ) + lead + (-1, )).movedim(0, -2)
+            # Contiguous, as on the other paths (a node-major view would
+            # fail a user's .view()).
+            out = out.view((n, ) + lead + (-1, )).movedim(0, -2).contiguous()
         else:
             out = self.transform(x, edge_index, a_neighbor,
                                  a_self.unsqueeze(-1))
