@@ -589,7 +589,8 @@ def robustness_table(settings: Settings, seeds, jobs: int, quick: bool) -> str:
         'single-frame rows in all tables, the same trained weights) when the test 2D '
         'inputs are perturbed: Gaussian noise on every joint (pixels of the 1000-px '
         'virtual camera), or 1 or 2 random joints per sample dropped (both coordinates '
-        'set to 0, the image centre). Models were trained on clean inputs. Mean over the 3 folds, mean ± std over seeds '
+        'set to 0, the image centre). Models were trained on clean inputs. Mean over '
+        'the 3 folds, mean ± std over seeds '
         f'{list(seeds)}. Data as in the other accuracy tables (projected ground truth).',
         '', markdown_table(['family', 'model', *[CONDITION_NAMES[c] for c in CONDITIONS]],
                            body), '',
