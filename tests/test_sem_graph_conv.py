@@ -329,3 +329,20 @@ def test_bad_input():
         SemGraphConv(0, 3, edge_index)
     with pytest.raises(ValueError, match='shape \\[2, num_edges\\]'):
         SemGraphConv(2, 3, edge_index.t())
+
+
+@pytest.mark.parametrize('graph', ['random30', 'random300'])
+def test_topology_aggregate_on_a_static_batch(graph):
+    # y_i = sum_j a_ij h_j + a_ii h_i against a loop over the edges
+    edge_index, n = GRAPHS[graph]
+    topo = topology.Topology(edge_index, n)
+    value = torch.rand(topo.num_edges)
+    self_value = torch.rand(n)
+    h = torch.randn(3, n, 4)
+    ref = self_value.view(-1, 1) * h
+    src, dst = topo.col, topo.dst[topo.nbr_slot]
+    for e in range(topo.num_edges):
+        ref[:, dst[e]] += value[e] * h[:, src[e]]
+    out = topo.aggregate(value, h, self_value)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+    assert out.is_contiguous()

@@ -354,7 +354,8 @@ class Topology(torch.nn.Module):
             h_t = h.movedim(-2, 0).reshape(n, -1)
             out = _CSRMatmul.apply(value, h_t, self.crow, self.col,
                                    self.crow_t, self.col_t, self.perm_t)
-            out = out.view((n, ) + lead + h.shape[-1:]).movedim(0, -2)
+            out = out.view((n, ) + lead + h.shape[-1:])
+            out = out.movedim(0, -2).contiguous()  # as on every other path
         else:
             # One weight per channel (or tracing for torch.compile): gather,
             # weight and scatter along the node dimension.
@@ -422,13 +423,12 @@ class Topology(torch.nn.Module):
             # Back to the caller's layout, contiguous as on every other path
             # (a node-major view would fail a user's .view()).
             return out.movedim(0, 1).contiguous().view(lead + (n, c))
-        else:
-            # One weight per channel (or tracing for torch.compile): gather,
-            # weight and scatter along the node dimension.
-            h2 = h.reshape(lead + (2 * n, c))
-            msg = h2.index_select(-2, self.pair_col)
-            msg = msg * (alpha if alpha.dim() == 2 else alpha.unsqueeze(-1))
-            out = h.new_zeros(lead + (n, c)).index_add(-2, self.dst, msg)
+        # One weight per channel (or tracing for torch.compile): gather,
+        # weight and scatter along the node dimension.
+        h2 = h.reshape(lead + (2 * n, c))
+        msg = h2.index_select(-2, self.pair_col)
+        msg = msg * (alpha if alpha.dim() == 2 else alpha.unsqueeze(-1))
+        out = h.new_zeros(lead + (n, c)).index_add(-2, self.dst, msg)
         return out if bias is None else out + bias
 
     def __repr__(self) -> str:
