@@ -82,18 +82,18 @@ def implementations(conv, x, edge_index):
     def disjoint():
         batch = Batch.from_data_list(
             [Data(edge_index=edge_index, num_nodes=n)] * b)
-        return batch.edge_index, x.detach().reshape(b * n, c).requires_grad_()
+        return x.detach().reshape(b * n, c).requires_grad_(), batch.edge_index
 
     def disjoint_sparse():
         from torch_sparse import SparseTensor
-        ei, xb = disjoint()
+        xb, ei = disjoint()
         return conv, (xb, SparseTensor(row=ei[1], col=ei[0],
                                        sparse_sizes=(b * n, b * n)))
 
     impls = {
         'dense': lambda: (DenseSemGraphConv(conv), (x, )),
         'static': lambda: (conv, (x, )),
-        'disjoint': lambda: (conv, disjoint()[::-1]),
+        'disjoint': lambda: (conv, disjoint()),
     }
     if WITH_TORCH_SPARSE:
         impls['disjoint SparseTensor'] = disjoint_sparse
@@ -104,9 +104,8 @@ def implementations(conv, x, edge_index):
 
 def child(case, impl, min_time):
     """Peak memory of one forward+backward, then the median time, in a fresh
-    process that builds only this implementation: on the mesh, the sparse
-    layer timed up to 2x slower in a process that also held the dense
-    formulation's buffers."""
+    process that builds only this implementation, so that no other's buffers
+    or earlier allocations share it."""
     conv, x, edge_index, _ = make_case(case)
     fn, inputs = implementations(conv, x, edge_index)[impl]()
     device = torch.device('cpu')
