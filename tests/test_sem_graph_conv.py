@@ -260,7 +260,8 @@ def test_gradcheck(graph, channelwise):
     conv = make_conv(edge_index, n, cin=2, cout=3, channelwise=channelwise,
                      dtype=torch.float64)
     x = torch.randn(2, n, 2, dtype=torch.float64, requires_grad=True)
-    params = (conv.logits, conv.lin_self.weight, conv.lin_neighbor.weight)
+    params = (conv.logits, conv.lin_self.weight, conv.lin_neighbor.weight,
+              conv.bias)
 
     def static(x, *_):
         return conv(x)
@@ -280,13 +281,33 @@ def test_sparse_kernel_gradients_match_dense_reference():
     edge_index, n = GRAPHS['random300']
     conv = make_conv(edge_index, n, dtype=torch.float64)
     x = torch.randn(3, n, 5, dtype=torch.float64, requires_grad=True)
-    grads = torch.autograd.grad(conv(x).square().sum(),
-                                [x, conv.logits, conv.lin_neighbor.weight])
-    ref = torch.autograd.grad(
-        dense_reference(conv, x).square().sum(),
-        [x, conv.logits, conv.lin_neighbor.weight])
+    inputs = [x, conv.logits, conv.lin_self.weight, conv.lin_neighbor.weight,
+              conv.bias]
+    grads = torch.autograd.grad(conv(x).square().sum(), inputs)
+    ref = torch.autograd.grad(dense_reference(conv, x).square().sum(), inputs)
     for g, r in zip(grads, ref):
         torch.testing.assert_close(g, r)
+
+
+@pytest.mark.parametrize('frozen', ['x', 'logits', 'weights'])
+def test_sparse_kernel_with_frozen_inputs(frozen):
+    # The kernel's backward skips what needs no gradient: every remaining
+    # gradient must still match, with and without a bias.
+    edge_index, n = GRAPHS['random300']
+    for bias in [True, False]:
+        conv = make_conv(edge_index, n, dtype=torch.float64, bias=bias)
+        x = torch.randn(3, n, 5, dtype=torch.float64,
+                        requires_grad=frozen != 'x')
+        params = {'logits': [conv.logits],
+                  'weights': [conv.lin_self.weight, conv.lin_neighbor.weight]}
+        for p in params.get(frozen, []):
+            p.requires_grad_(False)
+        inputs = [t for t in [x, *conv.parameters()] if t.requires_grad]
+        grads = torch.autograd.grad(conv(x).square().sum(), inputs)
+        ref = torch.autograd.grad(dense_reference(conv, x).square().sum(),
+                                  inputs)
+        for g, r in zip(grads, ref):
+            torch.testing.assert_close(g, r)
 
 
 @pytest.mark.parametrize('graph', ['h36m17', 'random300'])
