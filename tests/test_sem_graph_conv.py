@@ -144,6 +144,49 @@ def test_static_edge_index_and_disjoint_batch_agree(graph, channelwise):
         2, 3, n, -1), atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize('graph', ['h36m17', 'random300'])
+@pytest.mark.parametrize('channelwise', [False, True])
+def test_batch_of_whole_graphs_takes_the_static_kernel(graph, channelwise,
+                                                       monkeypatch):
+    edge_index, n = GRAPHS[graph]
+    conv = make_conv(edge_index, n, channelwise=channelwise)
+    b = 3
+    x = torch.randn(b, n, 5)
+    static = conv(x)
+    batch = Batch.from_data_list([Data(edge_index=edge_index, num_nodes=n)] *
+                                 b)
+    ei = batch.edge_index[:, torch.randperm(batch.edge_index.size(1))]
+    calls = []
+    aggregate_pair = conv.topology.aggregate_pair
+    monkeypatch.setattr(conv.topology, 'aggregate_pair',
+                        lambda *args: calls.append(1) or aggregate_pair(*args))
+    out = conv(x.view(b * n, 5), ei)
+    assert len(calls) == 1
+    torch.testing.assert_close(out.view(b, n, -1), static)
+    # The message-passing path on the same graph (self-loops in the input
+    # keep it from being recognised) agrees.
+    loops = torch.arange(b * n).repeat(2, 1)
+    general = conv(x.view(b * n, 5), torch.cat([ei, loops], 1))
+    assert len(calls) == 1
+    torch.testing.assert_close(general.view(b, n, -1), static, atol=1e-5,
+                               rtol=1e-4)
+    # As many edges as whole copies have, but one duplicated in place of
+    # another: not whole copies.
+    dup = ei.clone()
+    dup[:, 0] = dup[:, 1]
+    conv(x.view(b * n, 5), dup)
+    assert len(calls) == 1
+
+
+def test_graph_without_edges():
+    conv = make_conv(torch.empty(2, 0, dtype=torch.long), 3)
+    x = torch.randn(2, 3, 5)
+    ref = conv.lin_self(x) + conv.bias  # a_ii = 1
+    torch.testing.assert_close(conv(x), ref)
+    empty = torch.empty(2, 0, dtype=torch.long)
+    torch.testing.assert_close(conv(x.view(6, 5), empty), ref.view(6, -1))
+
+
 def test_edge_order_of_the_input_does_not_matter():
     edge_index, n = GRAPHS['random30']
     conv = make_conv(edge_index, n)
@@ -267,9 +310,11 @@ def test_gradcheck(graph, channelwise):
         return conv(x)
 
     def disjoint(x, *_):
+        # One edge dropped, so that message passing runs rather than the
+        # static kernel a batch of whole graphs takes.
         batch = Batch.from_data_list([Data(edge_index=edge_index,
                                            num_nodes=n)] * 2)
-        return conv(x.reshape(2 * n, 2), batch.edge_index)
+        return conv(x.reshape(2 * n, 2), batch.edge_index[:, 1:])
 
     # the fast (random projection) mode keeps the 300-node graph quick
     fast = n > TOPOLOGY_DENSE_MAX_NODES
@@ -293,7 +338,8 @@ def test_sparse_kernel_gradients_match_dense_reference():
 def test_sparse_kernel_with_frozen_inputs(frozen):
     # The kernel's backward skips what needs no gradient: every remaining
     # gradient must still match, with and without a bias.
-    edge_index, n = GRAPHS['random300']
+    edge_index, n = random_graph(40, 20, seed=2)
+    assert n > TOPOLOGY_DENSE_MAX_NODES
     for bias in [True, False]:
         conv = make_conv(edge_index, n, dtype=torch.float64, bias=bias)
         x = torch.randn(3, n, 5, dtype=torch.float64,

@@ -345,6 +345,27 @@ class Topology(torch.nn.Module):
         node = torch.arange(num_nodes, device=self.key.device)
         return edge_index, pos, self.self_slot[node % n]
 
+    def tiles(self, edge_index: Adj, num_nodes: int) -> bool:
+        r"""Returns :obj:`True` if :obj:`edge_index` holds every edge of
+        each of the :obj:`num_nodes / N` copies of this topology exactly
+        once, in any order and without self-loops: the
+        :obj:`edge_index` of a :class:`~torch_geometric.data.Batch` of
+        whole copies, on which an operator computes the same as on a static
+        batch. Edges that are not in the topology raise as in
+        :meth:`lookup`."""
+        n = self.num_nodes
+        edge_index = edge_index_of(edge_index)
+        copies = num_nodes // n
+        expected = copies * self.num_edges
+        # The edge count rules out dropped edges before any lookup.
+        if num_nodes % n != 0 or edge_index.size(1) != expected:
+            return False
+        edge_index, slot, _ = self.lookup(edge_index, num_nodes)
+        if slot.numel() != expected:  # self-loops took some places
+            return False
+        key = (edge_index[1] // n) * self.num_slots + slot
+        return expected == 0 or bool(torch.bincount(key).max() == 1)
+
     def softmax(
         self,
         logits: Tensor,

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Parameter
 
+from torch_geometric import is_compiling
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.typing import Adj
@@ -69,7 +70,10 @@ class SemGraphConv(MessagePassing):
       the layer's :math:`N` nodes in the layer's order. Node :math:`v` of
       graph :math:`b` sits at row :math:`bN + v`, so edge :math:`(j, i)`
       takes the logit of edge :math:`(j \bmod N, i \bmod N)`; an edge that is
-      not in the layer's graph raises an error.
+      not in the layer's graph raises an error. When :obj:`edge_index` holds
+      every edge of every copy (as a :class:`~torch_geometric.data.Batch`
+      of the whole graph does), the layer runs its static kernel on
+      :obj:`x.view(B, N, F_in)`.
 
     :obj:`edge_index` may also be a :class:`torch_sparse.SparseTensor` or a
     :obj:`torch.sparse` adjacency in PyG's transposed :obj:`adj_t` form.
@@ -161,6 +165,12 @@ class SemGraphConv(MessagePassing):
                 f"'{self.__class__.__name__}' was built for a graph of "
                 f"{self.num_nodes} nodes but got {x.size(-2)}; pass "
                 f"'edge_index' for a disjoint batch of graphs")
+        if (edge_index is not None and not is_compiling()
+                and self.topology.tiles(edge_index, x.size(-2))):
+            # Whole copies of the graph (a Batch of it): the static kernel.
+            lead = x.shape[:-2]
+            out = self(x.view(lead + (-1, self.num_nodes, x.size(-1))))
+            return out.view(lead + (-1, self.out_channels))
         # Both linear maps as one: [..., N, 2 F_out], self first.
         weight = torch.cat([self.lin_self.weight, self.lin_neighbor.weight])
         if edge_index is None:
