@@ -469,7 +469,7 @@ class Topology(torch.nn.Module):
         Taking both maps at once lets a layer compute them with a single
         linear map, and spares the separate pass over memory that adding the
         self term would take. On graphs above
-        :data:`TOPOLOGY_DENSE_MAX_NODES` nodes the linear map runs one
+        ``TOPOLOGY_DENSE_MAX_NODES`` nodes the linear map runs one
         sample at a time inside the sparse kernel, and its backward computes
         it again rather than keeping it for the whole batch.
 
