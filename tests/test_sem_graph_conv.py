@@ -170,6 +170,9 @@ def test_batch_of_whole_graphs_takes_the_static_kernel(graph, channelwise,
     assert len(calls) == 1
     torch.testing.assert_close(general.view(b, n, -1), static, atol=1e-5,
                                rtol=1e-4)
+    # As many edges as whole copies have, but of a copy the input lacks.
+    with pytest.raises(ValueError, match='node ids out of range'):
+        conv(x[0], edge_index + n)
     # As many edges as whole copies have, but one duplicated in place of
     # another: not whole copies.
     dup = ei.clone()

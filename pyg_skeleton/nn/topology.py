@@ -316,12 +316,20 @@ class Topology(torch.nn.Module):
 
         Raises:
             ValueError: if :obj:`num_nodes` is not a multiple of :math:`N`,
-                an edge joins two different copies, or an edge is not in
-                the topology. These checks are skipped under
+                a node id lies outside :obj:`[0, num_nodes - 1]`, an edge
+                joins two different copies, or an edge is not in the
+                topology. These checks are skipped under
                 :func:`torch.compile`.
         """
         n = self.num_nodes
         edge_index = edge_index_of(edge_index)
+        if not is_compiling() and edge_index.numel() and (
+                int(edge_index.min()) < 0
+                or int(edge_index.max()) >= num_nodes):
+            raise ValueError(
+                f"'edge_index' has node ids out of range: they must lie in "
+                f"[0, {num_nodes - 1}] for an input of {num_nodes} nodes "
+                f"(got [{int(edge_index.min())}, {int(edge_index.max())}])")
         edge_index, _ = remove_self_loops(edge_index)
         src, dst = edge_index[0], edge_index[1]
         query = (dst % n) * n + src % n

@@ -11,11 +11,10 @@ import torch
 from torch import Tensor
 from torch.nn import Parameter
 
-from torch_geometric import is_compiling
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj, Size
 
-from pyg_skeleton.nn.topology import Topology, edge_index_of
+from pyg_skeleton.nn.topology import Topology
 
 EDGE_WEIGHTS = ('learnable', 'fixed')
 
@@ -119,13 +118,6 @@ class WeightSharingConv(MessagePassing):
                 f"'{self.__class__.__name__}' was built for a graph of {n} "
                 f"nodes, but the input has {m} nodes, which is not a "
                 f"multiple of {n} (node v of graph b must be row b*{n} + v)")
-        if edge_index is not None and not is_compiling():
-            ei = edge_index_of(edge_index)
-            if ei.numel() > 0 and (int(ei.min()) < 0 or int(ei.max()) >= m):
-                raise ValueError(
-                    f"'edge_index' has node ids out of range: they must lie "
-                    f"in [0, {m - 1}] for an input of {m} nodes (got "
-                    f"[{int(ei.min())}, {int(ei.max())}])")
 
         edge_index, a_neighbor, a_self = self.topology.softmax(
             self.logits, edge_index, m)
