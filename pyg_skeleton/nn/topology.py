@@ -323,13 +323,13 @@ class Topology(torch.nn.Module):
         """
         n = self.num_nodes
         edge_index = edge_index_of(edge_index)
-        if not is_compiling() and edge_index.numel() and (
-                int(edge_index.min()) < 0
-                or int(edge_index.max()) >= num_nodes):
-            raise ValueError(
-                f"'edge_index' has node ids out of range: they must lie in "
-                f"[0, {num_nodes - 1}] for an input of {num_nodes} nodes "
-                f"(got [{int(edge_index.min())}, {int(edge_index.max())}])")
+        if not is_compiling() and edge_index.numel():
+            lo, hi = (int(v) for v in torch.aminmax(edge_index))
+            if lo < 0 or hi >= num_nodes:
+                raise ValueError(
+                    f"'edge_index' has node ids out of range: they must lie "
+                    f"in [0, {num_nodes - 1}] for an input of {num_nodes} "
+                    f"nodes (got [{lo}, {hi}])")
         edge_index, _ = remove_self_loops(edge_index)
         src, dst = edge_index[0], edge_index[1]
         query = (dst % n) * n + src % n
