@@ -372,14 +372,34 @@ def test_repr():
                            "affinity='embedded_gaussian', batch_norm=False)")
 
 
-def test_groups_buffer_follows_device_and_state_dict():
+def test_groups_buffers_and_state_dict():
     block = NonLocalBlock(8, groups=GROUPS17)
-    assert block.group_index.tolist() == [
-        3, 2, 0, 0, 2, 1, 1, 3, 4, 4, 4, 7, 6, 6, 7, 5, 5
+    # Shorter groups are padded with their first node, masked out.
+    assert block.group_slots.tolist() == [
+        [2, 3, 2], [5, 6, 5], [1, 4, 1], [0, 7, 0], [8, 9, 10], [15, 16, 15],
+        [12, 13, 12], [11, 14, 11]
     ]
-    assert 'group_index' not in block.state_dict()
+    assert block.group_pad.tolist() == [[False, False, True]] * 4 + [
+        [False, False, False]] + [[False, False, True]] * 3
+    assert NonLocalBlock(8, groups=GROUPS16).group_pad is None
+    assert 'group_slots' not in block.state_dict()
+    assert 'group_pad' not in block.state_dict()
     other = NonLocalBlock(8, groups=GROUPS17)
     other.load_state_dict(block.state_dict())
+
+
+def test_pooling_gradient_of_tied_maxima():
+    # Group [0, 1] is padded to the size of [2, 3, 4]. Nodes 0 and 1 tie for
+    # the maximum: they share its gradient equally (as torch.amax and
+    # PyTorch's scatter-max do), and the padded copy of node 0 takes none.
+    block = NonLocalBlock(2, groups=[[0, 1], [2, 3, 4]])
+    h = torch.tensor([[[1., 5.], [1., 2.], [0., 0.], [3., -1.], [2., -2.]]],
+                     requires_grad=True)
+    pooled = block._pool(h)
+    assert pooled.tolist() == [[[1., 5.], [3., 0.]]]
+    pooled.sum().backward()
+    assert h.grad.tolist() == [[[0.5, 1.], [0.5, 0.], [0., 1.], [1., 0.],
+                                [0., 0.]]]
 
 
 @pytest.mark.parametrize('groups, match', [

