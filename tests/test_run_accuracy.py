@@ -86,17 +86,20 @@ def test_tables_quote_the_papers():
 def test_robustness_picks_from_every_table_of_a_family():
     def labels(family):
         return [(n, ra.TABLES[n].rows[i].label)
-                for n, i, _ in ra.family_rows(family, ra.FULL, quick=False)]
+                for n, i in ra.family_rows(family)]
 
     skeletal = labels('Skeletal GNN')
     assert {n for n, _ in skeletal} == {'skeletal_gnn', 'dynamic'}
     assert ('dynamic', 'only M_k (ori)') in skeletal
     assert not any('clips' in label for _, label in skeletal)
     keys = [ra.TABLES[n].rows[i].key
-            for n, i, _ in ra.family_rows('Skeletal GNN', ra.FULL, False)]
+            for n, i in ra.family_rows('Skeletal GNN')]
     assert len(keys) == len(set(keys))
-    # HGN's SemGCN baseline is a SemGCN, trained with the HGN table's batch
+    # HGN's SemGCN baseline is a SemGCN, and the same run as SemGCN's own row
     assert all(label != 'SemGCN (baseline)' for _, label in labels('HGN'))
-    hgn_base = [(n, i, ts) for n, i, ts in ra.family_rows('SemGCN', ra.FULL, False)
-                if n == 'hgn']
-    assert len(hgn_base) == 1 and hgn_base[0][2].batch_size == 64
+    assert ('semgcn', 'SemGCN (SemGConv + non-local)') in labels('SemGCN')
+    assert not any(n == 'hgn' for n, _ in labels('SemGCN'))
+    base = ra.TABLES['hgn'].rows[0]
+    assert base.label == 'SemGCN (baseline)'
+    assert ra.run_key(base, 1, 0, ra.FULL) == ra.run_key(
+        ra.TABLES['semgcn'].rows[3], 1, 0, ra.FULL)
