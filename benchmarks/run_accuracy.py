@@ -461,7 +461,7 @@ def lifting_table(name: str, settings: Settings, seeds, jobs: int, quick: bool) 
              for s in seeds]
     start = time.perf_counter()
     results = run_all(jobs, train_lifting, tasks)
-    wall = time.perf_counter() - start
+    wall, load = time.perf_counter() - start, os.getloadavg()[1]
     m1 = summarise(results, t.rows, seeds, 'mpjpe')
     m2 = summarise(results, t.rows, seeds, 'p_mpjpe')
     header = ['model', 'params', 'width', 'MPJPE (mm)', 'P-MPJPE (mm)',
@@ -497,8 +497,9 @@ def lifting_table(name: str, settings: Settings, seeds, jobs: int, quick: bool) 
         f'number): {rank_agreement(ours, paper)}. Best here: **{best.label}**.', '',
         f'Run time: {wall:.0f} s wall for this invocation ({sum(x["train_s"] for x in results):.0f} '
         f'training-seconds in all, cached runs included), {jobs} job(s) of 1 thread; load '
-        f'average at the end {os.getloadavg()[1]:.1f} (5 min) on {os.cpu_count()} cores '
-        f'(other work shared the machine, so times are upper bounds).']
+        f'average at the end {load:.1f} (5 min) on {os.cpu_count()} cores'
+        + (' (more than the jobs: other work shared the machine, so times are upper '
+           'bounds).' if load > jobs + 0.5 else '.')]
     if quick:
         lines.insert(0, '**Quick mode (CI smoke run): a few steps on a few samples; these '
                         'numbers mean nothing.**\n')
