@@ -416,3 +416,19 @@ def test_topology_aggregate_on_a_static_batch(graph):
     out = topo.aggregate(value, h, self_value)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
     assert out.is_contiguous()
+
+
+@pytest.mark.parametrize('num_nodes', [17, 100])
+@pytest.mark.parametrize('channelwise', [False, True])
+def test_empty_static_batch(num_nodes, channelwise):
+    # A batch of no samples gives no samples, on the dense (17 nodes) and
+    # the sparse (100 nodes) kernels.
+    chain = torch.stack([torch.arange(num_nodes - 1), torch.arange(1, num_nodes)])
+    conv = SemGraphConv(3, 2, to_undirected(chain), num_nodes,
+                        channelwise=channelwise)
+    for shape in [(0, num_nodes, 3), (2, 0, num_nodes, 3)]:
+        x = torch.randn(shape, requires_grad=True)
+        out = conv(x)
+        assert out.shape == shape[:-1] + (2, )
+        out.sum().backward()
+        assert x.grad.shape == x.shape

@@ -254,6 +254,20 @@ def test_large_graph(variant):
     assert conv(torch.randn(2, n, 3)).is_contiguous()
 
 
+@pytest.mark.parametrize('graph', ['h36m17', 'large'])
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_empty_static_batch(variant, graph):
+    # A batch of no samples gives no samples (it raised on the reshape).
+    edge_index, n, centre = LARGE if graph == 'large' else GRAPHS[graph]
+    conv = make_conv(variant, (edge_index, n, centre), cin=3, cout=2)
+    for shape in [(0, n, 3), (2, 0, n, 3)]:
+        x = torch.randn(shape, requires_grad=True)
+        out = conv(x)
+        assert out.shape == shape[:-1] + (2, )
+        out.sum().backward()
+        assert x.grad.shape == x.shape
+
+
 # --------------------------------------------------------------------------
 # Equivalences, conv-style types, initialisation, parameter counts
 

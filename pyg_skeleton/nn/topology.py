@@ -20,6 +20,7 @@ the two things every such operator needs:
   :math:`\mathbf{W}_{\mathrm{self}}` and
   :math:`\mathbf{W}_{\mathrm{neighbor}}`) in one product.
 """
+import math
 import warnings
 from typing import Optional, Tuple
 
@@ -448,9 +449,13 @@ class Topology(torch.nn.Module):
             out = torch.bmm(adj.expand(h3.size(0), n, n), h3)
             return out.view(h.shape)
         if value.dim() == 1 and not is_compiling():
-            out = _CSRMatmul.apply(value, h.reshape(-1, n, h.size(-1)), None,
-                                   None, self.crow, self.col, self.crow_t,
-                                   self.col_t, self.perm_t).view(h.shape)
+            # Leading size by product, not -1: the weight-sharing layers
+            # pass [N, L C], and a batch of no samples (L = 0) leaves -1
+            # undetermined.
+            h3 = h.reshape(math.prod(h.shape[:-2]), n, h.size(-1))
+            out = _CSRMatmul.apply(value, h3, None, None, self.crow, self.col,
+                                   self.crow_t, self.col_t,
+                                   self.perm_t).view(h.shape)
         else:
             # One weight per channel (or tracing for torch.compile): gather,
             # weight and scatter along the node dimension.

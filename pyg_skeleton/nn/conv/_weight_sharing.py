@@ -131,7 +131,8 @@ class WeightSharingConv(MessagePassing):
             out = self.transform(x, None, a_neighbor, a_self.view(n, 1, 1))
             # Contiguous, as on the other paths (a node-major view would
             # fail a user's .view()).
-            out = out.view((n, ) + lead + (-1, )).movedim(0, -2).contiguous()
+            out = out.view((n, ) + lead + (out.size(-1), )).movedim(
+                0, -2).contiguous()
         else:
             out = self.transform(x, edge_index, a_neighbor,
                                  a_self.unsqueeze(-1))
