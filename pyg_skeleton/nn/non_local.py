@@ -201,8 +201,9 @@ class NonLocalBlock(torch.nn.Module):
             # Groups as rows of a [K, S] table of node indices, shorter
             # groups padded with their first node and masked out, so that
             # pooling is one gather and one max (a scatter-max over a
-            # group-id vector was 20x slower forward and 4.5x slower forward
-            # and backward on one CPU thread, with identical results).
+            # group-id vector took 4x as long forward and 2.4x as long
+            # forward and backward on one CPU thread, with identical
+            # results).
             size = max(len(group) for group in self.groups)
             slots = torch.tensor([group + group[:1] * (size - len(group))
                                   for group in self.groups])
