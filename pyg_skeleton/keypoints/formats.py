@@ -12,6 +12,7 @@ import json
 import math
 import warnings
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -53,6 +54,15 @@ def get_format(format: Union[str, 'KeypointFormat']) -> 'KeypointFormat':
     if isinstance(format, KeypointFormat):
         return format
     return KeypointFormat.preset(format)
+
+
+@lru_cache(maxsize=None)
+def _preset_joint_names(target: str) -> Optional[Tuple[str, ...]]:
+    # Joint names of a skeleton preset (None if `target` is not one); cached
+    # because every format file checks its maps against them.
+    if target not in Skeleton.presets():
+        return None
+    return tuple(Skeleton.preset(target).joint_names)
 
 
 def _point(value: Any, index: Dict[str, int], where: str) -> Dict[int, float]:
@@ -175,8 +185,9 @@ class KeypointFormat:
             raise ValueError(f"{where}: the joint map must be a non-empty dict "
                              "{target joint: spec}")
         names = list(joint_map)
-        if target in Skeleton.presets():
-            expected = Skeleton.preset(target).joint_names
+        expected = _preset_joint_names(target)
+        if expected is not None:
+            expected = list(expected)
             missing = [n for n in expected if n not in joint_map]
             unknown = [n for n in names if n not in expected]
             if missing or unknown:
@@ -302,9 +313,9 @@ class KeypointFormat:
                 invalid.
         """
         if joint_map is None:
-            if target not in Skeleton.presets():
+            wanted = _preset_joint_names(target)
+            if wanted is None:
                 raise ValueError(f"target {target!r} is not a skeleton preset: pass joint_map")
-            wanted = Skeleton.preset(target).joint_names
             missing = [n for n in wanted if n not in skeleton.joint_names]
             if missing:
                 raise ValueError(f"skeleton {skeleton.name!r} lacks target joint(s) {missing} "
@@ -343,7 +354,9 @@ class KeypointFormat:
         r"""Converts keypoints of this format to a target skeleton.
 
         A source joint is visible if its coordinates are finite and its
-        confidence (when given) is at least :obj:`min_confidence`; a target
+        confidence (when given) is at least :obj:`min_confidence` and above
+        the lowest value of :attr:`confidence_range` (which marks a missing
+        joint, also when :obj:`min_confidence` is :obj:`0`); a target
         joint is visible if the map defines it and every source joint it
         reads is visible. Masked joints get coordinates :obj:`0`. Samples
         (all leading indices) with no visible target joint are reported in
@@ -385,8 +398,9 @@ class KeypointFormat:
                 raise ValueError(f"{prefix}expected confidences of shape "
                                  f"{list(uv.shape[:-1])}, got {list(confidence.shape)}")
             self.check_confidence(confidence, source)
-            # NaN >= threshold is False, so a NaN confidence masks its joint.
-            visible &= confidence >= min_confidence
+            # The lowest confidence marks a missing joint (readers write 0 there), so
+            # it masks even with min_confidence=0; NaN fails both comparisons.
+            visible &= (confidence >= min_confidence) & (confidence > self.confidence_range[0])
         weights, sources, defined = self._matrices[target]
         uv = np.where(visible[..., None], uv, 0.0)
         uv_t = np.einsum('tj,...jc->...tc', weights, uv)
