@@ -466,7 +466,7 @@ def test_read_mediapipe_json(tmp_path):
         lm['presence'] = 0.4
     path.write_text(json.dumps({'image_size': [100, 200],
                                 'landmarks': [{'pose_landmarks': both}, None]}))
-    kp = read_keypoints(path)
+    kp = read_mediapipe(path)
     assert kp.image_size == (100.0, 200.0)
     np.testing.assert_array_equal(kp.frame, [0, 0])
     np.testing.assert_array_equal(kp.person, [0, 1])
