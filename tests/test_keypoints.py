@@ -498,6 +498,11 @@ def test_read_arrays(tmp_path):
     assert kp.format == 'mediapipe33'
     np.testing.assert_allclose(kp.uv, (mp[..., :2] * [200, 100]).astype(np.float32), rtol=1e-6)
     np.testing.assert_allclose(kp.confidence, np.minimum(mp[..., 3], mp[..., 4]), rtol=1e-6)
+    # one frame [J, C]
+    np.save(tmp_path / 'single.npy', kp17[0])
+    kp = read_array(tmp_path / 'single.npy', format='coco17')
+    assert len(kp) == 1 and kp.frame_names == ['0']
+    np.testing.assert_allclose(kp.uv[0], kp17[0, :, :2].astype(np.float32))
     np.save(tmp_path / 'mp4.npy', mp[..., :4])
     np.testing.assert_allclose(read_array(tmp_path / 'mp4.npy', image_size=(200, 100)).confidence,
                                mp[..., 3], rtol=1e-6)

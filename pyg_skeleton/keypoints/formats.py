@@ -123,8 +123,10 @@ class KeypointFormat:
         fmt = KeypointFormat.preset("coco17")
         uv_h36m, mask = fmt.convert(uv, confidence, target="h36m17")
 
-        # any layout with a map of your own (target joint -> spec)
-        fmt = KeypointFormat.from_skeleton(Skeleton.preset("h36m16"))
+        # any Skeleton with a map of your own (target joint -> spec)
+        fmt = KeypointFormat.from_skeleton(
+            skeleton, {"Hip": "pelvis", ..., "Head": {"lerp": ["neck", "crown"], "t": 1.2},
+                       "Neck/Nose": None})
 
     Args:
         name (str): Name of the format.

@@ -35,7 +35,8 @@ _OPENPOSE_BY_COUNT = {18: 'openpose_coco18', 25: 'openpose_body25'}
 _WHOLEBODY_KEYS = ('keypoints', 'foot_kpts', 'face_kpts', 'lefthand_kpts', 'righthand_kpts')
 
 
-@dataclass
+# eq=False: a generated __eq__ would compare arrays with ==, which is ambiguous.
+@dataclass(eq=False)
 class Keypoints:
     r"""2D keypoints read from a detector's output, one row per detected
     person in a frame (a sample).
@@ -96,6 +97,12 @@ class Keypoints:
                 min_confidence: float = 0.3) -> Tuple[np.ndarray, np.ndarray]:
         r"""Converts to a target skeleton with
         :meth:`KeypointFormat.convert`; warnings and errors name the file.
+
+        Args:
+            target (str, optional): Target skeleton, one of the format's
+                targets. (default: :obj:`'h36m17'`)
+            min_confidence (float, optional): Visibility threshold.
+                (default: :obj:`0.3`)
 
         Returns:
             (numpy.ndarray, numpy.ndarray): :obj:`[K, J_t, 2]` float32 pixels
