@@ -498,6 +498,11 @@ def test_read_arrays(tmp_path):
     assert kp.format == 'mediapipe33'
     np.testing.assert_allclose(kp.uv, (mp[..., :2] * [200, 100]).astype(np.float32), rtol=1e-6)
     np.testing.assert_allclose(kp.confidence, np.minimum(mp[..., 3], mp[..., 4]), rtol=1e-6)
+    # MediaPipe x, y, z: normalised 33-joint arrays with 3 channels, confidence 1
+    np.save(tmp_path / 'mp3.npy', mp[..., :3])
+    kp = read_keypoints(tmp_path / 'mp3.npy', image_size=(200, 100))
+    np.testing.assert_allclose(kp.uv, (mp[..., :2] * [200, 100]).astype(np.float32), rtol=1e-6)
+    assert (kp.confidence == 1).all()
     # one frame [J, C]
     np.save(tmp_path / 'single.npy', kp17[0])
     kp = read_array(tmp_path / 'single.npy', format='coco17')
@@ -580,7 +585,11 @@ def test_normalised_inputs_need_an_image_size(tmp_path):
     with pytest.raises(ValueError) as e:
         read_keypoints(tmp_path / 'mp.npy')
     one_line(e, 'mp.npy', 'image_size=(W, H)')
-    np.save(tmp_path / 'norm.npy', rng.uniform(0, 1, (2, 33, 3)))
+    np.save(tmp_path / 'mp3.npy', rng.uniform(0, 1, (2, 33, 3)))
+    with pytest.raises(ValueError) as e:
+        read_keypoints(tmp_path / 'mp3.npy')
+    one_line(e, 'mp3.npy', 'image_size=(W, H)')
+    np.save(tmp_path / 'norm.npy', rng.uniform(0, 1, (2, 25, 3)))
     with pytest.raises(ValueError) as e:
         read_keypoints(tmp_path / 'norm.npy', image_size=(640, 480))
     one_line(e, 'norm.npy', 'not pixels')

@@ -555,12 +555,15 @@ def read_array(path: Union[str, Path], format: Union[str, KeypointFormat, None] 
 
     * :obj:`C = 2`: :obj:`x, y` in pixels (confidence 1);
     * :obj:`C = 3`: :obj:`x, y, confidence`, pixels;
-    * :obj:`C = 4` or :obj:`5`: MediaPipe landmarks :obj:`x, y, z,
-      visibility[, presence]` with :obj:`x, y` fractions of the image:
-      needs :obj:`image_size`; confidence as in :func:`read_mediapipe`.
+    * MediaPipe landmarks, :obj:`x, y` fractions of the image, channels a
+      prefix of :obj:`x, y, z, visibility, presence`: every array with
+      :obj:`C = 4` or :obj:`5`, and 33-joint arrays with :obj:`C = 2` or
+      :obj:`3` whose coordinates all lie within :obj:`[-2, 2]`; they need
+      :obj:`image_size`; the confidence is as in :func:`read_mediapipe`
+      (1 without a visibility channel).
 
-    Pixel arrays whose coordinates all lie within :obj:`[-2, 2]` are
-    refused as normalised. Joints at :obj:`(0, 0)` or NaN are missing.
+    Other arrays whose coordinates all lie within :obj:`[-2, 2]` are
+    refused as not pixels. Joints at :obj:`(0, 0)` or NaN are missing.
 
     Args:
         path (str or Path): The file.
@@ -588,19 +591,23 @@ def read_array(path: Union[str, Path], format: Union[str, KeypointFormat, None] 
     size = None if image_size is None else _image_size(image_size, path)
     channels = array.shape[2]
     uv = array[..., :2]
-    if channels >= 4:
+    present = np.isfinite(uv).all(-1) & (uv != 0).any(-1)
+    # No pose in pixels fits in a 4-pixel box: such coordinates are normalised.
+    normalised = present.any() and np.abs(uv[present]).max() <= 2
+    if channels >= 4 or (normalised and fmt.name == 'mediapipe33'):
         if size is None:
-            raise ValueError(f"{path}: {channels}-channel arrays are MediaPipe landmarks "
-                             "normalised to [0, 1]: pass image_size=(W, H)")
+            raise ValueError(f"{path}: MediaPipe landmarks are normalised to [0, 1]: pass "
+                             "image_size=(W, H)")
         uv = uv * np.asarray(size)
-        confidence = array[..., 3] if channels == 4 else np.minimum(array[..., 3], array[..., 4])
+        confidence = np.ones(array.shape[:2])
+        if channels >= 4:
+            confidence = array[..., 3] if channels == 4 else np.minimum(array[..., 3],
+                                                                        array[..., 4])
+    elif normalised:
+        raise ValueError(f"{path}: every coordinate lies within [-2, 2], so these are not "
+                         "pixels; scale normalised coordinates by the image size first")
     else:
         confidence = array[..., 2] if channels == 3 else np.ones(array.shape[:2])
-        present = np.isfinite(uv).all(-1) & (uv != 0).any(-1)
-        if present.any() and np.abs(uv[present]).max() <= 2:
-            raise ValueError(f"{path}: every coordinate lies within [-2, 2], so these are not "
-                             "pixels; scale normalised coordinates by the image size first "
-                             "(MediaPipe [T, 33, 4|5] arrays are scaled with image_size=)")
     num = array.shape[0]
     return _finish(path, fmt, uv, confidence, np.arange(num), np.zeros(num, dtype=np.int64),
                    [str(t) for t in range(num)], size)
