@@ -3,7 +3,9 @@
 __version__ = "0.1.0"
 
 from .skeleton import Skeleton
-from . import datasets, kinematics, metrics, mesh, transforms  # noqa: E402
+from . import datasets, keypoints, kinematics, metrics, mesh, nn, transforms  # noqa: E402
+from .inference import LiftResult, lift  # noqa: E402
+from .lifter import Lifter, pretrained_lifters  # noqa: E402
 
-__all__ = ['Skeleton', 'datasets', 'kinematics', 'metrics', 'mesh',
-           'transforms', '__version__']
+__all__ = ['Skeleton', 'datasets', 'keypoints', 'kinematics', 'metrics', 'mesh', 'nn',
+           'transforms', 'lift', 'LiftResult', 'Lifter', 'pretrained_lifters', '__version__']

@@ -33,7 +33,8 @@ PROG = 'pyg-skeleton'
 SUBCOMMANDS: Dict[str, Union[str, Any]] = {
     'train': 'pyg_skeleton.cli.train:train_command',
     'evaluate': 'pyg_skeleton.cli.train:evaluate_command',
-    'demo': 'pyg_skeleton.cli.train:demo_command',
+    'demo': 'pyg_skeleton.cli.demo',
+    'lift': 'pyg_skeleton.cli.lift',
     'coarsen': 'pyg_skeleton.mesh.coarsen_cli',
 }
 
