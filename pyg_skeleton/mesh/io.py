@@ -267,7 +267,7 @@ def npz_members(path: PathLike) -> Dict[str, Tuple[Tuple[int, ...],
     except (zipfile.BadZipFile, OSError, ValueError) as e:
         if isinstance(e, FileNotFoundError):
             raise
-        raise ValueError(f"{path}: not an .npz archive "
+        raise ValueError(f"{path}: cannot read as an .npz archive "
                          f"({_first_line(e)})") from None
     size = os.path.getsize(path)
     out = {}
