@@ -427,7 +427,8 @@ class JointMap:
         """
         try:
             return cls.from_dict(json.loads(Path(path).read_text(encoding='utf-8')))
-        except ValueError as e:  # JSON and UTF-8 errors are ValueErrors too
+        except (TypeError, ValueError) as e:  # JSON and UTF-8 errors are ValueErrors
+            # too; a TypeError is a value of the wrong kind, e.g. "scale": [1]
             raise ValueError(f"{path}: {str(e).splitlines()[0]}") from None
 
     @classmethod

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -235,7 +236,7 @@ def _read_npy_header(fh, path: Path, key: str):
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
         else:
             raise ValueError(f"unsupported .npy format version {version}")
-    except ValueError as e:
+    except Exception as e:  # numpy parses the header with ast/tokenize
         raise ValueError(f"{path}: member {key!r} has no valid .npy header "
                          f"({_first_line(e)})") from None
     return shape, dtype, fh.tell()
@@ -289,7 +290,7 @@ def npz_members(path: PathLike) -> Dict[str, Tuple[Tuple[int, ...],
             try:
                 with zf.open(info) as fh:
                     shape, dtype, header = _read_npy_header(fh, path, key)
-            except (zipfile.BadZipFile, OSError, EOFError) as e:
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
                 raise ValueError(f"{path}: member {key!r} is unreadable "
                                  f"({_first_line(e)})") from None
             if dtype.hasobject:
