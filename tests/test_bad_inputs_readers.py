@@ -416,6 +416,7 @@ def _edit(d, key, level, fn):
     (lambda d: d.update(pos=torch.full((36, 2), float('nan'))) or d, ["'pos'", 'NaN']),
     (lambda d: d.update(pos=torch.zeros(35, 2)) or d, ["'pos'"]),
     (lambda d: d.update(num_nodes=[36, 'x', 9, 5]) or d, ["'num_nodes'"]),
+    (lambda d: d.update(num_nodes=[36, 10**12, 9, 5]) or d, ["'num_nodes'", 'increase']),
     (lambda d: d.update(rounds=[1]) or d, ["'rounds'"]),
     (lambda d: d.update(edge_index=d['edge_index'][:2]) or d, ["'edge_index'", '4 entries']),
 ])

@@ -378,6 +378,11 @@ def _checked_levels(d: Dict[str, Any], source: str):
                          f"of non-negative ints (got {num_nodes!r:.80})")
     num_nodes = list(num_nodes)
     L = len(num_nodes) - 1
+    # matching never adds nodes; this also bounds every count by the size of
+    # level 0's cluster map before any count is used to allocate
+    if any(b > a for a, b in zip(num_nodes, num_nodes[1:])):
+        raise ValueError(f"{source}: 'num_nodes' must not increase from level "
+                         f"to level (got {num_nodes!r:.80})")
     clusters = []
     for l, c in enumerate(_tensor_list(d, 'clusters', L, source)):
         c = _index_tensor(c, (num_nodes[l], ), num_nodes[l + 1],

@@ -433,24 +433,24 @@ def read_obj(path: PathLike, *, groups: Optional[Sequence[str]] = None,
                 raise ValueError(f"{path}:{lineno}: a face needs at least 3 "
                                  f"corners (got {len(idx)})")
             n = len(verts)
-            for i in idx:
+            if 0 in idx or min(idx) < -n:
                 # 1-based; negative counts back from the last vertex so far
-                if i == 0 or i < -n:
-                    raise ValueError(f"{path}:{lineno}: face index {i} "
-                                     f"refers to no vertex ({n} vertices "
-                                     f"before this line; OBJ indices start "
-                                     f"at 1)")
+                i = next(i for i in idx if i == 0 or i < -n)
+                raise ValueError(f"{path}:{lineno}: face index {i} refers "
+                                 f"to no vertex ({n} vertices before this "
+                                 f"line; OBJ indices start at 1)")
             faces.append([i - 1 if i > 0 else n + i for i in idx])
             face_lines.append(lineno)
     if wanted is not None and not wanted.issubset(seen_groups):
         raise ValueError(f"{path}: no group(s) {sorted(wanted - seen_groups)}"
                          f" (the file has {len(seen_groups)} groups)")
     v = np.asarray(verts, dtype=np.float64).reshape(-1, 3) * scale
-    for k, f in enumerate(faces):  # positive indices may point forward
-        if max(f) >= v.shape[0]:
-            raise ValueError(f"{path}:{face_lines[k]}: face index "
-                             f"{max(f) + 1} out of range for {v.shape[0]} "
-                             f"vertices")
+    # positive indices may point forward, so their range is known only now
+    if faces and max(map(max, faces)) >= v.shape[0]:
+        k = next(k for k, f in enumerate(faces) if max(f) >= v.shape[0])
+        raise ValueError(f"{path}:{face_lines[k]}: face index "
+                         f"{max(faces[k]) + 1} out of range for "
+                         f"{v.shape[0]} vertices")
     tri = _finish(path, v, _group_polygons(faces), require_triangles)
     vertex_map = None
     if wanted is not None:
