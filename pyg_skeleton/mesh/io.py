@@ -23,6 +23,12 @@ several components        no                                     :obj:`largest_c
 A face is *degenerate* when it repeats a vertex index or has exactly zero
 area; two faces are *duplicates* when they use the same three vertices, in
 any order or orientation (the first one is kept).
+
+The readers themselves refuse truncated, binary-garbage, NaN-laden and empty
+files with one :class:`ValueError` line naming the file (never an empty or
+NaN mesh). Every :obj:`.npz` member's header is checked against the bytes
+the member holds before anything is allocated (:func:`npz_members`,
+:func:`read_npz_arrays`, shared with the dataset readers).
 """
 from __future__ import annotations
 
@@ -231,9 +237,9 @@ def _read_npy_header(fh, path: Path, key: str):
     try:
         version = np.lib.format.read_magic(fh)
         if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
         elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
         else:
             raise ValueError(f"unsupported .npy format version {version}")
     except Exception as e:  # numpy parses the header with ast/tokenize
@@ -265,9 +271,7 @@ def npz_members(path: PathLike) -> Dict[str, Tuple[Tuple[int, ...],
     path = Path(path)
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
+    except (zipfile.BadZipFile, ValueError) as e:  # OSErrors pass as they are
         raise ValueError(f"{path}: cannot read as an .npz archive "
                          f"({_first_line(e)})") from None
     size = os.path.getsize(path)
