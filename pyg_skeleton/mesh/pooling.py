@@ -245,9 +245,9 @@ class HEMUnpool(torch.nn.Module):
             if x.dim() < 2 or x.size(-2) != self.num_clusters:
                 raise ValueError(f"HEMUnpool: expected {self.num_clusters} "
                                  f"nodes on dim -2 (got {list(x.shape)})")
-            out = x.index_select(-2, self.index)
+            out = x.index_select(-2, self.index.to(x.device))
             if self.mask is not None:
-                out = out * self.mask.to(out.dtype).unsqueeze(-1)
+                out = out * self.mask.to(out.dtype).to(x.device).unsqueeze(-1)
             return out
         b = x.size(0) // self.num_clusters
         idx = (self.index.unsqueeze(0) + torch.arange(
