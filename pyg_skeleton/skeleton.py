@@ -10,6 +10,7 @@ to the library. The layouts shipped with the package live in
 from __future__ import annotations
 
 import json
+import operator
 from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
@@ -31,8 +32,26 @@ _DICT_KEYS = {
 }
 
 
+def _as_int(value: Any, what: str) -> int:
+    # int() would truncate 1.5 to 1 and accept "3"; take integers and
+    # integral floats (JSON may write 2.0) only.
+    if isinstance(value, (bool, str, bytes)):
+        raise ValueError(f"{what} must be an integer, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        pass
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be an integer, got {value!r}") from None
+    if not number.is_integer():
+        raise ValueError(f"{what} must be an integer, got {value!r}")
+    return int(number)
+
+
 def _edge_tensor(edges: Iterable[Sequence[int]]) -> Tensor:
-    pairs = [tuple(int(v) for v in edge) for edge in edges]
+    pairs = [tuple(_as_int(v, "an edge index") for v in edge) for edge in edges]
     for pair in pairs:
         if len(pair) != 2:
             raise ValueError(f"each edge must be a pair (i, j), got {pair}")
@@ -159,7 +178,7 @@ class Skeleton:
         name: str | None = None,
         require_connected: bool = True,
     ):
-        num_joints = int(num_joints)
+        num_joints = _as_int(num_joints, "num_joints")
         if num_joints < 1:
             raise ValueError(f"num_joints must be positive, got {num_joints}")
         self._num_joints = num_joints
@@ -168,7 +187,7 @@ class Skeleton:
         # Parents are checked before the edges so that a bad parents list is
         # reported as such, not as a bad edge derived from it.
         if parents is not None:
-            parents = [int(p) for p in parents]
+            parents = [_as_int(p, f"parent of joint {i}") for i, p in enumerate(parents)]
             _check_parents(parents, num_joints)
 
         self._edges = self._canonical_edges(_edge_tensor(edges))
@@ -178,6 +197,9 @@ class Skeleton:
         if joint_names is None:
             joint_names = [f"joint_{i}" for i in range(num_joints)]
         joint_names = list(joint_names)
+        for joint_name in joint_names:
+            if not isinstance(joint_name, str):
+                raise ValueError(f"joint names must be strings, got {joint_name!r}")
         if len(joint_names) != num_joints:
             raise ValueError(f"expected {num_joints} joint names, got {len(joint_names)}")
         duplicates = [n for n, count in Counter(joint_names).items() if count > 1]
@@ -202,13 +224,13 @@ class Skeleton:
         self._flip_pairs = self._check_flip_pairs(flip_pairs)
 
         if centre is not None:
-            centre = int(centre)
+            centre = _as_int(centre, "centre")
             if not 0 <= centre < num_joints:
                 raise ValueError(f"centre {centre} is outside [0, {num_joints})")
         self._centre = centre
 
         if groups is not None:
-            groups = [[int(j) for j in group] for group in groups]
+            groups = [[_as_int(j, "a group's joint") for j in group] for group in groups]
             self._check_groups(groups)
         self._groups = groups
 
@@ -244,7 +266,7 @@ class Skeleton:
             ValueError: If the parents list has no root, several roots, a
                 parent out of range or a cycle, or another input is invalid.
         """
-        parents = [int(p) for p in parents]
+        parents = [_as_int(p, f"parent of joint {i}") for i, p in enumerate(parents)]
         edges = [(child, parent) for child, parent in enumerate(parents) if parent != -1]
         return cls(len(parents), edges, joint_names=joint_names, parents=parents,
                    flip_pairs=flip_pairs, centre=centre, groups=groups, name=name)
@@ -301,6 +323,7 @@ class Skeleton:
         skeleton = cls(num_joints, edges, joint_names=joint_names, flip_pairs=flip_pairs,
                        centre=centre, groups=groups, name=name,
                        require_connected=require_connected)
+        root = _as_int(root, "root")
         if not 0 <= root < skeleton.num_joints:
             raise ValueError(f"root {root} is outside [0, {skeleton.num_joints})")
         # The constructor roots derived parents at joint 0; re-root if asked.
@@ -399,6 +422,9 @@ class Skeleton:
             ValueError: If the dict has unknown keys, not exactly one of
                 :obj:`"parents"` and :obj:`"edges"`, or invalid contents.
         """
+        if not isinstance(d, dict):
+            raise ValueError(f"a skeleton description must be a dict (JSON object), got "
+                             f"{type(d).__name__}")
         unknown = sorted(set(d) - _DICT_KEYS)
         if unknown:
             raise ValueError(f"unknown skeleton key(s) {unknown}")
@@ -448,9 +474,17 @@ class Skeleton:
 
         Returns:
             Skeleton: The skeleton.
+
+        Raises:
+            ValueError: One line naming the file if it is not UTF-8 JSON of
+                a valid skeleton.
         """
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+        try:
+            with open(path, encoding="utf-8") as f:
+                return cls.from_dict(json.load(f))
+        except (TypeError, ValueError) as e:  # JSON and UTF-8 errors are ValueErrors
+            # too; a TypeError is a value of the wrong kind, e.g. "parents": 5
+            raise ValueError(f"{path}: {str(e).splitlines()[0]}") from None
 
     def save(self, path: str | Path) -> None:
         r"""Saves the skeleton as JSON in the schema of the preset files.
@@ -694,7 +728,7 @@ class Skeleton:
         pairs = []
         seen: set[int] = set()
         for a, b in flip_pairs:
-            a, b = int(a), int(b)
+            a, b = _as_int(a, "a flip pair's joint"), _as_int(b, "a flip pair's joint")
             if not (0 <= a < n and 0 <= b < n):
                 raise ValueError(f"flip pair ({a}, {b}) has an index outside [0, {n})")
             if a == b:

@@ -25,6 +25,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..mesh.io import npz_members, read_npz_arrays
+
 __all__ = ['BandaiMocap', 'default_bandai_path', 'BANDAI_ATTRIBUTION']
 
 BANDAI_ATTRIBUTION = ('Motion data: Bandai-Namco-Research-Motiondataset-2, (c) 2022 Bandai Namco '
@@ -35,6 +37,31 @@ REQUIRED = ('positions', 'sequence', 'actor', 'content', 'style', 'content_names
             'seq_style')
 OPTIONAL = ('fps', 'joint_names', 'parents', 'bvh_joint_for_h36m', 'bvh_joint_names',
             'bvh_parents', 'actor_bvh_offsets_m', 'head_top_m', 'license')
+
+
+def _names(arrays: Dict[str, np.ndarray], key: str, path: Path) -> List[str]:
+    a = arrays[key]
+    if a.ndim != 1 or a.dtype.kind not in 'US':
+        raise ValueError(f"{path}: {key} must be a 1-D array of strings, got {a.dtype} "
+                         f"{list(a.shape)}")
+    return [str(s) for s in a]
+
+
+def _labels(arrays: Dict[str, np.ndarray], key: str, length: int, bound: Optional[int],
+            path: Path, low: int = 0) -> np.ndarray:
+    r"""Integer array :obj:`[length]` with values in ``[low, bound)`` (no
+    upper bound if :obj:`None`) as int64."""
+    a = arrays[key]
+    if a.shape != (length,) or a.dtype.kind not in 'iu':
+        raise ValueError(f"{path}: {key} must be an integer array [{length}], got {a.dtype} "
+                         f"{list(a.shape)}")
+    a = a.astype(np.int64)
+    bad = (a < low) | (a >= bound if bound is not None else False)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        high = 'inf' if bound is None else bound
+        raise ValueError(f"{path}: {key}[{i}] = {a[i]} is outside [{low}, {high})")
+    return a
 
 
 def default_bandai_path() -> Optional[Path]:
@@ -50,8 +77,9 @@ class BandaiMocap:
 
     Args:
         path (str or Path, optional): The ``.npz`` file; defaults to
-            :func:`default_bandai_path`. Loaded with
-            :obj:`allow_pickle=False`.
+            :func:`default_bandai_path`. Every array's header is checked
+            against its size before loading (never with
+            :obj:`allow_pickle`).
 
     Attributes:
         positions (numpy.ndarray): :obj:`[F, 17, 3]` float32, metres, y up.
@@ -61,7 +89,10 @@ class BandaiMocap:
 
     Raises:
         FileNotFoundError: If the file does not exist.
-        ValueError: If it is not a valid file of this layout.
+        ValueError: One line naming the file if it is not a valid file of
+            this layout: a corrupt archive, missing arrays, wrong shapes or
+            dtypes, NaN positions, labels out of range, or a sequence that
+            runs past the last frame.
     """
 
     def __init__(self, path: Union[str, Path, None] = None):
@@ -73,40 +104,56 @@ class BandaiMocap:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"Bandai data file not found: {path}")
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                files = list(f.files)
-                arrays = {k: f[k] for k in files if k in REQUIRED or k in OPTIONAL}
-        except Exception as e:  # not a zip, pickled objects, truncated file
-            raise ValueError(f"cannot read {path} as an .npz file of plain arrays: "
-                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-        missing = [k for k in REQUIRED if k not in files]
+        members = npz_members(path)
+        missing = [k for k in REQUIRED if k not in members]
         if missing:
             raise ValueError(f"{path} is not a Bandai h36m17 file: missing arrays {missing}")
+        arrays = read_npz_arrays(path, REQUIRED + OPTIONAL)
         self.path = path
         self.positions = arrays['positions']
         if self.positions.ndim != 3 or self.positions.shape[-1] != 3:
             raise ValueError(f"{path}: positions must be [F, J, 3], got "
                              f"{list(self.positions.shape)}")
+        if self.positions.dtype.kind != 'f':
+            raise ValueError(f"{path}: positions must be floats, got {self.positions.dtype}")
+        finite = np.isfinite(self.positions).all(axis=(1, 2))
+        if not finite.all():
+            raise ValueError(f"{path}: {int((~finite).sum())} frames hold NaN or infinite "
+                             f"positions (first: frame {int(np.flatnonzero(~finite)[0])})")
         F = self.positions.shape[0]
-        for k in ('sequence', 'actor', 'content', 'style'):
-            if arrays[k].shape != (F,):
-                raise ValueError(f"{path}: {k} must have shape [{F}], got {list(arrays[k].shape)}")
-        self.sequence = arrays['sequence'].astype(np.int64)
-        self.actor = arrays['actor'].astype(np.int64)
-        self.content = arrays['content'].astype(np.int64)
-        self.style = arrays['style'].astype(np.int64)
-        self.content_names = [str(s) for s in arrays['content_names']]
-        self.style_names = [str(s) for s in arrays['style_names']]
-        self.seq_file = [str(s) for s in arrays['seq_file']]
-        self.seq_start = arrays['seq_start'].astype(np.int64)
-        self.seq_len = arrays['seq_len'].astype(np.int64)
-        self.seq_actor = arrays['seq_actor'].astype(np.int64)
-        self.seq_content = arrays['seq_content'].astype(np.int64)
-        self.seq_style = arrays['seq_style'].astype(np.int64)
-        self.fps = float(arrays.get('fps', 10.0))
+        S = arrays['seq_file'].shape[0] if arrays['seq_file'].ndim == 1 else -1
+        if S < 0:
+            raise ValueError(f"{path}: seq_file must be 1-D, got "
+                             f"{list(arrays['seq_file'].shape)}")
+        self.content_names = _names(arrays, 'content_names', path)
+        self.style_names = _names(arrays, 'style_names', path)
+        self.seq_file = _names(arrays, 'seq_file', path)
+        C, Y = len(self.content_names), len(self.style_names)
+        self.sequence = _labels(arrays, 'sequence', F, S, path)
+        self.actor = _labels(arrays, 'actor', F, None, path)
+        self.content = _labels(arrays, 'content', F, C, path)
+        self.style = _labels(arrays, 'style', F, Y, path)
+        self.seq_start = _labels(arrays, 'seq_start', S, F, path)
+        self.seq_len = _labels(arrays, 'seq_len', S, F + 1, path)
+        self.seq_actor = _labels(arrays, 'seq_actor', S, None, path)
+        self.seq_content = _labels(arrays, 'seq_content', S, C, path)
+        self.seq_style = _labels(arrays, 'seq_style', S, Y, path)
+        end = self.seq_start + self.seq_len
+        bad = (self.seq_len < 1) | (end > F)
+        if bad.any():
+            s = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{path}: sequence {s} ({self.seq_file[s]}) spans frames "
+                             f"[{self.seq_start[s]}, {end[s]}), not a non-empty range within "
+                             f"the {F} frames")
+        fps = arrays.get('fps', np.float64(10.0))
+        if fps.shape != () or fps.dtype.kind not in 'iuf' or not (np.isfinite(fps) and fps > 0):
+            raise ValueError(f"{path}: fps must be a positive finite number, got {fps!r}")
+        self.fps = float(fps)
         self.joint_names = [str(s) for s in arrays.get('joint_names', [])]
-        self.parents = arrays['parents'].tolist() if 'parents' in arrays else None
+        self.parents = None
+        if 'parents' in arrays:
+            J = self.positions.shape[1]
+            self.parents = _labels(arrays, 'parents', J, J, path, low=-1).tolist()
         self.meta = {k: arrays[k] for k in ('bvh_joint_for_h36m', 'bvh_joint_names',
                                             'bvh_parents', 'actor_bvh_offsets_m',
                                             'head_top_m', 'license') if k in arrays}

@@ -158,12 +158,24 @@ def parse_bvh(text: str, source: str = '<string>') -> BVH:
             raise ValueError(f"{source}, line {toks[pos - 1][1]}: expected a number, "
                              f"got {tok!r}") from None
 
+    def finite_number() -> float:
+        value = number()
+        if not np.isfinite(value):
+            raise ValueError(f"{source}, line {toks[pos - 1][1]}: expected a finite number, "
+                             f"got {toks[pos - 1][0]!r}")
+        return value
+
     if not toks or toks[0][0] != 'HIERARCHY':
         raise ValueError(f"{source}: not a BVH file (does not start with HIERARCHY)")
     take('HIERARCHY')
     joints: List[BVHJoint] = []
     num_channels = 0
     stack: List[int] = []
+    # Joint names so far, and for each End Site base name the next suffix to
+    # try: a set and a counter keep naming linear in the number of End Sites
+    # (rebuilding the set per End Site made large files quadratic).
+    names = set()
+    next_suffix: Dict[str, int] = {}
 
     while pos < len(toks):
         tok, line = toks[pos]
@@ -174,17 +186,21 @@ def parse_bvh(text: str, source: str = '<string>') -> BVH:
             name = take()
             take('{')
             take('OFFSET')
-            offset = np.array([number(), number(), number()])
+            offset = np.array([finite_number(), finite_number(), finite_number()])
             channels: List[str] = []
             if pos < len(toks) and toks[pos][0] == 'CHANNELS':
                 take()
-                count = int(number())
-                channels = [take() for _ in range(count)]
+                count = number()
+                if not (count >= 0 and float(count).is_integer()):
+                    raise ValueError(f"{source}, line {toks[pos - 1][1]}: CHANNELS needs a "
+                                     f"non-negative integer count, got {toks[pos - 1][0]!r}")
+                channels = [take() for _ in range(int(count))]
                 for c in channels:
                     if len(c) != 9 or c[0] not in _AXES or c[1:] not in ('position', 'rotation'):
                         raise ValueError(f"{source}, line {line}: unknown channel {c!r}")
             joints.append(BVHJoint(name, stack[-1] if stack else -1, offset, channels,
                                    num_channels))
+            names.add(name)
             num_channels += len(channels)
             stack.append(len(joints) - 1)
         elif tok == 'End':
@@ -192,18 +208,22 @@ def parse_bvh(text: str, source: str = '<string>') -> BVH:
             take('Site')
             take('{')
             take('OFFSET')
-            offset = np.array([number(), number(), number()])
+            offset = np.array([finite_number(), finite_number(), finite_number()])
             take('}')
             if not stack:
                 raise ValueError(f"{source}, line {line}: End Site outside a joint")
             parent = stack[-1]
             base = joints[parent].name + '_End'
-            name, k = base, 1
-            names = {j.name for j in joints}
-            while name in names:
-                k += 1
+            name = base
+            if name in names:
+                # names only grow, so the lowest free suffix never moves back
+                k = next_suffix.get(base, 2)
+                while f'{base}{k}' in names:
+                    k += 1
                 name = f'{base}{k}'
+                next_suffix[base] = k + 1
             joints.append(BVHJoint(name, parent, offset, [], num_channels, end_site=True))
+            names.add(name)
         elif tok == '}':
             take()
             if not stack:
@@ -226,24 +246,50 @@ def parse_bvh(text: str, source: str = '<string>') -> BVH:
         frame_time = float(header['frame time'])
     except (KeyError, ValueError):
         raise ValueError(f"{source}: MOTION must start with 'Frames:' and 'Frame Time:'") from None
-    values = np.array(' '.join(lines[2:]).split(), dtype=np.float64) if len(lines) > 2 \
-        else np.zeros(0)
+    if num_frames < 0:
+        raise ValueError(f"{source}: Frames must be non-negative, got {num_frames}")
+    if not (np.isfinite(frame_time) and frame_time > 0):
+        raise ValueError(f"{source}: Frame Time must be positive and finite, got "
+                         f"{header['frame time']!r}")
+    try:
+        values = np.array(' '.join(lines[2:]).split(), dtype=np.float64) if len(lines) > 2 \
+            else np.zeros(0)
+    except ValueError as e:
+        raise ValueError(f"{source}: MOTION holds a value that is not a number "
+                         f"({str(e).splitlines()[0]})") from None
     if values.size != num_frames * num_channels:
         raise ValueError(f"{source}: MOTION has {values.size} values, expected {num_frames} "
                          f"frames x {num_channels} channels")
-    if frame_time <= 0:
-        raise ValueError(f"{source}: Frame Time must be positive, got {frame_time}")
-    return BVH(joints, values.reshape(num_frames, num_channels), frame_time)
+    motion = values.reshape(num_frames, num_channels)
+    bad = ~np.isfinite(motion)
+    if bad.any():
+        frame, col = np.argwhere(bad)[0]
+        joint = next(j for j in reversed(joints) if j.channel_start <= col and j.channels)
+        raise ValueError(f"{source}: MOTION holds {int(bad.sum())} NaN or infinite values "
+                         f"(first: frame {frame}, joint {joint.name!r} "
+                         f"{joint.channels[col - joint.channel_start]})")
+    return BVH(joints, motion, frame_time)
 
 
 def read_bvh(path: Union[str, Path]) -> BVH:
     """Reads a BVH file.
 
     Raises:
-        ValueError: If the file is malformed (the message names the line).
+        ValueError: If the file is malformed, not UTF-8 text, or holds NaN
+            or infinite offsets, motion values or frame time (one line
+            naming the file and, where there is one, the line).
     """
     path = Path(path)
-    return parse_bvh(path.read_text(), source=str(path))
+    raw = path.read_bytes()
+    if b'\0' in raw:
+        raise ValueError(f"{path}: binary data (NUL bytes), not a BVH text file")
+    try:
+        text = raw.decode('utf-8')
+    except UnicodeDecodeError as e:
+        line = raw.count(b'\n', 0, e.start) + 1
+        raise ValueError(f"{path}, line {line}: not UTF-8 text (byte "
+                         f"0x{raw[e.start]:02x})") from None
+    return parse_bvh(text, source=str(path))
 
 
 def euler_to_matrix(angles_deg: np.ndarray, axes: str) -> np.ndarray:
@@ -335,6 +381,8 @@ class JointMap:
             raise ValueError("a joint map needs at least one joint")
         self.joints = dict(joints)
         self.scale = float(scale)
+        if not (np.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"a joint map's scale must be positive and finite, got {scale!r}")
         self.target = target
         self.name = name
         for tgt, spec in self.joints.items():
@@ -345,16 +393,43 @@ class JointMap:
                                      f"'extend', 'midpoint', 'lerp', 'mean', got {spec}")
                 if 'extend' in spec and 'length' not in spec:
                     raise ValueError(f"joint {tgt!r}: 'extend' needs a 'length' in metres")
+                for key in ('length', 't'):
+                    if key in spec and not (isinstance(spec[key], (int, float))
+                                            and np.isfinite(spec[key])):
+                        raise ValueError(f"joint {tgt!r}: {key!r} must be a finite number, "
+                                         f"got {spec[key]!r}")
             elif not isinstance(spec, str):
                 raise ValueError(f"joint {tgt!r}: expected a joint name or a dict, got {spec!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> 'JointMap':
+        """A map from a dict of the JSON layout (see the module docs).
+
+        Raises:
+            ValueError: If :obj:`d` is not a dict with a ``joints`` dict, or
+                a joint spec is invalid.
+        """
+        if not isinstance(d, dict):
+            raise ValueError(f"a joint map must be a dict (JSON object), got "
+                             f"{type(d).__name__}")
+        if not isinstance(d.get('joints'), dict):
+            raise ValueError("a joint map needs a 'joints' dict of target joint to source "
+                             "joint or spec")
         return cls(d['joints'], d.get('scale', 1.0), d.get('target'), d.get('name'))
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> 'JointMap':
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """Reads a JSON joint map.
+
+        Raises:
+            ValueError: One line naming the file if it is not UTF-8 JSON of
+                a valid map.
+        """
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text(encoding='utf-8')))
+        except (TypeError, ValueError) as e:  # JSON and UTF-8 errors are ValueErrors
+            # too; a TypeError is a value of the wrong kind, e.g. "scale": [1]
+            raise ValueError(f"{path}: {str(e).splitlines()[0]}") from None
 
     @classmethod
     def preset(cls, name: str) -> 'JointMap':
@@ -420,11 +495,16 @@ def resample(positions: np.ndarray, src_fps: float, dst_fps: Optional[float]) ->
     r"""Resamples a sequence :obj:`[T, ...]` from :obj:`src_fps` to
     :obj:`dst_fps`. An integer ratio keeps every k-th frame starting at frame
     0 (no filtering, as the Bandai conversion); otherwise frames are linearly
-    interpolated at times :math:`0, 1/f, 2/f, \dots` within the sequence."""
+    interpolated at times :math:`0, 1/f, 2/f, \dots` within the sequence.
+
+    Raises:
+        ValueError: If a frame rate is zero, negative, NaN or infinite.
+    """
+    for name, fps in (('src_fps', src_fps), ('dst_fps', dst_fps)):
+        if fps is not None and not (np.isfinite(fps) and fps > 0):
+            raise ValueError(f"{name} must be positive and finite, got {fps}")
     if dst_fps is None or abs(dst_fps - src_fps) < 1e-6 * src_fps:
         return positions
-    if dst_fps <= 0:
-        raise ValueError(f"fps must be positive, got {dst_fps}")
     ratio = src_fps / dst_fps
     if abs(ratio - round(ratio)) < 1e-4 and round(ratio) >= 1:
         return positions[::int(round(ratio))]

@@ -383,11 +383,8 @@ def load_lifting_splits(name: str, data: Union[str, Path, None] = None, *,
                              f"an .npz path)")
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            files = set(f.files)
-    except Exception as e:
-        raise ValueError(f"cannot read {path} as an .npz file: {e}") from None
+    from ..mesh.io import npz_members, read_npz_arrays  # header-checked npz loading
+    files = set(npz_members(path))
     if 'seq_file' in files or name == 'bandai':
         from .bandai import BandaiMocap
         mocap = BandaiMocap(path)
@@ -400,12 +397,19 @@ def load_lifting_splits(name: str, data: Union[str, Path, None] = None, *,
                       mocap.content_names, desc)
     if 'positions' not in files:
         raise ValueError(f"{path}: no 'positions' array [F, N, 3]")
-    with np.load(path, allow_pickle=False) as f:
-        pos = f['positions']
-    if pos.ndim != 3 or pos.shape[-1] != 3:
-        raise ValueError(f"{path}: positions must be [F, N, 3], got {list(pos.shape)}")
+    pos = read_npz_arrays(path, ['positions'])['positions']
+    if pos.ndim != 3 or pos.shape[-1] != 3 or pos.dtype.kind not in 'iuf':
+        raise ValueError(f"{path}: positions must be numbers [F, N, 3], got {pos.dtype} "
+                         f"{list(pos.shape)}")
+    finite = np.isfinite(pos).all(axis=(1, 2))
+    if not finite.all():
+        raise ValueError(f"{path}: {int((~finite).sum())} frames hold NaN or infinite "
+                         f"positions (first: frame {int(np.flatnonzero(~finite)[0])})")
     split = int(len(pos) * 0.9)
     n_val = int(np.clip(round(val_fraction * split), 1, max(split - 1, 1))) if use_val else 0
+    if split - n_val < 1:
+        raise ValueError(f"{path}: {len(pos)} frames are too few for a train"
+                         f"{'/validation' if use_val else ''}/test split")
     desc = f'{path.name} (first 90 % train, last 10 % test, virtual cameras)'
     return render(pos, *split3(np.arange(split - n_val), np.arange(split - n_val, split),
                                np.arange(split, len(pos))), desc=desc)

@@ -63,6 +63,8 @@ from torch import Tensor
 
 from torch_geometric.utils import coalesce
 
+from .io import as_index_tensor
+
 SCORES = ('xavier', 'graclus')
 ORDERS = ('degree', 'random', 'index')
 METHODS = ('parallel', 'greedy')
@@ -318,9 +320,11 @@ def hem_coarsen(edge_index: Tensor, num_nodes: int, *,
         seed (int, optional): Seed of :obj:`order='random'`.
 
     Raises:
-        ValueError: If :obj:`max_nodes` cannot be reached because no edge
-            is left to match (a graph with more components than
-            :obj:`max_nodes`).
+        ValueError: If :obj:`edge_index` is not ``[2, E]`` of integer node
+            indices in ``[0, num_nodes)``, :obj:`edge_weight` is not ``[E]``
+            of finite positive weights, or :obj:`max_nodes` cannot be
+            reached because no edge is left to match (a graph with more
+            components than :obj:`max_nodes`).
     """
     if levels is None and max_nodes is None:
         raise ValueError("Give 'levels' or 'max_nodes'")
@@ -330,15 +334,26 @@ def hem_coarsen(edge_index: Tensor, num_nodes: int, *,
         raise ValueError(f"Unknown score '{score}' (choose from {SCORES})")
     if order not in ORDERS:
         raise ValueError(f"Unknown order '{order}' (choose from {ORDERS})")
-    edge_index = torch.as_tensor(edge_index, dtype=torch.long).cpu()
+    num_nodes = int(as_index_tensor(num_nodes, "'num_nodes'"))
+    if num_nodes < 0:
+        raise ValueError(f"'num_nodes' must be non-negative (got {num_nodes})")
+    edge_index = as_index_tensor(edge_index, "'edge_index'").cpu()
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"'edge_index' must be [2, E] (got "
+                         f"{list(edge_index.shape)})")
     if edge_index.numel() and (edge_index.min() < 0
                                or edge_index.max() >= num_nodes):
         raise ValueError(f"'edge_index' holds nodes outside [0, {num_nodes})")
     if edge_weight is None:
         edge_weight = torch.ones(edge_index.size(1), dtype=torch.float64)
     edge_weight = torch.as_tensor(edge_weight, dtype=torch.float64).cpu()
-    if bool((edge_weight <= 0).any()):
-        raise ValueError("HEM needs positive edge weights")
+    if edge_weight.shape != (edge_index.size(1), ):
+        raise ValueError(f"'edge_weight' must be [{edge_index.size(1)}] "
+                         f"(got {list(edge_weight.shape)})")
+    # NaN compares false with everything, so test for the good values
+    if not bool(((edge_weight > 0) & torch.isfinite(edge_weight)).all()):
+        raise ValueError("HEM needs finite positive edge weights (got NaN, "
+                         "infinite, zero or negative ones)")
     u, v, w = _undirected(edge_index, edge_weight, num_nodes)
     diag = torch.zeros(num_nodes, dtype=torch.float64)
     generator = None

@@ -3,8 +3,9 @@ with pooling operators, optional padded binary-tree ordering, and plain
 :obj:`torch.save` / :obj:`torch.load(weights_only=True)` persistence."""
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -250,17 +251,46 @@ class MeshHierarchy:
         }
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> 'MeshHierarchy':
+    def from_dict(cls, d: Dict[str, Any], source: str = 'MeshHierarchy dict'
+                  ) -> 'MeshHierarchy':
+        r"""The hierarchy of a :meth:`to_dict` dict, after checking every
+        entry: shapes, dtypes and index ranges against the node counts,
+        finite positive edge weights, finite positions, cluster maps that
+        reach every coarse node, and padded orderings consistent with them.
+
+        Raises:
+            ValueError: One line naming :obj:`source` and the offending key.
+        """
+        if not isinstance(d, dict):
+            raise ValueError(f"{source}: not a saved MeshHierarchy (a "
+                             f"{type(d).__name__}, expected a dict)")
         if d.get('format') != 'pyg_skeleton.MeshHierarchy':
-            raise ValueError("Not a saved MeshHierarchy")
-        if d.get('version', 0) > FORMAT_VERSION:
-            raise ValueError(f"MeshHierarchy format {d['version']} is newer "
-                             f"than this version ({FORMAT_VERSION})")
-        c = Coarsening(list(d['num_nodes']), list(d['clusters']),
-                       list(d.get('rounds', [])), [])
-        c._full = list(zip(d['edge_index'], d['edge_weight']))
-        out = cls(c, pos=d.get('pos'), padded=False, meta=d.get('meta'))
-        out.perms = None if d.get('perms') is None else list(d['perms'])
+            raise ValueError(f"{source}: not a saved MeshHierarchy")
+        version = d.get('version', 0)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ValueError(f"{source}: MeshHierarchy format {version!r} is "
+                             f"not supported (this version reads up to "
+                             f"{FORMAT_VERSION})")
+        num_nodes, clusters, edge_index, edge_weight, rounds, perms = \
+            _checked_levels(d, source)
+        pos = d.get('pos')
+        if pos is not None:
+            if (not isinstance(pos, Tensor) or not pos.is_floating_point()
+                    or pos.dim() != 2 or pos.size(0) != num_nodes[0]):
+                raise ValueError(f"{source}: 'pos' must be a float tensor "
+                                 f"[{num_nodes[0]}, D] (got "
+                                 f"{_describe(pos)})")
+            if not bool(torch.isfinite(pos).all()):
+                raise ValueError(f"{source}: 'pos' holds NaN or infinite "
+                                 f"coordinates")
+        meta = d.get('meta')
+        if meta is not None and not isinstance(meta, dict):
+            raise ValueError(f"{source}: 'meta' must be a dict (got "
+                             f"{type(meta).__name__})")
+        c = Coarsening(num_nodes, clusters, rounds, [])
+        c._full = list(zip(edge_index, edge_weight))
+        out = cls(c, pos=pos, padded=False, meta=meta)
+        out.perms = perms
         return out
 
     def save(self, path: Union[str, Path]) -> None:
@@ -268,7 +298,29 @@ class MeshHierarchy:
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> 'MeshHierarchy':
-        return cls.from_dict(torch.load(path, weights_only=True))
+        r"""Loads a hierarchy written by :meth:`save` (with
+        :obj:`weights_only=True`: plain tensors and containers only).
+
+        Raises:
+            FileNotFoundError: If the file does not exist.
+            ValueError: One line naming the file if it is not a saved
+                hierarchy or any entry is invalid (see :meth:`from_dict`).
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"MeshHierarchy file not found: {path}")
+        try:
+            d = torch.load(path, weights_only=True)
+        except pickle.UnpicklingError:  # torch's advice here is unsafe
+            raise ValueError(f"{path}: cannot read as a saved MeshHierarchy "
+                             f"(not a torch.save file of plain tensors and "
+                             f"containers)") from None
+        except Exception as e:  # truncated archive, bad zip, ...
+            text = str(e).strip()
+            why = text.splitlines()[0] if text else type(e).__name__
+            raise ValueError(f"{path}: cannot read as a saved MeshHierarchy "
+                             f"({why})") from None
+        return cls.from_dict(d, source=str(path))
 
     def __repr__(self) -> str:
         sizes = ' -> '.join(str(n) for n in self.num_nodes)
@@ -277,3 +329,110 @@ class MeshHierarchy:
             pad = ', padded=' + ' -> '.join(str(p.numel())
                                             for p in self.perms)
         return f'{self.__class__.__name__}({sizes}{pad})'
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"{value.dtype} tensor {list(value.shape)}"
+    return type(value).__name__
+
+
+def _tensor_list(d: Dict[str, Any], key: str, length: int, source: str
+                 ) -> List[Any]:
+    value = d.get(key)
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{source}: {key!r} must be a list of {length} "
+                         f"entries (got {_describe(value)})")
+    if len(value) != length:
+        raise ValueError(f"{source}: {key!r} must be a list of {length} "
+                         f"entries (got {len(value)})")
+    return list(value)
+
+
+def _index_tensor(value: Any, shape: Tuple[int, ...], bound: int, what: str
+                  ) -> Tensor:
+    r"""An integer tensor of :obj:`shape` (:obj:`-1`: any size) with values
+    in ``[0, bound)``."""
+    if (not isinstance(value, Tensor) or value.is_floating_point()
+            or value.is_complex() or value.dtype == torch.bool
+            or value.dim() != len(shape) or any(
+                s >= 0 and value.size(i) != s for i, s in enumerate(shape))):
+        want = ', '.join('E' if s < 0 else str(s) for s in shape)
+        raise ValueError(f"{what} must be an integer tensor [{want}] (got "
+                         f"{_describe(value)})")
+    value = value.long()
+    if value.numel() and (int(value.min()) < 0 or int(value.max()) >= bound):
+        bad = value[(value < 0) | (value >= bound)]
+        raise ValueError(f"{what} holds the index {int(bad[0])}, out of "
+                         f"range for {bound} nodes")
+    return value
+
+
+def _checked_levels(d: Dict[str, Any], source: str):
+    r"""The checked per-level entries of a saved hierarchy."""
+    num_nodes = d.get('num_nodes')
+    if (not isinstance(num_nodes, (list, tuple)) or not num_nodes or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0
+            for n in num_nodes)):
+        raise ValueError(f"{source}: 'num_nodes' must be a non-empty list "
+                         f"of non-negative ints (got {num_nodes!r:.80})")
+    num_nodes = list(num_nodes)
+    L = len(num_nodes) - 1
+    # matching never adds nodes; this also bounds every count by the size of
+    # level 0's cluster map before any count is used to allocate
+    if any(b > a for a, b in zip(num_nodes, num_nodes[1:])):
+        raise ValueError(f"{source}: 'num_nodes' must not increase from level "
+                         f"to level (got {num_nodes!r:.80})")
+    clusters = []
+    for l, c in enumerate(_tensor_list(d, 'clusters', L, source)):
+        c = _index_tensor(c, (num_nodes[l], ), num_nodes[l + 1],
+                          f"{source}: 'clusters'[{l}]")
+        if bool((torch.bincount(c, minlength=num_nodes[l + 1]) == 0).any()):
+            raise ValueError(f"{source}: 'clusters'[{l}] leaves coarse nodes "
+                             f"of level {l + 1} without members")
+        clusters.append(c)
+    edge_index, edge_weight = [], []
+    for l, (ei, ew) in enumerate(zip(
+            _tensor_list(d, 'edge_index', L + 1, source),
+            _tensor_list(d, 'edge_weight', L + 1, source))):
+        ei = _index_tensor(ei, (2, -1), num_nodes[l],
+                           f"{source}: 'edge_index'[{l}]")
+        if (not isinstance(ew, Tensor) or not ew.is_floating_point()
+                or ew.shape != (ei.size(1), )):
+            raise ValueError(f"{source}: 'edge_weight'[{l}] must be a float "
+                             f"tensor [{ei.size(1)}] (got {_describe(ew)})")
+        if not bool(((ew > 0) & torch.isfinite(ew)).all()):
+            raise ValueError(f"{source}: 'edge_weight'[{l}] holds NaN, "
+                             f"infinite or non-positive weights")
+        edge_index.append(ei)
+        edge_weight.append(ew)
+    rounds = d.get('rounds')
+    if (not isinstance(rounds, (list, tuple)) or len(rounds) != L
+            or not all(isinstance(r, int) and r >= 0 for r in rounds)):
+        raise ValueError(f"{source}: 'rounds' must be a list of {L} "
+                         f"non-negative ints (got {rounds!r:.80})")
+    perms = d.get('perms')
+    if perms is not None:
+        perms = _tensor_list(d, 'perms', L + 1, source)
+        top = perms[L].numel() if isinstance(perms[L], Tensor) else 0
+        for l in range(L + 1):
+            size = top << (L - l)
+            what = f"{source}: 'perms'[{l}]"
+            perms[l] = _index_tensor(perms[l], (size, ), size, what)
+            if bool((torch.bincount(perms[l], minlength=size) != 1).any()):
+                raise ValueError(f"{what} is not a permutation of "
+                                 f"{size} positions")
+            if size < num_nodes[l]:
+                raise ValueError(f"{what} has {size} positions for "
+                                 f"{num_nodes[l]} nodes")
+        # the parent of the real node at position k sits at position k // 2
+        for l in range(L):
+            fine, coarse = perms[l], perms[l + 1]
+            where = torch.empty(coarse.numel(), dtype=torch.long)
+            where[coarse] = torch.arange(coarse.numel())
+            real = (fine < num_nodes[l]).nonzero().view(-1)
+            if not torch.equal(where[clusters[l][fine[real]]], real // 2):
+                raise ValueError(f"{source}: 'perms'[{l}] does not follow "
+                                 f"'clusters'[{l}] (a node's parent must sit "
+                                 f"at half its position)")
+    return num_nodes, clusters, edge_index, edge_weight, list(rounds), perms

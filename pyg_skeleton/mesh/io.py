@@ -23,9 +23,19 @@ several components        no                                     :obj:`largest_c
 A face is *degenerate* when it repeats a vertex index or has exactly zero
 area; two faces are *duplicates* when they use the same three vertices, in
 any order or orientation (the first one is kept).
+
+The readers themselves refuse truncated, binary-garbage, NaN-laden and empty
+files with one :class:`ValueError` line naming the file (never an empty or
+NaN mesh). Every :obj:`.npz` member's header is checked against the bytes
+the member holds before anything is allocated (:func:`npz_members`,
+:func:`read_npz_arrays`, shared with the dataset readers).
 """
 from __future__ import annotations
 
+import math
+import os
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -80,18 +90,50 @@ class Mesh:
 # Graph helpers
 
 
+def as_index_tensor(values, what: str) -> Tensor:
+    r""":obj:`values` as an :obj:`int64` tensor, refusing non-integral
+    values (a plain cast would truncate :obj:`1.5` to :obj:`1` and turn NaN
+    into an arbitrary integer).
+
+    Raises:
+        ValueError: If a value is not an integer (the message names
+            :obj:`what`).
+    """
+    t = torch.as_tensor(values)
+    if t.dtype == torch.bool:
+        raise ValueError(f"{what} must hold integers (got booleans)")
+    if t.is_floating_point() or t.is_complex():
+        bad = ~torch.isfinite(t) | (t != torch.round(t)) if \
+            t.is_floating_point() else torch.ones_like(t, dtype=torch.bool)
+        if bool(bad.any()):
+            first = t.reshape(-1)[bad.reshape(-1)][0].item()
+            raise ValueError(f"{what} must hold integers (got {first})")
+    return t.to(torch.long)
+
+
 def faces_to_edge_index(faces: Union[Tensor, np.ndarray],
                         num_nodes: Optional[int] = None) -> Tensor:
     r"""Undirected :obj:`edge_index` of a triangle (or polygon) face array
     ``[F, k]``: the :obj:`k` boundary edges of every face, both directions,
     duplicates removed (PyG's :class:`~torch_geometric.transforms.FaceToEdge`
-    on the ``[F, k]`` layout)."""
-    faces = torch.as_tensor(faces, dtype=torch.long)
+    on the ``[F, k]`` layout).
+
+    Raises:
+        ValueError: If :obj:`faces` is not ``[F, k]``, holds non-integral
+            values, or an index outside ``[0, num_nodes)``.
+    """
+    faces = as_index_tensor(faces, "'faces'")
     if faces.dim() != 2 or faces.size(1) < 2:
         raise ValueError(f"'faces' must have shape [F, k] with k >= 2 "
                          f"(got {list(faces.shape)})")
+    if faces.numel() and int(faces.min()) < 0:
+        raise ValueError(f"'faces' holds the negative index "
+                         f"{int(faces.min())}")
     if num_nodes is None:
         num_nodes = int(faces.max()) + 1 if faces.numel() else 0
+    elif faces.numel() and int(faces.max()) >= num_nodes:
+        raise ValueError(f"'faces' holds the index {int(faces.max())}, "
+                         f"out of range for {num_nodes} nodes")
     k = faces.size(1)
     src = faces.reshape(-1)
     dst = faces[:, [(i + 1) % k for i in range(k)]].reshape(-1)
@@ -184,7 +226,151 @@ def _group_polygons(faces: List[List[int]]) -> List[np.ndarray]:
 
 
 # ---------------------------------------------------------------------------
+# NPZ archives
+
+# Deflate cannot expand data by more than about 1032:1, so a member whose
+# directory entry claims more is lying about its size.
+_MAX_DEFLATE_RATIO = 1100
+
+
+def _read_npy_header(fh, path: Path, key: str):
+    try:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except Exception as e:  # numpy parses the header with ast/tokenize
+        raise ValueError(f"{path}: member {key!r} has no valid .npy header "
+                         f"({_first_line(e)})") from None
+    return shape, dtype, fh.tell()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def npz_members(path: PathLike) -> Dict[str, Tuple[Tuple[int, ...],
+                                                   np.dtype]]:
+    r"""Checks every array of an :obj:`.npz` archive without loading it and
+    returns :obj:`{key: (shape, dtype)}`.
+
+    Every member's :obj:`.npy` header must be readable, must not hold Python
+    objects (pickles are never loaded), and the bytes its shape and dtype
+    claim must equal the bytes the member holds, so a header claiming
+    ``[1e13, 3]`` is refused before anything is allocated. A compressed
+    member may not claim more bytes than deflate can produce from its
+    compressed size.
+
+    Raises:
+        ValueError: One line naming the file (and the member) on any defect.
+    """
+    path = Path(path)
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, ValueError) as e:  # OSErrors pass as they are
+        raise ValueError(f"{path}: cannot read as an .npz archive "
+                         f"({_first_line(e)})") from None
+    size = os.path.getsize(path)
+    out = {}
+    with zf:
+        for info in zf.infolist():
+            if not info.filename.endswith('.npy'):
+                continue
+            key = info.filename[:-4]
+            if info.header_offset + info.compress_size > size:
+                raise ValueError(f"{path}: member {key!r} claims "
+                                 f"{info.compress_size} bytes beyond the end "
+                                 f"of the file (truncated archive)")
+            if (info.compress_type != zipfile.ZIP_STORED and info.file_size
+                    > _MAX_DEFLATE_RATIO * info.compress_size + 4096):
+                raise ValueError(f"{path}: member {key!r} claims "
+                                 f"{info.file_size} bytes from "
+                                 f"{info.compress_size} compressed bytes, "
+                                 f"more than deflate can produce")
+            try:
+                with zf.open(info) as fh:
+                    shape, dtype, header = _read_npy_header(fh, path, key)
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
+                raise ValueError(f"{path}: member {key!r} is unreadable "
+                                 f"({_first_line(e)})") from None
+            if dtype.hasobject:
+                raise ValueError(f"{path}: member {key!r} holds Python "
+                                 f"objects (dtype {dtype}); only plain "
+                                 f"arrays are read")
+            claimed = math.prod(shape) * dtype.itemsize
+            if claimed != info.file_size - header:
+                raise ValueError(f"{path}: member {key!r} claims shape "
+                                 f"{list(shape)} of {dtype} ({claimed} bytes)"
+                                 f" but holds {info.file_size - header} "
+                                 f"bytes")
+            out[key] = (tuple(shape), dtype)
+    return out
+
+
+def read_npz_arrays(path: PathLike, keys: Optional[Sequence[str]] = None, *,
+                    required: Sequence[str] = ()) -> Dict[str, np.ndarray]:
+    r"""Loads plain arrays from an :obj:`.npz` archive after
+    :func:`npz_members` has checked every member's header against its size
+    (never with :obj:`allow_pickle`).
+
+    Args:
+        path (str or Path): The archive.
+        keys (sequence of str, optional): The arrays to load; those absent
+            are skipped. (default: all)
+        required (sequence of str, optional): Arrays that must be present.
+
+    Returns:
+        dict: :obj:`{key: numpy.ndarray}`.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ValueError: One line naming the file (and the member) if it is not
+            an archive of plain arrays, a member is truncated, corrupt or
+            lies about its size, or a required array is missing.
+    """
+    path = Path(path)
+    members = npz_members(path)
+    missing = [k for k in required if k not in members]
+    if missing:
+        raise ValueError(f"{path}: no array {missing[0]!r} (arrays: "
+                         f"{sorted(members)})")
+    wanted = list(members) if keys is None else [k for k in keys
+                                                  if k in members]
+    out = {}
+    with np.load(path, allow_pickle=False) as z:
+        for key in wanted:
+            try:
+                out[key] = z[key]
+            except Exception as e:  # zlib, CRC, EOF: a corrupt member
+                raise ValueError(f"{path}: member {key!r} is corrupt "
+                                 f"({_first_line(e)})") from None
+    return out
+
+
+# ---------------------------------------------------------------------------
 # Readers
+
+
+def _finish(path: Path, v: np.ndarray, polys: List[np.ndarray],
+            require_triangles: bool) -> np.ndarray:
+    r"""Checks a reader's vertices and polygons and triangulates them: an
+    empty or non-finite result is an error, never a mesh."""
+    if v.shape[0] == 0:
+        raise ValueError(f"{path}: no vertices (empty or not a mesh file)")
+    finite = np.isfinite(v).all(axis=1)
+    if not finite.all():
+        raise ValueError(f"{path}: {int((~finite).sum())} vertices have NaN "
+                         f"or infinite coordinates (first: vertex "
+                         f"{int(np.flatnonzero(~finite)[0])})")
+    if not any(p.shape[0] for p in polys):
+        raise ValueError(f"{path}: no faces")
+    for poly in polys:
+        _check_range(poly, v.shape[0], str(path))
+    return _polygons_to_triangles(v, polys, require_triangles, str(path))
 
 
 def read_obj(path: PathLike, *, groups: Optional[Sequence[str]] = None,
@@ -201,52 +387,75 @@ def read_obj(path: PathLike, *, groups: Optional[Sequence[str]] = None,
             them. (default: :obj:`False`)
         scale (float, optional): Factor applied to the vertices, *e.g.*
             :obj:`0.1` for decimetres to metres. (default: :obj:`1.0`)
+
+    Raises:
+        ValueError: One line naming the file (and the line where there is
+            one) for binary data, a malformed record, a face index out of
+            range (reported as written), NaN or infinite vertices, or a file
+            without vertices or faces.
     """
     path = Path(path)
+    with open(path, 'rb') as f:
+        raw = f.read()
+    if b'\0' in raw:
+        raise ValueError(f"{path}: binary data (NUL bytes), not an OBJ text "
+                         f"file")
+    text = raw.decode('utf-8', errors='replace')
+    del raw
     verts: List[List[float]] = []
     faces: List[List[int]] = []
+    face_lines: List[int] = []
     wanted = None if groups is None else set(groups)
     current = ['default']
     seen_groups = set()
-    with open(path, 'r', encoding='utf-8', errors='replace') as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
+    for lineno, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        tag = parts[0]
+        if tag == 'v':
+            try:
+                verts.append([float(t) for t in parts[1:4]])
+            except ValueError:
+                raise ValueError(f"{path}:{lineno}: bad vertex record "
+                                 f"{line.strip()!r}") from None
+            if len(verts[-1]) != 3:
+                raise ValueError(f"{path}:{lineno}: a vertex needs 3 "
+                                 f"coordinates")
+        elif tag == 'g':
+            current = parts[1:] or ['default']
+            seen_groups.update(current)
+        elif tag == 'f':
+            if wanted is not None and not wanted.intersection(current):
                 continue
-            tag = parts[0]
-            if tag == 'v':
-                try:
-                    verts.append([float(t) for t in parts[1:4]])
-                except ValueError:
-                    raise ValueError(f"{path}:{lineno}: bad vertex record "
-                                     f"{line.strip()!r}") from None
-                if len(verts[-1]) != 3:
-                    raise ValueError(f"{path}:{lineno}: a vertex needs 3 "
-                                     f"coordinates")
-            elif tag == 'g':
-                current = parts[1:] or ['default']
-                seen_groups.update(current)
-            elif tag == 'f':
-                if wanted is not None and not wanted.intersection(current):
-                    continue
-                try:
-                    idx = [int(t.split('/')[0]) for t in parts[1:]]
-                except ValueError:
-                    raise ValueError(f"{path}:{lineno}: bad face record "
-                                     f"{line.strip()!r}") from None
-                n = len(verts)
-                faces.append([i - 1 if i > 0 else n + i for i in idx])
+            try:
+                idx = [int(t.split('/')[0]) for t in parts[1:]]
+            except ValueError:
+                raise ValueError(f"{path}:{lineno}: bad face record "
+                                 f"{line.strip()!r}") from None
+            if len(idx) < 3:
+                raise ValueError(f"{path}:{lineno}: a face needs at least 3 "
+                                 f"corners (got {len(idx)})")
+            n = len(verts)
+            if 0 in idx or min(idx) < -n:
+                # 1-based; negative counts back from the last vertex so far
+                i = next(i for i in idx if i == 0 or i < -n)
+                raise ValueError(f"{path}:{lineno}: face index {i} refers "
+                                 f"to no vertex ({n} vertices before this "
+                                 f"line; OBJ indices start at 1)")
+            faces.append([i - 1 if i > 0 else n + i for i in idx])
+            face_lines.append(lineno)
     if wanted is not None and not wanted.issubset(seen_groups):
         raise ValueError(f"{path}: no group(s) {sorted(wanted - seen_groups)}"
                          f" (the file has {len(seen_groups)} groups)")
-    for k, f in enumerate(faces):
-        if len(f) < 3:
-            raise ValueError(f"{path}: face {k} has {len(f)} corners")
     v = np.asarray(verts, dtype=np.float64).reshape(-1, 3) * scale
-    polys = _group_polygons(faces)
-    for poly in polys:
-        _check_range(poly, v.shape[0], str(path))
-    tri = _polygons_to_triangles(v, polys, require_triangles, str(path))
+    # positive indices may point forward, so their range is known only now
+    if faces and max(map(max, faces)) >= v.shape[0]:
+        k = next(k for k, f in enumerate(faces) if max(f) >= v.shape[0])
+        raise ValueError(f"{path}:{face_lines[k]}: face index "
+                         f"{max(faces[k]) + 1} out of range for "
+                         f"{v.shape[0]} vertices")
+    tri = _finish(path, v, _group_polygons(faces), require_triangles)
     vertex_map = None
     if wanted is not None:
         used = np.unique(tri)
@@ -265,20 +474,17 @@ _PLY_TYPES = {
 }
 
 
-def read_ply(path: PathLike, *, require_triangles: bool = False) -> Mesh:
-    r"""Reads a PLY file, ASCII or binary (little or big endian), with a
-    :obj:`vertex` element (properties :obj:`x`, :obj:`y`, :obj:`z`; others
-    are skipped) and a :obj:`face` element whose list property is
-    :obj:`vertex_indices` or :obj:`vertex_index`."""
-    path = Path(path)
-    with open(path, 'rb') as f:
-        raw = f.read()
+def _ply_header(raw: bytes, path: Path):
+    r"""Parses a PLY header: :obj:`(format, elements, body_start)`."""
     if not raw.startswith(b'ply'):
         raise ValueError(f"{path}: not a PLY file (no 'ply' magic)")
     end = raw.find(b'end_header')
     if end < 0:
         raise ValueError(f"{path}: PLY header has no 'end_header'")
-    body_start = raw.index(b'\n', end) + 1
+    newline = raw.find(b'\n', end)
+    if newline < 0:
+        raise ValueError(f"{path}: PLY file ends after 'end_header' (no "
+                         f"data)")
     header = raw[:end].decode('ascii', errors='replace').splitlines()
     fmt = None
     elements: List[Tuple[str, int, list]] = []
@@ -286,90 +492,177 @@ def read_ply(path: PathLike, *, require_triangles: bool = False) -> Mesh:
         parts = line.split()
         if not parts or parts[0] in ('comment', 'obj_info'):
             continue
-        if parts[0] == 'format':
-            fmt = parts[1]
-        elif parts[0] == 'element':
-            elements.append((parts[1], int(parts[2]), []))
-        elif parts[0] == 'property':
-            if not elements:
-                raise ValueError(f"{path}: property before any element")
-            if parts[1] == 'list':
-                elements[-1][2].append((parts[4], 'list', parts[2], parts[3]))
-            else:
+        if parts[0] == 'property' and not elements:
+            raise ValueError(f"{path}: property before any element")
+        try:
+            if parts[0] == 'format':
+                fmt = parts[1]
+            elif parts[0] == 'element':
+                count = int(parts[2])
+                if count < 0:
+                    raise ValueError
+                elements.append((parts[1], count, []))
+            elif parts[0] == 'property' and parts[1] == 'list':
+                elements[-1][2].append((parts[4], 'list', parts[2],
+                                        parts[3]))
+            elif parts[0] == 'property':
                 elements[-1][2].append((parts[2], parts[1]))
+        except (IndexError, ValueError):
+            raise ValueError(f"{path}: bad PLY header line "
+                             f"{line.strip()!r}") from None
     if fmt not in ('ascii', 'binary_little_endian', 'binary_big_endian'):
         raise ValueError(f"{path}: unsupported PLY format {fmt!r}")
-    for _, _, props in elements:
+    for name, _, props in elements:
         for p in props:
             for t in (p[1:] if p[1] != 'list' else p[2:]):
                 if t not in _PLY_TYPES:
                     raise ValueError(f"{path}: unknown PLY type {t!r}")
+            if p[1] == 'list' and _PLY_TYPES[p[2]][0] == 'f':
+                raise ValueError(f"{path}: element {name!r}: list "
+                                 f"{p[0]!r} has a float count type")
+    return fmt, elements, newline + 1
 
+
+def _ply_ascii(body: bytes, elements, path: Path) -> Dict[str, dict]:
+    tokens = body.split()
+    pos = 0
     data: Dict[str, dict] = {}
-    if fmt == 'ascii':
-        tokens = raw[body_start:].split()
-        pos = 0
-        for name, count, props in elements:
-            if all(p[1] != 'list' for p in props):
-                n = len(props)
+    for name, count, props in elements:
+        if all(p[1] != 'list' for p in props):
+            n = len(props)
+            if pos + n * count > len(tokens):
+                raise ValueError(f"{path}: ASCII PLY body is truncated in "
+                                 f"element {name!r} (needs {n * count} "
+                                 f"values, {len(tokens) - pos} left)")
+            try:
                 block = np.asarray(tokens[pos:pos + n * count],
                                    dtype=np.float64).reshape(count, n)
-                pos += n * count
-                data[name] = {p[0]: block[:, i] for i, p in enumerate(props)}
-                continue
-            rows: Dict[str, list] = {p[0]: [] for p in props}
-            for _ in range(count):
-                for p in props:
+            except ValueError:
+                raise ValueError(f"{path}: ASCII PLY element {name!r} holds "
+                                 f"a value that is not a number") from None
+            pos += n * count
+            data[name] = {p[0]: block[:, i] for i, p in enumerate(props)}
+            continue
+        rows: Dict[str, list] = {p[0]: [] for p in props}
+        for row in range(count):
+            for p in props:
+                if pos >= len(tokens):
+                    raise ValueError(f"{path}: ASCII PLY body is truncated "
+                                     f"in element {name!r} (row {row} of "
+                                     f"{count})")
+                try:
                     if p[1] == 'list':
                         k = int(tokens[pos])
-                        rows[p[0]].append([int(t) for t in
+                        if k < 0 or pos + 1 + k > len(tokens):
+                            raise ValueError
+                        rows[p[0]].append([float(t) for t in
                                            tokens[pos + 1:pos + 1 + k]])
                         pos += 1 + k
                     else:
                         rows[p[0]].append(float(tokens[pos]))
                         pos += 1
-            data[name] = rows
-    else:
-        endian = '<' if fmt == 'binary_little_endian' else '>'
-        buf = memoryview(raw)[body_start:]
-        pos = 0
-        for name, count, props in elements:
-            if all(p[1] != 'list' for p in props):
-                dt = np.dtype([(p[0], endian + _PLY_TYPES[p[1]])
-                               for p in props])
-                arr = np.frombuffer(buf, dtype=dt, count=count, offset=pos)
-                pos += dt.itemsize * count
-                data[name] = {p[0]: arr[p[0]] for p in props}
-                continue
-            if (name == 'face' and len(props) == 1 and count > 0):
-                # fast path: every face has the same corner count
-                _, _, ct, it = props[0]
-                cdt = np.dtype(endian + _PLY_TYPES[ct])
-                idt = np.dtype(endian + _PLY_TYPES[it])
-                k = int(np.frombuffer(buf, cdt, 1, pos)[0])
+                except ValueError:
+                    raise ValueError(f"{path}: ASCII PLY element {name!r}, "
+                                     f"row {row}: bad or truncated "
+                                     f"{p[0]!r}") from None
+        data[name] = rows
+    return data
+
+
+def _ply_binary(buf: memoryview, elements, endian: str, path: Path
+                ) -> Dict[str, dict]:
+    pos = 0
+    data: Dict[str, dict] = {}
+
+    def truncated(name, row=None):
+        at = '' if row is None else f" (row {row})"
+        return ValueError(f"{path}: binary PLY body is truncated in element "
+                          f"{name!r}{at}")
+
+    for name, count, props in elements:
+        if all(p[1] != 'list' for p in props):
+            dt = np.dtype([(p[0], endian + _PLY_TYPES[p[1]])
+                           for p in props])
+            if pos + dt.itemsize * count > len(buf):
+                raise truncated(name)
+            arr = np.frombuffer(buf, dtype=dt, count=count, offset=pos)
+            pos += dt.itemsize * count
+            data[name] = {p[0]: arr[p[0]] for p in props}
+            continue
+        if (name == 'face' and len(props) == 1 and count > 0):
+            # fast path: every face has the same corner count
+            _, _, ct, it = props[0]
+            cdt = np.dtype(endian + _PLY_TYPES[ct])
+            idt = np.dtype(endian + _PLY_TYPES[it])
+            if pos + cdt.itemsize > len(buf):
+                raise truncated(name, 0)
+            k = int(np.frombuffer(buf, cdt, 1, pos)[0])
+            if k >= 0:
                 rec = np.dtype([('n', cdt), ('i', idt, (k, ))])
                 if pos + rec.itemsize * count <= len(buf):
                     arr = np.frombuffer(buf, rec, count, pos)
                     if np.all(arr['n'] == k):
                         pos += rec.itemsize * count
-                        data[name] = {props[0][0]: arr['i'].astype(np.int64)}
+                        data[name] = {props[0][0]: arr['i']}
                         continue
-            rows = {p[0]: [] for p in props}
-            for _ in range(count):
-                for p in props:
-                    if p[1] == 'list':
-                        cdt = np.dtype(endian + _PLY_TYPES[p[2]])
-                        idt = np.dtype(endian + _PLY_TYPES[p[3]])
-                        k = int(np.frombuffer(buf, cdt, 1, pos)[0])
-                        pos += cdt.itemsize
-                        rows[p[0]].append(
-                            np.frombuffer(buf, idt, k, pos).tolist())
-                        pos += idt.itemsize * k
-                    else:
-                        dt = np.dtype(endian + _PLY_TYPES[p[1]])
-                        rows[p[0]].append(np.frombuffer(buf, dt, 1, pos)[0])
-                        pos += dt.itemsize
-            data[name] = rows
+        rows = {p[0]: [] for p in props}
+        for row in range(count):
+            for p in props:
+                if p[1] == 'list':
+                    cdt = np.dtype(endian + _PLY_TYPES[p[2]])
+                    idt = np.dtype(endian + _PLY_TYPES[p[3]])
+                    if pos + cdt.itemsize > len(buf):
+                        raise truncated(name, row)
+                    k = int(np.frombuffer(buf, cdt, 1, pos)[0])
+                    pos += cdt.itemsize
+                    if k < 0:
+                        raise ValueError(f"{path}: element {name!r}, row "
+                                         f"{row}: negative list length {k}")
+                    if pos + idt.itemsize * k > len(buf):
+                        raise truncated(name, row)
+                    rows[p[0]].append(np.frombuffer(buf, idt, k, pos))
+                    pos += idt.itemsize * k
+                else:
+                    dt = np.dtype(endian + _PLY_TYPES[p[1]])
+                    if pos + dt.itemsize > len(buf):
+                        raise truncated(name, row)
+                    rows[p[0]].append(np.frombuffer(buf, dt, 1, pos)[0])
+                    pos += dt.itemsize
+        data[name] = rows
+    return data
+
+
+def _integral_faces(values, path: Path, k: int) -> List[int]:
+    out = []
+    for t in values:
+        if not float(t).is_integer():
+            raise ValueError(f"{path}: face {k} has the non-integral index "
+                             f"{t}")
+        out.append(int(t))
+    return out
+
+
+def read_ply(path: PathLike, *, require_triangles: bool = False) -> Mesh:
+    r"""Reads a PLY file, ASCII or binary (little or big endian), with a
+    :obj:`vertex` element (properties :obj:`x`, :obj:`y`, :obj:`z`; others
+    are skipped) and a :obj:`face` element whose list property is
+    :obj:`vertex_indices` or :obj:`vertex_index`.
+
+    Raises:
+        ValueError: One line naming the file for a bad header, a truncated
+            or malformed body, non-integral or out-of-range face indices,
+            NaN or infinite vertices, or a file without vertices or faces.
+    """
+    path = Path(path)
+    with open(path, 'rb') as f:
+        raw = f.read()
+    fmt, elements, body_start = _ply_header(raw, path)
+    if fmt == 'ascii':
+        data = _ply_ascii(raw[body_start:], elements, path)
+    else:
+        endian = '<' if fmt == 'binary_little_endian' else '>'
+        data = _ply_binary(memoryview(raw)[body_start:], elements, endian,
+                           path)
 
     if 'vertex' not in data or not {'x', 'y', 'z'} <= set(data['vertex']):
         raise ValueError(f"{path}: PLY has no vertex element with x, y, z")
@@ -384,15 +677,21 @@ def read_ply(path: PathLike, *, require_triangles: bool = False) -> Mesh:
                          f"'vertex_indices'")
     faces = face_el[key]
     if isinstance(faces, np.ndarray):
+        if faces.dtype.kind == 'f':
+            bad = faces != np.round(faces)
+            if bad.any():
+                raise ValueError(f"{path}: face "
+                                 f"{int(np.flatnonzero(bad.any(1))[0])} has "
+                                 f"a non-integral index")
         polys = [faces.astype(np.int64)]
     else:
+        rows = []
         for k, fc in enumerate(faces):
             if len(fc) < 3:
                 raise ValueError(f"{path}: face {k} has {len(fc)} corners")
-        polys = _group_polygons([list(map(int, fc)) for fc in faces])
-    for poly in polys:
-        _check_range(poly, v.shape[0], str(path))
-    tri = _polygons_to_triangles(v, polys, require_triangles, str(path))
+            rows.append(_integral_faces(fc, path, k))
+        polys = _group_polygons(rows)
+    tri = _finish(path, v, polys, require_triangles)
     return Mesh(torch.from_numpy(v).float(), torch.from_numpy(tri), None,
                 {'source': str(path)})
 
@@ -401,18 +700,24 @@ def read_npz(path: PathLike, *, vertices_key: str = 'vertices',
              faces_key: str = 'faces',
              require_triangles: bool = False) -> Mesh:
     r"""Reads vertices and faces (``[F, 3]`` or ``[F, 4]``) from an
-    :obj:`.npz` archive of plain arrays (loaded with
-    :obj:`allow_pickle=False`), *e.g.* the MakeHuman and MHR meshes; for the
-    MHR LOD file pass :obj:`vertices_key='lod3_vertices'`,
-    :obj:`faces_key='lod3_faces'`."""
+    :obj:`.npz` archive of plain arrays (checked and loaded with
+    :func:`read_npz_arrays`, never with :obj:`allow_pickle`), *e.g.* the
+    MakeHuman and MHR meshes; for the MHR LOD file pass
+    :obj:`vertices_key='lod3_vertices'`, :obj:`faces_key='lod3_faces'`.
+
+    Raises:
+        ValueError: One line naming the file for a corrupt archive, a
+            missing array, bad shapes, non-integer faces, out-of-range
+            indices, NaN or infinite vertices, or an empty mesh.
+    """
     path = Path(path)
-    with np.load(path, allow_pickle=False) as z:
-        for key in (vertices_key, faces_key):
-            if key not in z.files:
-                raise ValueError(f"{path}: no array {key!r} (arrays: "
-                                 f"{sorted(z.files)})")
-        v = np.asarray(z[vertices_key], dtype=np.float64)
-        faces = np.asarray(z[faces_key])
+    arrays = read_npz_arrays(path, (vertices_key, faces_key),
+                             required=(vertices_key, faces_key))
+    v, faces = arrays[vertices_key], arrays[faces_key]
+    if v.dtype.kind not in 'iuf':
+        raise ValueError(f"{path}: {vertices_key!r} must hold numbers (got "
+                         f"{v.dtype})")
+    v = v.astype(np.float64)
     if v.ndim != 2 or v.shape[1] != 3:
         raise ValueError(f"{path}: {vertices_key!r} must be [V, 3] "
                          f"(got {list(v.shape)})")
@@ -420,10 +725,9 @@ def read_npz(path: PathLike, *, vertices_key: str = 'vertices',
         raise ValueError(f"{path}: {faces_key!r} must be [F, 3] or [F, 4] "
                          f"(got {list(faces.shape)})")
     if not np.issubdtype(faces.dtype, np.integer):
-        raise ValueError(f"{path}: {faces_key!r} must hold integers")
-    faces = faces.astype(np.int64)
-    _check_range(faces, v.shape[0], str(path))
-    tri = _polygons_to_triangles(v, [faces], require_triangles, str(path))
+        raise ValueError(f"{path}: {faces_key!r} must hold integers (got "
+                         f"{faces.dtype})")
+    tri = _finish(path, v, [faces.astype(np.int64)], require_triangles)
     return Mesh(torch.from_numpy(v).float(), torch.from_numpy(tri), None,
                 {'source': str(path)})
 
@@ -470,8 +774,8 @@ def check_mesh(mesh: Mesh, *, drop_degenerate: bool = False,
             defect whose cleanup option is not set.
     """
     v = mesh.vertices
-    faces = mesh.faces.long()
     src = mesh.meta.get('source', 'mesh')
+    faces = as_index_tensor(mesh.faces, f"{src}: faces")
     if v.dim() != 2 or v.size(1) != 3:
         raise ValueError(f"{src}: vertices must be [V, 3] "
                          f"(got {list(v.shape)})")
@@ -550,7 +854,7 @@ def mesh_from_arrays(vertices, faces, *, require_triangles: bool = False,
     r"""A :class:`Mesh` from array-likes ``[V, 3]`` and ``[F, 3]`` or
     ``[F, 4]`` (quads are split unless :obj:`require_triangles`)."""
     v = np.asarray(vertices, dtype=np.float64)
-    fc = np.asarray(faces, dtype=np.int64)
+    fc = as_index_tensor(faces, 'faces').numpy()
     if v.ndim != 2 or v.shape[1] != 3:
         raise ValueError(f"vertices must be [V, 3] (got {list(v.shape)})")
     if fc.ndim != 2 or fc.shape[1] not in (3, 4):

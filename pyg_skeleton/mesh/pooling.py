@@ -92,6 +92,20 @@ def _batched_index(index: Tensor, num_target: int, num_rows: int,
     return (index.unsqueeze(0) + offset.unsqueeze(1)).reshape(-1)
 
 
+def _check_index(index: Tensor, num_target: int, what: str) -> None:
+    if index.dim() != 1:
+        raise ValueError(f"{what}: 'index' must be 1-D (got "
+                         f"{list(index.shape)})")
+    if index.dtype in (torch.bool, ) or index.is_floating_point():
+        raise ValueError(f"{what}: 'index' must hold integers (got "
+                         f"{index.dtype})")
+    if index.numel() and (int(index.min()) < 0
+                          or int(index.max()) >= num_target):
+        bad = index[(index < 0) | (index >= num_target)]
+        raise ValueError(f"{what}: 'index' holds the cluster {int(bad[0])},"
+                         f" out of range for {num_target} coarse nodes")
+
+
 def hem_pool(x: Tensor, index: Tensor, weight: Tensor, num_clusters: int,
              batch: Optional[Tensor] = None) -> Tensor:
     r"""Weighted scatter-sum pooling :math:`\mathbf{x}_c = \sum_{\pi(i) = c}
@@ -105,7 +119,22 @@ def hem_pool(x: Tensor, index: Tensor, weight: Tensor, num_clusters: int,
         num_clusters (int): Number of coarse nodes.
         batch (Tensor, optional): The disjoint batch vector; its presence
             selects the disjoint layout.
+
+    Raises:
+        ValueError: If :obj:`index` holds a cluster outside
+            ``[0, num_clusters)``, :obj:`weight` does not match it, or
+            :obj:`x` does not hold whole graphs of :obj:`N` nodes.
     """
+    _check_index(index, num_clusters, 'hem_pool')
+    if weight.shape != index.shape:
+        raise ValueError(f"hem_pool: 'weight' must be [{index.numel()}] "
+                         f"(got {list(weight.shape)})")
+    return _pool(x, index, weight, num_clusters, batch)
+
+
+def _pool(x: Tensor, index: Tensor, weight: Tensor, num_clusters: int,
+          batch: Optional[Tensor]) -> Tensor:
+    # hem_pool without the index checks (HEMPool checks once when built)
     weight = weight.to(x.dtype).to(x.device)
     index = index.to(x.device)
     if batch is None:
@@ -127,7 +156,17 @@ def hem_unpool(x: Tensor, index: Tensor, mask: Optional[Tensor] = None,
     :math:`\mathbf{x}_i = \mathbf{x}_{\pi(i)}` (times :obj:`mask[i]` when a
     0/1 mask of real fine nodes is given). Layouts as :func:`hem_pool`; for a
     disjoint batch :obj:`batch` is the coarse batch vector (or any tensor of
-    matching length)."""
+    matching length).
+
+    Raises:
+        ValueError: If :obj:`index` holds a coarse node that :obj:`x` does
+            not have, or :obj:`mask` does not match :obj:`index`.
+    """
+    if mask is not None and mask.shape != index.shape:
+        raise ValueError(f"hem_unpool: 'mask' must be [{index.numel()}] "
+                         f"(got {list(mask.shape)})")
+    _check_index(index, (x.size(0) if batch is not None else
+                         x.size(-2) if x.dim() >= 2 else 0), 'hem_unpool')
     index = index.to(x.device)
     if batch is None:
         out = x.index_select(-2, index)
@@ -154,6 +193,10 @@ class HEMPool(torch.nn.Module):
     Build it with :meth:`MeshHierarchy.pool_op`."""
     def __init__(self, index: Tensor, weight: Tensor, num_clusters: int):
         super().__init__()
+        _check_index(index, int(num_clusters), 'HEMPool')
+        if weight.shape != index.shape:
+            raise ValueError(f"HEMPool: 'weight' must be [{index.numel()}] "
+                             f"(got {list(weight.shape)})")
         self.register_buffer('index', index.long())
         self.register_buffer('weight', weight.double())
         self.num_clusters = int(num_clusters)
@@ -163,7 +206,7 @@ class HEMPool(torch.nn.Module):
         return self.index.numel()
 
     def forward(self, x: Tensor, batch: Optional[Tensor] = None) -> Tensor:
-        return hem_pool(x, self.index, self.weight, self.num_clusters, batch)
+        return _pool(x, self.index, self.weight, self.num_clusters, batch)
 
     def matrix(self) -> Tensor:
         r"""The pooling matrix :math:`\mathbf{P}` ``[N, N_c]`` as a sparse
@@ -186,6 +229,10 @@ class HEMUnpool(torch.nn.Module):
     def __init__(self, index: Tensor, num_clusters: int,
                  mask: Optional[Tensor] = None):
         super().__init__()
+        _check_index(index, int(num_clusters), 'HEMUnpool')
+        if mask is not None and mask.shape != index.shape:
+            raise ValueError(f"HEMUnpool: 'mask' must be [{index.numel()}] "
+                             f"(got {list(mask.shape)})")
         self.register_buffer('index', index.long())
         self.register_buffer('mask', None if mask is None else mask.bool())
         self.num_clusters = int(num_clusters)
@@ -195,7 +242,13 @@ class HEMUnpool(torch.nn.Module):
             raise ValueError(f"HEMUnpool: a disjoint batch must hold whole "
                              f"graphs of {self.num_clusters} nodes")
         if batch is None:
-            return hem_unpool(x, self.index, self.mask)
+            if x.dim() < 2 or x.size(-2) != self.num_clusters:
+                raise ValueError(f"HEMUnpool: expected {self.num_clusters} "
+                                 f"nodes on dim -2 (got {list(x.shape)})")
+            out = x.index_select(-2, self.index.to(x.device))
+            if self.mask is not None:
+                out = out * self.mask.to(out.dtype).to(x.device).unsqueeze(-1)
+            return out
         b = x.size(0) // self.num_clusters
         idx = (self.index.unsqueeze(0) + torch.arange(
             b, device=x.device).unsqueeze(1) * self.num_clusters).reshape(-1)
