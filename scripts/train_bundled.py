@@ -9,7 +9,8 @@ Usage (from the repository root; about 15 min for ``nosharing`` and 40 min for
 Training: every step draws 256 frames of the built-in training split, gives each body
 random proportions (:func:`~pyg_skeleton.datasets.wild.scale_bones`), a random
 in-the-wild camera (:class:`~pyg_skeleton.datasets.wild.WildCameras`), a random mirror
-flip and detector-like corruption (noise, outliers, missing joints); Adam with a cosine
+flip and detector-like corruption (noise of up to 8 % of the pose's size, outliers,
+missing joints); Adam with a cosine
 learning rate from 1e-3 to 1e-5; MPJPE loss. Every 500 steps the lifter is scored on
 validation sequences held out of the training split (every 10th training sequence,
 clean 2D, fixed cameras) and the best weights are kept. The card reports MPJPE and
@@ -78,7 +79,7 @@ def main() -> None:
                     + CMU_ACKNOWLEDGEMENT,
             'cameras': cameras.to_dict(),
             'augmentation': {'bone_scale': {k: list(v) for k, v in BONE_SCALE.items()},
-                             'flip': 0.5, 'noise': 'Gaussian, 0-4 % of the 2D pose size',
+                             'flip': 0.5, 'noise': 'Gaussian, 0-8 % of the 2D pose size',
                              'outliers': '1 % of joints, up to half the pose size',
                              'dropped joints': '40 % of poses: 1-3 joints or a lower limb'},
             'training': {'steps': steps, 'batch_size': args.batch_size, 'optimizer': 'Adam',

@@ -129,12 +129,6 @@ def test_plots_written(tmp_path):
     assert (out / 'samples.png').stat().st_size > 1000
 
 
-def test_demo_command(tmp_path, capsys):
-    assert main(['demo', '--steps', '5', '--out', str(tmp_path / 'demo'), '--no-progress']) == 0
-    text = capsys.readouterr().out
-    assert 'SYNTHETIC' in text and 'Final test metrics' in text
-
-
 # ------------------------------------------------------------------- bad input
 
 def error_of(capsys, argv):

@@ -23,8 +23,15 @@ def _pages() -> List[Tuple[str, str, str, List[Section]]]:
     conv_all = set(importlib.import_module('pyg_skeleton.nn.conv').__all__)
     models_all = set(importlib.import_module('pyg_skeleton.nn.models').__all__)
     return [
-        ('pyg_skeleton', 'pyg_skeleton', 'Skeletons as data.', [
-            ('Skeletons', lambda n, o: not inspect.ismodule(o) and not n.startswith('_')),
+        ('pyg_skeleton', 'pyg_skeleton',
+         'Skeletons as data, and lifting 2D keypoints to 3D (see :doc:`/lifting`).', [
+            ('Skeletons', lambda n, o: n == 'Skeleton'),
+            ('Lifting 2D keypoints to 3D poses',
+             lambda n, o: not inspect.ismodule(o) and not n.startswith('_')),
+        ]),
+        ('pyg_skeleton.keypoints', 'pyg_skeleton.keypoints',
+         'Keypoint formats of 2D detectors and their readers (see :doc:`/keypoints`).', [
+            ('Keypoints', lambda n, o: True),
         ]),
         ('pyg_skeleton.nn', 'pyg_skeleton.nn',
          'Operators, models and losses. The capability table on '

@@ -1,4 +1,4 @@
-r"""Command line of ``pyg_skeleton``: ``pyg-skeleton train | evaluate | demo``.
+r"""Command line of ``pyg_skeleton``: ``pyg-skeleton train | evaluate | demo | lift | coarsen``.
 
 Also runnable as ``python -m pyg_skeleton.cli``. See :mod:`.main` to add a
 subcommand and :obj:`.models` to add a model.

@@ -1,4 +1,4 @@
-r"""``pyg-skeleton train``, ``evaluate`` and ``demo``: the 2D-to-3D lifting trainer.
+r"""``pyg-skeleton train`` and ``evaluate``: the 2D-to-3D lifting trainer.
 
 * Data: a dataset of :func:`pyg_skeleton.datasets.load_lifting` (the
   built-in ``synthetic`` poses by default, ``bandai``, ``h36m`` or an
@@ -412,32 +412,14 @@ def plot_curves(history: List[Dict], path: Path, label: str) -> None:
 
 
 def plot_samples(pred: Tensor, target: Tensor, skeleton: Skeleton, path: Path,
-                 label: str) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    k = pred.shape[0]
-    fig = plt.figure(figsize=(3.2 * k, 3.6))
-    bones = skeleton.bones().tolist()
-    for i in range(k):
-        ax = fig.add_subplot(1, k, i + 1, projection='3d')
-        for pose, color, name in ((target[i], 'k', 'ground truth'), (pred[i], 'r', 'predicted')):
-            # camera frame (x right, y down, z forward) -> plot with z up
-            p = pose.numpy()
-            for c, par in bones:
-                ax.plot([p[c, 0], p[par, 0]], [p[c, 2], p[par, 2]], [-p[c, 1], -p[par, 1]],
-                        color=color, lw=1.5, label=name if c == bones[0][0] else None)
-        ax.set_xlim(-1, 1)
-        ax.set_ylim(-1, 1)
-        ax.set_zlim(-1, 1)
-        ax.set_title(f'test sample {i}', fontsize=8)
-        ax.tick_params(labelsize=6)
-        if i == 0:
-            ax.legend(fontsize=7, loc='upper left')
-    fig.suptitle(label, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+                 label: str, inputs: Tensor) -> None:
+    """Test samples: the 2D input beside the predicted 3D pose (upright, the
+    ground truth in grey), with each sample's MPJPE."""
+    from pyg_skeleton.plotting import plot_lifted
+    err = (pred - target).norm(dim=-1).mean(-1) * 1000
+    plot_lifted(inputs.numpy(), None, pred.numpy(), skeleton, path,
+                titles=[f'test sample {i}, MPJPE {e:.0f} mm' for i, e in enumerate(err.tolist())],
+                truth=target.numpy(), suptitle=label)
 
 
 # ----------------------------------------------------------------- training
@@ -701,7 +683,7 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
                 model.eval()
                 with torch.no_grad():
                     pred = model(test.x[idx].to(device)).cpu()
-                plot_samples(pred, test.y[idx], skeleton, out / 'samples.png', label)
+                plot_samples(pred, test.y[idx], skeleton, out / 'samples.png', label, test.x[idx])
             except ImportError:
                 print('  (matplotlib missing: no plots)')
         print(report_table(final, baseline, f"Final test metrics: {label}"))
@@ -788,38 +770,6 @@ def run_evaluate(args) -> int:
     return 0
 
 
-# -------------------------------------------------------------------- demo
-
-def add_demo_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument('--out', default=None, help='output folder (default: a new temporary one)')
-    p.add_argument('--steps', type=int, default=600, help='training steps')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--no-progress', action='store_true')
-
-
-def run_demo(args) -> int:
-    out = args.out or tempfile.mkdtemp(prefix='pyg_skeleton_demo_')
-    steps_per_epoch = 150
-    argv = ['--model', 'semgcn', '--dataset', 'synthetic', '--synthetic-train', '10000',
-            '--synthetic-test', '500', '--batch-size', '256',
-            '--epochs', str(max(1, -(-args.steps // steps_per_epoch))),
-            '--steps-per-epoch', str(steps_per_epoch), '--max-steps', str(args.steps),
-            '--lr-schedule', 'cosine', '--seed', str(args.seed), '--out', str(out)]
-    if args.no_progress:
-        argv.append('--no-progress')
-    if args.out and Path(out).is_dir() and any(Path(out).iterdir()):
-        raise CLIError(f"output folder {out} already holds a run")
-    p = argparse.ArgumentParser()
-    add_train_arguments(p)
-    train_args = p.parse_args(argv)
-    print('pyg-skeleton demo: SemGCN trained briefly on built-in SYNTHETIC poses '
-          '(not real motion capture), then evaluated.')
-    code = run_train(train_args)
-    if code == 0:
-        print(f"\nevaluate again with: pyg-skeleton evaluate --checkpoint {Path(out) / 'last.pt'}")
-    return code
-
-
 class _Command:
     def __init__(self, help: str, add_arguments, run):
         self.HELP, self.add_arguments, self.run = help, add_arguments, run
@@ -828,5 +778,3 @@ class _Command:
 train_command = _Command('train a 2D-to-3D lifting model', add_train_arguments, run_train)
 evaluate_command = _Command('evaluate a checkpoint of pyg-skeleton train',
                             add_evaluate_arguments, run_evaluate)
-demo_command = _Command('the main job: train SemGCN briefly on synthetic poses and evaluate',
-                        add_demo_arguments, run_demo)

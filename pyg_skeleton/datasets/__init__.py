@@ -7,6 +7,9 @@ from .h36m import (H36MCamera, H36MPoses, h36m_camera_samples, load_h36m_2d, loa
 from .camera import (CameraRig, denormalize_screen, flip_pose, flip_test, normalize_screen,
                      root_relative)
 from .synthetic import synthetic_poses
+from .builtin import BuiltinMotion, builtin_motion
+from .wild import (WildCameras, corrupt_keypoints, normalize_keypoints, render_wild,
+                   scale_bones)
 from .lifting import (LiftingDataset, LiftingTensors, TensorBatches, load_lifting,
                       load_lifting_splits, render_lifting)
 
@@ -17,7 +20,8 @@ __all__ = [
     'H36MCamera', 'H36MPoses', 'h36m_camera_samples', 'load_h36m_2d', 'load_h36m_3d',
     'load_h36m_cameras', 'reduce_32_to_17',
     'CameraRig', 'denormalize_screen', 'flip_pose', 'flip_test', 'normalize_screen',
-    'root_relative', 'synthetic_poses',
+    'root_relative', 'synthetic_poses', 'BuiltinMotion', 'builtin_motion',
+    'WildCameras', 'corrupt_keypoints', 'normalize_keypoints', 'render_wild', 'scale_bones',
     'LiftingDataset', 'LiftingTensors', 'TensorBatches', 'load_lifting', 'load_lifting_splits',
     'render_lifting',
 ]
