@@ -19,6 +19,14 @@ the two things every such operator needs:
   neighbour term computed from different feature maps (SemGCN's
   :math:`\mathbf{W}_{\mathrm{self}}` and
   :math:`\mathbf{W}_{\mathrm{neighbor}}`) in one product.
+
+The dense products of small graphs multiply every feature by a weight,
+zeros included, and :math:`0 \cdot \mathrm{NaN} = \mathrm{NaN}`: one
+non-finite feature would reach every node. :func:`dense_product_safe`
+tells the dense paths (here and in the hop-aware operators) when to fall
+back to gathering over the edges, so that a NaN or Inf at node :math:`j`
+reaches only the nodes whose receptive field holds :math:`j`, as on the
+message-passing path.
 """
 import math
 import warnings
@@ -58,6 +66,22 @@ TOPOLOGY_DENSE_MAX_NODES = 32
 # in beta, which says nothing to our users.
 warnings.filterwarnings('ignore', message='Sparse CSR tensor support is in '
                         'beta state')
+
+
+def dense_product_safe(h: Tensor) -> bool:
+    r"""Returns :obj:`True` if a dense ``A @ h`` computes the same as a
+    sum over the edges of :math:`\mathbf{A}`, that is, if :obj:`h` holds
+    no NaN or Inf (a zero weight times a non-finite feature is NaN, and
+    would reach nodes outside the receptive field).
+
+    One reduction over :obj:`h` (its sum is finite exactly when no entry is
+    NaN or Inf, unless finite entries overflow, which only costs the slower
+    path). Under :func:`torch.compile` it returns :obj:`False`: the graph
+    must not depend on the data, and the edge path is always right.
+    """
+    if is_compiling():
+        return False
+    return bool(torch.isfinite(h.sum()))
 
 
 def edge_index_of(adj: Adj) -> Tensor:
@@ -428,9 +452,14 @@ class Topology(torch.nn.Module):
             self_value (torch.Tensor, optional): Self-loop weights
                 :math:`a_{ii}`, :obj:`[N]` or :obj:`[N, C]`. On small graphs
                 they join the same dense product. (default: :obj:`None`)
+
+        A NaN or Inf feature at node :math:`j` reaches only :math:`j`'s
+        out-neighbours (and :math:`j` itself with :obj:`self_value`): small
+        graphs then gather over the edges instead of the dense product
+        (see :func:`dense_product_safe`).
         """
         n = self.num_nodes
-        if n <= TOPOLOGY_DENSE_MAX_NODES:
+        if n <= TOPOLOGY_DENSE_MAX_NODES and dense_product_safe(h):
             dense_key = self.key[self.nbr_slot]
             if self_value is not None:
                 dense_key = torch.cat([dense_key, self.key[self.self_slot]])
@@ -448,7 +477,8 @@ class Topology(torch.nn.Module):
             h3 = h.reshape(-1, n, h.size(-1))
             out = torch.bmm(adj.expand(h3.size(0), n, n), h3)
             return out.view(h.shape)
-        if value.dim() == 1 and not is_compiling():
+        if value.dim() == 1 and n > TOPOLOGY_DENSE_MAX_NODES and (
+                not is_compiling()):
             # Leading size by product, not -1: the weight-sharing layers
             # pass [N, L C], and a batch of no samples (L = 0) leaves -1
             # undetermined.
@@ -457,8 +487,9 @@ class Topology(torch.nn.Module):
                                    self.crow_t, self.col_t,
                                    self.perm_t).view(h.shape)
         else:
-            # One weight per channel (or tracing for torch.compile): gather,
-            # weight and scatter along the node dimension.
+            # One weight per channel, tracing for torch.compile, or a small
+            # graph with non-finite features: gather, weight and scatter
+            # along the node dimension.
             src, dst = self.col, self.dst[self.nbr_slot]
             msg = h.index_select(-2, src)
             msg = msg * (value if value.dim() == 2 else value.unsqueeze(-1))
@@ -486,6 +517,9 @@ class Topology(torch.nn.Module):
         sample at a time inside the sparse kernel, and its backward computes
         it again rather than keeping it for the whole batch.
 
+        Non-finite features stay within the receptive field as in
+        :meth:`aggregate`.
+
         Args:
             alpha (torch.Tensor): Weights of all slots in slot order (see
                 :meth:`softmax`), :obj:`[N + E]` or :obj:`[N + E, C]`.
@@ -509,7 +543,7 @@ class Topology(torch.nn.Module):
                                    self.pair_col_t, self.pair_perm_t)
             return out.view(lead + (n, c))
         h = F.linear(x, weight)
-        if n <= TOPOLOGY_DENSE_MAX_NODES:
+        if n <= TOPOLOGY_DENSE_MAX_NODES and dense_product_safe(h):
             adj = alpha.new_zeros((n * 2 * n, ) + alpha.shape[1:])
             adj = adj.index_copy(0, self.dst * (2 * n) + self.pair_col,
                                  alpha).view((n, 2 * n) + alpha.shape[1:])
@@ -526,8 +560,9 @@ class Topology(torch.nn.Module):
                 out = torch.baddbmm(bias, adj.expand(h2.size(0), n, 2 * n),
                                     h2)
             return out.view(lead + (n, c))
-        # One weight per channel (or tracing for torch.compile): gather,
-        # weight and scatter along the node dimension.
+        # One weight per channel, tracing for torch.compile, or a small
+        # graph with non-finite features: gather, weight and scatter along
+        # the node dimension.
         h2 = h.reshape(lead + (2 * n, c))
         msg = h2.index_select(-2, self.pair_col)
         msg = msg * (alpha if alpha.dim() == 2 else alpha.unsqueeze(-1))

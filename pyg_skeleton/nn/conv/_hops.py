@@ -28,7 +28,11 @@ from torch import Tensor
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj
 
-from pyg_skeleton.nn.topology import DENSE_MAX_NODES, fixed_graph
+from pyg_skeleton.nn.topology import (
+    DENSE_MAX_NODES,
+    dense_product_safe,
+    fixed_graph,
+)
 from pyg_skeleton.transforms.khop import khop_edges
 
 
@@ -46,8 +50,9 @@ class HopConv(MessagePassing):
     needs, and :meth:`aggregate_hops`, which returns the group aggregates
     :math:`\mathbf{s}_{i,g}` of shape :obj:`[..., N, G, F_in]` either for
     the layer's own graph (a dense :obj:`[N G, N]` product for graphs of at
-    most :obj:`DENSE_MAX_NODES` nodes, message passing over the stored hop
-    pairs otherwise) or for any graph given as hop pairs, *e.g.* the
+    most :obj:`DENSE_MAX_NODES` nodes with finite features, message passing
+    over the stored hop pairs otherwise, so that a NaN or Inf stays within
+    the hops) or for any graph given as hop pairs, *e.g.* the
     :obj:`khop_edge_index` and :obj:`khop_distance` of a disjoint
     :class:`~torch_geometric.data.Batch` built with
     :class:`~pyg_skeleton.transforms.KHopEdges`.
@@ -182,7 +187,9 @@ class HopConv(MessagePassing):
         :obj:`[..., num_nodes, G, F_in]`."""
         if khop_edge_index is None:
             self._check_num_nodes(x)
-            if self.dense_adj is not None:
+            # With a NaN or Inf in x, the dense product would spread it to
+            # every node (0 * NaN); message passing keeps it to the hops.
+            if self.dense_adj is not None and dense_product_safe(x):
                 out = self.dense_adj.to(x.dtype) @ x
                 return out.unflatten(-2, (self.num_nodes, self.num_groups))
             sums = self.hop_sums(x, self.hop_edge_index, self.hop, None)
