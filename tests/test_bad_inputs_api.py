@@ -241,3 +241,44 @@ def test_khop_other_arguments():
         khop_edges(H36M.edge_index, 10, 2)
     with raises("'KHopEdges' needs data with an 'edge_index'"):
         KHopEdges(2)(Data(x=torch.zeros(3, 1)))
+
+
+def test_root_relative_root():
+    from pyg_skeleton.datasets.camera import root_relative
+    pose = torch.randn(2, 5, 3)
+    torch.testing.assert_close(root_relative(pose, 2), pose - pose[:, 2:3])
+    for root in (5, -1, 1.0):
+        with raises(r"'root' .* is not a joint of 5-joint poses"):
+            root_relative(pose, root)
+
+
+# ------------------------------------------------ operators and topologies
+
+def test_operator_arguments():
+    from pyg_skeleton.nn.conv import HCSFConv, KHopConv, PreAggConv, SemGraphConv
+    from pyg_skeleton.nn.topology import Topology
+    ei = H36M.edge_index
+    for cin, cout in [(2.5, 4), (4, NAN), (0, 4), (True, 4)]:
+        for cls in (SemGraphConv, PreAggConv, KHopConv):
+            with raises('needs positive integer channel sizes'):
+                cls(cin, cout, ei)
+    for k in (INF, NAN, -1, 1.5):
+        with raises("'KHopConv' needs an integer k >= 0"):
+            KHopConv(4, 4, ei, k=k)
+        with raises("'HCSFConv' needs an integer L >= 0"):
+            HCSFConv(4, 4, ei, L=k)
+    with raises('integer node ids'):
+        Topology(ei.float())
+    with raises("'num_nodes' must be an integer"):
+        Topology(ei, 17.0)
+    with raises(r'outside \[0, 9\]'):
+        Topology(ei, 10)
+    topo = Topology(ei)
+    with raises(r"expects 32 edge weights and features \[\.\.\., 17, C\]"):
+        topo.aggregate(torch.ones(3), torch.ones(2, 17, 4))
+    with raises(r"expects 32 edge weights"):
+        topo.aggregate(torch.ones(32), torch.ones(2, 16, 4))
+    with raises(r"expects 49 slot weights"):
+        topo.aggregate_pair(torch.ones(3), torch.ones(2, 17, 4), torch.ones(8, 4))
+    with raises("needs 'num_nodes'"):
+        topo.softmax(torch.ones(49), ei)

@@ -110,6 +110,11 @@ def denormalize_screen(uv, width: float, height: float):
 
 def root_relative(pose, root: int = 0):
     """Subtracts the root joint: :obj:`[..., N, D]`."""
+    num_joints = pose.shape[-2]
+    # A negative index would count from the end and pick another joint.
+    if isinstance(root, bool) or not isinstance(root, (int, np.integer)) or \
+            not 0 <= root < num_joints:
+        raise ValueError(f"'root' {root!r} is not a joint of {num_joints}-joint poses")
     return pose - pose[..., root:root + 1, :]
 
 

@@ -30,6 +30,7 @@ message-passing path.
 """
 import math
 import warnings
+from numbers import Integral
 from typing import Optional, Tuple
 
 import torch
@@ -66,6 +67,18 @@ TOPOLOGY_DENSE_MAX_NODES = 32
 # in beta, which says nothing to our users.
 warnings.filterwarnings('ignore', message='Sparse CSR tensor support is in '
                         'beta state')
+
+
+def check_channels(owner: str, in_channels, out_channels) -> None:
+    r"""Raises a :class:`ValueError` unless both channel sizes are
+    positive integers (a float or NaN size would fail later, deep inside a
+    linear map)."""
+    for size in (in_channels, out_channels):
+        if isinstance(size, bool) or not isinstance(size, Integral) or (
+                size <= 0):
+            raise ValueError(f"'{owner}' needs positive integer channel "
+                             f"sizes (got {in_channels!r} -> "
+                             f"{out_channels!r})")
 
 
 def dense_product_safe(h: Tensor) -> bool:
@@ -112,10 +125,20 @@ def fixed_graph(edge_index: Adj,
     :obj:`edge_index` when :obj:`None`).
 
     Raises:
-        ValueError: if the graph has no node or refers to nodes outside
-            :obj:`[0, num_nodes - 1]`.
+        ValueError: if :obj:`num_nodes` is not a positive integer, the
+            graph has no node, its indices are not integers, or it refers to
+            nodes outside :obj:`[0, num_nodes - 1]`.
     """
-    edge_index = edge_index_of(edge_index).long().cpu()
+    edge_index = edge_index_of(edge_index)
+    if edge_index.is_floating_point() or edge_index.is_complex():
+        raise ValueError(f"'edge_index' must hold integer node ids (got "
+                         f"{edge_index.dtype})")
+    edge_index = edge_index.long().cpu()
+    if num_nodes is not None:
+        if isinstance(num_nodes, bool) or not isinstance(num_nodes, Integral):
+            raise ValueError(f"'num_nodes' must be an integer (got "
+                             f"{num_nodes!r})")
+        num_nodes = int(num_nodes)
     if num_nodes is None:
         num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
     if num_nodes <= 0:
@@ -427,7 +450,9 @@ class Topology(torch.nn.Module):
         if edge_index is None:
             alpha = softmax(logits, self.dst, num_nodes=self.num_nodes)
             return None, alpha[self.nbr_slot], alpha[self.self_slot]
-        assert num_nodes is not None
+        if num_nodes is None:
+            raise ValueError("'Topology.softmax' needs 'num_nodes' with "
+                             "'edge_index'")
         edge_index, slot, self_slot = self.lookup(edge_index, num_nodes)
         num_edges = edge_index.size(1)
         index = torch.cat([
@@ -459,6 +484,10 @@ class Topology(torch.nn.Module):
         (see :func:`dense_product_safe`).
         """
         n = self.num_nodes
+        if h.dim() < 2 or h.size(-2) != n or value.size(0) != self.num_edges:
+            raise ValueError(f"'Topology.aggregate' expects {self.num_edges} "
+                             f"edge weights and features [..., {n}, C] (got "
+                             f"{list(value.shape)} and {list(h.shape)})")
         if n <= TOPOLOGY_DENSE_MAX_NODES and dense_product_safe(h):
             dense_key = self.key[self.nbr_slot]
             if self_value is not None:
@@ -534,6 +563,11 @@ class Topology(torch.nn.Module):
             :obj:`[..., N, C]`.
         """
         n, c = self.num_nodes, weight.size(0) // 2
+        if x.dim() < 2 or x.size(-2) != n or alpha.size(0) != self.num_slots:
+            raise ValueError(f"'Topology.aggregate_pair' expects "
+                             f"{self.num_slots} slot weights and features "
+                             f"[..., {n}, F] (got {list(alpha.shape)} and "
+                             f"{list(x.shape)})")
         lead = x.shape[:-2]
         if alpha.dim() == 1 and n > TOPOLOGY_DENSE_MAX_NODES and (
                 not is_compiling()):

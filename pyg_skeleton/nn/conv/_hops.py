@@ -19,7 +19,9 @@ Aggregating before transforming is the order of the HCSF figure (the input
 is multiplied by the hop matrices, then channel-squeezed) and lets the
 operators fold their per-hop weights and fusion projections into one matrix.
 """
+import math
 import warnings
+from numbers import Real
 from typing import List, Optional
 
 import torch
@@ -30,6 +32,7 @@ from torch_geometric.typing import Adj
 
 from pyg_skeleton.nn.topology import (
     DENSE_MAX_NODES,
+    check_channels,
     dense_product_safe,
     fixed_graph,
 )
@@ -37,7 +40,11 @@ from pyg_skeleton.transforms.khop import khop_edges
 
 
 def check_hop(value, name: str, minimum: int, owner: str) -> int:
-    if isinstance(value, bool) or int(value) != value or value < minimum:
+    # Checked before int(): int(inf) raises OverflowError, int(nan) a
+    # ValueError that names neither the argument nor the layer.
+    if isinstance(value, bool) or not isinstance(value, Real) or (
+            not math.isfinite(value)) or int(value) != value or (
+                value < minimum):
         raise ValueError(f"'{owner}' needs an integer {name} >= {minimum} "
                          f"(got {value})")
     return int(value)
@@ -64,10 +71,7 @@ class HopConv(MessagePassing):
         kwargs.setdefault('aggr', 'add')
         kwargs.setdefault('node_dim', -2)
         super().__init__(**kwargs)
-        if in_channels <= 0 or out_channels <= 0:
-            raise ValueError(f"'{self.__class__.__name__}' needs positive "
-                             f"channel sizes (got {in_channels} -> "
-                             f"{out_channels})")
+        check_channels(self.__class__.__name__, in_channels, out_channels)
         self.in_channels = in_channels
         self.out_channels = out_channels
 
