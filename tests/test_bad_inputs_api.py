@@ -260,7 +260,7 @@ def test_operator_arguments():
     ei = H36M.edge_index
     for cin, cout in [(2.5, 4), (4, NAN), (0, 4), (True, 4)]:
         for cls in (SemGraphConv, PreAggConv, KHopConv):
-            with raises('needs positive integer channel sizes'):
+            with raises('needs positive channel sizes, as integers'):
                 cls(cin, cout, ei)
     for k in (INF, NAN, -1, 1.5):
         with raises("'KHopConv' needs an integer k >= 0"):

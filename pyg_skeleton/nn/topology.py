@@ -76,8 +76,8 @@ def check_channels(owner: str, in_channels, out_channels) -> None:
     for size in (in_channels, out_channels):
         if isinstance(size, bool) or not isinstance(size, Integral) or (
                 size <= 0):
-            raise ValueError(f"'{owner}' needs positive integer channel "
-                             f"sizes (got {in_channels!r} -> "
+            raise ValueError(f"'{owner}' needs positive channel sizes, "
+                             f"as integers (got {in_channels!r} -> "
                              f"{out_channels!r})")
 
 
