@@ -94,7 +94,7 @@ def dense_product_safe(h: Tensor) -> bool:
     """
     if is_compiling():
         return False
-    return bool(torch.isfinite(h.sum()))
+    return bool(torch.isfinite(h.detach().sum()))
 
 
 def edge_index_of(adj: Adj) -> Tensor:
