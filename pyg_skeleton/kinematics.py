@@ -32,11 +32,15 @@ Two frames for the directions are supported:
   then changes only the root bones. (The paper's skeleton has the neck as a
   child of the pelvis; in :obj:`h36m17` the pelvis children are the two hips
   and the spine, which are used instead.) This is a per-pose rigid frame, not a
-  per-joint local rotation chain.
+  per-joint local rotation chain. It is undefined when :math:`p_a` and
+  :math:`p_b` coincide or :math:`p_c` (root-relative) is parallel to
+  :math:`p_a - p_b`; such a pose raises a :class:`ValueError` naming the frame joints rather than
+  giving directions in an arbitrary frame.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -68,7 +72,14 @@ class KinematicTree(torch.nn.Module):
             contains a pair of root children and the root has a third child.
         flip_pairs (sequence of (int, int), optional): Left/right pairs, used
             only to find default :obj:`frame_joints`.
-        eps (float): Lower bound of norms divided by. (default: :obj:`1e-8`)
+        eps (float): Lower bound of norms divided by; a body-frame axis
+            shorter than this is degenerate. (default: :obj:`1e-8`)
+
+    Raises:
+        ValueError: If :obj:`parents` is not a tree with one root whose
+            parents lie in :obj:`[0, N-1]`, :obj:`frame` or
+            :obj:`frame_joints` is invalid, or :obj:`eps` is not a positive
+            finite number.
     """
 
     def __init__(self, parents: Sequence[int], frame: str = 'camera',
@@ -76,6 +87,15 @@ class KinematicTree(torch.nn.Module):
                  flip_pairs: Sequence[tuple[int, int]] = (), eps: float = 1e-8):
         super().__init__()
         parents = [int(p) for p in parents]
+        bad = [(j, p) for j, p in enumerate(parents)
+               if p < -1 or p >= len(parents) or p == j]
+        if bad:
+            j, p = bad[0]
+            raise ValueError(f"parents[{j}] = {p} is not a joint of the {len(parents)}-joint "
+                             f"tree (use -1 for the root, else a parent in "
+                             f"[0, {len(parents) - 1}] other than {j})")
+        if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+            raise ValueError(f"eps must be a positive finite number, got {eps!r}")
         roots = [j for j, p in enumerate(parents) if p == -1]
         if len(roots) != 1:
             raise ValueError(f"parents must have exactly one root (-1), got {len(roots)}")
@@ -160,12 +180,36 @@ class KinematicTree(torch.nn.Module):
     def body_frame(self, root_bones: Tensor) -> Tensor:
         r"""Body frame :obj:`[..., 3, 3]` (columns :math:`e_1, e_2, e_3`) from
         the camera-frame vectors of the three frame bones :obj:`[..., 3, 3]`
-        (any positive lengths)."""
+        (any positive lengths).
+
+        Raises:
+            ValueError: If the frame is undefined for some pose: bones
+                :math:`a` and :math:`b` end at the same point, or :math:`c`
+                is parallel to :math:`a - b` (axes shorter than :obj:`eps`).
+                The check is skipped under :func:`torch.compile`.
+        """
         a, b, c = root_bones.unbind(-2)
-        e1 = self._unit(a - b)
-        e2 = self._unit(c - (c * e1).sum(-1, keepdim=True) * e1)
+        lateral = a - b
+        self._check_axis(lateral, 'joints {} and {} coincide')
+        e1 = self._unit(lateral)
+        up = c - (c * e1).sum(-1, keepdim=True) * e1
+        self._check_axis(up, 'the bone to joint {2} is parallel to joint {0} minus joint {1}')
+        e2 = self._unit(up)
         e3 = torch.linalg.cross(e1, e2, dim=-1)
         return torch.stack([e1, e2, e3], dim=-1)
+
+    def _check_axis(self, axis: Tensor, problem: str) -> None:
+        # A zero axis would be "normalised" to zero and every local
+        # direction silently mapped to the root; NaN axes are left to
+        # propagate as NaN (the input had one).
+        if torch.compiler.is_compiling():
+            return
+        degenerate = axis.norm(dim=-1) < self.eps
+        if bool(degenerate.any()):
+            count = int(degenerate.sum())
+            joints = self.frame_joints
+            raise ValueError(f"frame='body' (frame_joints={joints}) is undefined for {count} "
+                             f"pose(s): {problem.format(*joints)}")
 
     def bone_vectors(self, pose: Tensor) -> Tensor:
         r"""Child minus parent positions, :obj:`[..., N-1, 3]`."""
@@ -204,6 +248,14 @@ class KinematicTree(torch.nn.Module):
         if directions.size(-2) != self.num_bones or directions.size(-1) != 3:
             raise ValueError(f"expected directions [..., {self.num_bones}, 3], got "
                              f"{list(directions.shape)}")
+        if lengths.dim() < 1 or lengths.size(-1) != self.num_bones:
+            raise ValueError(f"expected bone lengths [..., {self.num_bones}], got "
+                             f"{list(lengths.shape)}")
+        try:
+            torch.broadcast_shapes(lengths.shape, directions.shape[:-1])
+        except RuntimeError:
+            raise ValueError(f"bone lengths {list(lengths.shape)} do not broadcast against "
+                             f"directions {list(directions.shape)}") from None
         if normalize:
             directions = self._unit(directions)
         vec = directions * lengths.unsqueeze(-1)

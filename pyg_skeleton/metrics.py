@@ -4,8 +4,13 @@ All functions take predicted and ground-truth joints of shape
 :obj:`[..., N, 3]` (any number of leading batch dimensions) in the same unit
 (this package uses metres; multiply by 1000 to report millimetres) and an
 optional :obj:`mask` of shape :obj:`[..., N]` (bool or 0/1 weights) that
-selects the joints (or mesh vertices) that count. Poses are compared as
-given: make them root-relative first where a protocol asks for it.
+selects the joints (or mesh vertices) that count; weights must be finite
+and non-negative. A joint that does not count has no effect at all, even if
+its prediction or target is NaN. A mean over no counted joint (a fully
+masked sample with :obj:`reduction='sample'`, a joint masked in every sample
+with :obj:`reduction='joint'`, an all-zero mask) is :obj:`nan`, never a
+perfect :obj:`0`. Poses are compared as given: make them root-relative first
+where a protocol asks for it.
 
 * :func:`mpjpe` -- mean per-joint position error (Protocol #1).
 * :func:`p_mpjpe` -- MPJPE after a similarity Procrustes alignment (rotation,
@@ -26,6 +31,7 @@ reducing across :mod:`torch.distributed` ranks.
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, Optional, Sequence
 
 import torch
@@ -43,7 +49,11 @@ def _check(pred: Tensor, target: Tensor, mask: Optional[Tensor]) -> Tensor:
                          f"got {list(pred.shape)} and {list(target.shape)}")
     if mask is None:
         return torch.ones(pred.shape[:-1], dtype=pred.dtype, device=pred.device)
-    mask = mask.to(device=pred.device, dtype=pred.dtype)
+    mask = torch.as_tensor(mask).to(device=pred.device, dtype=pred.dtype)
+    # A negative or NaN weight would subtract from (or poison) the joint
+    # counts and return a number that means nothing.
+    if not bool(torch.all(torch.isfinite(mask) & (mask >= 0))):
+        raise ValueError("mask weights must be finite and non-negative")
     try:
         return mask.expand(pred.shape[:-1])
     except RuntimeError:
@@ -51,18 +61,56 @@ def _check(pred: Tensor, target: Tensor, mask: Optional[Tensor]) -> Tensor:
                          f"{list(pred.shape[:-1])}") from None
 
 
+def _check_threshold(value: float, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name!r} must be a finite number >= 0 (got {value!r})")
+
+
+def _check_count(value: int, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name!r} must be an integer >= {minimum} (got {value!r})")
+    return value
+
+
+def _check_groups(labels: Tensor, size: int, num_groups: int, name: str) -> Tensor:
+    labels = labels.reshape(-1)
+    if labels.numel() != size:
+        raise ValueError(f"{name!r} has {labels.numel()} entries for {size} samples")
+    if labels.is_floating_point() and bool((labels != labels.round()).any()):
+        raise ValueError(f"{name!r} must hold integer group ids")
+    labels = labels.long()
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_groups):
+        raise ValueError(f"{name!r} has ids in [{int(labels.min())}, {int(labels.max())}], "
+                         f"outside [0, {num_groups - 1}] for num_groups={num_groups}")
+    return labels
+
+
+def _masked(values: Tensor, mask: Tensor) -> Tensor:
+    """:obj:`values * mask` (broadcast) with masked-out entries exactly zero:
+    a NaN or Inf at a joint that does not count must not reach any sum
+    (``0 * nan`` is ``nan``)."""
+    return torch.where(mask > 0, values * mask, values.new_zeros(()))
+
+
+def _ratio(total: Tensor, count: Tensor) -> Tensor:
+    """``total / count``, NaN where nothing was counted (never a perfect 0)."""
+    return torch.where(count > 0, total / count.clamp_min(1e-12), torch.nan)
+
+
 def _reduce(values: Tensor, mask: Tensor, reduction: str) -> Tensor:
-    """Masked reduction of per-joint values ``[..., N]``."""
+    """Masked reduction of per-joint values ``[..., N]``; NaN where no joint
+    counts."""
     if reduction == 'none':
         return values
-    values = values * mask
+    values = _masked(values, mask)
     if reduction == 'joint':
         dims = tuple(range(values.dim() - 1))
-        return values.sum(dims) / mask.sum(dims).clamp_min(1e-12)
+        return _ratio(values.sum(dims), mask.sum(dims))
     if reduction == 'sample':
-        return values.sum(-1) / mask.sum(-1).clamp_min(1e-12)
+        return _ratio(values.sum(-1), mask.sum(-1))
     if reduction == 'mean':
-        return values.sum() / mask.sum().clamp_min(1e-12)
+        return _ratio(values.sum(), mask.sum())
     raise ValueError(f"unknown reduction {reduction!r} (use 'mean', 'sample', 'joint' or 'none')")
 
 
@@ -81,7 +129,14 @@ def mpjpe(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None,
         mask (torch.Tensor, optional): Joints that count, :obj:`[..., N]`.
         reduction (str, optional): :obj:`'mean'` (scalar), :obj:`'sample'`
             (:obj:`[...]`), :obj:`'joint'` (:obj:`[N]`) or :obj:`'none'`
-            (:obj:`[..., N]`). (default: :obj:`'mean'`)
+            (:obj:`[..., N]`, unmasked). (default: :obj:`'mean'`)
+
+    Returns:
+        torch.Tensor: The reduced errors; :obj:`nan` where no joint counts.
+
+    Raises:
+        ValueError: If the shapes differ, the mask does not broadcast or has
+            negative or non-finite weights, or :obj:`reduction` is unknown.
     """
     m = _check(pred, target, mask)
     return _reduce(joint_errors(pred, target), m, reduction)
@@ -118,11 +173,17 @@ def procrustes_align(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None
     dtype = pred.dtype
     # The SVD is done in float64: cheap for 3x3 and it keeps the metric exact.
     p, t, w = pred.double(), target.double(), w.double()
+    # The fit sees masked-out joints as zeros, so that a NaN there (a
+    # missing ground truth) does not reach the SVD; the transform is then
+    # applied to every joint of the prediction as given.
+    pw, tw = _masked(p, w), _masked(t, w)
     wsum = w.sum(-2, keepdim=True).clamp_min(1e-12)
-    mu_p = (w * p).sum(-2, keepdim=True) / wsum
-    mu_t = (w * t).sum(-2, keepdim=True) / wsum
-    p0, t0 = p - mu_p, t - mu_t
-    cov = (w * p0).transpose(-1, -2) @ t0                 # [..., D, D] = sum w p t^T
+    mu_p = pw.sum(-2, keepdim=True) / wsum
+    mu_t = tw.sum(-2, keepdim=True) / wsum
+    p0 = p - mu_p
+    pw0 = _masked(p0, w)                          # w * (p - mu_p), 0 if masked
+    t0 = torch.where(w > 0, t - mu_t, 0.0)
+    cov = pw0.transpose(-1, -2) @ t0                      # [..., D, D] = sum w p t^T
     u, s, vh = torch.linalg.svd(cov)
     v = vh.transpose(-1, -2)
     det = torch.linalg.det(v @ u.transpose(-1, -2))
@@ -130,7 +191,7 @@ def procrustes_align(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None
     sign[..., -1] = torch.where(det < 0, -1.0, 1.0)
     rot = (v * sign.unsqueeze(-2)) @ u.transpose(-1, -2)   # V diag(sign) U^T
     if scale:
-        var = (w * p0.square()).sum((-2, -1))
+        var = _masked(p0.square(), w).sum((-2, -1))
         k = (s * sign).sum(-1) / var.clamp_min(1e-12)
     else:
         k = torch.ones_like(s[..., 0])
@@ -143,8 +204,8 @@ def scale_align(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> 
     :math:`s = \langle p, t \rangle / \langle p, p \rangle` per sample (the
     alignment of N-MPJPE)."""
     w = _check(pred, target, mask).unsqueeze(-1)
-    num = (w * pred * target).sum((-2, -1), keepdim=True)
-    den = (w * pred * pred).sum((-2, -1), keepdim=True).clamp_min(1e-12)
+    num = _masked(pred * target, w).sum((-2, -1), keepdim=True)
+    den = _masked(pred * pred, w).sum((-2, -1), keepdim=True).clamp_min(1e-12)
     return pred * (num / den)
 
 
@@ -166,7 +227,13 @@ def pck(pred: Tensor, target: Tensor, threshold: float = 0.15,
         mask: Optional[Tensor] = None, reduction: str = 'mean') -> Tensor:
     r"""3D percentage of correct keypoints: the fraction of joints within
     :obj:`threshold` (in the unit of the poses; :obj:`0.15` is 150 mm for
-    poses in metres). Returns fractions in :math:`[0, 1]`."""
+    poses in metres). Returns fractions in :math:`[0, 1]`.
+
+    Raises:
+        ValueError: If :obj:`threshold` is negative or not finite, or as
+            :func:`mpjpe`.
+    """
+    _check_threshold(threshold, 'threshold')
     m = _check(pred, target, mask)
     return _reduce((joint_errors(pred, target) <= threshold).to(pred.dtype), m, reduction)
 
@@ -175,7 +242,15 @@ def auc(pred: Tensor, target: Tensor, max_threshold: float = 0.15, num_threshold
         mask: Optional[Tensor] = None, reduction: str = 'mean') -> Tensor:
     r"""Area under the PCK curve: the mean of :func:`pck` over
     :obj:`num_thresholds` evenly spaced thresholds from 0 to
-    :obj:`max_threshold` (inclusive), as in the MPI-INF-3DHP protocol."""
+    :obj:`max_threshold` (inclusive), as in the MPI-INF-3DHP protocol.
+
+    Raises:
+        ValueError: If :obj:`max_threshold` is negative or not finite,
+            :obj:`num_thresholds` is not a positive integer, or as
+            :func:`mpjpe`.
+    """
+    _check_threshold(max_threshold, 'max_threshold')
+    _check_count(num_thresholds, 'num_thresholds', 1)
     m = _check(pred, target, mask)
     err = joint_errors(pred, target)
     thr = torch.linspace(0, max_threshold, num_thresholds, device=pred.device, dtype=pred.dtype)
@@ -187,16 +262,31 @@ def group_mean(values: Tensor, labels: Tensor, num_groups: Optional[int] = None,
                weights: Optional[Tensor] = None) -> Tensor:
     r"""Averages per-sample :obj:`values` :obj:`[B]` per integer label
     :obj:`[B]` (e.g. action or content id). Returns :obj:`[num_groups]`,
-    :obj:`nan` for groups without samples."""
-    labels = labels.long().flatten()
+    :obj:`nan` for groups without samples (or with zero total weight).
+
+    Raises:
+        ValueError: If :obj:`labels` or :obj:`weights` do not have one entry
+            per value, a label lies outside :obj:`[0, num_groups - 1]`, or a
+            weight is negative or not finite.
+    """
     values = values.flatten()
-    num_groups = int(labels.max()) + 1 if num_groups is None else num_groups
-    w = torch.ones_like(values) if weights is None else weights.flatten().to(values.dtype)
+    if num_groups is None:
+        num_groups = int(labels.max()) + 1 if labels.numel() else 0
+    _check_count(num_groups, 'num_groups', 1)
+    labels = _check_groups(labels, values.numel(), num_groups, 'labels')
+    if weights is None:
+        w = torch.ones_like(values)
+    else:
+        w = weights.flatten().to(values.dtype)
+        if w.numel() != values.numel():
+            raise ValueError(f"'weights' has {w.numel()} entries for {values.numel()} values")
+        if not bool(torch.all(torch.isfinite(w) & (w >= 0))):
+            raise ValueError("'weights' must be finite and non-negative")
     total = torch.zeros(num_groups, dtype=values.dtype, device=values.device)
     count = torch.zeros_like(total)
-    total.index_add_(0, labels, values * w)
+    total.index_add_(0, labels, _masked(values, w))
     count.index_add_(0, labels, w)
-    return torch.where(count > 0, total / count.clamp_min(1e-12), torch.nan)
+    return _ratio(total, count)
 
 
 class MetricAccumulator:
@@ -214,12 +304,28 @@ class MetricAccumulator:
 
     Values are reported in the unit of the poses times :obj:`scale`
     (:obj:`scale=1000` turns metres into millimetres); PCK and AUC are
-    percentages.
+    percentages. A metric over no counted joint (nothing accumulated, or a
+    joint that was always masked) is :obj:`nan`, never a perfect :obj:`0`;
+    groups without a counted joint are left out of :obj:`'per_group'`.
+
+    Raises:
+        ValueError: On a non-positive :obj:`num_joints`, a negative
+            :obj:`num_groups`, a non-positive or non-finite :obj:`scale` or
+            a negative or non-finite :obj:`pck_threshold`; in
+            :meth:`update`, on poses without :obj:`num_joints` joints, and
+            on group ids outside :obj:`[0, num_groups - 1]` or without one
+            per sample.
     """
     METRICS = ('mpjpe', 'p_mpjpe', 'n_mpjpe', 'pck', 'auc')
 
     def __init__(self, num_joints: int, num_groups: int = 0, scale: float = 1000.0,
                  pck_threshold: float = 0.15):
+        _check_count(num_joints, 'num_joints', 1)
+        _check_count(num_groups, 'num_groups', 0)
+        _check_threshold(scale, 'scale')
+        if scale == 0:
+            raise ValueError("'scale' must be positive (got 0)")
+        _check_threshold(pck_threshold, 'pck_threshold')
         self.num_joints = num_joints
         self.num_groups = num_groups
         self.scale = scale
@@ -232,20 +338,38 @@ class MetricAccumulator:
     @torch.no_grad()
     def update(self, pred: Tensor, target: Tensor, mask: Optional[Tensor] = None,
                groups: Optional[Tensor] = None) -> None:
+        if pred.shape != target.shape or pred.dim() < 2 or pred.size(-2) != self.num_joints:
+            raise ValueError(f"'MetricAccumulator' expects predicted and target joints of the "
+                             f"same shape [..., {self.num_joints}, D], got {list(pred.shape)} "
+                             f"and {list(target.shape)}")
+        lead = pred.shape[:-2]
         pred = pred.detach().reshape(-1, *pred.shape[-2:]).cpu().double()
         target = target.detach().reshape(-1, *target.shape[-2:]).cpu().double()
-        m = _check(pred, target, None if mask is None else mask.reshape(-1, pred.size(-2)).cpu())
-        per_joint = torch.stack([
+        if mask is not None:
+            mask = torch.as_tensor(mask).cpu()
+            try:
+                mask = mask.expand(lead + (self.num_joints, ))
+            except RuntimeError:
+                raise ValueError(f"mask of shape {list(mask.shape)} does not broadcast to "
+                                 f"{list(lead) + [self.num_joints]}") from None
+            mask = mask.reshape(-1, self.num_joints)
+        m = _check(pred, target, mask)
+        g = None
+        if groups is not None:
+            if not self.num_groups:
+                raise ValueError("'groups' given to a MetricAccumulator built with num_groups=0")
+            g = _check_groups(torch.as_tensor(groups).cpu(), pred.size(0), self.num_groups,
+                              'groups')
+        per_joint = _masked(torch.stack([
             mpjpe(pred, target, m, 'none'),
             p_mpjpe(pred, target, m, 'none'),
             n_mpjpe(pred, target, m, 'none'),
             pck(pred, target, self.pck_threshold, m, 'none'),
             auc(pred, target, self.pck_threshold, mask=m, reduction='none'),
-        ]) * m  # [M, B, N]
+        ]), m)  # [M, B, N]
         self.joint_sums += per_joint.sum(1)
         self.joint_counts += m.sum(0)
-        if groups is not None and self.num_groups:
-            g = groups.reshape(-1).long().cpu()
+        if g is not None:
             for k in range(len(self.METRICS)):
                 self.group_sums[k].index_add_(0, g, per_joint[k].sum(-1))
             self.group_counts.index_add_(0, g, m.sum(-1))
@@ -273,16 +397,18 @@ class MetricAccumulator:
         r"""Returns a dict with the overall value of every metric, and
         :obj:`'per_joint'` and :obj:`'per_group'` dicts of lists."""
         out: Dict[str, object] = {}
-        total = self.joint_counts.sum().clamp_min(1e-12)
+        total = self.joint_counts.sum()
         for k, name in enumerate(self.METRICS):
-            out[name] = float(self.joint_sums[k].sum() / total * self._factor(name))
+            out[name] = float(_ratio(self.joint_sums[k].sum(), total) * self._factor(name))
         out['per_joint'] = {
-            name: (self.joint_sums[k] / self.joint_counts.clamp_min(1e-12)
-                   * self._factor(name)).tolist()
+            name: (_ratio(self.joint_sums[k], self.joint_counts) * self._factor(name)).tolist()
             for k, name in enumerate(self.METRICS)}
         if self.num_groups:
             names = list(group_names) if group_names is not None else [
                 str(i) for i in range(self.num_groups)]
+            if len(names) != self.num_groups:
+                raise ValueError(f"'group_names' has {len(names)} names for "
+                                 f"num_groups={self.num_groups}")
             per_group = {}
             for g in range(self.num_groups):
                 if self.group_counts[g] > 0:

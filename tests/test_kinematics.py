@@ -117,3 +117,28 @@ def test_round_trip_bandai(frame):
     torch.testing.assert_close(tree(lengths, dirs), pose, atol=1e-12, rtol=0)
     pose32 = pose.float()
     torch.testing.assert_close(tree.roundtrip(pose32), pose32, atol=1e-6, rtol=0)
+
+
+def test_body_frame_degenerate_pose_raises():
+    tree = KinematicTree.from_skeleton(H36M, frame='body')
+    a, b, c = tree.frame_joints
+    pose = random_pose(3)
+    assert torch.allclose(tree.roundtrip(pose), pose, atol=1e-10)
+    hips = pose.clone()
+    hips[1, b] = hips[1, a]              # coincident hips in one pose of three
+    with pytest.raises(ValueError, match=rf"frame_joints=\({a}, {b}, {c}\).*1 pose.*"
+                                         rf"joints {a} and {b} coincide"):
+        tree.decompose(hips)
+    spine = pose.clone()
+    spine[2, c] = 0.3 * (spine[2, a] - spine[2, b])   # spine along the hip axis
+    with pytest.raises(ValueError, match=rf"bone to joint {c} is parallel"):
+        tree.decompose(spine)
+    # Forward kinematics checks the frame bones it is given, too.
+    lengths, dirs = tree.decompose(pose)
+    dirs = dirs.clone()
+    bone = tree.bone_children.index(b)
+    dirs[0, bone] = dirs[0, tree.bone_children.index(a)]
+    lengths = lengths.clone()
+    lengths[0, bone] = lengths[0, tree.bone_children.index(a)]
+    with pytest.raises(ValueError, match='coincide'):
+        tree(lengths, dirs)

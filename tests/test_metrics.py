@@ -168,3 +168,62 @@ def test_accumulator_matches_functions_and_batching(poses):
     assert res['per_group']['b']['mpjpe'] == pytest.approx(mpjpe(p[sel], t[sel]).item())
     np.testing.assert_allclose(res['per_joint']['mpjpe'],
                                mpjpe(p, t, reduction='joint').numpy())
+
+
+# ------------------------------------------------- masks that leave nothing
+
+def test_fully_masked_is_nan_not_perfect(poses):
+    p, t = (torch.tensor(a) for a in poses)
+    zeros = torch.zeros(8, 17)
+    assert torch.isnan(mpjpe(p, t, zeros))
+    mask = torch.ones(8, 17, dtype=torch.bool)
+    mask[3] = False
+    for fn in (mpjpe, p_mpjpe, n_mpjpe):
+        per_sample = fn(p, t, mask, reduction='sample')
+        assert torch.isnan(per_sample[3])
+        keep = torch.arange(8) != 3
+        np.testing.assert_allclose(per_sample[keep].numpy(),
+                                   fn(p[keep], t[keep], reduction='sample').numpy())
+    mask = torch.ones(8, 17, dtype=torch.bool)
+    mask[:, 5] = False
+    per_joint = mpjpe(p, t, mask, reduction='joint')
+    assert torch.isnan(per_joint[5]) and torch.isfinite(per_joint[torch.arange(17) != 5]).all()
+
+
+def test_masked_nan_target_does_not_leak(poses):
+    p, t = poses
+    mask = np.ones((8, 17), bool)
+    mask[:, [4, 9]] = False
+    t_nan = t.copy()
+    t_nan[:, [4, 9]] = np.nan
+    p_nan = p.copy()
+    p_nan[2, 4] = np.inf
+    args = torch.tensor(p_nan), torch.tensor(t_nan), torch.tensor(mask)
+    sub_p, sub_t = p[:, mask[0]], t[:, mask[0]]
+    assert mpjpe(*args).item() == pytest.approx(ref_mpjpe(sub_p, sub_t), rel=1e-10)
+    assert p_mpjpe(*args).item() == pytest.approx(ref_pmpjpe(sub_p, sub_t), rel=1e-8)
+    assert n_mpjpe(*args).item() == pytest.approx(ref_nmpjpe(sub_p, sub_t), rel=1e-8)
+    assert pck(*args[:2], mask=args[2]).item() == pytest.approx(
+        np.mean(np.linalg.norm(sub_p - sub_t, axis=-1) <= 0.15))
+
+
+def test_accumulator_fully_masked_is_nan(poses):
+    p, t = (torch.tensor(a) for a in poses)
+    acc = MetricAccumulator(17, 2, scale=1.0)
+    acc.update(p, t, mask=torch.zeros(8, 17), groups=torch.zeros(8, dtype=torch.long))
+    res = acc.compute()
+    for name in MetricAccumulator.METRICS:
+        assert np.isnan(res[name])
+        assert np.isnan(res['per_joint'][name]).all()
+    assert res['per_group'] == {}
+    # A masked NaN target: the other joints are scored as without it.
+    mask = torch.ones(8, 17, dtype=torch.bool)
+    mask[:, 0] = False
+    t_nan = t.clone()
+    t_nan[:, 0] = float('nan')
+    acc = MetricAccumulator(17, scale=1.0)
+    acc.update(p, t_nan, mask=mask)
+    res = acc.compute()
+    assert res['mpjpe'] == pytest.approx(mpjpe(p[:, 1:], t[:, 1:]).item())
+    assert res['p_mpjpe'] == pytest.approx(p_mpjpe(p[:, 1:], t[:, 1:]).item())
+    assert np.isnan(res['per_joint']['mpjpe'][0])

@@ -24,6 +24,7 @@ input (:func:`flip_test`).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Tuple, Union
 
@@ -35,8 +36,23 @@ __all__ = ['CameraRig', 'look_at_rotation', 'project', 'normalize_screen',
            'denormalize_screen', 'root_relative', 'flip_pose', 'flip_test', 'ring_yaws']
 
 
+def _check_positive(value, name: str) -> float:
+    """A positive finite number (image sizes, focal lengths, distances)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name!r} must be a positive finite number (got {value!r})")
+    return float(value)
+
+
+def _check_count(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name!r} must be a positive integer (got {value!r})")
+    return int(value)
+
+
 def ring_yaws(num_views: int, offset_deg: float = 45.0) -> np.ndarray:
     """:obj:`num_views` evenly spaced yaw angles (radians) around the subject."""
+    _check_count(num_views, 'num_views')
     return np.deg2rad(offset_deg + 360.0 * np.arange(num_views) / num_views)
 
 
@@ -57,6 +73,7 @@ def project(points_cam: np.ndarray, focal: Union[float, Tuple[float, float]],
             center: Tuple[float, float]) -> np.ndarray:
     """Pinhole projection of camera-frame points :obj:`[..., 3]` to pixels."""
     fx, fy = (focal, focal) if np.isscalar(focal) else focal
+    fx, fy = _check_positive(fx, 'focal'), _check_positive(fy, 'focal')
     z = points_cam[..., 2:3]
     if np.any(z <= 1e-6):
         raise ValueError("a point lies behind the camera; increase the camera distance")
@@ -66,7 +83,14 @@ def project(points_cam: np.ndarray, focal: Union[float, Tuple[float, float]],
 
 def normalize_screen(uv, width: float, height: float):
     r"""Pixels to :math:`[-1, 1]` by the image width, keeping the aspect
-    ratio: :math:`u' = 2u/w - 1`, :math:`v' = 2v/w - h/w`."""
+    ratio: :math:`u' = 2u/w - 1`, :math:`v' = 2v/w - h/w`.
+
+    Raises:
+        ValueError: If :obj:`width` or :obj:`height` is not a positive
+            finite number.
+    """
+    width = _check_positive(width, 'width')
+    height = _check_positive(height, 'height')
     scale = 2.0 / width
     off = [1.0, height / width]
     if isinstance(uv, Tensor):
@@ -75,7 +99,9 @@ def normalize_screen(uv, width: float, height: float):
 
 
 def denormalize_screen(uv, width: float, height: float):
-    """Inverse of :func:`normalize_screen`."""
+    """Inverse of :func:`normalize_screen` (same checks)."""
+    width = _check_positive(width, 'width')
+    height = _check_positive(height, 'height')
     off = [1.0, height / width]
     if isinstance(uv, Tensor):
         return (uv + uv.new_tensor(off)) * (width / 2.0)
@@ -84,6 +110,11 @@ def denormalize_screen(uv, width: float, height: float):
 
 def root_relative(pose, root: int = 0):
     """Subtracts the root joint: :obj:`[..., N, D]`."""
+    num_joints = pose.shape[-2]
+    # A negative index would count from the end and pick another joint.
+    if isinstance(root, bool) or not isinstance(root, (int, np.integer)) or \
+            not 0 <= root < num_joints:
+        raise ValueError(f"'root' {root!r} is not a joint of {num_joints}-joint poses")
     return pose - pose[..., root:root + 1, :]
 
 
@@ -114,12 +145,34 @@ class CameraRig:
     @classmethod
     def train(cls, num_views: int = 4) -> 'CameraRig':
         """Randomised views for training: any yaw, 4--6 m, 0.8--1.8 m high."""
+        _check_count(num_views, 'num_views')
         return cls(num_views, (4.0, 6.0), (0.8, 1.8), random_yaw=True)
 
     @classmethod
     def test(cls, num_views: int = 4) -> 'CameraRig':
         """A fixed ring of views at 5 m and 1.4 m high, for evaluation."""
+        _check_count(num_views, 'num_views')
         return cls(num_views, 5.0, 1.4, random_yaw=False)
+
+    def _check(self, num_joints: int) -> None:
+        """One-line errors for settings that would render nonsense."""
+        _check_count(self.num_views, 'num_views')
+        for name in ('distance', 'cam_height'):
+            value = getattr(self, name)
+            lo, hi = value if isinstance(value, (tuple, list)) else (value, value)
+            if name == 'distance':
+                _check_positive(lo, name)
+                _check_positive(hi, name)
+            elif not (math.isfinite(lo) and math.isfinite(hi)):
+                raise ValueError(f"'cam_height' must be finite (got {value!r})")
+            if lo > hi:
+                raise ValueError(f"{name!r} range {value!r} has its low end above its high end")
+        _check_positive(self.focal, 'focal')
+        _check_positive(self.width, 'width')
+        _check_positive(self.height, 'height')
+        if not 0 <= self.look_at_joint < num_joints:
+            raise ValueError(f"'look_at_joint' {self.look_at_joint} is not a joint of "
+                             f"{num_joints}-joint poses")
 
     def _draw(self, value, shape, rng):
         if isinstance(value, (tuple, list)):
@@ -138,9 +191,18 @@ class CameraRig:
             camera-frame 3D :obj:`[F*V, N, 3]`, ``pixels`` :obj:`[F*V, N, 2]`
             and ``frame`` :obj:`[F*V]` (source frame of each sample), all
             float32 / int64, ordered frame-major.
+
+        Raises:
+            ValueError: If :obj:`poses` is not :obj:`[F, N, 3]`, or a
+                setting of the rig is out of range (no views, a
+                non-positive distance, focal length or image size, a range
+                with its ends swapped, :obj:`look_at_joint` not a joint).
         """
         poses = np.asarray(poses, dtype=np.float64)
+        if poses.ndim != 3 or poses.shape[-1] != 3:
+            raise ValueError(f"expected world poses [F, N, 3], got {list(poses.shape)}")
         F, N, _ = poses.shape
+        self._check(N)
         V = self.num_views
         rng = np.random.default_rng(seed)
         yaw = (rng.uniform(-np.pi, np.pi, size=(F, V)) if self.random_yaw

@@ -1,3 +1,5 @@
+import math
+
 import torch
 from torch import Tensor
 
@@ -26,12 +28,21 @@ class SemGCNLoss(torch.nn.Module):
         bone_weight (float, optional): Weight of the bone term.
             (default: :obj:`1.0`)
 
+    Raises:
+        ValueError: If :obj:`bone_weight` is negative or not finite, or (in
+            :meth:`forward`) the poses do not have the skeleton's joints.
+
     Shapes:
         - **input:** predicted and target joints :math:`(*, N, D)`
         - **output:** scalar
     """
     def __init__(self, skeleton: Skeleton, bone_weight: float = 1.0):
         super().__init__()
+        if isinstance(bone_weight, bool) or not isinstance(
+                bone_weight, (int, float)) or not math.isfinite(
+                    bone_weight) or bone_weight < 0:
+            raise ValueError(f"'{self.__class__.__name__}' needs a finite "
+                             f"bone_weight >= 0 (got {bone_weight!r})")
         self.num_joints = skeleton.num_joints
         self.bone_weight = bone_weight
         bones = skeleton.bones()

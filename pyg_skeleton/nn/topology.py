@@ -19,9 +19,18 @@ the two things every such operator needs:
   neighbour term computed from different feature maps (SemGCN's
   :math:`\mathbf{W}_{\mathrm{self}}` and
   :math:`\mathbf{W}_{\mathrm{neighbor}}`) in one product.
+
+The dense products of small graphs multiply every feature by a weight,
+zeros included, and :math:`0 \cdot \mathrm{NaN} = \mathrm{NaN}`: one
+non-finite feature would reach every node. :func:`dense_product_safe`
+tells the dense paths (here and in the hop-aware operators) when to fall
+back to gathering over the edges, so that a NaN or Inf at node :math:`j`
+reaches only the nodes whose receptive field holds :math:`j`, as on the
+message-passing path.
 """
 import math
 import warnings
+from numbers import Integral
 from typing import Optional, Tuple
 
 import torch
@@ -60,6 +69,34 @@ warnings.filterwarnings('ignore', message='Sparse CSR tensor support is in '
                         'beta state')
 
 
+def check_channels(owner: str, in_channels, out_channels) -> None:
+    r"""Raises a :class:`ValueError` unless both channel sizes are
+    positive integers (a float or NaN size would fail later, deep inside a
+    linear map)."""
+    for size in (in_channels, out_channels):
+        if isinstance(size, bool) or not isinstance(size, Integral) or (
+                size <= 0):
+            raise ValueError(f"'{owner}' needs positive channel sizes, "
+                             f"as integers (got {in_channels!r} -> "
+                             f"{out_channels!r})")
+
+
+def dense_product_safe(h: Tensor) -> bool:
+    r"""Returns :obj:`True` if a dense ``A @ h`` computes the same as a
+    sum over the edges of :math:`\mathbf{A}`, that is, if :obj:`h` holds
+    no NaN or Inf (a zero weight times a non-finite feature is NaN, and
+    would reach nodes outside the receptive field).
+
+    One reduction over :obj:`h` (its sum is finite exactly when no entry is
+    NaN or Inf, unless finite entries overflow, which only costs the slower
+    path). Under :func:`torch.compile` it returns :obj:`False`: the graph
+    must not depend on the data, and the edge path is always right.
+    """
+    if is_compiling():
+        return False
+    return bool(torch.isfinite(h.detach().sum()))
+
+
 def edge_index_of(adj: Adj) -> Tensor:
     r"""Returns :obj:`adj` as an :obj:`edge_index` of shape :obj:`[2, E]`
     (row 0 holds sources, row 1 targets). Accepts an :obj:`edge_index`, a
@@ -88,10 +125,20 @@ def fixed_graph(edge_index: Adj,
     :obj:`edge_index` when :obj:`None`).
 
     Raises:
-        ValueError: if the graph has no node or refers to nodes outside
-            :obj:`[0, num_nodes - 1]`.
+        ValueError: if :obj:`num_nodes` is not a positive integer, the
+            graph has no node, its indices are not integers, or it refers to
+            nodes outside :obj:`[0, num_nodes - 1]`.
     """
-    edge_index = edge_index_of(edge_index).long().cpu()
+    edge_index = edge_index_of(edge_index)
+    if edge_index.is_floating_point() or edge_index.is_complex():
+        raise ValueError(f"'edge_index' must hold integer node ids (got "
+                         f"{edge_index.dtype})")
+    edge_index = edge_index.long().cpu()
+    if num_nodes is not None:
+        if isinstance(num_nodes, bool) or not isinstance(num_nodes, Integral):
+            raise ValueError(f"'num_nodes' must be an integer (got "
+                             f"{num_nodes!r})")
+        num_nodes = int(num_nodes)
     if num_nodes is None:
         num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
     if num_nodes <= 0:
@@ -403,7 +450,9 @@ class Topology(torch.nn.Module):
         if edge_index is None:
             alpha = softmax(logits, self.dst, num_nodes=self.num_nodes)
             return None, alpha[self.nbr_slot], alpha[self.self_slot]
-        assert num_nodes is not None
+        if num_nodes is None:
+            raise ValueError("'Topology.softmax' needs 'num_nodes' with "
+                             "'edge_index'")
         edge_index, slot, self_slot = self.lookup(edge_index, num_nodes)
         num_edges = edge_index.size(1)
         index = torch.cat([
@@ -428,9 +477,18 @@ class Topology(torch.nn.Module):
             self_value (torch.Tensor, optional): Self-loop weights
                 :math:`a_{ii}`, :obj:`[N]` or :obj:`[N, C]`. On small graphs
                 they join the same dense product. (default: :obj:`None`)
+
+        A NaN or Inf feature at node :math:`j` reaches only :math:`j`'s
+        out-neighbours (and :math:`j` itself with :obj:`self_value`): small
+        graphs then gather over the edges instead of the dense product
+        (see :func:`dense_product_safe`).
         """
         n = self.num_nodes
-        if n <= TOPOLOGY_DENSE_MAX_NODES:
+        if h.dim() < 2 or h.size(-2) != n or value.size(0) != self.num_edges:
+            raise ValueError(f"'Topology.aggregate' expects {self.num_edges} "
+                             f"edge weights and features [..., {n}, C] (got "
+                             f"{list(value.shape)} and {list(h.shape)})")
+        if n <= TOPOLOGY_DENSE_MAX_NODES and dense_product_safe(h):
             dense_key = self.key[self.nbr_slot]
             if self_value is not None:
                 dense_key = torch.cat([dense_key, self.key[self.self_slot]])
@@ -448,7 +506,8 @@ class Topology(torch.nn.Module):
             h3 = h.reshape(-1, n, h.size(-1))
             out = torch.bmm(adj.expand(h3.size(0), n, n), h3)
             return out.view(h.shape)
-        if value.dim() == 1 and not is_compiling():
+        if value.dim() == 1 and n > TOPOLOGY_DENSE_MAX_NODES and (
+                not is_compiling()):
             # Leading size by product, not -1: the weight-sharing layers
             # pass [N, L C], and a batch of no samples (L = 0) leaves -1
             # undetermined.
@@ -457,8 +516,9 @@ class Topology(torch.nn.Module):
                                    self.crow_t, self.col_t,
                                    self.perm_t).view(h.shape)
         else:
-            # One weight per channel (or tracing for torch.compile): gather,
-            # weight and scatter along the node dimension.
+            # One weight per channel, tracing for torch.compile, or a small
+            # graph with non-finite features: gather, weight and scatter
+            # along the node dimension.
             src, dst = self.col, self.dst[self.nbr_slot]
             msg = h.index_select(-2, src)
             msg = msg * (value if value.dim() == 2 else value.unsqueeze(-1))
@@ -486,6 +546,9 @@ class Topology(torch.nn.Module):
         sample at a time inside the sparse kernel, and its backward computes
         it again rather than keeping it for the whole batch.
 
+        Non-finite features stay within the receptive field as in
+        :meth:`aggregate`.
+
         Args:
             alpha (torch.Tensor): Weights of all slots in slot order (see
                 :meth:`softmax`), :obj:`[N + E]` or :obj:`[N + E, C]`.
@@ -500,6 +563,11 @@ class Topology(torch.nn.Module):
             :obj:`[..., N, C]`.
         """
         n, c = self.num_nodes, weight.size(0) // 2
+        if x.dim() < 2 or x.size(-2) != n or alpha.size(0) != self.num_slots:
+            raise ValueError(f"'Topology.aggregate_pair' expects "
+                             f"{self.num_slots} slot weights and features "
+                             f"[..., {n}, F] (got {list(alpha.shape)} and "
+                             f"{list(x.shape)})")
         lead = x.shape[:-2]
         if alpha.dim() == 1 and n > TOPOLOGY_DENSE_MAX_NODES and (
                 not is_compiling()):
@@ -509,7 +577,7 @@ class Topology(torch.nn.Module):
                                    self.pair_col_t, self.pair_perm_t)
             return out.view(lead + (n, c))
         h = F.linear(x, weight)
-        if n <= TOPOLOGY_DENSE_MAX_NODES:
+        if n <= TOPOLOGY_DENSE_MAX_NODES and dense_product_safe(h):
             adj = alpha.new_zeros((n * 2 * n, ) + alpha.shape[1:])
             adj = adj.index_copy(0, self.dst * (2 * n) + self.pair_col,
                                  alpha).view((n, 2 * n) + alpha.shape[1:])
@@ -526,8 +594,9 @@ class Topology(torch.nn.Module):
                 out = torch.baddbmm(bias, adj.expand(h2.size(0), n, 2 * n),
                                     h2)
             return out.view(lead + (n, c))
-        # One weight per channel (or tracing for torch.compile): gather,
-        # weight and scatter along the node dimension.
+        # One weight per channel, tracing for torch.compile, or a small
+        # graph with non-finite features: gather, weight and scatter along
+        # the node dimension.
         h2 = h.reshape(lead + (2 * n, c))
         msg = h2.index_select(-2, self.pair_col)
         msg = msg * (alpha if alpha.dim() == 2 else alpha.unsqueeze(-1))

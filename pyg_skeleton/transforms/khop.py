@@ -8,6 +8,8 @@ shortest-path length. :func:`khop_edges` lists every pair with
 list on a :class:`~torch_geometric.data.Data` object so that disjoint
 :class:`~torch_geometric.data.Batch` objects carry it.
 """
+import math
+from numbers import Integral, Real
 from typing import Tuple
 
 import torch
@@ -16,6 +18,17 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.data.datapipes import functional_transform
 from torch_geometric.transforms import BaseTransform
+
+
+def _check_max_hop(max_hop) -> int:
+    # int(inf) raises OverflowError and int(nan) ValueError with messages
+    # that do not name the argument; bools are not hop counts.
+    if isinstance(max_hop, bool) or not isinstance(max_hop, Real) or \
+            not math.isfinite(max_hop) or int(max_hop) != max_hop or \
+            max_hop < 1:
+        raise ValueError(f"'max_hop' must be a positive integer (got "
+                         f"{max_hop!r})")
+    return int(max_hop)
 
 
 def khop_edges(edge_index: Tensor, num_nodes: int,
@@ -46,14 +59,21 @@ def khop_edges(edge_index: Tensor, num_nodes: int,
         each pair's distance in :math:`1..L`.
 
     Raises:
-        ValueError: If :obj:`max_hop < 1`, :obj:`num_nodes < 1`, or an edge
-            refers to a node outside :obj:`[0, num_nodes)`.
+        ValueError: If :obj:`max_hop` is not an integer :math:`\geq 1`
+            (NaN and infinity included), :obj:`num_nodes` is not a positive
+            integer, :obj:`edge_index` is not an integer :obj:`[2, E]`
+            tensor, or an edge refers to a node outside
+            :obj:`[0, num_nodes)`.
     """
-    if int(max_hop) != max_hop or max_hop < 1:
-        raise ValueError(f"'max_hop' must be a positive integer (got "
-                         f"{max_hop})")
-    if num_nodes < 1:
-        raise ValueError(f"'num_nodes' must be positive (got {num_nodes})")
+    max_hop = _check_max_hop(max_hop)
+    if isinstance(num_nodes, bool) or not isinstance(
+            num_nodes, Integral) or num_nodes < 1:
+        raise ValueError(f"'num_nodes' must be a positive integer (got "
+                         f"{num_nodes!r})")
+    num_nodes = int(num_nodes)
+    if not isinstance(edge_index, Tensor) or edge_index.is_floating_point() \
+            or edge_index.is_complex():
+        raise ValueError("'edge_index' must be an integer tensor")
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"'edge_index' must have shape [2, num_edges] (got "
                          f"{list(edge_index.size())})")
@@ -122,15 +142,18 @@ class KHopEdges(BaseTransform):
 
     Args:
         max_hop (int): The largest hop :math:`L \geq 1`.
+
+    Raises:
+        ValueError: If :obj:`max_hop` is not an integer :math:`\geq 1`, or
+            (when called) the data has no :obj:`edge_index`.
     """
     def __init__(self, max_hop: int):
-        if int(max_hop) != max_hop or max_hop < 1:
-            raise ValueError(f"'max_hop' must be a positive integer (got "
-                             f"{max_hop})")
-        self.max_hop = int(max_hop)
+        self.max_hop = _check_max_hop(max_hop)
 
     def forward(self, data: Data) -> Data:
-        assert data.edge_index is not None
+        if getattr(data, 'edge_index', None) is None:
+            raise ValueError(f"'{self.__class__.__name__}' needs data with "
+                             f"an 'edge_index'")
         edge_index, hop = khop_edges(data.edge_index, data.num_nodes,
                                      self.max_hop)
         data.khop_edge_index = edge_index

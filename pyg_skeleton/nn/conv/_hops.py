@@ -19,7 +19,9 @@ Aggregating before transforming is the order of the HCSF figure (the input
 is multiplied by the hop matrices, then channel-squeezed) and lets the
 operators fold their per-hop weights and fusion projections into one matrix.
 """
+import math
 import warnings
+from numbers import Real
 from typing import List, Optional
 
 import torch
@@ -28,12 +30,21 @@ from torch import Tensor
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj
 
-from pyg_skeleton.nn.topology import DENSE_MAX_NODES, fixed_graph
+from pyg_skeleton.nn.topology import (
+    DENSE_MAX_NODES,
+    check_channels,
+    dense_product_safe,
+    fixed_graph,
+)
 from pyg_skeleton.transforms.khop import khop_edges
 
 
 def check_hop(value, name: str, minimum: int, owner: str) -> int:
-    if isinstance(value, bool) or int(value) != value or value < minimum:
+    # Checked before int(): int(inf) raises OverflowError, int(nan) a
+    # ValueError that names neither the argument nor the layer.
+    if isinstance(value, bool) or not isinstance(value, Real) or (
+            not math.isfinite(value)) or int(value) != value or (
+                value < minimum):
         raise ValueError(f"'{owner}' needs an integer {name} >= {minimum} "
                          f"(got {value})")
     return int(value)
@@ -46,8 +57,9 @@ class HopConv(MessagePassing):
     needs, and :meth:`aggregate_hops`, which returns the group aggregates
     :math:`\mathbf{s}_{i,g}` of shape :obj:`[..., N, G, F_in]` either for
     the layer's own graph (a dense :obj:`[N G, N]` product for graphs of at
-    most :obj:`DENSE_MAX_NODES` nodes, message passing over the stored hop
-    pairs otherwise) or for any graph given as hop pairs, *e.g.* the
+    most :obj:`DENSE_MAX_NODES` nodes with finite features, message passing
+    over the stored hop pairs otherwise, so that a NaN or Inf stays within
+    the hops) or for any graph given as hop pairs, *e.g.* the
     :obj:`khop_edge_index` and :obj:`khop_distance` of a disjoint
     :class:`~torch_geometric.data.Batch` built with
     :class:`~pyg_skeleton.transforms.KHopEdges`.
@@ -59,10 +71,7 @@ class HopConv(MessagePassing):
         kwargs.setdefault('aggr', 'add')
         kwargs.setdefault('node_dim', -2)
         super().__init__(**kwargs)
-        if in_channels <= 0 or out_channels <= 0:
-            raise ValueError(f"'{self.__class__.__name__}' needs positive "
-                             f"channel sizes (got {in_channels} -> "
-                             f"{out_channels})")
+        check_channels(self.__class__.__name__, in_channels, out_channels)
         self.in_channels = in_channels
         self.out_channels = out_channels
 
@@ -182,7 +191,9 @@ class HopConv(MessagePassing):
         :obj:`[..., num_nodes, G, F_in]`."""
         if khop_edge_index is None:
             self._check_num_nodes(x)
-            if self.dense_adj is not None:
+            # With a NaN or Inf in x, the dense product would spread it to
+            # every node (0 * NaN); message passing keeps it to the hops.
+            if self.dense_adj is not None and dense_product_safe(x):
                 out = self.dense_adj.to(x.dtype) @ x
                 return out.unflatten(-2, (self.num_nodes, self.num_groups))
             sums = self.hop_sums(x, self.hop_edge_index, self.hop, None)

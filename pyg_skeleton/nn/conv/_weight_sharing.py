@@ -14,7 +14,7 @@ from torch.nn import Parameter
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj, Size
 
-from pyg_skeleton.nn.topology import Topology
+from pyg_skeleton.nn.topology import Topology, check_channels
 
 EDGE_WEIGHTS = ('learnable', 'fixed')
 
@@ -59,10 +59,7 @@ class WeightSharingConv(MessagePassing):
         kwargs.setdefault('aggr', 'add')
         kwargs.setdefault('node_dim', -2)
         super().__init__(**kwargs)
-        if in_channels <= 0 or out_channels <= 0:
-            raise ValueError(f"'{self.__class__.__name__}' needs positive "
-                             f"channel sizes (got {in_channels} -> "
-                             f"{out_channels})")
+        check_channels(self.__class__.__name__, in_channels, out_channels)
         if edge_weights not in EDGE_WEIGHTS:
             raise ValueError(f"'edge_weights' must be one of {EDGE_WEIGHTS} "
                              f"(got {edge_weights!r})")

@@ -12,7 +12,7 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.typing import Adj
 from torch_geometric.utils import softmax
 
-from pyg_skeleton.nn.topology import Topology
+from pyg_skeleton.nn.topology import Topology, check_channels
 
 
 class SemGraphConv(MessagePassing):
@@ -109,10 +109,7 @@ class SemGraphConv(MessagePassing):
         kwargs.setdefault('aggr', 'add')
         kwargs.setdefault('node_dim', -2)
         super().__init__(**kwargs)
-        if in_channels <= 0 or out_channels <= 0:
-            raise ValueError(f"'{self.__class__.__name__}' needs positive "
-                             f"channel sizes (got {in_channels} -> "
-                             f"{out_channels})")
+        check_channels(self.__class__.__name__, in_channels, out_channels)
 
         self.in_channels = in_channels
         self.out_channels = out_channels

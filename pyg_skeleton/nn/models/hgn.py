@@ -441,6 +441,11 @@ class HGNLoss(torch.nn.Module):
                              f"{list(target.shape)}")
         sq = (pred - target).pow(2)
         if mask is not None:
+            if mask.dtype != torch.bool or mask.shape != pred.shape[-2:-1]:
+                raise ValueError(f"'HGNLoss' needs a boolean mask of shape "
+                                 f"{list(pred.shape[-2:-1])} (one entry per "
+                                 f"vertex), got {mask.dtype} "
+                                 f"{list(mask.shape)}")
             sq = sq[..., mask.to(pred.device), :]
         if self.reduction == 'mean':
             return sq.mean()
@@ -453,6 +458,11 @@ class HGNLoss(torch.nn.Module):
         if len(meshes) != len(target_meshes):
             raise ValueError("'HGNLoss' needs one target per mesh")
         masks = list(masks) if masks is not None else [None] * len(meshes)
+        # zip() would silently drop the mesh terms beyond the last mask.
+        if len(masks) != len(meshes):
+            raise ValueError(f"'HGNLoss' got {len(masks)} masks for "
+                             f"{len(meshes)} meshes (pass None for a mesh "
+                             f"without padding)")
         loss = self.lambda_pose * self._term(pose, target_pose, None)
         for m, t, mask in zip(meshes, target_meshes, masks):
             loss = loss + self.lambda_mesh * self._term(m, t, mask)
