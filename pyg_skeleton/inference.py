@@ -12,10 +12,10 @@ root-relative 3D pose per person and frame, in metres, in the camera frame
 
 Poses with fewer than :data:`MIN_VISIBLE` visible joints are not lifted:
 their 3D joints are NaN and a warning gives their count. A warning also
-says when the input looks unlike what the lifter was trained on: a person
-rotated in the image by more than the cameras' roll range, or, with known
-intrinsics, a subject far off the optical axis or at an implausible
-distance.
+says when the input looks unlike what the lifter was trained on: people
+rotated in the image by more than the cameras' roll range (the median torso
+angle of the input over 45 degrees), or, with known intrinsics, a subject far
+off the optical axis or at an implausible distance.
 """
 from __future__ import annotations
 
@@ -115,6 +115,11 @@ class LiftResult:
             written += self.plot(out)
         return written
 
+    def _label(self, i: int) -> str:
+        name = self.frame_names[self.frame[i]]
+        name = f'frame {name}' if name.isdigit() else name
+        return name if self.is_sequence else f'{name}, person {self.person[i]}'
+
     def plot(self, out: Union[str, Path]) -> List[Path]:
         """Draws ``lift.png`` (and ``lift.gif`` for a sequence) into :obj:`out`."""
         from pyg_skeleton.plotting import animate_lifted, plot_lifted
@@ -126,8 +131,7 @@ class LiftResult:
         pick = ok[np.unique(np.linspace(0, len(ok) - 1, min(8, len(ok))).round().astype(int))]
         paths = [Path(out) / 'lift.png']
         plot_lifted(self.uv[pick], self.mask[pick], self.poses[pick], skeleton, paths[0],
-                    titles=[f"{self.frame_names[self.frame[i]]}, person {self.person[i]}"
-                            for i in pick],
+                    titles=[self._label(i) for i in pick],
                     suptitle=f"{Path(self.source).name}: lifted by {self.model}")
         if self.is_sequence and len(ok) > 1:
             order = ok[np.argsort(self.frame[ok])]
@@ -212,11 +216,11 @@ def _camera_warnings(uv: np.ndarray, mask: np.ndarray, ok: np.ndarray,
         v = uv[both, _THORAX] - uv[both, _PELVIS]
         # image v grows downwards: upright is (0, -1); the angle of the torso from it
         roll = np.degrees(np.abs(np.arctan2(v[:, 0], -v[:, 1])))
-        n = int((roll > _MAX_ROLL_DEG).sum())
-        if n:
-            out.append(f"{n} of {int(both.sum())} poses have the torso rotated by more than "
-                       f"{_MAX_ROLL_DEG:.0f} degrees in the image (up to {roll.max():.0f}); the "
-                       f"lifter was trained on camera rolls within 30 degrees of upright people")
+        # the median: single poses bend and lie down, a rotated camera turns them all
+        if np.median(roll) > _MAX_ROLL_DEG:
+            out.append(f"the torso is rotated by {np.median(roll):.0f} degrees in the image "
+                       f"(median of {int(both.sum())} poses); the lifter was trained on camera "
+                       f"rolls within 30 degrees of upright people: rotate the input upright")
     if intrinsics is not None and both.any():
         f = intrinsics['focal_length']
         c = intrinsics['center']

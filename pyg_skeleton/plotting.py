@@ -53,7 +53,7 @@ def _colour(skeleton, child: int) -> str:
     return _MID
 
 
-def _draw_2d(ax, uv, mask, skeleton, title: str = '') -> None:
+def _draw_2d(ax, uv, mask, skeleton, title: str = '', box_points=None) -> None:
     uv = np.asarray(uv, dtype=np.float64)
     mask = np.ones(len(uv), bool) if mask is None else np.asarray(mask, bool)
     for c, p in skeleton.bones().tolist():
@@ -63,7 +63,9 @@ def _draw_2d(ax, uv, mask, skeleton, title: str = '') -> None:
     if (~mask).any():
         ax.text(0.02, 0.02, f'{(~mask).sum()} joint(s) missing', transform=ax.transAxes,
                 fontsize=7, color='gray')
-    vis = uv[mask] if mask.any() else np.zeros((1, 2))
+    # the pose's own box, or a fixed box (box_points: all points of a sequence)
+    vis = np.asarray(box_points) if box_points is not None else (
+        uv[mask] if mask.any() else np.zeros((1, 2)))
     lo, hi = vis.min(0), vis.max(0)
     c, r = (lo + hi) / 2, max((hi - lo).max() / 2, 1e-6) * 1.15
     ax.set_xlim(c[0] - r, c[0] + r)
@@ -85,14 +87,15 @@ def _draw_3d(ax, pose, skeleton, truth=None, title: str = '', radius: float = 1.
     ax.set_xlim(centre[0] - radius, centre[0] + radius)
     ax.set_ylim(centre[1] - radius, centre[1] + radius)
     ax.set_zlim(centre[2] - radius, centre[2] + radius)
-    ax.set_box_aspect((1, 1, 1), zoom=1.25)
-    ax.view_init(elev=12, azim=-90)   # from the camera's side, slightly above
-    for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+    ax.set_box_aspect((1, 1, 1), zoom=1.2)
+    # from a little to the camera's right and above: the camera's view turned by
+    # 30 degrees, so that depth shows
+    ax.view_init(elev=15, azim=-60)
+    for axis, lo in ((ax.xaxis, centre[0]), (ax.yaxis, centre[1]), (ax.zaxis, centre[2])):
         axis.pane.set_alpha(0.15)
-    ax.set_xlabel('x (m)', fontsize=6, labelpad=-8)
-    ax.set_ylabel('depth (m)', fontsize=6, labelpad=-8)
-    ax.set_zlabel('up (m)', fontsize=6, labelpad=-8)
-    ax.tick_params(labelsize=5, pad=-3)
+        axis.set_ticks(np.arange(np.ceil((lo - radius) * 2), np.floor((lo + radius) * 2) + 1)
+                       / 2)
+        axis.set_ticklabels([])
     ax.set_title(title, fontsize=8)
 
 
@@ -118,7 +121,8 @@ def plot_lifted(uv: np.ndarray, mask: Optional[np.ndarray], poses: np.ndarray, s
                  '2D input' if titles is None else titles[i])
         ax3 = fig.add_subplot(grid[r, 2 * c + 1], projection='3d')
         _draw_3d(ax3, both[0], skeleton, both[1] if truth is not None else None,
-                 '3D (grey: truth)' if truth is not None else '3D', radius=0.85)
+                 '3D, 0.5 m grid' + (' (grey: truth)' if truth is not None else ''),
+                 radius=0.85)
     if suptitle:
         fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
@@ -128,7 +132,7 @@ def plot_lifted(uv: np.ndarray, mask: Optional[np.ndarray], poses: np.ndarray, s
 
 def animate_lifted(uv: np.ndarray, mask: Optional[np.ndarray], poses: np.ndarray, skeleton,
                    path: Union[str, Path], fps: float = 15.0, title: str = '',
-                   max_frames: int = 150) -> None:
+                   max_frames: int = 90) -> None:
     r"""An animated GIF of a sequence: the 2D input beside the upright 3D
     pose, frame by frame (at most :obj:`max_frames`, evenly picked)."""
     import matplotlib
@@ -138,19 +142,21 @@ def animate_lifted(uv: np.ndarray, mask: Optional[np.ndarray], poses: np.ndarray
     T = len(poses)
     pick = np.unique(np.linspace(0, T - 1, min(T, max_frames)).round().astype(int))
     up = upright(poses)
-    fig = plt.figure(figsize=(7, 3.6))
+    fig = plt.figure(figsize=(8, 4))
     ax2 = fig.add_subplot(1, 2, 1)
     ax3 = fig.add_subplot(1, 2, 2, projection='3d')
     span = np.nanmax(np.abs(up - up[:, :1]))
+    seen = uv[mask] if mask is not None else uv.reshape(-1, 2)
 
     def draw(t):
         ax2.cla()
         ax3.cla()
-        _draw_2d(ax2, uv[t], None if mask is None else mask[t], skeleton, f'2D input, frame {t}')
-        _draw_3d(ax3, up[t], skeleton, title='3D (upright)', radius=max(span, 0.5))
+        _draw_2d(ax2, uv[t], None if mask is None else mask[t], skeleton, f'2D input, frame {t}',
+                 box_points=seen)
+        _draw_3d(ax3, up[t], skeleton, title='3D, 0.5 m grid', radius=max(span, 0.5))
         if title:
             fig.suptitle(title, fontsize=9)
 
     anim = FuncAnimation(fig, draw, frames=list(pick), interval=1000 / fps)
-    anim.save(str(path), writer=PillowWriter(fps=fps), dpi=70)
+    anim.save(str(path), writer=PillowWriter(fps=fps), dpi=80)
     plt.close(fig)

@@ -8,6 +8,7 @@ import torch
 
 import pyg_skeleton
 from pyg_skeleton.cli import main
+from pyg_skeleton.datasets import load_lifting
 from pyg_skeleton.datasets.builtin import (
     BUILTIN_MOTION_PATH,
     CMU_ACKNOWLEDGEMENT,
@@ -240,7 +241,7 @@ def test_lift_warns_about_unusual_cameras(tiny):
     centre = np.array([500.0, 500.0])
     upside_down = 2 * centre - uv                 # rotated by 180 degrees in the image
     kp = np.concatenate([upside_down, np.ones((6, 17, 1))], -1)
-    with pytest.warns(UserWarning, match='torso rotated'):
+    with pytest.warns(UserWarning, match='torso is rotated'):
         lift(kp, format='h36m17', checkpoint=tiny)
     kp = np.concatenate([uv, np.ones((6, 17, 1))], -1)
     with warnings.catch_warnings():
@@ -353,3 +354,9 @@ def test_demo_command(tmp_path, capsys):
     for name in ('samples.png', 'lift.png', 'lift.gif', 'poses3d.npz', 'small_lifter.pt'):
         assert (out / name).stat().st_size > 1000, name
     Lifter.load(out / 'small_lifter.pt')
+
+
+def test_training_data_that_is_a_keypoint_file_points_to_lift(tmp_path):
+    np.savez(tmp_path / 'kp.npz', keypoints=np.zeros((4, 17, 3), np.float32))
+    with pytest.raises(ValueError, match='pyg-skeleton lift'):
+        load_lifting(str(tmp_path / 'kp.npz'))

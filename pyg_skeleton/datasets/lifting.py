@@ -396,7 +396,9 @@ def load_lifting_splits(name: str, data: Union[str, Path, None] = None, *,
         return render(mocap.positions, *split3(tr, None, te, mask), mocap.content,
                       mocap.content_names, desc)
     if 'positions' not in files:
-        raise ValueError(f"{path}: no 'positions' array [F, N, 3]")
+        hint = (' (it holds 2D keypoints: lift them with `pyg-skeleton lift FILE`; '
+                'training and evaluation need 3D positions)' if 'keypoints' in files else '')
+        raise ValueError(f"{path}: no 'positions' array [F, N, 3]{hint}")
     pos = read_npz_arrays(path, ['positions'])['positions']
     if pos.ndim != 3 or pos.shape[-1] != 3 or pos.dtype.kind not in 'iuf':
         raise ValueError(f"{path}: positions must be numbers [F, N, 3], got {pos.dtype} "
