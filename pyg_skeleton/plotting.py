@@ -83,7 +83,7 @@ def _draw_3d(ax, pose, skeleton, truth=None, title: str = '', radius: float = 1.
         for c, p in skeleton.bones().tolist():
             kw = style or dict(color=_colour(skeleton, c), lw=2)
             ax.plot(p3[[c, p], 0], p3[[c, p], 1], p3[[c, p], 2], **kw)
-    centre = pose.mean(0)
+    centre = (pose if truth is None else truth).mean(0)
     ax.set_xlim(centre[0] - radius, centre[0] + radius)
     ax.set_ylim(centre[1] - radius, centre[1] + radius)
     ax.set_zlim(centre[2] - radius, centre[2] + radius)
