@@ -818,7 +818,7 @@ def _load_resume_args(args) -> Dict[str, Any]:
                            f"reopen it (files named in a checkpoint are not opened unasked)")
         setattr(args, key, old)
     done_epochs, done_steps = int(ckpt['epoch']), int(ckpt['global_step'])
-    if 'epochs' in given and args.epochs < done_epochs + (ckpt['step_in_epoch'] > 0):
+    if 'epochs' in given and args.epochs <= done_epochs:
         raise CLIError(f"--epochs {args.epochs}: the run has already trained {done_epochs} "
                        f"epochs (give more to extend it)")
     if 'max_steps' in given and args.max_steps is not None and args.max_steps <= done_steps:
