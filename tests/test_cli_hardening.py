@@ -83,6 +83,10 @@ def test_checkpoint_paths_are_never_opened(trained, tmp_path, capsys):
         rewrite(out / name, h36m)
     msg = error_of(capsys, ['evaluate', '--checkpoint', str(out / 'best.pt')])
     assert '--data' in msg and 'not opened' in msg
+    # another dataset chosen on the command line needs none of the run's files
+    assert main(['evaluate', '--checkpoint', str(out / 'best.pt'), '--dataset', 'synthetic',
+                 '--synthetic-test', '10']) == 0
+    assert 'synthetic' in capsys.readouterr().out
     msg = error_of(capsys, ['train', '--resume', '--out', str(out), '--epochs', '2',
                             '--no-progress', '--no-plots'])
     assert '--data' in msg and str(evil) in msg

@@ -827,7 +827,8 @@ def _load_resume_args(args) -> Dict[str, Any]:
     finished = done_epochs >= args.epochs or (args.max_steps and done_steps >= args.max_steps)
     if finished and (Path(args.out) / 'report.json').is_file():
         raise CLIError(f"the run in {args.out} is complete ({done_epochs} epochs, {done_steps} "
-                       f"steps); give --epochs N (more than {done_epochs}) to train further")
+                       f"steps); give --epochs N (more than {done_epochs}) or --max-steps N "
+                       f"(more than {done_steps}) to train further")
     return ckpt
 
 
@@ -1138,8 +1139,8 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
                   f'that was not exploding (epoch {best_epoch})')
         else:
             print('\nno validation split (--val-fraction 0): best.pt is the last checkpoint')
-        print(f"\noutputs in {out}/ (best.pt, last.pt, metrics.csv, metrics.json, report.json"
-              + ('' if args.no_plots else ', curves.png, samples.png') + ')')
+        written = [name for name in OUTPUT_NAMES if (out / name).is_file()]
+        print(f"\noutputs in {out}/ ({', '.join(sorted(written))})")
     return 0
 
 
