@@ -373,6 +373,12 @@ def test_coarsen_outputs_are_checked(tmp_path, capsys):
 
     assert coarsen('-o', str(tmp_path / 'levels.png')) == 2
     assert '.pt' in err()
+    for bad, expected in ((['--levels', '-1'], '--levels must be in 1..32'),
+                          (['--levels', '100000'], '--levels must be in 1..32'),
+                          (['--max-nodes', '0'], '--max-nodes must be at least 1')):
+        assert coarsen('-o', str(tmp_path / 'h.pt'), *bad) == 2
+        assert expected in err()
+    assert not (tmp_path / 'h.pt').exists()
     assert coarsen('-o', str(tmp_path / 'h.pt'), '--plot', str(tmp_path / 'h.pt')) == 2
     assert 'same file' in err()
     assert coarsen('-o', str(tmp_path / 'h.pt'), '--plot', str(tmp_path / 'h.jpg')) == 2

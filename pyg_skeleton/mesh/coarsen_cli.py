@@ -29,6 +29,10 @@ from .coarsening import METHODS, ORDERS, SCORES
 
 HELP = 'coarsen a mesh into a multi-level HEM hierarchy and draw its levels'
 
+#: Most coarsening steps: each about halves the nodes, and a padded
+#: hierarchy has a binary tree of 2 ** levels leaves.
+MAX_LEVELS = 32
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('mesh', nargs='?', default=None,
@@ -38,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='where to save the hierarchy, a .pt file (torch.save '
                         'of plain tensors; default: %(default)s)')
     parser.add_argument('--levels', type=int, default=None,
-                        help='number of coarsening steps')
+                        help=f'number of coarsening steps (1 to {MAX_LEVELS})')
     parser.add_argument('--max-nodes', type=int, default=None,
                         help='coarsen until at most this many nodes '
                         '(default: 49 when --levels is not given)')
@@ -120,6 +124,13 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def _check_counts(args) -> None:
+    if args.levels is not None and not 1 <= args.levels <= MAX_LEVELS:
+        raise ValueError(f"--levels must be in 1..{MAX_LEVELS}, got {args.levels}")
+    if args.max_nodes is not None and args.max_nodes < 1:
+        raise ValueError(f"--max-nodes must be at least 1, got {args.max_nodes}")
+
+
 def _outputs(args):
     """``(hierarchy path, plot path or None)``, checked before any work.
 
@@ -170,6 +181,7 @@ def _write_atomic(path: Path, write) -> None:
 def run(args) -> int:
     from .hierarchy import MeshHierarchy
     try:
+        _check_counts(args)
         out, png = _outputs(args)
         mesh, name = _load(args)
     except (OSError, ValueError) as e:
