@@ -194,6 +194,13 @@ def test_checkpoint_contents_are_validated(trained, tmp_path, capsys):
         assert expected in msg and str(ck) in msg, (expected, msg)
     restore()
     assert main(['evaluate', '--checkpoint', str(ck)]) == 0
+    capsys.readouterr()
+    # the evaluation's --out is never the checkpoint itself, nor a folder
+    msg = error_of(capsys, ['evaluate', '--checkpoint', str(ck), '--out', str(ck),
+                            '--overwrite'])
+    assert 'is the checkpoint' in msg and ck.read_bytes() == original
+    assert 'is a folder' in error_of(capsys, ['evaluate', '--checkpoint', str(ck), '--out',
+                                              str(out), '--overwrite'])
 
 
 # -------------------------------------------------------------------- item 8

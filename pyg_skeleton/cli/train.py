@@ -1203,8 +1203,12 @@ def evaluation_options(ckpt: Dict[str, Any], args) -> argparse.Namespace:
 def run_evaluate(args) -> int:
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1 (got {args.batch_size})")
-    ckpt = load_checkpoint(Path(args.checkpoint))
     out = Path(args.out) if args.out else None
+    if out is not None and out.is_dir():
+        raise CLIError(f"--out {out} is a folder; give a file name for the JSON")
+    if out is not None and _same_path(out, args.checkpoint):
+        raise CLIError(f"--out {out} is the checkpoint; give another file")
+    ckpt = load_checkpoint(Path(args.checkpoint))
     if out is not None and (out.exists() or out.is_symlink()) and not args.overwrite:
         raise CLIError(f"{out} exists; use --overwrite to replace it")
     if out is not None and out.is_symlink():
