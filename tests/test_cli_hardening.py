@@ -409,3 +409,14 @@ def test_coarsen_outputs_are_checked(tmp_path, capsys):
     assert outside.read_bytes() == b'keep' and not (tmp_path / 'h.png').is_symlink()
     assert MeshHierarchy.load(tmp_path / 'h.pt').num_nodes[0] == n * n
     assert not [p for p in tmp_path.iterdir() if '.tmp' in p.name]
+
+
+def test_given_options_tell_defaults_from_choices():
+    from pyg_skeleton.cli.main import _given_options
+    argv = ['train', '--resume', '--lr', '0.001', '--no-flip-test', '--out', 'x']
+    args = build_parser().parse_args(argv)
+    # --lr 0.001 is the default value, but it was written: it counts
+    assert _given_options(argv, args) == {'resume', 'lr', 'flip_test', 'out'}
+    # a namespace built without main(): the options that differ from the defaults
+    ns = build_parser().parse_args(['train', '--epochs', '3', '--lr', '0.001'])
+    assert train_mod.given_options(ns) == {'epochs'}
