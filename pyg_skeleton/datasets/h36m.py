@@ -84,6 +84,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..mesh.smpl import NUMPY_GLOBALS, RestrictedUnpickler
 from .camera import normalize_screen
 
 __all__ = ['H36M_32_TO_17', 'TRAIN_SUBJECTS', 'TEST_SUBJECTS', 'reduce_32_to_17',
@@ -111,14 +112,13 @@ def z_up_to_y_up(positions: np.ndarray) -> np.ndarray:
     return np.stack([positions[..., 0], positions[..., 2], -positions[..., 1]], axis=-1)
 
 
-def _npz_object_unpickler():
-    from pyg_skeleton.mesh.smpl import NUMPY_GLOBALS, RestrictedUnpickler
-
-    class H36MUnpickler(RestrictedUnpickler):
-        ALLOWED = NUMPY_GLOBALS
-        CONTENT = ('dicts, lists, strings, numbers and numpy arrays (VideoPose3D-layout '
-                   'Human3.6M files)')
-    return H36MUnpickler
+class H36MUnpickler(RestrictedUnpickler):
+    r"""The restricted unpickler of the VideoPose3D-layout files: dicts,
+    lists, strings and numbers (pickle opcodes, no global needed) and plain
+    NumPy arrays (:data:`~pyg_skeleton.mesh.smpl.NUMPY_GLOBALS`)."""
+    ALLOWED = NUMPY_GLOBALS
+    CONTENT = ('dicts, lists, strings, numbers and numpy arrays (VideoPose3D-layout '
+               'Human3.6M files)')
 
 
 def _read_npz_member(zf: zipfile.ZipFile, key: str) -> np.ndarray:
@@ -144,7 +144,7 @@ def _read_npz_member(zf: zipfile.ZipFile, key: str) -> np.ndarray:
             if len(data) != count * dtype.itemsize:
                 raise ValueError(f"array {key!r} is truncated")
             return np.frombuffer(data, dtype).reshape(shape, order='F' if fortran else 'C')
-        array = _npz_object_unpickler()(f, encoding='latin1').load()
+        array = H36MUnpickler(f, encoding='latin1').load()
     if not isinstance(array, np.ndarray) or array.shape != tuple(shape):
         raise ValueError(f"array {key!r}: the pickle does not hold the {shape} array of "
                          f"its header")
