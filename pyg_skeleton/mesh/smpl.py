@@ -165,7 +165,9 @@ def _safe_codecs_encode(obj, encoding='utf-8'):
 
 
 def _numpy_global(module: str, name: str):
-    for mod in (module.replace('numpy.core', 'numpy._core'), module):
+    # NumPy 2 moved numpy.core to numpy._core; pickles name either
+    for mod in (module.replace('numpy.core', 'numpy._core'),
+                module.replace('numpy._core', 'numpy.core')):
         try:
             return getattr(importlib.import_module(mod), name)
         except (ImportError, AttributeError):
