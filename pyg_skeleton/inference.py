@@ -102,14 +102,14 @@ class LiftResult:
         :obj:`out` (created), and with :obj:`plots` ``lift.png`` (up to 8
         poses: 2D input beside the upright 3D skeleton) and, for a
         sequence, ``lift.gif``. Returns the paths written."""
-        from pyg_skeleton.cli.train import atomic_write_text
+        from pyg_skeleton.files import atomic_output, atomic_write_text
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         written = [out / 'poses3d.npz', out / 'poses3d.json']
-        np.savez_compressed(written[0], poses=self.poses, uv=self.uv, mask=self.mask,
-                            frame=self.frame, person=self.person,
-                            frame_names=np.array(self.frame_names, dtype=str),
-                            joint_names=np.array(self.joint_names), model=np.array(self.model))
+        atomic_output(written[0], lambda path: np.savez_compressed(
+            path, poses=self.poses, uv=self.uv, mask=self.mask, frame=self.frame,
+            person=self.person, frame_names=np.array(self.frame_names, dtype=str),
+            joint_names=np.array(self.joint_names), model=np.array(self.model)))
         atomic_write_text(written[1], json.dumps(self.to_json(), indent=1))
         if plots:
             written += self.plot(out)
@@ -122,6 +122,7 @@ class LiftResult:
 
     def plot(self, out: Union[str, Path]) -> List[Path]:
         """Draws ``lift.png`` (and ``lift.gif`` for a sequence) into :obj:`out`."""
+        from pyg_skeleton.files import atomic_output
         from pyg_skeleton.plotting import animate_lifted, plot_lifted
         from pyg_skeleton.skeleton import Skeleton
         skeleton = Skeleton.preset('h36m17')
@@ -130,14 +131,16 @@ class LiftResult:
             return []
         pick = ok[np.unique(np.linspace(0, len(ok) - 1, min(8, len(ok))).round().astype(int))]
         paths = [Path(out) / 'lift.png']
-        plot_lifted(self.uv[pick], self.mask[pick], self.poses[pick], skeleton, paths[0],
-                    titles=[self._label(i) for i in pick],
-                    suptitle=f"{Path(self.source).name}: lifted by {self.model}")
+        atomic_output(paths[0], lambda path: plot_lifted(
+            self.uv[pick], self.mask[pick], self.poses[pick], skeleton, path,
+            titles=[self._label(i) for i in pick],
+            suptitle=f"{Path(self.source).name}: lifted by {self.model}"))
         if self.is_sequence and len(ok) > 1:
             order = ok[np.argsort(self.frame[ok])]
             paths.append(Path(out) / 'lift.gif')
-            animate_lifted(self.uv[order], self.mask[order], self.poses[order], skeleton,
-                           paths[1], title=f"{Path(self.source).name}: lifted by {self.model}")
+            atomic_output(paths[1], lambda path: animate_lifted(
+                self.uv[order], self.mask[order], self.poses[order], skeleton, path,
+                title=f"{Path(self.source).name}: lifted by {self.model}"))
         return paths
 
 

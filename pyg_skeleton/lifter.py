@@ -130,7 +130,7 @@ class Lifter(torch.nn.Module):
 
     def save(self, path: Union[str, Path]) -> None:
         """Writes the lifter (options, weights, card) for :meth:`load`."""
-        from pyg_skeleton.cli.train import atomic_save
+        from pyg_skeleton.files import atomic_save
         atomic_save({'format': LIFTER_FORMAT, 'options': self.options(),
                      'state_dict': {k: v.detach().cpu().clone()
                                     for k, v in self.state_dict().items()},

@@ -242,3 +242,97 @@ def test_pairing_errors(tmp_path):
         h36m_camera_samples(p3, tmp_path / 'missing.npz', pc)
     with pytest.raises(FileNotFoundError):
         h36m_camera_samples(p3, tmp_path / 'none.npz', pc)
+
+
+class _RunsCode:
+    def __init__(self, call, arg):
+        self.call, self.arg = call, arg
+
+    def __reduce__(self):
+        return (self.call, (self.arg, ))
+
+
+@pytest.mark.parametrize('protocol', [2, 3, 5])
+def test_videopose3d_files_load_without_allow_pickle(tmp_path, monkeypatch, protocol):
+    import pickle
+    from pyg_skeleton.datasets.h36m import load_h36m_2d, load_h36m_3d
+    p3, p2, pc, pos3, pos2, _ = write_dataset(tmp_path)
+    # the reader never calls np.load(allow_pickle=True) nor pickle.load
+    real_load = np.load
+
+    def no_pickle_load(*args, allow_pickle=False, **kwargs):
+        assert not allow_pickle
+        return real_load(*args, allow_pickle=allow_pickle, **kwargs)
+
+    monkeypatch.setattr(np, 'load', no_pickle_load)
+    monkeypatch.setattr(pickle, 'load', None)
+    d3 = load_h36m_3d(p3)
+    d2, meta = load_h36m_2d(p2)
+    monkeypatch.undo()
+    assert d3.keys() == pos3.keys() and d2.keys() == pos2.keys()
+    for s in pos3:
+        assert d3[s].keys() == pos3[s].keys()
+        for a in pos3[s]:
+            np.testing.assert_array_equal(d3[s][a], pos3[s][a])
+            assert d3[s][a].dtype == pos3[s][a].dtype
+            assert len(d2[s][a]) == len(pos2[s][a])
+            for got, want in zip(d2[s][a], pos2[s][a]):
+                np.testing.assert_array_equal(got, want)
+    assert meta == {'layout_name': 'h36m', 'num_joints': 17,
+                    'keypoints_symmetry': [[4, 5, 6, 11, 12, 13], [1, 2, 3, 14, 15, 16]]}
+    # an uncompressed archive written with another pickle protocol reads the same
+    import io
+    import zipfile
+    other = tmp_path / f'p{protocol}.npz'
+    with zipfile.ZipFile(other, 'w') as zf:
+        buf, arr = io.BytesIO(), np.array(pos3, dtype=object)
+        np.lib.format.write_array_header_1_0(buf, np.lib.format.header_data_from_array_1_0(arr))
+        pickle.dump(arr, buf, protocol=protocol)
+        zf.writestr('positions_3d.npy', buf.getvalue())
+    d = load_h36m_3d(other)
+    np.testing.assert_array_equal(d['S9']['Walking'], pos3['S9']['Walking'])
+
+
+@pytest.mark.parametrize('call', ['system', 'eval'])
+def test_h36m_file_that_runs_code_is_refused(tmp_path, call):
+    import os
+    import builtins
+    from pyg_skeleton.datasets.h36m import load_h36m_2d, load_h36m_3d
+    marker = tmp_path / 'pwned'
+    payload = (_RunsCode(os.system, f'touch {marker}') if call == 'system'
+               else _RunsCode(builtins.eval, f"open({str(marker)!r}, 'w').close()"))
+    evil = tmp_path / 'evil.npz'
+    np.savez(evil, positions_3d=np.array({'S1': {'Walking': payload}}, dtype=object))
+    with pytest.raises(ValueError, match=f"evil.npz: refused to load global.*{call}"):
+        load_h36m_3d(evil)
+    # the same payload hidden in the metadata of a 2D file
+    np.savez(evil, positions_2d=np.array({'S1': {}}, dtype=object),
+             metadata=np.array({'layout_name': payload}, dtype=object))
+    with pytest.raises(ValueError, match='refused to load global'):
+        load_h36m_2d(evil)
+    assert not marker.exists()
+    # other malformed content: one-line errors naming the file
+    np.savez(evil, positions_3d=np.array({'S1': {'Walking': 'text'}}, dtype=object))
+    with pytest.raises(ValueError, match='evil.npz.*numeric arrays'):
+        load_h36m_3d(evil)
+    np.savez(evil, positions_3d=np.arange(3))
+    with pytest.raises(ValueError, match='evil.npz: positions_3d must be a dict'):
+        load_h36m_3d(evil)
+    evil.write_bytes(b'PK\x03\x04 not really a zip')
+    with pytest.raises(ValueError, match='cannot read .*evil.npz'):
+        load_h36m_3d(evil)
+
+
+def test_camera_file_numbers_and_nesting(tmp_path):
+    good, _ = make_cameras()
+    doc = json.dumps(good)
+    width = json.dumps(good['subjects']['S1'][0]['width'])
+    for bad in ('Infinity', 'NaN', '-Infinity', '1e999'):
+        msg = cam_error(tmp_path, doc.replace(f'"width": {width}', f'"width": {bad}', 1))
+        assert 'c.json' in msg and ('JSON' in msg or "'width'" in msg), msg
+    msg = cam_error(tmp_path, '[' * 100000 + ']' * 100000)
+    assert 'c.json' in msg and 'nested too deeply' in msg
+    # a dict with an infinite width (not from JSON) is refused too
+    cam = dict(good['subjects']['S1'][0], width=float('inf'))
+    with pytest.raises(ValueError, match="'width' must be a positive whole number"):
+        load_h36m_cameras({'translation_unit': 'mm', 'subjects': {'S1': [cam]}})

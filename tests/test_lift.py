@@ -333,7 +333,13 @@ def test_cli_lift(tiny, tmp_path, capsys):
     for argv, msg in ((['lift'], 'required'), (['lift', str(tmp_path / 'none.json')], 'not found'),
                       (['lift', str(src), '--model', 'semgcn', '--checkpoint', str(tiny)],
                        'not both'),
-                      (['lift', str(src), '--out', str(src)], 'not a folder')):
+                      (['lift', str(src), '--out', str(src)], 'not a folder'),
+                      (['lift', str(src), '--format', 'nope', '--checkpoint', str(tiny)],
+                       'unknown'),
+                      (['lift', str(src), '--model', 'nope'], 'unknown pretrained lifter'),
+                      (['lift', str(src), '--checkpoint', str(src)], 'not a readable lifter'),
+                      (['lift', str(src), '--image-size', '0', '10', '--checkpoint', str(tiny)],
+                       'image size')):
         capsys.readouterr()
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()

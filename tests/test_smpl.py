@@ -141,3 +141,48 @@ def test_missing_arrays(tmp_path, fake_chumpy):
         pickle.dump({'v_template': fake_chumpy(TET_V)}, f, protocol=2)
     with pytest.raises(ValueError, match="no array 'f'"):
         load_smpl(tmp_path / 'm.pkl')
+
+
+class HugeArray:
+    """Pickles as NumPy's array reconstructor asked for a non-empty array:
+    a few bytes that would allocate ``n`` bytes."""
+    def __init__(self, n):
+        self.n = n
+
+    def __reduce__(self):
+        from numpy._core.multiarray import _reconstruct
+        return (_reconstruct, (np.ndarray, (self.n, ), b'b'))
+
+
+def test_claimed_sizes_are_checked_before_allocating(tmp_path, fake_chumpy):
+    data = pickle.dumps({'v_template': HugeArray(400 * 2 ** 20)}, protocol=2)
+    assert len(data) < 400
+    with pytest.raises(pickle.UnpicklingError, match='shape'):
+        safe_load_pickle(data)
+    # a sparse matrix claiming a huge shape with no data is refused before
+    # it is made dense (the old loader allocated 3000 x 20000 float64)
+    sp = SparseMatrixStub()
+    sp.state = {'_shape': (3000, 20000), 'data': np.zeros(0), 'indices': np.zeros(0, np.int32),
+                'indptr': np.zeros(20001, np.int32)}
+    with pytest.raises(ValueError, match='MiB dense'):
+        sp.to_array()
+    sp.state['indptr'] = np.zeros(5, np.int32)   # inconsistent with the shape
+    with pytest.raises(ValueError, match='malformed csc'):
+        sp.to_array()
+    # the stub builds the same dense matrix as SciPy for a legitimate one
+    scipy_sparse = pytest.importorskip('scipy.sparse')
+    J = np.zeros((3, 5))
+    J[0, 1], J[2, 4], J[1, 0] = 0.5, 2.0, -1.0
+    for make in (scipy_sparse.csc_matrix, scipy_sparse.csr_matrix, scipy_sparse.coo_matrix):
+        stub = safe_load_pickle(pickle.dumps(make(J), protocol=2))
+        np.testing.assert_array_equal(stub.to_array(), J)
+    # in a model file, the error names the file and the entry
+    with open(tmp_path / 'm.pkl', 'wb') as f:
+        bad = scipy_sparse.csc_matrix(np.zeros((2, 4)))
+        bad.indices = np.array([7], np.int32)
+        bad.data = np.array([1.0])
+        bad.indptr = np.array([0, 0, 0, 0, 1], np.int32)
+        pickle.dump({'v_template': fake_chumpy(TET_V), 'f': TET_F, 'J_regressor': bad}, f,
+                    protocol=2)
+    with pytest.raises(ValueError, match='m.pkl: J_regressor: sparse matrix indices outside'):
+        load_smpl(tmp_path / 'm.pkl')

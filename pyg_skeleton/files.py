@@ -1,0 +1,84 @@
+r"""Atomic output files: a kill leaves the old file or the new one, a
+symbolic link at the output is replaced (never written through), and disk
+errors name the file ("PATH: No space left on device") so the command line
+reports them in one line."""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+__all__ = ['write_atomic', 'atomic_save', 'atomic_write_text', 'atomic_output']
+
+
+def _os_error(e: OSError, path: Path) -> OSError:
+    """:obj:`e` naming :obj:`path` (``os.write`` errors name no file), so
+    the command line reports e.g. "PATH: disk full" in one line."""
+    if e.filename is not None:
+        return e
+    return type(e)(e.errno, e.strerror or str(e), str(path))
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Writes :obj:`data` to a temporary file in :obj:`path`'s folder,
+    flushes it to disk and renames it over :obj:`path`: a kill leaves the
+    old file or the new one, and a symbolic link at :obj:`path` is replaced,
+    never written through.
+
+    Raises:
+        OSError: Naming :obj:`path` (disk full, not writable, ...).
+    """
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    except OSError as e:
+        raise _os_error(e, path) from None
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise _os_error(e, path) from None
+        raise
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """Saves with :func:`torch.save` atomically (:func:`write_atomic`);
+    serialised in memory first, so a full disk is an :class:`OSError`
+    naming the file rather than an error of the zip writer."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_atomic(path, buf.getvalue())
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    write_atomic(path, text.encode())
+
+
+def atomic_output(path: Path, draw: Callable[[str], Any]) -> None:
+    """Atomically writes a file that :obj:`draw` writes by name (a plot, a
+    ``.npz``): :obj:`draw` gets a fresh temporary path in the same folder
+    (with the output's suffix, which picks the format), renamed over
+    :obj:`path`; errors name :obj:`path`."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=f'.tmp{path.suffix}',
+                               dir=path.parent)
+    os.close(fd)
+    try:
+        draw(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise _os_error(e, path) from None
+        raise
