@@ -282,3 +282,19 @@ def test_operator_arguments():
         topo.aggregate_pair(torch.ones(3), torch.ones(2, 17, 4), torch.ones(8, 4))
     with raises("needs 'num_nodes'"):
         topo.softmax(torch.ones(49), ei)
+
+
+@pytest.mark.parametrize('kwargs, msg', [
+    (dict(batch_size=0), 'batch size must be an integer of at least 1'),
+    (dict(batch_size=-3), 'batch size'),
+    (dict(batch_size=2.5), 'batch size'),
+    (dict(batch_size=4, world_size=0), 'world size'),
+    (dict(batch_size=4, world_size=2, rank=2), 'rank 2 is not below'),
+    (dict(batch_size=3, world_size=2), 'not divisible'),
+])
+def test_tensor_batches_bad_sizes(kwargs, msg):
+    from pyg_skeleton.datasets import LiftingTensors, TensorBatches
+    d = LiftingTensors(torch.zeros(10, 17, 2), torch.zeros(10, 17, 3),
+                       torch.zeros(10, dtype=torch.long))
+    with pytest.raises(ValueError, match=msg):
+        TensorBatches(d, **kwargs)

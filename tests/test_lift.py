@@ -341,6 +341,8 @@ def test_cli_lift(tiny, tmp_path, capsys):
                       (['lift', str(src), '--image-size', '0', '10', '--checkpoint', str(tiny)],
                        'image size')):
         capsys.readouterr()
+        if '--out' not in argv and len(argv) > 1:
+            argv = argv + ['--out', str(tmp_path / 'fresh')]
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and msg in err[0], err

@@ -149,6 +149,14 @@ class TensorBatches:
 
     def __init__(self, data: LiftingTensors, batch_size: int, shuffle: bool = True,
                  seed: int = 0, rank: int = 0, world_size: int = 1, drop_last: bool = True):
+        for name, value, low in (('batch size', batch_size, 1), ('world size', world_size, 1),
+                                 ('rank', rank, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"TensorBatches: {name} must be an integer of at least {low}, "
+                                 f"got {value!r}")
+        if rank >= world_size:
+            raise ValueError(f"TensorBatches: rank {rank} is not below the world size "
+                             f"{world_size}")
         if batch_size % world_size:
             raise ValueError(f"batch size {batch_size} is not divisible by the {world_size} "
                              f"processes")
