@@ -23,24 +23,27 @@ def _os_error(e: OSError, path: Path) -> OSError:
     return type(e)(e.errno, e.strerror or str(e), str(path))
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Writes :obj:`data` to a temporary file in :obj:`path`'s folder,
-    flushes it to disk and renames it over :obj:`path`: a kill leaves the
-    old file or the new one, and a symbolic link at :obj:`path` is replaced,
-    never written through.
+def atomic_output(path: Path, draw: Callable[[str], Any]) -> None:
+    """Atomically writes a file that :obj:`draw` writes by name (a plot, a
+    ``.npz``, bytes): :obj:`draw` gets a fresh temporary path in the same
+    folder (with the output's suffix, which picks the format), flushed to
+    disk and renamed over :obj:`path`, so a kill leaves the old file or the
+    new one and a symbolic link at :obj:`path` is replaced, never written
+    through.
 
     Raises:
         OSError: Naming :obj:`path` (disk full, not writable, ...).
     """
     path = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=f'.tmp{path.suffix}',
+                                   dir=path.parent)
     except OSError as e:
         raise _os_error(e, path) from None
+    os.close(fd)
     try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
+        draw(tmp)
+        with open(tmp, 'rb+') as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
@@ -49,6 +52,11 @@ def write_atomic(path: Path, data: bytes) -> None:
         if isinstance(e, OSError):
             raise _os_error(e, path) from None
         raise
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Writes :obj:`data` to :obj:`path` with :func:`atomic_output`."""
+    atomic_output(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -61,24 +69,5 @@ def atomic_save(obj: Any, path: Path) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Writes :obj:`text` (UTF-8) to :obj:`path` with :func:`atomic_output`."""
     write_atomic(path, text.encode())
-
-
-def atomic_output(path: Path, draw: Callable[[str], Any]) -> None:
-    """Atomically writes a file that :obj:`draw` writes by name (a plot, a
-    ``.npz``): :obj:`draw` gets a fresh temporary path in the same folder
-    (with the output's suffix, which picks the format), renamed over
-    :obj:`path`; errors name :obj:`path`."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=f'.tmp{path.suffix}',
-                               dir=path.parent)
-    os.close(fd)
-    try:
-        draw(tmp)
-        os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise _os_error(e, path) from None
-        raise

@@ -673,11 +673,11 @@ def test_array_headers_are_checked_before_allocating(tmp_path):
     np.save(tmp_path / 'objects.npy', np.array([{'a': 1}, None], dtype=object))
     with pytest.raises(ValueError) as e:
         read_keypoints(tmp_path / 'objects.npy')
-    one_line(e, 'objects.npy', 'not numeric')
+    one_line(e, 'objects.npy', 'Python objects')
     np.savez(tmp_path / 'objects.npz', keypoints=np.array([{'a': 1}], dtype=object))
     with pytest.raises(ValueError) as e:
         read_keypoints(tmp_path / 'objects.npz')
-    one_line(e, 'objects.npz', 'not numeric')
+    one_line(e, 'objects.npz', 'Python objects')
     np.save(tmp_path / 'flat.npy', np.ones(10) * 100)
     with pytest.raises(ValueError) as e:
         read_keypoints(tmp_path / 'flat.npy')

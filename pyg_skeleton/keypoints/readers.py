@@ -7,10 +7,9 @@ from __future__ import annotations
 import json
 import math
 import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, IO, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -496,53 +495,25 @@ def read_mediapipe(path: Union[str, Path], format: Union[str, KeypointFormat, No
                    [str(f) for f in range(len(data))], (w, h))
 
 
-def _read_npy_header(fp: IO[bytes], path: Path, nbytes: int) -> None:
-    # Checks the header of a .npy stream of nbytes bytes before any array is
-    # allocated: numeric dtype and a shape that fills exactly the bytes left.
-    try:
-        version = np.lib.format.read_magic(fp)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
-        else:
-            raise ValueError(f"unsupported .npy version {version}")
-    except ValueError as e:
-        raise ValueError(f"{path}: not a valid .npy array ({e})") from None
-    if dtype.kind not in 'fiub':
-        raise ValueError(f"{path}: array dtype {dtype} is not numeric")
-    expected = math.prod(shape) * dtype.itemsize
-    if expected != nbytes - fp.tell():
-        raise ValueError(f"{path}: header says shape {list(shape)} ({expected} bytes) but the "
-                         f"data holds {nbytes - fp.tell()} bytes")
-
-
 def _load_array(path: Path) -> np.ndarray:
-    size = path.stat().st_size
-    _check_size(path, size)
+    # header-checked loading (sizes against the bytes present, no pickles)
+    from pyg_skeleton.mesh.io import npz_members, read_npy_array, read_npz_arrays
+    _check_size(path, path.stat().st_size)
     if path.suffix.lower() == '.npy':
-        with open(path, 'rb') as fp:
-            _read_npy_header(fp, path, size)
-            fp.seek(0)
-            return np.lib.format.read_array(fp, allow_pickle=False)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = {Path(n).stem: n for n in archive.namelist() if n.endswith('.npy')}
-            if 'keypoints' in members:
-                member = members['keypoints']
-            elif len(members) == 1:
-                member = next(iter(members.values()))
-            else:
-                raise ValueError(f"{path}: expected an array named 'keypoints' or a single "
-                                 f"array, found {sorted(members) or 'none'}")
-            info = archive.getinfo(member)
-            _check_size(path, info.file_size, f"array {Path(member).stem!r}")
-            with archive.open(member) as fp:
-                _read_npy_header(fp, path, info.file_size)
-            with archive.open(member) as fp:
-                return np.lib.format.read_array(fp, allow_pickle=False)
-    except zipfile.BadZipFile:
-        raise ValueError(f"{path}: not a valid .npz archive") from None
+        arr = read_npy_array(path)
+    else:
+        members = sorted(npz_members(path))
+        if 'keypoints' in members:
+            key = 'keypoints'
+        elif len(members) == 1:
+            key = members[0]
+        else:
+            raise ValueError(f"{path}: expected an array named 'keypoints' or a single "
+                             f"array, found {members or 'none'}")
+        arr = read_npz_arrays(path, [key])[key]
+    if arr.dtype.kind not in 'fiub':
+        raise ValueError(f"{path}: array dtype {arr.dtype} is not numeric")
+    return arr
 
 
 def read_array(path: Union[str, Path], format: Union[str, KeypointFormat, None] = None,

@@ -311,6 +311,30 @@ def npz_members(path: PathLike) -> Dict[str, Tuple[Tuple[int, ...],
     return out
 
 
+def read_npy_array(path: PathLike) -> np.ndarray:
+    r"""Loads a plain :obj:`.npy` array after checking its header against
+    the file's size, as :func:`npz_members` does for archive members (never
+    with :obj:`allow_pickle`).
+
+    Raises:
+        ValueError: One line naming the file if the header is unreadable,
+            holds Python objects or claims more or fewer bytes than the file.
+    """
+    path = Path(path)
+    size = os.path.getsize(path)
+    with open(path, 'rb') as fh:
+        shape, dtype, header = _read_npy_header(fh, path, path.stem)
+        if dtype.hasobject:
+            raise ValueError(f"{path}: holds Python objects (dtype {dtype}); only plain "
+                             f"arrays are read")
+        claimed = math.prod(shape) * dtype.itemsize
+        if claimed != size - header:
+            raise ValueError(f"{path}: header claims shape {list(shape)} of {dtype} "
+                             f"({claimed} bytes) but the file holds {size - header} bytes")
+        fh.seek(0)
+        return np.lib.format.read_array(fh, allow_pickle=False)
+
+
 def read_npz_arrays(path: PathLike, keys: Optional[Sequence[str]] = None, *,
                     required: Sequence[str] = ()) -> Dict[str, np.ndarray]:
     r"""Loads plain arrays from an :obj:`.npz` archive after
