@@ -42,6 +42,10 @@ def atomic_output(path: Path, draw: Callable[[str], Any]) -> None:
         raise _os_error(e, path) from None
     os.close(fd)
     try:
+        # mkstemp makes the file private (0600): give it the mode a plain open() would
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         draw(tmp)
         with open(tmp, 'rb+') as f:
             os.fsync(f.fileno())
