@@ -2,7 +2,7 @@
 
 Build (warnings are errors, internal references must resolve)::
 
-    CI=1 python -m sphinx -W -n -b html docs /tmp/docs_html
+    python -m sphinx -W -n -b html docs /tmp/docs_html
 
 The API pages are written from each subpackage's ``__all__`` (``_ext/api_pages.py``),
 the operator capability table is measured from the code (``_ext/capabilities.py``),
@@ -53,9 +53,8 @@ napoleon_custom_sections = [('Shapes', 'params_style')]
 napoleon_use_rtype = False
 
 # -- Notebooks (myst-nb) --------------------------------------------------------------------
-# The notebooks read CI to pick their reduced sizes; the docs build always uses them
-# unless CI is set explicitly (CI=0 for full-size runs by hand).
-os.environ.setdefault('CI', '1')
+# The notebooks run their reduced sizes unless PYG_SKELETON_FULL is set (full-size runs
+# by hand).
 nb_execution_mode = os.environ.get('PYG_SKELETON_NB_EXECUTION', 'force')
 nb_execution_timeout = 300
 nb_execution_raise_on_error = True
