@@ -24,7 +24,6 @@ import platform
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pyg_skeleton.datasets.builtin import CMU_ACKNOWLEDGEMENT, builtin_motion
