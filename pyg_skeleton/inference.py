@@ -268,7 +268,7 @@ def lift(source: Any, *, format: Optional[str] = None,
         image_size ((float, float), optional): Image width and height in
             pixels: needed for normalised inputs (MediaPipe).
         intrinsics (str, Path or dict, optional): Camera intrinsics
-            (:func:`load_intrinsics`): only used to warn about cameras
+            (``load_intrinsics``): only used to warn about cameras
             unlike the training ones.
         model (str or Lifter): A bundled lifter's name
             (:func:`~pyg_skeleton.lifter.pretrained_lifters`) or a lifter.

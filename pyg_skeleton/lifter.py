@@ -59,7 +59,7 @@ class Lifter(torch.nn.Module):
     module docs).
 
     Args:
-        arch (str): ``'semgcn'`` or ``'nosharing'`` (:data:`ARCHITECTURES`).
+        arch (str): ``'semgcn'`` or ``'nosharing'`` (``ARCHITECTURES``).
         hidden_channels (int, optional): Width (default: the architecture's).
         num_layers (int): Residual blocks. (default: :obj:`4`)
         card (dict, optional): The model card.

@@ -10,9 +10,9 @@ Bring your own licensed copy; nothing is downloaded. The files are:
 
 These files store Python dicts as pickled object arrays. They are **never**
 read with :obj:`allow_pickle=True`: :func:`load_h36m_3d` and
-:func:`load_h36m_2d` read the archive members with :mod:`zipfile` and the
+:func:`load_h36m_2d` read the archive members with ``zipfile`` and the
 ``.npy`` header parser of NumPy, and unpickle the objects with a restricted
-unpickler (:class:`~pyg_skeleton.mesh.smpl.RestrictedUnpickler`) that only
+unpickler (``RestrictedUnpickler``) that only
 builds dicts, lists, strings, numbers and plain NumPy arrays; a file that
 asks for anything else (:obj:`os.system`, :obj:`eval`, ...) raises
 :class:`ValueError` and runs nothing.

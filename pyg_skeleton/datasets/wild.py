@@ -11,7 +11,7 @@ length is :obj:`focal` image widths (0.6: wide angle, 2.5: telephoto). Camera
 coordinates are x right, y down, z forward, as everywhere in the package.
 
 :func:`scale_bones` changes the body's proportions per bone (left and right
-together). The ranges of :data:`BONE_SCALE` span the joint conventions of
+together). The ranges of ``BONE_SCALE`` span the joint conventions of
 public motion-capture sets, whose hip, clavicle, spine and neck joints sit in
 different places: e.g. hip half-widths of 68 mm (Bandai-Namco) to 141 mm
 (CMU), thorax-to-shoulder of 108 to 192 mm, spine-to-thorax of 89 to 164 mm.
@@ -188,7 +188,7 @@ def scale_bones(poses: np.ndarray, parents: Sequence[int], names: Sequence[str],
                 rng: np.random.Generator, ranges: Optional[Dict[str, Range]] = None,
                 flip_pairs: Sequence[Tuple[int, int]] = ()) -> np.ndarray:
     r"""Scales every bone of :obj:`[F, N, 3]` poses by a log-uniform factor
-    of its range (:data:`BONE_SCALE` by default; bones not listed keep their
+    of its range (``BONE_SCALE`` by default; bones not listed keep their
     length), the same for a left bone and its right twin, and rebuilds the
     poses from the root (parents must precede children)."""
     ranges = BONE_SCALE if ranges is None else ranges

@@ -357,7 +357,7 @@ class KeypointFormat:
 
         A source joint is visible if its coordinates are finite and its
         confidence (when given) is at least :obj:`min_confidence` and above
-        the lowest value of :attr:`confidence_range` (which marks a missing
+        the lowest value of ``confidence_range`` (which marks a missing
         joint, also when :obj:`min_confidence` is :obj:`0`); a target
         joint is visible if the map defines it and every source joint it
         reads is visible. Masked joints get coordinates :obj:`0`. Samples
@@ -368,9 +368,9 @@ class KeypointFormat:
             uv (numpy.ndarray or torch.Tensor): Pixel coordinates
                 :obj:`[..., J, 2]`.
             confidence (numpy.ndarray or torch.Tensor, optional): Scores
-                :obj:`[..., J]` in :attr:`confidence_range`; NaN counts as
+                :obj:`[..., J]` in ``confidence_range``; NaN counts as
                 :obj:`0`. (default: :obj:`None`, every finite joint visible)
-            target (str, optional): Target skeleton, one of :attr:`targets`.
+            target (str, optional): Target skeleton, one of ``targets``.
                 (default: :obj:`'h36m17'`)
             min_confidence (float, optional): Visibility threshold.
                 (default: :obj:`0.3`)
@@ -385,7 +385,7 @@ class KeypointFormat:
         Raises:
             ValueError: If :obj:`target` is not a target of the format, the
                 shapes do not match the format's :obj:`J` joints, or a
-                confidence lies outside :attr:`confidence_range`.
+                confidence lies outside ``confidence_range``.
         """
         prefix = f"{source}: " if source else ''
         self._check_target(target)
@@ -419,7 +419,7 @@ class KeypointFormat:
         return uv_t, mask_t
 
     def check_confidence(self, confidence: np.ndarray, source: Optional[str] = None) -> None:
-        r"""Checks that finite confidences lie in :attr:`confidence_range`.
+        r"""Checks that finite confidences lie in ``confidence_range``.
 
         Raises:
             ValueError: One line with the offending value and, when given,

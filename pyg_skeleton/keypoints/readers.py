@@ -217,7 +217,7 @@ def read_coco(path: Union[str, Path], format: Union[str, KeypointFormat, None] =
     annotations and people without labelled keypoints are skipped.
     COCO-WholeBody annotations (:obj:`foot_kpts`, :obj:`face_kpts`,
     :obj:`lefthand_kpts`, :obj:`righthand_kpts`) are joined into its 133
-    points. :obj:`track_id` (PoseTrack, trackers) becomes :attr:`person`
+    points. :obj:`track_id` (PoseTrack, trackers) becomes ``person``
     when every person has one.
 
     Args:
@@ -345,7 +345,7 @@ def read_openpose(path: Union[str, Path], format: Union[str, KeypointFormat, Non
     J, "person_id": ...}]}` in pixels (OpenPose's default
     :obj:`keypoint_scale`). A frame without people keeps its index and
     adds no sample. :obj:`person_id` (a number or OpenPose's one-element
-    list) is used as :attr:`person` when every person has a non-negative
+    list) is used as ``person`` when every person has a non-negative
     one, else the position in the frame.
 
     Args:
@@ -544,7 +544,7 @@ def read_array(path: Union[str, Path], format: Union[str, KeypointFormat, None] 
         image_size ((float, float), optional): :obj:`(W, H)` in pixels.
 
     Returns:
-        Keypoints: One sample per frame, :attr:`person` 0.
+        Keypoints: One sample per frame, ``person`` 0.
 
     Raises:
         ValueError: If the file is empty, too large, not a numeric array of

@@ -298,7 +298,7 @@ class MeshHierarchy:
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> 'MeshHierarchy':
-        r"""Loads a hierarchy written by :meth:`save` (with
+        r"""Loads a hierarchy written by ``save`` (with
         :obj:`weights_only=True`: plain tensors and containers only).
 
         Raises:

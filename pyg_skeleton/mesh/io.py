@@ -28,7 +28,7 @@ The readers themselves refuse truncated, binary-garbage, NaN-laden and empty
 files with one :class:`ValueError` line naming the file (never an empty or
 NaN mesh). Every :obj:`.npz` member's header is checked against the bytes
 the member holds before anything is allocated (:func:`npz_members`,
-:func:`read_npz_arrays`, shared with the dataset readers).
+``read_npz_arrays``, shared with the dataset readers).
 """
 from __future__ import annotations
 
@@ -725,7 +725,7 @@ def read_npz(path: PathLike, *, vertices_key: str = 'vertices',
              require_triangles: bool = False) -> Mesh:
     r"""Reads vertices and faces (``[F, 3]`` or ``[F, 4]``) from an
     :obj:`.npz` archive of plain arrays (checked and loaded with
-    :func:`read_npz_arrays`, never with :obj:`allow_pickle`), *e.g.* the
+    ``read_npz_arrays``, never with :obj:`allow_pickle`), *e.g.* the
     MakeHuman and MHR meshes; for the MHR LOD file pass
     :obj:`vertices_key='lod3_vertices'`, :obj:`faces_key='lod3_faces'`.
 

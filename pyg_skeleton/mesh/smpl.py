@@ -18,7 +18,7 @@ file with :func:`pickle.load` executes whatever the file asks for.
 
 Any other global (:obj:`os.system`, :obj:`builtins.eval`, ...) raises
 :class:`pickle.UnpicklingError` before anything is called. The mechanism,
-:class:`RestrictedUnpickler` with an allow-list, is shared with the
+``RestrictedUnpickler`` with an allow-list, is shared with the
 Human3.6M reader (:mod:`pyg_skeleton.datasets.h36m`).
 """
 from __future__ import annotations
@@ -211,7 +211,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     allow-list; any other global (:obj:`os.system`, :obj:`builtins.eval`,
     ...) raises :class:`pickle.UnpicklingError` before anything is called.
 
-    Subclasses set :attr:`ALLOWED` (``(module, name)`` to the object
+    Subclasses set ``ALLOWED`` (``(module, name)`` to the object
     returned for it) and :attr:`CONTENT` (what the files hold, for the
     error message), and may override :meth:`resolve` for names matched by
     pattern. :data:`NUMPY_GLOBALS` is the allow-list of plain NumPy arrays,
@@ -223,7 +223,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     CONTENT = 'plain containers'
 
     def resolve(self, module: str, name: str) -> Optional[Any]:
-        """The object for a global outside :attr:`ALLOWED` (default: none)."""
+        """The object for a global outside ``ALLOWED`` (default: none)."""
         return None
 
     def find_class(self, module: str, name: str):
@@ -237,7 +237,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         return obj
 
 
-#: Allow-list of :class:`RestrictedUnpickler` for plain NumPy arrays.
+#: Allow-list of ``RestrictedUnpickler`` for plain NumPy arrays.
 NUMPY_GLOBALS: Dict[Tuple[str, str], Any] = _numpy_allowed()
 
 # harmless builtins chumpy states use (plain containers) and the base class
@@ -250,7 +250,7 @@ _SPARSE = {'csc_matrix': SparseMatrixStub, 'csr_matrix': _CSR,
 
 
 class SafeModelUnpickler(RestrictedUnpickler):
-    r"""A :class:`RestrictedUnpickler` that builds only NumPy arrays, SciPy
+    r"""A ``RestrictedUnpickler`` that builds only NumPy arrays, SciPy
     sparse matrices (as :obj:`SparseMatrixStub`) and chumpy objects (as
     :obj:`ChumpyStub`); see the module docstring."""
     ALLOWED = {**NUMPY_GLOBALS,
@@ -323,7 +323,7 @@ def load_smpl(path: Union[str, Path]) -> SMPLModel:
             or claims an array larger than the data it holds.
         ValueError: If an entry is missing or has the wrong shape, or a
             sparse matrix is malformed or would be too large dense (see
-            :data:`MAX_DENSE_BYTES`).
+            ``MAX_DENSE_BYTES``).
     """
     path = Path(path)
     if path.suffix.lower() == '.npz':

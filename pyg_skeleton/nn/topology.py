@@ -22,7 +22,7 @@ the two things every such operator needs:
 
 The dense products of small graphs multiply every feature by a weight,
 zeros included, and :math:`0 \cdot \mathrm{NaN} = \mathrm{NaN}`: one
-non-finite feature would reach every node. :func:`dense_product_safe`
+non-finite feature would reach every node. ``dense_product_safe``
 tells the dense paths (here and in the hop-aware operators) when to fall
 back to gathering over the edges, so that a NaN or Inf at node :math:`j`
 reaches only the nodes whose receptive field holds :math:`j`, as on the
@@ -481,7 +481,7 @@ class Topology(torch.nn.Module):
         A NaN or Inf feature at node :math:`j` reaches only :math:`j`'s
         out-neighbours (and :math:`j` itself with :obj:`self_value`): small
         graphs then gather over the edges instead of the dense product
-        (see :func:`dense_product_safe`).
+        (see ``dense_product_safe``).
         """
         n = self.num_nodes
         if h.dim() < 2 or h.size(-2) != n or value.size(0) != self.num_edges:
