@@ -5,7 +5,7 @@ With a subcommand (``train``, ``evaluate``, ``lift``, ...) this is the
 (``pyg-skeleton demo``): it lifts held-out sequences of the built-in real
 motion (CMU) with the bundled lifter and reports their error, lifts one of
 them from a keypoint file as a user would, and trains a small lifter from
-scratch (about two minutes on 2 CPU cores; outputs go to a new temporary
+scratch (about a minute on 2 CPU cores; outputs go to a new temporary
 folder unless ``demo --out DIR`` is given; nothing is downloaded).
 """
 import sys
