@@ -604,46 +604,33 @@ def test_normalised_inputs_need_an_image_size(tmp_path):
 
 
 def test_empty_and_unreadable_files(tmp_path):
-    for name in ('empty.json', 'empty.npy', 'empty.npz'):
-        (tmp_path / name).write_bytes(b'')
+    def text(content):
+        return lambda path: path.write_text(content)
+
+    def folder_with(name, content):
+        def make(path):
+            path.mkdir()
+            (path / name).write_text(content)
+        return make
+
+    cases = [  # (file name, how to make it, what the one-line error says)
+        ('empty.json', text(''), 'empty'), ('empty.npy', text(''), 'empty'),
+        ('empty.npz', text(''), 'empty'), ('list.json', text('[]'), 'no keypoints'),
+        ('broken.json', text('{"people": ['), 'not valid JSON'),
+        ('other.json', text('{"hello": 1}'), 'unrecognised'), ('x.csv', text('1,2'), '.csv'),
+        ('folder', folder_with('frame.json', '{}'), '_keypoints.json'),
+        ('nobody', lambda path: write_openpose(path, 'a_0_keypoints.json', []), 'no person'),
+        ('bad.npz', lambda path: path.write_bytes(b'not a zip at all'), '.npz'),
+        ('two.npz', lambda path: np.savez(path, a=np.ones((2, 25, 2)), b=np.ones(3)),
+         "'keypoints'"),
+    ]
+    for name, make, message in cases:
+        make(tmp_path / name)
         with pytest.raises(ValueError) as e:
             read_keypoints(tmp_path / name)
-        one_line(e, name, 'empty')
-    (tmp_path / 'list.json').write_text('[]')
-    with pytest.raises(ValueError) as e:
-        read_keypoints(tmp_path / 'list.json')
-    one_line(e, 'list.json', 'no keypoints')
-    (tmp_path / 'broken.json').write_text('{"people": [')
-    with pytest.raises(ValueError) as e:
-        read_keypoints(tmp_path / 'broken.json')
-    one_line(e, 'broken.json', 'not valid JSON')
-    (tmp_path / 'other.json').write_text('{"hello": 1}')
-    with pytest.raises(ValueError) as e:
-        read_keypoints(tmp_path / 'other.json')
-    one_line(e, 'other.json', 'unrecognised')
-    (tmp_path / 'x.csv').write_text('1,2')
-    with pytest.raises(ValueError) as e:
-        read_keypoints(tmp_path / 'x.csv')
-    one_line(e, 'x.csv', '.csv')
-    (tmp_path / 'folder').mkdir()
-    (tmp_path / 'folder' / 'frame.json').write_text('{}')
-    with pytest.raises(ValueError) as e:
-        read_keypoints(tmp_path / 'folder')
-    one_line(e, 'folder', '_keypoints.json')
-    write_openpose(tmp_path / 'nobody', 'a_0_keypoints.json', [])
-    with pytest.raises(ValueError) as e:
-        read_keypoints(tmp_path / 'nobody')
-    one_line(e, 'nobody', 'no person')
+        one_line(e, name, message)
     with pytest.raises(FileNotFoundError):
         read_keypoints(tmp_path / 'missing.json')
-    (tmp_path / 'bad.npz').write_bytes(b'not a zip at all')
-    with pytest.raises(ValueError) as e:
-        read_keypoints(tmp_path / 'bad.npz')
-    one_line(e, 'bad.npz', '.npz')
-    np.savez(tmp_path / 'two.npz', a=np.ones((2, 25, 2)), b=np.ones(3))
-    with pytest.raises(ValueError) as e:
-        read_keypoints(tmp_path / 'two.npz')
-    one_line(e, 'two.npz', "'keypoints'")
 
 
 def test_deep_json_and_oversized_files(tmp_path, monkeypatch):

@@ -150,6 +150,16 @@ def _image_size(value: Any, path: Path) -> Tuple[float, float]:
     return w, h
 
 
+def _format_of_rows(rows: List[np.ndarray], format: Union[str, KeypointFormat, None],
+                    path: Path, by_count: Dict[int, str], kind: str,
+                    what: str) -> KeypointFormat:
+    # every person of a file has the same joint count, which names the format
+    counts = {len(r) for r in rows}
+    if len(counts) > 1:
+        raise ValueError(f"{path}: {what} have different joint counts {sorted(counts)}")
+    return _resolve_format(format, counts.pop(), path, by_count, kind)
+
+
 def _resolve_format(format: Union[str, KeypointFormat, None], num_joints: int, path: Path,
                     by_count: Dict[int, str], kind: str) -> KeypointFormat:
     if format is not None:
@@ -250,10 +260,7 @@ def read_coco(path: Union[str, Path], format: Union[str, KeypointFormat, None] =
         if not isinstance(det, dict) or 'image_id' not in det or 'keypoints' not in det:
             raise ValueError(f"{path}: detection {i} lacks 'image_id' or 'keypoints'")
         rows.append(_triplets(det['keypoints'], path, f"detection {i}"))
-    counts = {len(r) for r in rows}
-    if len(counts) > 1:
-        raise ValueError(f"{path}: detections have different joint counts {sorted(counts)}")
-    fmt = _resolve_format(format, counts.pop(), path, _COCO_BY_COUNT, 'COCO')
+    fmt = _format_of_rows(rows, format, path, _COCO_BY_COUNT, 'COCO', 'detections')
     ids = [det['image_id'] for det in data]
     try:
         images = sorted(set(ids))
@@ -322,10 +329,7 @@ def _read_coco_annotations(path: Path, data: dict, format: Any,
         kept.append(ann)
     if not rows:
         raise ValueError(f"{path}: no annotation with labelled keypoints")
-    counts = {len(r) for r in rows}
-    if len(counts) > 1:
-        raise ValueError(f"{path}: annotations have different joint counts {sorted(counts)}")
-    fmt = _resolve_format(format, counts.pop(), path, _COCO_BY_COUNT, 'COCO')
+    fmt = _format_of_rows(rows, format, path, _COCO_BY_COUNT, 'COCO', 'annotations')
     kp = np.stack(rows)
     frame = [frame_of[ann['image_id']] for ann in kept]
     if size is None and all(w is not None and h is not None for w, h in sizes):
@@ -485,10 +489,7 @@ def read_mediapipe(path: Union[str, Path], format: Union[str, KeypointFormat, No
             frame.append(f)
     if not rows:
         raise ValueError(f"{path}: no person in any of its {len(data)} frame(s)")
-    counts = {len(r) for r in rows}
-    if len(counts) > 1:
-        raise ValueError(f"{path}: people have different landmark counts {sorted(counts)}")
-    fmt = _resolve_format(format, counts.pop(), path, {33: 'mediapipe33'}, 'MediaPipe')
+    fmt = _format_of_rows(rows, format, path, {33: 'mediapipe33'}, 'MediaPipe', 'people')
     kp = np.stack(rows)
     return _finish(path, fmt, kp[..., :2], kp[..., 2], frame,
                    _positions(frame),
