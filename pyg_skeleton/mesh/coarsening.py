@@ -67,7 +67,7 @@ from .io import as_index_tensor
 
 SCORES = ('xavier', 'graclus')
 ORDERS = ('degree', 'random', 'index')
-METHODS = ('parallel', 'greedy')
+METHODS = ('parallel', 'greedy', 'official')
 
 
 @dataclass
@@ -264,6 +264,170 @@ def match_greedy(u: Tensor, v: Tensor, w: Tensor, diag: Tensor,
     return torch.from_numpy(partner)
 
 
+#: NumPy's ``SMALL_QUICKSORT``: a partition with ``pr - pl <= 15`` (at
+#: most 16 elements) is finished by insertion sort.
+_SMALL_QUICKSORT = 15
+
+
+def _aheapsort(v: List[float], a: List[int], lo: int, n: int) -> None:
+    r"""NumPy's index heapsort of ``a[lo:lo + n]`` by the keys :obj:`v`
+    (the introsort fallback), with its 1-based heap indexing."""
+    def sift(tmp: int, i: int, size: int) -> None:
+        j = 2 * i
+        while j <= size:
+            if j < size and v[a[lo + j - 1]] < v[a[lo + j]]:
+                j += 1
+            if v[tmp] < v[a[lo + j - 1]]:
+                a[lo + i - 1] = a[lo + j - 1]
+                i = j
+                j += j
+            else:
+                break
+        a[lo + i - 1] = tmp
+
+    for l in range(n >> 1, 0, -1):
+        sift(a[lo + l - 1], l, n)
+    while n > 1:
+        tmp = a[lo + n - 1]
+        a[lo + n - 1] = a[lo]
+        n -= 1
+        sift(tmp, 1, n)
+
+
+def legacy_argsort(values) -> np.ndarray:
+    r"""NumPy's :obj:`argsort(kind='quicksort')` before NumPy 1.25, the
+    visiting order of HGN's official HEM, computed without NumPy's sort.
+
+    It is an introsort on an index array: median-of-three quicksort
+    (pivot swapped next to the right end, both scans stop on equal keys),
+    the larger partition pushed on a stack, insertion sort for partitions of
+    at most 16 elements, and a heapsort fallback once a partition is
+    :math:`2 \lfloor \log_2 n \rfloor` levels deep. It is not stable: equal
+    keys come out in an order that depends on the whole array. NumPy 1.25
+    and later may sort with SIMD code (x86-simd-sort, Highway) in yet
+    another tie order, so the official coarsening changes with the NumPy
+    version and the processor; this port pins the pre-1.25 order.
+
+    Args:
+        values: A 1-D array of finite numbers.
+
+    Returns:
+        The :obj:`int64` permutation that sorts :obj:`values`.
+    """
+    v = np.asarray(values, dtype=np.float64).reshape(-1).tolist()
+    num = len(v)
+    a = list(range(num))
+    if num < 2:
+        return np.asarray(a, dtype=np.int64)
+    pl, pr = 0, num - 1
+    stack: List[Tuple[int, int, int]] = []
+    depth = 2 * (num.bit_length() - 1)  # npy_get_msb(num) * 2
+    while True:
+        if depth < 0:
+            _aheapsort(v, a, pl, pr - pl + 1)
+        else:
+            while pr - pl > _SMALL_QUICKSORT:
+                pm = pl + ((pr - pl) >> 1)
+                if v[a[pm]] < v[a[pl]]:
+                    a[pm], a[pl] = a[pl], a[pm]
+                if v[a[pr]] < v[a[pm]]:
+                    a[pr], a[pm] = a[pm], a[pr]
+                if v[a[pm]] < v[a[pl]]:
+                    a[pm], a[pl] = a[pl], a[pm]
+                vp = v[a[pm]]
+                pi, pj = pl, pr - 1
+                a[pm], a[pj] = a[pj], a[pm]
+                while True:
+                    pi += 1
+                    while v[a[pi]] < vp:
+                        pi += 1
+                    pj -= 1
+                    while vp < v[a[pj]]:
+                        pj -= 1
+                    if pi >= pj:
+                        break
+                    a[pi], a[pj] = a[pj], a[pi]
+                pk = pr - 1
+                a[pi], a[pk] = a[pk], a[pi]
+                depth -= 1
+                # the larger partition waits on the stack
+                if pi - pl < pr - pi:
+                    stack.append((pi + 1, pr, depth))
+                    pr = pi - 1
+                else:
+                    stack.append((pl, pi - 1, depth))
+                    pl = pi + 1
+            for pi in range(pl + 1, pr + 1):
+                vi = a[pi]
+                vp = v[vi]
+                pj = pi
+                while pj > pl and vp < v[a[pj - 1]]:
+                    a[pj] = a[pj - 1]
+                    pj -= 1
+                a[pj] = vi
+        if not stack:
+            break
+        pl, pr, depth = stack.pop()
+    return np.asarray(a, dtype=np.int64)
+
+
+def match_official(u: Tensor, v: Tensor, w: Tensor, diag: Tensor,
+                   level: int) -> Tensor:
+    r"""One level of HGN's official HEM, detail for detail (see
+    :func:`hem_coarsen`, :obj:`method='official'`). Returns the cluster of
+    every node, numbered in visiting order.
+
+    Raises:
+        ValueError: If a node has no edge (the official code indexes its
+            rows by a running count, which goes wrong past an empty row).
+    """
+    n = diag.numel()
+    degree = _degree(u, v, w, diag)
+    loops = (diag != 0).nonzero().view(-1)
+    row = torch.cat([u, v, loops])
+    col = torch.cat([v, u, loops])
+    val = torch.cat([w, w, diag[loops]])
+    perm = torch.argsort(row * n + col)
+    row, col, val = row[perm], col[perm].tolist(), val[perm].tolist()
+    length = torch.bincount(row, minlength=n)
+    if n == 0 or bool((length == 0).any()):
+        raise ValueError(f"method='official' needs every node to have an "
+                         f"edge (level {level} has isolated nodes)")
+    start = (torch.cumsum(length, 0) - length).tolist()
+    # the official row lengths: the counter is bumped before it moves on to
+    # the next row, so row 0 reads one entry of row 1 and the last row
+    # misses its last entry
+    rowlength = length.tolist()
+    if n > 1:
+        rowlength[0] += 1
+        rowlength[-1] -= 1
+    d = degree.tolist()
+    marked = [False] * n
+    cluster = [0] * n
+    count = 0
+    for tid in legacy_argsort(degree.numpy()).tolist():
+        if marked[tid]:
+            continue
+        marked[tid] = True
+        rs = start[tid]
+        w_ii = val[rs]  # the first stored entry of the row
+        wmax, best = 0.0, -1
+        for k in range(rs, rs + rowlength[tid]):
+            nid = col[k]
+            if marked[nid]:
+                continue
+            score = ((2.0 * val[k] + w_ii + val[start[nid]])
+                     / (d[tid] + d[nid] + 1e-9))
+            if score > wmax:  # ties: the first in the row, the lowest index
+                wmax, best = score, nid
+        cluster[tid] = count
+        if best > -1:
+            cluster[best] = count
+            marked[best] = True
+        count += 1
+    return torch.tensor(cluster, dtype=torch.long)
+
+
 def _coarsen(u: Tensor, v: Tensor, w: Tensor, diag: Tensor, cluster: Tensor,
              n_coarse: int):
     r""":math:`\mathbf{P}^{\top} \mathbf{W} \mathbf{P}` on the undirected
@@ -334,6 +498,10 @@ def hem_coarsen(edge_index: Tensor, num_nodes: int, *,
         raise ValueError(f"Unknown score '{score}' (choose from {SCORES})")
     if order not in ORDERS:
         raise ValueError(f"Unknown order '{order}' (choose from {ORDERS})")
+    if method == 'official' and (score, order) != ('xavier', 'degree'):
+        raise ValueError(f"method='official' is HGN's code, with the xavier "
+                         f"score and the degree order (got score='{score}', "
+                         f"order='{order}')")
     num_nodes = int(as_index_tensor(num_nodes, "'num_nodes'"))
     if num_nodes < 0:
         raise ValueError(f"'num_nodes' must be non-negative (got {num_nodes})")
@@ -368,17 +536,23 @@ def hem_coarsen(edge_index: Tensor, num_nodes: int, *,
             break
         if max_nodes is not None and n <= max_nodes:
             break
-        rank = _ranks(_degree(u, v, w, diag), order, generator)
-        if method == 'parallel':
-            partner, rounds = match_parallel(u, v, w, diag, rank, score)
+        if method == 'official':
+            cluster = match_official(u, v, w, diag, out.num_levels)
+            n_coarse, rounds = int(cluster.max()) + 1, 0
+            unmatched = n_coarse == n
         else:
-            partner, rounds = match_greedy(u, v, w, diag, rank, score), 0
-        if levels is None and bool((partner < 0).all()):
+            rank = _ranks(_degree(u, v, w, diag), order, generator)
+            if method == 'parallel':
+                partner, rounds = match_parallel(u, v, w, diag, rank, score)
+            else:
+                partner, rounds = match_greedy(u, v, w, diag, rank, score), 0
+            unmatched = bool((partner < 0).all())
+            cluster = _number_clusters(partner, rank)
+            n_coarse = int(cluster.max()) + 1 if n else 0
+        if levels is None and unmatched:
             raise ValueError(f"Cannot coarsen below {n} nodes: no edge is "
                              f"left to match (the graph has {n} "
                              f"components); lower 'max_nodes'")
-        cluster = _number_clusters(partner, rank)
-        n_coarse = int(cluster.max()) + 1 if n else 0
         u, v, w, diag = _coarsen(u, v, w, diag, cluster, n_coarse)
         n = n_coarse
         out.num_nodes.append(n)
