@@ -19,34 +19,63 @@ the pair :math:`(i, j)` scores
 
 **Visiting order.** :obj:`order='degree'` (default, deterministic) ranks the
 vertices by ascending degree, ties by index (a stable sort; HGN's official
-code uses NumPy's unstable default sort, so its tie order is
-platform-defined). :obj:`order='random'` draws a random rank with
-:obj:`seed`; :obj:`order='index'` uses the vertex index.
+code uses NumPy's unstable default sort, see :obj:`method='official'`
+below). :obj:`order='random'` draws a random rank with :obj:`seed`;
+:obj:`order='index'` uses the vertex index.
 
-**Two matching schemes.**
+**Two matching schemes, one result.**
 
 * :obj:`method='greedy'` is the official sequential scheme: visit the
   vertices in rank order; an unmatched vertex takes its unmatched neighbour
   of highest score (ties: the lowest rank), else stays a singleton. It is a
   tight Python loop over vertices (reference and small graphs).
 * :obj:`method='parallel'` (default) is vectorised. Every edge gets a strict
-  priority: higher score first, then the lower rank of its two endpoints,
-  then the higher-ranked endpoint's rank. In each round every unmatched
-  vertex points at its incident edge of highest priority among edges to
-  unmatched vertices; an edge both endpoints point at is *locally dominant*
-  and is matched. Rounds repeat until no edge joins two unmatched vertices
-  (the edge of globally highest priority is always matched, so it ends; in
-  practice a few dozen rounds of :math:`O(|E|)` tensor operations).
-  The result is **exactly** the matching of the greedy algorithm that scans
-  the *edges* in decreasing priority (Preis; Manne & Bisseling), a maximal
-  matching with at least half the weight of the optimum, like the
-  vertex-order greedy. It differs from :obj:`'greedy'` in which of two
-  competing pairs wins: the vertex-order greedy lets the earliest vertex pick
-  first even when a later pair scores higher. On meshes both give the same
-  coarsening ratio (about one half per level).
+  priority: the lower rank of its two endpoints first (the endpoint the
+  greedy visits first), then the higher score, then the lower rank of the
+  other endpoint. In each round every unmatched vertex points at its
+  incident edge of highest priority among edges to unmatched vertices; an
+  edge both endpoints point at is *locally dominant* and is matched. Rounds
+  repeat until no edge joins two unmatched vertices (the edge of globally
+  highest priority is always matched, so it ends; in practice a few dozen
+  rounds of :math:`O(|E|)` tensor operations). The result is the matching
+  of the greedy algorithm that scans the *edges* in decreasing priority
+  (Preis; Manne & Bisseling), and with this priority that scan makes the
+  same choices as the vertex-order greedy, so both methods give **the same
+  clusters**.
 
 In both schemes the coarse vertices are numbered in rank order of their
 lowest-ranked member, which is the official numbering.
+
+**The official code.** :obj:`method='official'` reproduces HGN's (and
+Pose2Mesh's) coarsening cluster for cluster, whatever NumPy is installed
+(tested against the official code under NumPy 1.24.4 on the MakeHuman
+body, the MHR levels of detail and generated meshes). It differs from
+:obj:`'greedy'` in five details of the official loop, none of them a
+design choice:
+
+1. *Visiting order*: NumPy's default :obj:`argsort` of the degrees, which
+   before NumPy 1.25 is an unstable introsort; equal degrees (most of a
+   mesh) come out in an order that depends on the whole array, and NumPy
+   1.25 and later sort with SIMD code in another order. It is ported in
+   :func:`legacy_argsort`, so the result does not depend on NumPy.
+2. :math:`W_{ii}` *is the first stored entry of row* :math:`i` (the
+   smallest column), the diagonal only when it is stored and comes first;
+   at the first level, without self-loops, it is the weight of an edge.
+3. *The score denominator is* :math:`d_i + d_j + 10^{-9}` (a guard
+   against zero degrees that shifts no comparison on integer weights but
+   is kept for exactness).
+4. *Row lengths off by one*: the official loop counts row lengths with a
+   counter bumped before it moves to the next row, so row :math:`0` also
+   reads the first entry of row :math:`1` (node :math:`0` may merge with a
+   node it has no edge to) and the last row misses its last entry.
+5. *Ties go to the first candidate in the row* (the lowest index, by a
+   strict :math:`>`), not to the lowest rank.
+
+It needs every node to have an edge at every level (the official code
+indexes its rows by a running count, which is wrong past an empty row),
+and :obj:`score='xavier'`, :obj:`order='degree'`. Weights are compared in
+float64; with the official binary mesh graph (integer weights) every sum
+is exact, as in the official float32 code.
 
 Optionally, :func:`binary_tree_permutations` adds the fake nodes of
 Defferrard et al. so that each coarse vertex has exactly two children in a
@@ -269,7 +298,7 @@ def match_greedy(u: Tensor, v: Tensor, w: Tensor, diag: Tensor,
 _SMALL_QUICKSORT = 15
 
 
-def _aheapsort(v: List[float], a: List[int], lo: int, n: int) -> None:
+def _aheapsort(v: list, a: List[int], lo: int, n: int) -> None:
     r"""NumPy's index heapsort of ``a[lo:lo + n]`` by the keys :obj:`v`
     (the introsort fallback), with its 1-based heap indexing."""
     def sift(tmp: int, i: int, size: int) -> None:
@@ -314,11 +343,19 @@ def legacy_argsort(values) -> np.ndarray:
     Returns:
         The :obj:`int64` permutation that sorts :obj:`values`.
     """
-    v = np.asarray(values, dtype=np.float64).reshape(-1).tolist()
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    if not bool(np.isfinite(v).all()):
+        raise ValueError("legacy_argsort needs finite values")
+    return np.asarray(_introsort(v.tolist()), dtype=np.int64)
+
+
+def _introsort(v: list) -> List[int]:
+    r"""The index introsort of :func:`legacy_argsort` on any list whose
+    items compare with :obj:`<`."""
     num = len(v)
     a = list(range(num))
     if num < 2:
-        return np.asarray(a, dtype=np.int64)
+        return a
     pl, pr = 0, num - 1
     stack: List[Tuple[int, int, int]] = []
     depth = 2 * (num.bit_length() - 1)  # npy_get_msb(num) * 2
@@ -368,7 +405,7 @@ def legacy_argsort(values) -> np.ndarray:
         if not stack:
             break
         pl, pr, depth = stack.pop()
-    return np.asarray(a, dtype=np.int64)
+    return a
 
 
 def match_official(u: Tensor, v: Tensor, w: Tensor, diag: Tensor,
@@ -480,7 +517,9 @@ def hem_coarsen(edge_index: Tensor, num_nodes: int, *,
             binary mesh graph of the official code).
         score (str): :obj:`'xavier'` or :obj:`'graclus'`.
         order (str): :obj:`'degree'`, :obj:`'random'` or :obj:`'index'`.
-        method (str): :obj:`'parallel'` or :obj:`'greedy'` (same result).
+        method (str): :obj:`'parallel'` or :obj:`'greedy'` (same result,
+            see the module docstring), or :obj:`'official'` (HGN's code,
+            detail for detail: see the module docstring).
         seed (int, optional): Seed of :obj:`order='random'`.
 
     Raises:
@@ -488,7 +527,9 @@ def hem_coarsen(edge_index: Tensor, num_nodes: int, *,
             indices in ``[0, num_nodes)``, :obj:`edge_weight` is not ``[E]``
             of finite positive weights, or :obj:`max_nodes` cannot be
             reached because no edge is left to match (a graph with more
-            components than :obj:`max_nodes`).
+            components than :obj:`max_nodes`). With
+            :obj:`method='official'`: a node without edges, or another
+            :obj:`score` or :obj:`order`.
     """
     if levels is None and max_nodes is None:
         raise ValueError("Give 'levels' or 'max_nodes'")
