@@ -330,12 +330,13 @@ def legacy_argsort(values) -> np.ndarray:
     It is an introsort on an index array: median-of-three quicksort
     (pivot swapped next to the right end, both scans stop on equal keys),
     the larger partition pushed on a stack, insertion sort for partitions of
-    at most 16 elements, and a heapsort fallback once a partition is
+    at most 16 elements, and a heapsort fallback for a partition more than
     :math:`2 \lfloor \log_2 n \rfloor` levels deep. It is not stable: equal
-    keys come out in an order that depends on the whole array. NumPy 1.25
-    and later may sort with SIMD code (x86-simd-sort, Highway) in yet
-    another tie order, so the official coarsening changes with the NumPy
-    version and the processor; this port pins the pre-1.25 order.
+    keys come out in an order that depends on the whole array. From NumPy
+    1.25 on, :obj:`argsort` uses SIMD sorts on processors that have them
+    (AVX-512 first), with another tie order, so the official coarsening
+    changes with the NumPy version and the processor; this port pins the
+    pre-1.25 order.
 
     Args:
         values: A 1-D array of finite numbers.
@@ -428,8 +429,9 @@ def match_official(u: Tensor, v: Tensor, w: Tensor, diag: Tensor,
     row, col, val = row[perm], col[perm].tolist(), val[perm].tolist()
     length = torch.bincount(row, minlength=n)
     if n == 0 or bool((length == 0).any()):
+        what = 'is empty' if n == 0 else 'has isolated nodes'
         raise ValueError(f"method='official' needs every node to have an "
-                         f"edge (level {level} has isolated nodes)")
+                         f"edge (level {level} {what})")
     start = (torch.cumsum(length, 0) - length).tolist()
     # the official row lengths: the counter is bumped before it moves on to
     # the next row, so row 0 reads one entry of row 1 and the last row
