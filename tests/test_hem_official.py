@@ -186,3 +186,20 @@ def test_official_errors():
         hem_coarsen(ei, 3, levels=1, method='official', score='graclus')
     with pytest.raises(ValueError, match="order='random'"):
         hem_coarsen(ei, 3, levels=1, method='official', order='random')
+
+
+def test_official_non_manifold_weights():
+    # edge 0-1 in three faces: the official build_graph weights it 2 (an
+    # edge listed c > 1 times in one direction gets c - 1); passed as
+    # edge_weight the official clusters come back. Clusters from the
+    # official code run as in tests/data/README.md.
+    faces = torch.tensor([[0, 1, 2], [0, 1, 3], [0, 1, 4], [2, 3, 5],
+                          [3, 4, 5], [4, 5, 6], [5, 6, 2]])
+    ei = faces_to_edge_index(faces, 7)
+    w = torch.ones(ei.size(1))
+    w[(ei.min(0).values == 0) & (ei.max(0).values == 1)] = 2
+    c = hem_coarsen(ei, 7, levels=2, method='official', edge_weight=w)
+    assert [x.tolist() for x in c.clusters] == [[2, 2, 0, 1, 3, 1, 0],
+                                                [1, 0, 1, 0]]
+    binary = hem_coarsen(ei, 7, levels=2, method='official')
+    assert binary.clusters[0].tolist() != [2, 2, 0, 1, 3, 1, 0]

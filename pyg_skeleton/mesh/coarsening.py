@@ -75,7 +75,11 @@ It needs every node to have an edge at every level (the official code
 indexes its rows by a running count, which is wrong past an empty row),
 and :obj:`score='xavier'`, :obj:`order='degree'`. Weights are compared in
 float64; with the official binary mesh graph (integer weights) every sum
-is exact, as in the official float32 code.
+is exact, as in the official float32 code. The input graph is taken as
+given: the official mesh graph (``build_graph``) is the binary edge graph
+of the faces except on non-manifold meshes, where an edge listed three or
+more times in one direction gets a weight above one; give such weights
+with :obj:`edge_weight`.
 
 Optionally, :func:`binary_tree_permutations` adds the fake nodes of
 Defferrard et al. so that each coarse vertex has exactly two children in a
