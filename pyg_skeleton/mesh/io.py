@@ -720,8 +720,13 @@ def read_ply(path: PathLike, *, require_triangles: bool = False) -> Mesh:
                 {'source': str(path)})
 
 
-def read_npz(path: PathLike, *, vertices_key: str = 'vertices',
-             faces_key: str = 'faces',
+#: The arrays of a SMPL-family model file (SMPL, SMPL-X, MANO) that make
+#: its template mesh.
+SMPL_KEYS = ('v_template', 'f')
+
+
+def read_npz(path: PathLike, *, vertices_key: Optional[str] = None,
+             faces_key: Optional[str] = None,
              require_triangles: bool = False) -> Mesh:
     r"""Reads vertices and faces (``[F, 3]`` or ``[F, 4]``) from an
     :obj:`.npz` archive of plain arrays (checked and loaded with
@@ -729,12 +734,24 @@ def read_npz(path: PathLike, *, vertices_key: str = 'vertices',
     MakeHuman and MHR meshes; for the MHR LOD file pass
     :obj:`vertices_key='lod3_vertices'`, :obj:`faces_key='lod3_faces'`.
 
+    Without keys it reads :obj:`vertices` and :obj:`faces`, or, in an
+    archive without those that holds :obj:`v_template` and :obj:`f` (an
+    :obj:`.npz` export of a SMPL, SMPL-X or MANO model), the model's
+    template mesh.
+
     Raises:
         ValueError: One line naming the file for a corrupt archive, a
             missing array, bad shapes, non-integer faces, out-of-range
             indices, NaN or infinite vertices, or an empty mesh.
     """
     path = Path(path)
+    if vertices_key is None and faces_key is None:
+        members = npz_members(path)
+        smpl = ('vertices' not in members and 'faces' not in members
+                and all(k in members for k in SMPL_KEYS))
+        vertices_key, faces_key = SMPL_KEYS if smpl else ('vertices', 'faces')
+    vertices_key = 'vertices' if vertices_key is None else vertices_key
+    faces_key = 'faces' if faces_key is None else faces_key
     arrays = read_npz_arrays(path, (vertices_key, faces_key),
                              required=(vertices_key, faces_key))
     v, faces = arrays[vertices_key], arrays[faces_key]
@@ -756,18 +773,30 @@ def read_npz(path: PathLike, *, vertices_key: str = 'vertices',
                 {'source': str(path)})
 
 
+def _read_smpl_pkl(path: Path, *, require_triangles: bool = False) -> Mesh:
+    from .smpl import load_smpl  # smpl.py imports this module
+    mesh = load_smpl(path).to_mesh()  # SMPL faces are triangles
+    mesh.meta['source'] = str(path)
+    return mesh
+
+
 def read_mesh(path: PathLike, *, require_triangles: bool = False,
               check: bool = True, **cleanup) -> Mesh:
-    r"""Reads an OBJ, PLY or NPZ mesh by its suffix and (by default) passes
-    it through :func:`check_mesh` with the given cleanup options
-    (:obj:`drop_degenerate`, :obj:`drop_duplicates`,
-    :obj:`drop_unreferenced`, :obj:`largest_component`)."""
+    r"""Reads an OBJ, PLY or NPZ mesh, or the template mesh of a SMPL,
+    SMPL-X or MANO model file (:obj:`.pkl`, read by
+    :func:`~pyg_skeleton.mesh.load_smpl` without running pickled code), by
+    its suffix and (by default) passes it through :func:`check_mesh` with
+    the given cleanup options (:obj:`drop_degenerate`,
+    :obj:`drop_duplicates`, :obj:`drop_unreferenced`,
+    :obj:`largest_component`). An :obj:`.npz` is read by :func:`read_npz`
+    (a SMPL-layout archive included)."""
     path = Path(path)
     suffix = path.suffix.lower()
-    readers = {'.obj': read_obj, '.ply': read_ply, '.npz': read_npz}
+    readers = {'.obj': read_obj, '.ply': read_ply, '.npz': read_npz,
+               '.pkl': _read_smpl_pkl}
     if suffix not in readers:
         raise ValueError(f"{path}: unknown mesh format {suffix!r} (expected "
-                         f".obj, .ply or .npz)")
+                         f".obj, .ply, .npz or a SMPL .pkl)")
     mesh = readers[suffix](path, require_triangles=require_triangles)
     return check_mesh(mesh, **cleanup) if check else mesh
 
