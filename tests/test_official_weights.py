@@ -316,6 +316,13 @@ def test_isolated_nodes_message_passing_path():
         SemGraphConv(5, 4, ei, n, isolated_nodes='zero')
 
 
+def test_isolated_nodes_uniform_gradcheck():
+    (ei, n), _ = padded_mesh(7, 5, seed=5)
+    conv = SemGraphConv(3, 2, ei, n, isolated_nodes='uniform').double()
+    x = torch.randn(2, n, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(conv, (x, ))
+
+
 # -- HGN -------------------------------------------------------------------
 
 
@@ -351,6 +358,36 @@ def test_hgn_from_official_equals_official_forward(hgn_case, train):
     for a, b in zip(model(x.reshape(-1, 2), batch), ref):
         torch.testing.assert_close(a, b.reshape(-1, 3), rtol=1e-12,
                                    atol=1e-12)
+
+
+def test_hgn_from_official_on_a_mesh_hierarchy():
+    # The graphs from a padded hierarchy, with the self-loops of merged
+    # vertices as the official adjacencies have them.
+    from pyg_skeleton.mesh import Mesh, MeshHierarchy
+    idx = torch.arange(80).view(10, 8)
+    a, b = idx[:-1, :-1].reshape(-1), idx[:-1, 1:].reshape(-1)
+    c, d = idx[1:, :-1].reshape(-1), idx[1:, 1:].reshape(-1)
+    faces = torch.cat([torch.stack([a, b, d], 1), torch.stack([a, d, c], 1)])
+    h = MeshHierarchy.from_mesh(Mesh(torch.rand(80, 3), faces), max_nodes=6,
+                                padded=True)
+    masks = [skeleton_mask(H36M17_PARENTS)]
+    for lv in (-2, -3):
+        n = h.num_padded(lv)
+        ei = h.padded_edge_index(lv, self_loops=True)
+        mask = torch.zeros(n, n, dtype=torch.bool)
+        mask[ei[1], ei[0]] = True
+        masks.append(mask)
+    assert not masks[2].any(1).all()  # padded nodes without edges
+    sizes = [m.size(0) for m in masks]
+    state = hgn_state([int(m.sum()) for m in masks], sizes=sizes, seed=1)
+    model = double(HGN.from_official(dict(state), h))
+    assert model.num_nodes == sizes
+    assert model.real_masks()[1].equal(masks[2].any(1))
+    x = torch.randn(3, 17, 2, dtype=torch.float64)
+    ref = hgn_official({k: v.double() for k, v in state.items()}, masks, x,
+                       False)
+    for out, r in zip(model(x), ref):
+        torch.testing.assert_close(out, r, rtol=1e-12, atol=1e-12)
 
 
 def test_hgn_padded_nodes_change_real_outputs(hgn_case):
@@ -416,6 +453,18 @@ def test_semgcn_from_official_equals_official_forward(tmp_path, non_local,
     ref = semgcn_official(p, mask, x, train,
                           H36M16_GROUPS if non_local else None)
     torch.testing.assert_close(model(x), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_semgcn_legacy_checkpoint_format(tmp_path):
+    # The published SemGCN checkpoints predate PyTorch 1.6's zip format.
+    state = semgcn_state(46, 16, non_local=True)
+    path = tmp_path / 'ckpt_semgcn_nonlocal.pth.tar'
+    torch.save({'epoch': 30, 'state_dict': dict(state)}, path,
+               _use_new_zipfile_serialization=False)
+    legacy = SemGCN.from_official(path)
+    direct = SemGCN.from_official(dict(state))
+    x = torch.randn(2, 16, 2)
+    assert torch.equal(legacy(x), direct(x))
 
 
 @pytest.mark.parametrize('train', [False, True])

@@ -369,8 +369,9 @@ class HGN(torch.nn.Module):
         return model
 
     @classmethod
-    def from_official(cls, source, mesh_graphs: Sequence[Tuple[Tensor, int]],
+    def from_official(cls, source, mesh_graphs,
                       skeleton: Union[Skeleton, str] = 'h36m17',
+                      mesh_levels: Sequence[int] = (-2, -3),
                       **kwargs) -> 'HGN':
         r"""An HGN with the weights of an official checkpoint (the
         official code's :obj:`torch.save` of :obj:`{'model_state_dict':
@@ -387,8 +388,11 @@ class HGN(torch.nn.Module):
         Args:
             source (str, Path or dict): The checkpoint file, or a loaded
                 checkpoint or state dict.
-            mesh_graphs (sequence of (Tensor, int)): The official coarse
-                graphs, coarsest first (48 then 96 nodes), as
+            mesh_graphs (MeshHierarchy or sequence of (Tensor, int)): The
+                official coarse graphs: a padded
+                :class:`~pyg_skeleton.mesh.MeshHierarchy` of SMPL built as
+                the official code does (its :obj:`mesh_levels`), or the
+                graphs coarsest first (48 then 96 nodes) as
                 :obj:`(edge_index, num_nodes)` on the padded node order
                 **with the self-loops the official adjacency has** (those of
                 merged vertices: :obj:`hierarchy.padded_edge_index(level,
@@ -397,13 +401,17 @@ class HGN(torch.nn.Module):
                 get the logit :math:`-9 \cdot 10^{15}` (weight exactly 0).
             skeleton (Skeleton or str): The 17-joint skeleton.
                 (default: :obj:`'h36m17'`)
+            mesh_levels (sequence of int): The hierarchy's levels of the mesh
+                branches, as in :meth:`from_hierarchy`.
+                (default: :obj:`(-2, -3)`)
 
         Raises:
             ValueError: if the file is not a tensor checkpoint, or its keys
                 or shapes do not fit (named in the message).
         """
         from pyg_skeleton.nn.models.official import hgn_from_official
-        return hgn_from_official(cls, source, mesh_graphs, skeleton, **kwargs)
+        return hgn_from_official(cls, source, mesh_graphs, skeleton,
+                                 mesh_levels, **kwargs)
 
     def real_masks(self) -> List[Optional[Tensor]]:
         r"""Per mesh branch, the boolean mask of real (non-fake) nodes when

@@ -322,10 +322,15 @@ def _official_keys(edge_index: Tensor, num_nodes: int) -> Tensor:
     return torch.unique(ei[1] * n + ei[0])
 
 
-def hgn_from_official(cls, source: Source,
-                      mesh_graphs: Sequence[Tuple[Tensor, int]],
-                      skeleton='h36m17', **kwargs):
+def hgn_from_official(cls, source: Source, mesh_graphs,
+                      skeleton='h36m17', mesh_levels: Sequence[int] = (-2, -3),
+                      **kwargs):
     r"""See :meth:`pyg_skeleton.nn.HGN.from_official`."""
+    hierarchy = None
+    if hasattr(mesh_graphs, 'padded_edge_index'):  # a MeshHierarchy
+        hierarchy = mesh_graphs
+        mesh_graphs = [(hierarchy.padded_edge_index(lv, self_loops=True),
+                        hierarchy.num_padded(lv)) for lv in mesh_levels]
     state = load_official_state_dict(source)
     w = _require(state, 'gconv_input.0.gconv.W', 'HGN')
     out = _require(state, 'gconv_output.W', 'HGN')
@@ -371,4 +376,8 @@ def hgn_from_official(cls, source: Source,
             f'gconv_output_{model.num_nodes[k]}'
         m.conv(key, f'heads.{k}', head, official[k])
     m.load_into(model)
+    if hierarchy is not None:
+        for k, lv in enumerate(mesh_levels):
+            model.register_buffer(f'real_mask_{k + 1}',
+                                  hierarchy.real_mask(lv), persistent=False)
     return model.eval()
