@@ -11,6 +11,7 @@ from pyg_skeleton.nn.models.hgn import (
     MultiScaleFusion,
     NodeMap,
 )
+from pyg_skeleton.nn.conv import SemGraphConv
 from pyg_skeleton.nn.non_local import NonLocalBlock
 
 SHARED = Path(__file__).resolve().parents[2] / 'shared'
@@ -230,7 +231,31 @@ def test_loss():
     assert torch.isclose(official, torch.tensor(100. + 1. + 1.))
 
 
+def test_padded_nodes_uniform_reaches_mesh_convolutions(hierarchy):
+    model = HGN.from_hierarchy('h36m17', hierarchy, hidden_channels=8,
+                               num_blocks=(2, 2, 1), padded_nodes='uniform')
+    fake = [~m for m in model.real_masks()]
+    assert all(bool(f.any()) for f in fake)
+    convs = [m for m in model.modules() if isinstance(m, SemGraphConv)]
+    # input + 2 per block + head on the skeleton; 2 per block + head on meshes
+    assert len(convs) == 1 + 2 * 5 + 3
+    for conv in convs:
+        if conv.num_nodes == 17:
+            assert conv.uniform_nodes is None
+        else:
+            k = [m.numel() for m in fake].index(conv.num_nodes)
+            assert conv.uniform_nodes.equal(fake[k])
+    default = HGN.from_hierarchy('h36m17', hierarchy, hidden_channels=8,
+                                 num_blocks=(2, 2, 1))
+    assert all(m.uniform_nodes is None for m in default.modules()
+               if isinstance(m, SemGraphConv))
+    assert "padded_nodes='uniform'" in repr(model)
+
+
 def test_bad_configs():
+    with pytest.raises(ValueError, match='padded_nodes'):
+        HGN('h36m17', [(torch.zeros(2, 0, dtype=torch.long), 4)],
+            num_blocks=(2, 2), padded_nodes='mean')
     with pytest.raises(ValueError, match='one entry per branch'):
         HGN('h36m17', [(torch.zeros(2, 0, dtype=torch.long), 4)],
             num_blocks=(4, 4, 2))
