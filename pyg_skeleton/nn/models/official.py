@@ -45,7 +45,8 @@ from pyg_skeleton.nn.topology import fixed_graph
 OFFICIAL_FILL = -9e15
 
 #: Where the official training scripts keep the model in their checkpoint
-#: dictionaries (SemGCN and its fork: ``state_dict``; HGN: ``model_state_dict``).
+#: dictionaries (SemGCN and its fork: ``state_dict``; HGN:
+#: ``model_state_dict``).
 STATE_KEYS = ('state_dict', 'model_state_dict')
 
 Source = Union[str, Path, Mapping]
