@@ -11,6 +11,7 @@ from pyg_skeleton.nn.models.hgn import (
     MultiScaleFusion,
     NodeMap,
 )
+from pyg_skeleton.nn.conv import SemGraphConv
 from pyg_skeleton.nn.non_local import NonLocalBlock
 
 SHARED = Path(__file__).resolve().parents[2] / 'shared'
@@ -61,9 +62,26 @@ def hgn_params(nodes, edges, c=128, cin=2, cout=3, blocks=(4, 4, 2),
     return total
 
 
-# 17 maps: 0->1; fuse(0,1); 0->2, 1->2; fuse(0,1,2) twice
-OFFICIAL_MAPS = ([(0, 1), (0, 1), (1, 0), (0, 2), (1, 2)] +
-                 2 * [(i, j) for i in range(3) for j in range(3) if i != j])
+# The official fc_* maps (lib/models/hgn.py), 19: 0->1 (fc_1_2_1);
+# fuse(0,1) (fc_*_2); fuse(0,1) before branch 2 joins (fc_2_1_3, fc_1_2_3);
+# 0->2, 1->2 (fc_1_3_3, fc_2_3_3); fuse(0,1,2) twice (fc_*_4, fc_*_5)
+THREE_WAY = [(i, j) for i in range(3) for j in range(3) if i != j]
+OFFICIAL_MAPS = ([(0, 1), (0, 1), (1, 0), (1, 0), (0, 1), (0, 2), (1, 2)] +
+                 2 * THREE_WAY)
+# fuse_on_join=False, the previous default: no fusion before branch 2 joins
+NO_PRE_JOIN_MAPS = [(0, 1), (0, 1), (1, 0), (0, 2), (1, 2)] + 2 * THREE_WAY
+
+
+def graph_with_nnz(n, nnz, seed=0):
+    """A random undirected graph on n nodes with a self-loop at every node
+    and nnz non-zeros of its adjacency in all."""
+    g = torch.Generator().manual_seed(seed)
+    pairs = torch.combinations(torch.arange(n))
+    pick = pairs[torch.randperm(pairs.size(0), generator=g)[:(nnz - n) // 2]]
+    loops = torch.arange(n).repeat(2, 1)
+    ei = torch.cat([pick.t(), pick.t().flip(0), loops], 1)
+    assert ei.size(1) == nnz
+    return ei, n
 
 
 def test_non_local_oracle():
@@ -71,26 +89,30 @@ def test_non_local_oracle():
 
 
 def test_parameter_count_official_sizes():
+    # The official model (lib/models/hgn.py) on the official SMPL graphs has
+    # 1,045,621 parameters (issue 20): 1,040,527 besides the edge logits
+    # (operators.md 3.6, 19 maps) and 10*49 + 9*nnz48 + 5*nnz96 = 5,094
+    # logits. Graphs of the official sizes with a self-loop at every node
+    # (so that ours has no logit the official layer lacks) and 256 and 460
+    # non-zeros satisfy that sum.
     skeleton = Skeleton.preset('h36m17')
-    g = torch.Generator().manual_seed(0)
-    graphs = []
-    for n in (48, 96):  # any graph: only the logits depend on the edges
-        ei = torch.randint(0, n, (2, 3 * n), generator=g)
-        ei = ei[:, ei[0] != ei[1]]
-        from torch_geometric.utils import to_undirected
-        graphs.append((to_undirected(ei, num_nodes=n), n))
+    graphs = [graph_with_nnz(48, 256), graph_with_nnz(96, 460)]
+    assert 10 * 49 + 9 * 256 + 5 * 460 == 1045621 - 1040527
     model = HGN(skeleton, graphs)
-    nodes = [17, 48, 96]
-    edges = [skeleton.edge_index.size(1)] + [ei.size(1) for ei, _ in graphs]
-    assert num_params(model) == hgn_params(nodes, edges, maps=OFFICIAL_MAPS)
+    assert num_params(model) == 1045621
+    assert sum(isinstance(m, NodeMap) for m in model.modules()) == 19
     logits = sum(p.numel() for n, p in model.named_parameters()
                  if n.endswith('logits'))
-    # operators.md 3.6: 1,040,527 with 19 maps, less 1,697 for 17 maps
-    assert num_params(model) - logits == 1040527 - 1697
-    assert logits == 10 * 49 + 9 * (48 + edges[1]) + 5 * (96 + edges[2])
-    joined = HGN(skeleton, graphs, fuse_on_join=True)
-    assert num_params(joined) - logits == 1040527
-    assert sum(isinstance(m, NodeMap) for m in joined.modules()) == 19
+    assert num_params(model) - logits == 1040527
+    edges = [skeleton.edge_index.size(1), 256 - 48, 460 - 96]
+    assert num_params(model) == hgn_params([17, 48, 96], edges,
+                                           maps=OFFICIAL_MAPS)
+    legacy = HGN(skeleton, graphs, fuse_on_join=False)
+    assert sum(isinstance(m, NodeMap) for m in legacy.modules()) == 17
+    # operators.md 3.6: one two-way 17 <-> 48 fusion fewer
+    assert num_params(legacy) == 1045621 - (17 * 48 + 48) - (48 * 17 + 17)
+    assert num_params(legacy) == hgn_params([17, 48, 96], edges,
+                                            maps=NO_PRE_JOIN_MAPS)
 
 
 def test_forward_on_mesh_hierarchy(hierarchy):
@@ -140,8 +162,8 @@ def test_pool_fusion_has_no_mesh_maps(hierarchy):
     model = HGN.from_hierarchy('h36m17', hierarchy, hidden_channels=8,
                                fusion='pool')
     maps = [m for m in model.modules() if isinstance(m, NodeMap)]
-    # only skeleton <-> mesh maps are learned: 1 + 2 + 1 + 4 + 4
-    assert len(maps) == 12
+    # only skeleton <-> mesh maps are learned: 1 + 2 + 2 + 1 + 4 + 4
+    assert len(maps) == 14
 
 
 def test_fusion_orders():
@@ -209,7 +231,31 @@ def test_loss():
     assert torch.isclose(official, torch.tensor(100. + 1. + 1.))
 
 
+def test_padded_nodes_uniform_reaches_mesh_convolutions(hierarchy):
+    model = HGN.from_hierarchy('h36m17', hierarchy, hidden_channels=8,
+                               num_blocks=(2, 2, 1), padded_nodes='uniform')
+    fake = [~m for m in model.real_masks()]
+    assert all(bool(f.any()) for f in fake)
+    convs = [m for m in model.modules() if isinstance(m, SemGraphConv)]
+    # input + 2 per block + head on the skeleton; 2 per block + head on meshes
+    assert len(convs) == 1 + 2 * 5 + 3
+    for conv in convs:
+        if conv.num_nodes == 17:
+            assert conv.uniform_nodes is None
+        else:
+            k = [m.numel() for m in fake].index(conv.num_nodes)
+            assert conv.uniform_nodes.equal(fake[k])
+    default = HGN.from_hierarchy('h36m17', hierarchy, hidden_channels=8,
+                                 num_blocks=(2, 2, 1))
+    assert all(m.uniform_nodes is None for m in default.modules()
+               if isinstance(m, SemGraphConv))
+    assert "padded_nodes='uniform'" in repr(model)
+
+
 def test_bad_configs():
+    with pytest.raises(ValueError, match='padded_nodes'):
+        HGN('h36m17', [(torch.zeros(2, 0, dtype=torch.long), 4)],
+            num_blocks=(2, 2), padded_nodes='mean')
     with pytest.raises(ValueError, match='one entry per branch'):
         HGN('h36m17', [(torch.zeros(2, 0, dtype=torch.long), 4)],
             num_blocks=(4, 4, 2))

@@ -12,7 +12,10 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.typing import Adj
 from torch_geometric.utils import softmax
 
-from pyg_skeleton.nn.topology import Topology, check_channels
+from pyg_skeleton.nn.topology import Topology, check_channels, fixed_graph
+
+#: What :class:`SemGraphConv` gives a node without any edge.
+ISOLATED_NODES = ('self', 'uniform')
 
 
 class SemGraphConv(MessagePassing):
@@ -78,6 +81,20 @@ class SemGraphConv(MessagePassing):
     :obj:`edge_index` may also be a :class:`torch_sparse.SparseTensor` or a
     :obj:`torch.sparse` adjacency in PyG's transposed :obj:`adj_t` form.
 
+    A node without any edge in the graph given at construction (not even a
+    self-loop), *e.g.* a padded node of a HEM mesh level, keeps only its
+    self-loop slot by default (:obj:`isolated_nodes='self'`:
+    :math:`\mathbf{x}^{\prime}_i = \mathbf{W}_{\mathrm{self}}
+    \mathbf{x}_i + \mathbf{b}`). In the official code's dense softmax its
+    row is all :math:`-9 \cdot 10^{15}`, which gives it the uniform weights
+    :math:`a_{ij} = 1/N` over *all* :math:`N` nodes of its graph;
+    :obj:`isolated_nodes='uniform'` reproduces that (HGN's padded nodes):
+
+    .. math::
+        \mathbf{x}^{\prime}_i = \frac{1}{N} \Big(
+        \mathbf{W}_{\mathrm{self}} \mathbf{x}_i + \sum_{j \ne i}
+        \mathbf{W}_{\mathrm{neighbor}} \mathbf{x}_j \Big) + \mathbf{b}.
+
     Args:
         in_channels (int): Size of each input sample :math:`F_{in}`.
         out_channels (int): Size of each output sample :math:`F_{out}`.
@@ -90,6 +107,11 @@ class SemGraphConv(MessagePassing):
             per edge and output channel (Eq. 3). (default: :obj:`False`)
         bias (bool, optional): If set to :obj:`False`, the layer will not
             learn an additive bias. (default: :obj:`True`)
+        isolated_nodes (str, optional): What a node without any edge in
+            :obj:`edge_index` aggregates: :obj:`'self'` (itself) or
+            :obj:`'uniform'` (all nodes of its graph with weight
+            :math:`1/N`, as the official dense code).
+            (default: :obj:`'self'`)
         **kwargs (optional): Additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.
 
@@ -105,7 +127,7 @@ class SemGraphConv(MessagePassing):
     """
     def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
                  num_nodes: Optional[int] = None, channelwise: bool = False,
-                 bias: bool = True, **kwargs):
+                 bias: bool = True, isolated_nodes: str = 'self', **kwargs):
         kwargs.setdefault('aggr', 'add')
         kwargs.setdefault('node_dim', -2)
         super().__init__(**kwargs)
@@ -115,8 +137,21 @@ class SemGraphConv(MessagePassing):
         self.out_channels = out_channels
         self.channelwise = channelwise
 
+        if isolated_nodes not in ISOLATED_NODES:
+            raise ValueError(f"Unknown 'isolated_nodes' {isolated_nodes!r} "
+                             f"(choose from {ISOLATED_NODES})")
+        self.isolated_nodes = isolated_nodes
         self.topology = Topology(edge_index, num_nodes)
         self.num_nodes = self.topology.num_nodes
+        uniform = None
+        if isolated_nodes == 'uniform':
+            # Read before Topology adds the self-loops: a node whose row of
+            # the given graph is empty, self-loop included.
+            ei, _ = fixed_graph(edge_index, self.num_nodes)
+            uniform = torch.ones(self.num_nodes, dtype=torch.bool)
+            uniform[ei[1]] = False
+            uniform = uniform if bool(uniform.any()) else None
+        self.register_buffer('uniform_nodes', uniform, persistent=False)
         self.lin_self = Linear(in_channels, out_channels, bias=False)
         self.lin_neighbor = Linear(in_channels, out_channels, bias=False)
         logit_shape = (self.topology.num_slots, )
@@ -173,7 +208,8 @@ class SemGraphConv(MessagePassing):
         if edge_index is None:
             alpha = softmax(self.logits, self.topology.dst,
                             num_nodes=self.num_nodes)
-            return self.topology.aggregate_pair(alpha, x, weight, self.bias)
+            out = self.topology.aggregate_pair(alpha, x, weight, self.bias)
+            return self._uniform(x, weight, out)
 
         edge_index, a_neighbor, a_self = self.topology.softmax(
             self.logits, edge_index, x.size(-2))
@@ -186,7 +222,23 @@ class SemGraphConv(MessagePassing):
         out = out.addcmul(a_self, h_self)
         if self.bias is not None:
             out = out + self.bias
-        return out
+        return self._uniform(x, weight, out)
+
+    def _uniform(self, x: Tensor, weight: Tensor, out: Tensor) -> Tensor:
+        r"""Replaces the rows of the nodes without edges by the uniform
+        average over their graph (:obj:`isolated_nodes='uniform'`); the
+        input holds whole copies of the graph, :obj:`[..., B N, F]`."""
+        if self.uniform_nodes is None:
+            return out
+        n = self.num_nodes
+        lead = x.shape[:-2]
+        h = F.linear(x.reshape(lead + (-1, n, x.size(-1))), weight)
+        h_self, h_neighbor = h.split(self.out_channels, dim=-1)
+        mean = (h_self - h_neighbor + h_neighbor.sum(-2, keepdim=True)) / n
+        if self.bias is not None:
+            mean = mean + self.bias
+        mask = self.uniform_nodes.view(n, 1)
+        return torch.where(mask, mean, out.view(mean.shape)).view(out.shape)
 
     def message(self, x_j: Tensor, alpha: Tensor) -> Tensor:
         if not self.channelwise:
@@ -197,4 +249,6 @@ class SemGraphConv(MessagePassing):
         return (f'{self.__class__.__name__}({self.in_channels}, '
                 f'{self.out_channels}, num_nodes={self.num_nodes}, '
                 f'num_edges={self.topology.num_edges}, '
-                f'channelwise={self.channelwise})')
+                f'channelwise={self.channelwise}'
+                + ('' if self.isolated_nodes == 'self' else
+                   f', isolated_nodes={self.isolated_nodes!r}') + ')')

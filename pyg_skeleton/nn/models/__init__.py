@@ -1,5 +1,6 @@
 from .semgcn import GRAPH_CONVS, SemGCN
 from .hgn import HGN, HGNLoss, MultiScaleFusion, NodeMap
+from .official import load_official_state_dict
 from .self_adaptive import LatentLifter, MotionAE, PoseAAE, RelationNet
 from .skeletal_gnn import SkeletalGNN, SkeletalGNNAction, TemporalSkeletalGNN
 
@@ -10,6 +11,7 @@ __all__ = [
     'MultiScaleFusion',
     'NodeMap',
     'LatentLifter',
+    'load_official_state_dict',
     'MotionAE',
     'PoseAAE',
     'RelationNet',

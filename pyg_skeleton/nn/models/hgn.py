@@ -17,6 +17,7 @@ from pyg_skeleton.skeleton import Skeleton
 
 FUSIONS = ('linear', 'pool')
 FUSION_ORDERS = ('parallel', 'sequential')
+PADDED_NODES = ('self', 'uniform')
 
 
 class _Graph:
@@ -166,18 +167,31 @@ class HGN(torch.nn.Module):
     * a branch joining at a stage starts as :math:`\sum_i T_{i \to k}
       (\mathbf{X}_i)` over the existing branches;
     * every stage runs one block per active branch, then a
-      :class:`MultiScaleFusion` of the active branches, except right before
-      a new branch joins (the official code fuses there only through the new
-      branch's start; :obj:`fuse_on_join=True` adds a fusion of the existing
-      branches there too), and always after the last stage;
+      :class:`MultiScaleFusion` of the active branches; before a stage at
+      which a new branch joins, the existing branches are fused first and
+      the new branch starts from their fused features (the official
+      :obj:`fc_2_1_3` and :obj:`fc_1_2_3`, then :obj:`fc_1_3_3` and
+      :obj:`fc_2_3_3`); a fusion always follows the last stage;
     * a :class:`~pyg_skeleton.nn.SemGraphConv` head per branch.
 
-    With :obj:`(4, 4, 2)` that is 17 node maps (1 + 2 + 2 + 6 + 6).
+    With :obj:`(4, 4, 2)` that is the official model's 19 node maps
+    (1 + 2 + 2 + 2 + 6 + 6) and, on graphs of 17, 48 and 96 nodes at width
+    128, its 1,040,527 parameters besides the edge logits (1,045,621 in all
+    on the official SMPL graphs; ours has one more logit per node whose
+    official adjacency row lacks a self-loop, see :meth:`from_official`).
+    :obj:`fuse_on_join=False` leaves out the fusion before a branch joins
+    (17 maps, 1,697 parameters fewer at these sizes; the previous default).
 
-    Fake (padded) mesh nodes are isolated: their graph convolution sees only
-    the node itself, whereas the official dense softmax gives them a uniform
-    average over all nodes (see the operator notes); real nodes never read
-    them through a graph convolution.
+    Fake (padded) mesh nodes, which have no edge, see only themselves in a
+    graph convolution by default (:obj:`padded_nodes='self'`). The official
+    dense softmax gives each of them the uniform average over all nodes of
+    its level instead (:obj:`padded_nodes='uniform'`, see
+    :class:`~pyg_skeleton.nn.SemGraphConv`'s :obj:`isolated_nodes`). Real
+    nodes never read fake ones through a graph convolution, but they do
+    through the non-local blocks, the node maps and the batch-norm
+    statistics, so real-node outputs differ between the two. The official
+    model is :obj:`fusion_order='sequential'`,
+    :obj:`padded_nodes='uniform'` (:meth:`from_official` loads its weights).
 
     Args:
         skeleton (Skeleton or str): The skeleton of branch 0.
@@ -196,8 +210,11 @@ class HGN(torch.nn.Module):
             branches, learned maps to and from the skeleton).
         fusion_order (str): :obj:`'parallel'` or :obj:`'sequential'`
             (official), see :class:`MultiScaleFusion`.
-        fuse_on_join (bool): Also fuse the existing branches before a new
-            one joins. (default: :obj:`False`)
+        fuse_on_join (bool): Fuse the existing branches before a new one
+            joins, as the official code. (default: :obj:`True`)
+        padded_nodes (str): What a mesh node without any edge (a padded
+            node) aggregates in a graph convolution: :obj:`'self'` or
+            :obj:`'uniform'` (official). (default: :obj:`'self'`)
         pool_maps (dict, optional): :obj:`{(i, j): module}` fixed maps from
             branch :obj:`i` to branch :obj:`j` for :obj:`fusion='pool'`.
 
@@ -215,9 +232,10 @@ class HGN(torch.nn.Module):
                  out_channels: int = 3,
                  num_blocks: Sequence[int] = (4, 4, 2),
                  non_local: bool = True, fusion: str = 'linear',
-                 fusion_order: str = 'parallel', fuse_on_join: bool = False,
+                 fusion_order: str = 'parallel', fuse_on_join: bool = True,
                  pool_maps: Optional[Dict[Tuple[int, int],
-                                          torch.nn.Module]] = None):
+                                          torch.nn.Module]] = None,
+                 padded_nodes: str = 'self'):
         super().__init__()
         if isinstance(skeleton, str):
             skeleton = Skeleton.preset(skeleton)
@@ -235,6 +253,9 @@ class HGN(torch.nn.Module):
         if fusion not in FUSIONS:
             raise ValueError(f"Unknown fusion '{fusion}' (choose from "
                              f"{FUSIONS})")
+        if padded_nodes not in PADDED_NODES:
+            raise ValueError(f"Unknown 'padded_nodes' {padded_nodes!r} "
+                             f"(choose from {PADDED_NODES})")
         if fusion == 'pool' and not pool_maps:
             raise ValueError("fusion='pool' needs 'pool_maps' (use "
                              "HGN.from_hierarchy)")
@@ -251,9 +272,12 @@ class HGN(torch.nn.Module):
         self.fusion = fusion
         self.fusion_order = fusion_order
         self.fuse_on_join = fuse_on_join
+        self.padded_nodes = padded_nodes
         for k, g in enumerate(graphs):
-            self.register_buffer(f'_edge_index_{k}', g.edge_index,
-                                 persistent=False)
+            # Without self-loops, so that a disjoint batch of whole copies
+            # takes the layers' static kernel (Topology.tiles).
+            ei = g.edge_index[:, g.edge_index[0] != g.edge_index[1]]
+            self.register_buffer(f'_edge_index_{k}', ei, persistent=False)
         pool_maps = dict(pool_maps or {}) if fusion == 'pool' else {}
 
         def node_map(i: int, j: int) -> torch.nn.Module:
@@ -267,10 +291,14 @@ class HGN(torch.nn.Module):
             return MultiScaleFusion([self.num_nodes[i] for i in active],
                                     fusion_order, maps)
 
+        def conv(i: int, o: int, g: _Graph) -> SemGraphConv:
+            return SemGraphConv(i, o, g.edge_index, g.num_joints,
+                                isolated_nodes=padded_nodes)
+
         h = hidden_channels
         self.input = GraphConvBlock(in_channels, h, graphs[0])
         self.blocks = torch.nn.ModuleList([
-            torch.nn.ModuleList([ResGraphBlock(h, g)
+            torch.nn.ModuleList([ResGraphBlock(h, g, conv)
                                  for _ in range(num_blocks[k])])
             for k, g in enumerate(graphs)
         ])
@@ -296,10 +324,8 @@ class HGN(torch.nn.Module):
                                for k in range(1, len(graphs)))
             if len(active) > 1 and (s == stages - 1 or not joining_next):
                 self.fusions[str(s)] = fusion_of(active)
-        self.heads = torch.nn.ModuleList([
-            SemGraphConv(h, out_channels, g.edge_index, g.num_joints)
-            for g in graphs
-        ])
+        self.heads = torch.nn.ModuleList(
+            [conv(h, out_channels, g) for g in graphs])
 
     @classmethod
     def from_hierarchy(cls, skeleton: Union[Skeleton, str], hierarchy,
@@ -311,7 +337,12 @@ class HGN(torch.nn.Module):
         coarsest level is replaced by the skeleton). With :obj:`padded`, the
         branches use the padded binary-tree layout (the hierarchy must be
         built with :obj:`padded=True`); :obj:`fusion='pool'` then fuses mesh
-        branches through the HEM pool (dyadic) and unpool operators."""
+        branches through the HEM pool (dyadic) and unpool operators.
+
+        The real sizes of the levels are those of the hierarchy's
+        coarsening: the official code's 83 real vertices of the 96-node
+        SMPL level (and 45 of 48) come from NumPy < 1.25's sort order, see
+        ``hem_coarsen``'s :obj:`method='official'`."""
         levels = [hierarchy._level(lv) for lv in mesh_levels]
         if padded:
             graphs = [(hierarchy.padded_edge_index(lv),
@@ -336,6 +367,51 @@ class HGN(torch.nn.Module):
                                       hierarchy.real_mask(lv),
                                       persistent=False)
         return model
+
+    @classmethod
+    def from_official(cls, source, mesh_graphs,
+                      skeleton: Union[Skeleton, str] = 'h36m17',
+                      mesh_levels: Sequence[int] = (-2, -3),
+                      **kwargs) -> 'HGN':
+        r"""An HGN with the weights of an official checkpoint (the
+        official code's :obj:`torch.save` of :obj:`{'model_state_dict':
+        ..., ...}`, with or without :class:`~torch.nn.DataParallel`'s
+        :obj:`module.` prefix), read with :obj:`weights_only=True`.
+
+        The model is the official one: :obj:`fusion_order='sequential'`,
+        :obj:`fuse_on_join=True`, :obj:`padded_nodes='uniform'`, node maps,
+        non-local blocks, sizes and :obj:`num_blocks` read from the
+        checkpoint (:obj:`kwargs` override them). Its outputs equal the
+        official model's on the same input to rounding, in training and in
+        evaluation mode. It is returned in evaluation mode.
+
+        Args:
+            source (str, Path or dict): The checkpoint file, or a loaded
+                checkpoint or state dict.
+            mesh_graphs (MeshHierarchy or sequence of (Tensor, int)): The
+                official coarse graphs: a padded
+                :class:`~pyg_skeleton.mesh.MeshHierarchy` of SMPL built as
+                the official code does (its :obj:`mesh_levels`), or the
+                graphs coarsest first (48 then 96 nodes) as
+                :obj:`(edge_index, num_nodes)` on the padded node order
+                **with the self-loops the official adjacency has** (those of
+                merged vertices: :obj:`hierarchy.padded_edge_index(level,
+                self_loops=True)`). Each official edge-logit vector is laid
+                out over these non-zeros; our self-loop slots that they lack
+                get the logit :math:`-9 \cdot 10^{15}` (weight exactly 0).
+            skeleton (Skeleton or str): The 17-joint skeleton.
+                (default: :obj:`'h36m17'`)
+            mesh_levels (sequence of int): The hierarchy's levels of the mesh
+                branches, as in :meth:`from_hierarchy`.
+                (default: :obj:`(-2, -3)`)
+
+        Raises:
+            ValueError: if the file is not a tensor checkpoint, or its keys
+                or shapes do not fit (named in the message).
+        """
+        from pyg_skeleton.nn.models.official import hgn_from_official
+        return hgn_from_official(cls, source, mesh_graphs, skeleton,
+                                 mesh_levels, **kwargs)
 
     def real_masks(self) -> List[Optional[Tensor]]:
         r"""Per mesh branch, the boolean mask of real (non-fake) nodes when
@@ -402,7 +478,9 @@ class HGN(torch.nn.Module):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(nodes={self.num_nodes}, '
                 f'blocks={self.num_blocks}, fusion={self.fusion!r}, '
-                f'order={self.fusion_order!r})')
+                f'order={self.fusion_order!r}, '
+                f'fuse_on_join={self.fuse_on_join}, '
+                f'padded_nodes={self.padded_nodes!r})')
 
 
 class HGNLoss(torch.nn.Module):

@@ -162,6 +162,43 @@ class SemGCN(torch.nn.Module):
         self.output = build_conv(conv, hidden_channels, out_channels,
                                  skeleton)
 
+    @classmethod
+    def from_official(cls, source, skeleton: Union[Skeleton, str, None] = None,
+                      conv: Optional[str] = None, **kwargs) -> 'SemGCN':
+        r"""A SemGCN with the weights of an official checkpoint:
+        garyzhao/SemGCN's :obj:`ckpt_*.pth.tar` (:obj:`{'state_dict': ...,
+        'epoch': ..., ...}`) or the decoupled pre-aggregation model of the
+        weight-sharing fork RufusDing/3D-HPE-using-GCN, read with
+        :obj:`torch.load(..., weights_only=True)`.
+
+        Sizes, the number of residual blocks and the non-local blocks are
+        read from the checkpoint; the convolution from the stacked weight
+        (:obj:`[2, F_in, F_out]`: :obj:`'sem'`; :obj:`[2N, F_in, F_out]`:
+        :obj:`'pre_agg_decoupled'`). Outputs equal the official model's to
+        rounding, except with non-local blocks on unequal groups (the
+        fork's 17 joints), which the official code pools across group
+        boundaries (see :class:`~pyg_skeleton.nn.NonLocalBlock`). The model
+        is returned in evaluation mode.
+
+        Args:
+            source (str, Path or dict): The checkpoint file, or a loaded
+                checkpoint or state dict.
+            skeleton (Skeleton or str, optional): The skeleton, in the
+                official joint order. (default: :obj:`None`: :obj:`'h36m16'`
+                or :obj:`'h36m17'` by the number of edge logits)
+            conv (str, optional): :obj:`'sem'` or
+                :obj:`'pre_agg_decoupled'`. (default: :obj:`None`, from the
+                weights)
+            **kwargs (optional): Further arguments of :class:`SemGCN`, *e.g.*
+                :obj:`dropout`.
+
+        Raises:
+            ValueError: if the file is not a tensor checkpoint, or its keys
+                or shapes do not fit (named in the message).
+        """
+        from pyg_skeleton.nn.models.official import semgcn_from_official
+        return semgcn_from_official(cls, source, skeleton, conv, **kwargs)
+
     def forward(self, x: Tensor, edge_index: Optional[Adj] = None,
                 batch: Optional[Tensor] = None) -> Tensor:
         if self.non_local and edge_index is not None and batch is None:
