@@ -118,8 +118,11 @@ def hgn(mesh_levels, num_blocks):
     def build(sk, width=128):
         from pyg_skeleton.nn.models import HGN
         # The data have no meshes: pose output only (lambda_M = 0, Table 3).
+        # The committed table was measured with the 17-map structure, from
+        # before the official 19-map fusion became HGN's default.
         return PoseOutput(HGN.from_hierarchy(sk, body_hierarchy(), mesh_levels=mesh_levels,
-                                           num_blocks=num_blocks, hidden_channels=width))
+                                           num_blocks=num_blocks, hidden_channels=width,
+                                           fuse_on_join=False))
     return build
 
 
