@@ -1235,7 +1235,7 @@ def evaluation_options(ckpt: Dict[str, Any], args) -> argparse.Namespace:
                            f"to evaluate on it (files named in a checkpoint are not opened)")
         setattr(run, key, getattr(args, key))
     for key in ('test_actor', 'views', 'frame_step', 'max_test_frames', 'synthetic_test'):
-        if getattr(args, key, None) is not None:
+        if getattr(args, key, None) not in (None, 'all'):  # 'all': run_evaluate loops
             setattr(run, key, getattr(args, key))
     check_options(vars(run))
     run.synthetic_train, run.max_frames = 1, 1  # only the test split is used
@@ -1243,7 +1243,66 @@ def evaluation_options(ckpt: Dict[str, Any], args) -> argparse.Namespace:
     return run
 
 
+def checkpoint_settings(args, run, flip: bool, actors: Optional[List[int]]) -> Dict[str, Any]:
+    """The settings of an evaluation that the command line did not give and
+    that come from the checkpoint's run (option name -> value), those that
+    matter for its data set: reported, since they change the numbers."""
+    synthetic = run.dataset == 'synthetic'
+    keys = ['dataset'] + (['test_actor'] if actors is not None else []) + ['views'] + (
+        ['synthetic_test'] if synthetic else ['frame_step', 'max_test_frames'])
+    out = {k: getattr(run, k) for k in keys if getattr(args, k, None) is None}
+    if args.flip_test is None:
+        out['flip_test'] = flip
+    out['seed'] = run.seed  # of the virtual cameras (and of the synthetic poses)
+    out['skeleton'] = run.skeleton
+    return out
+
+
+def _settings_line(settings: Dict[str, Any]) -> str:
+    def one(key, value):
+        if isinstance(value, bool):
+            return f"--{'' if value else 'no-'}{key.replace('_', '-')}"
+        if key == 'skeleton':
+            return f"skeleton {value}"
+        return f"--{key.replace('_', '-')} {'all' if value is None else value}"
+    return 'settings from the checkpoint: ' + ', '.join(one(k, v) for k, v in settings.items())
+
+
+def actor_mean(rows: Dict[int, Dict[str, Any]]) -> Dict[str, float]:
+    """The unweighted mean over actors of the main metrics (and the total
+    sample count)."""
+    mean = {k: sum(r['metrics'][k] for r in rows.values()) / len(rows)
+            for k in ('mpjpe', 'p_mpjpe', 'n_mpjpe', 'pck', 'auc')}
+    mean['baseline_mpjpe'] = sum(r['baseline']['mpjpe'] for r in rows.values()) / len(rows)
+    mean['samples'] = sum(r['samples'] for r in rows.values())
+    return mean
+
+
+def actor_table(rows: Dict[int, Dict[str, Any]], trained: List[int], title: str) -> str:
+    """One row per actor (MPJPE, P-MPJPE, PCK, the mean-pose baseline) and
+    their unweighted mean; actors of the checkpoint's training data are
+    marked."""
+    lines = [title, '', f"| {'actor':<9} | {'samples':>8} | {'MPJPE':>7} | {'P-MPJPE':>7} | "
+             f"{'PCK':>5} | {'baseline':>8} |",
+             f"|{'-' * 11}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 7}|{'-' * 10}|"]
+    for actor, r in rows.items():
+        m, b = r['metrics'], r['baseline']
+        name = f"{actor}{' *' if actor in trained else ''}"
+        lines.append(f"| {name:<9} | {r['samples']:8,} | {m['mpjpe']:7.1f} | "
+                     f"{m['p_mpjpe']:7.1f} | {m['pck']:5.1f} | {b['mpjpe']:8.1f} |")
+    mean = actor_mean(rows)
+    lines.append(f"| {'mean':<9} | {mean['samples']:8,} | {mean['mpjpe']:7.1f} | "
+                 f"{mean['p_mpjpe']:7.1f} | {mean['pck']:5.1f} | {mean['baseline_mpjpe']:8.1f} |")
+    lines.append('(MPJPE, P-MPJPE and the baseline in mm, PCK@150mm in %; the mean is over '
+                 'actors, unweighted)')
+    if trained:
+        lines.append("* in the checkpoint's training data: in-sample, not a held-out score")
+    return '\n'.join(lines)
+
+
 def run_evaluate(args) -> int:
+    from pyg_skeleton.datasets.bandai import bandai_label, default_bandai_path
+    from pyg_skeleton.datasets.lifting import dataset_actors
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1 (got {args.batch_size})")
     out = Path(args.out) if args.out else None
@@ -1260,30 +1319,67 @@ def run_evaluate(args) -> int:
         probe_writable(out.parent)
     run = evaluation_options(ckpt, args)
     skeleton = Skeleton.from_dict(ckpt['skeleton'])  # checked by load_checkpoint
-    _, _, test = load_data(run)
-    check_joints(skeleton, test, 'test data')
     if ckpt['model_name'] not in MODELS:
         raise CLIError(f"checkpoint model {ckpt['model_name']!r} is not available "
                        f"(known: {', '.join(MODELS)})")
-    model = make_model(ckpt['model_name'], skeleton, run, test.x[:2])
     try:
-        model.load_state_dict(ckpt['model'])
-    except RuntimeError as e:
-        raise CLIError(f"checkpoint weights do not fit model {ckpt['model_name']!r}: "
-                       f"{str(e).splitlines()[0]}") from None
+        actors = dataset_actors(run.dataset, run.data)
+    except (FileNotFoundError, ValueError) as e:
+        raise CLIError(str(e).splitlines()[0]) from None
+    all_actors = args.test_actor == 'all'
+    if all_actors and actors is None:
+        raise CLIError(f"--test-actor all: the dataset {run.dataset} has no actors (only "
+                       f"bandai and files of its layout do)")
+    stored = ckpt['args']
+    # the actors the checkpoint trained on, when it trained on these data
+    trained = ([a for a in actors if a != stored.get('test_actor')]
+               if actors is not None and run.dataset == stored.get('dataset')
+               and _same_path(run.data, stored.get('data')) else [])
     flip = run.flip_test if args.flip_test is None else args.flip_test
-    metrics = evaluate(model, test, skeleton, args.batch_size, flip)
-    baseline = mean_pose_baseline(ckpt['mean_pose'], test, skeleton)
-    label = f"{ckpt['model_name']} on {test.description}"
+    settings = checkpoint_settings(args, run, flip, actors)
+    model, rows = None, {}
+    for actor in (actors if all_actors else [run.test_actor]):
+        run.test_actor = actor
+        _, _, test = load_data(run)
+        check_joints(skeleton, test, 'test data')
+        if model is None:
+            model = make_model(ckpt['model_name'], skeleton, run, test.x[:2])
+            try:
+                model.load_state_dict(ckpt['model'])
+            except RuntimeError as e:
+                raise CLIError(f"checkpoint weights do not fit model {ckpt['model_name']!r}: "
+                               f"{str(e).splitlines()[0]}") from None
+        rows[actor] = {'samples': len(test),
+                       'metrics': evaluate(model, test, skeleton, args.batch_size, flip),
+                       'baseline': mean_pose_baseline(ckpt['mean_pose'], test, skeleton)}
+    if all_actors:
+        path = (run.data or default_bandai_path()) if run.dataset == 'bandai' else run.dataset
+        label = f"{ckpt['model_name']} on {bandai_label(path)}, every actor"
+    else:
+        label = f"{ckpt['model_name']} on {test.description}"
     if test.synthetic:
         label += ' [SYNTHETIC DATA]'
-    print(report_table(metrics, baseline, f"pyg-skeleton evaluate: {label} "
-                                          f"({len(test):,} test samples, flip test {flip})"))
+    print(f"pyg-skeleton evaluate: {label}")
+    print(_settings_line(settings))
+    print()
+    if all_actors:
+        print(actor_table(rows, trained, f"flip test {flip}"))
+    else:
+        r = rows[run.test_actor]
+        print(report_table(r['metrics'], r['baseline'],
+                           f"{r['samples']:,} test samples, flip test {flip}"))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out, json.dumps({'label': label, 'synthetic': test.synthetic,
-                                           'checkpoint': str(args.checkpoint),
-                                           'metrics': metrics, 'baseline': baseline}, indent=1))
+        result = {'label': label, 'synthetic': test.synthetic,
+                  'checkpoint': str(args.checkpoint), 'from_checkpoint': plain(settings)}
+        if all_actors:
+            result['per_actor'] = {str(a): dict(r, in_training_data=a in trained)
+                                   for a, r in rows.items()}
+            result['mean_over_actors'] = actor_mean(rows)
+        else:
+            r = rows[run.test_actor]
+            result.update(metrics=r['metrics'], baseline=r['baseline'])
+        atomic_write_text(out, json.dumps(result, indent=1))
     return 0
 
 
