@@ -9,11 +9,17 @@ r"""``pyg-skeleton train`` and ``evaluate``: the 2D-to-3D lifting trainer.
   is the checkpoint with the lowest **validation** MPJPE, never chosen on
   the test split. With ``--val-fraction 0`` there is no validation split and
   ``best.pt`` is the last epoch's checkpoint (``best.pt`` = ``last.pt``).
-* Outputs in ``--out``: ``metrics.csv`` and ``metrics.json`` (per epoch),
-  ``last.pt`` and ``best.pt`` checkpoints, ``report.json`` (test metrics
-  of the last and the best checkpoint, per joint and per group),
-  ``curves.png`` and ``samples.png``. An existing non-empty folder is never written into
-  unless ``--resume`` or ``--overwrite`` is given.
+* Outputs in ``--out``: ``config.json`` (every resolved option, the
+  version, model, skeleton and data; written before the first step),
+  ``train.log`` (the console's lines, from the start), ``metrics.csv`` and
+  ``metrics.json`` (per epoch), ``last.pt`` and ``best.pt`` checkpoints,
+  ``report.json`` (test metrics of the last and the best checkpoint, per
+  joint and per group), ``curves.png`` and ``samples.png`` (only with
+  matplotlib: without it the run says so in one line). An existing
+  non-empty folder is never written into unless ``--resume`` or
+  ``--overwrite`` is given.
+* Progress: a bar on a terminal; when standard error is not a terminal, a
+  plain line per quarter epoch (:data:`PLAIN_PROGRESS_LINES`), no ``\r``.
 * Every output is written atomically (temporary file, then
   :func:`os.replace`, which replaces a symbolic link rather than writing
   through it; outputs that are symbolic links are refused). The output
@@ -36,8 +42,10 @@ r"""``pyg-skeleton train`` and ``evaluate``: the 2D-to-3D lifting trainer.
   :data:`EXPLODE_FACTOR` times the mean-pose baseline is reported as
   exploding and never becomes ``best.pt``.
 * ``evaluate`` takes data files (``--data``, ``--inputs-2d``,
-  ``--cameras``, a ``--dataset`` path) only from its command line, never
-  from the checkpoint.
+  ``--cameras``, a ``--dataset`` path, HGN's ``--mesh``) only from its
+  command line, never from the checkpoint; the other settings it takes from
+  the checkpoint are listed in its report. ``--test-actor all`` scores
+  every actor of a Bandai-layout data set (a row each and their mean).
 * Several processes: under ``torchrun`` the same command trains with
   :class:`~torch.nn.parallel.DistributedDataParallel` (``gloo`` on CPU,
   ``nccl`` on GPU); each rank takes its share of every global batch
