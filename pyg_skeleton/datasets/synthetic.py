@@ -210,6 +210,8 @@ def check_joint_map(joint_map: Union[str, Dict[str, Any]]) -> Dict[str, Any]:
             that are not mapped to mirror images.
     """
     if isinstance(joint_map, str):
+        if joint_map not in JOINT_MAPS:
+            raise ValueError(f"no joint map {joint_map!r} (choose from {sorted(JOINT_MAPS)})")
         joint_map = JOINT_MAPS[joint_map]
     name = joint_map.get('name', 'custom')
     body_name = joint_map.get('body')

