@@ -177,6 +177,21 @@ def test_old_model_name_trains_as_the_new_one(tmp_path, capsys):
 
 # ------------------------------------------------------------ 3. HGN's mesh
 
+def test_every_option_named_in_a_message_exists():
+    # the advice of the command line's messages names its own options only
+    # (pip's --no-deps aside)
+    import re
+    parser = build_parser()
+    options = {'--debug', '--no-deps'}
+    for sub in parser.subcommand_parsers.values():
+        options |= set(sub._option_string_actions)
+    for path in ('cli/train.py', 'cli/models.py', 'datasets/lifting.py',
+                 'datasets/synthetic.py', 'mesh/coarsen_cli.py'):
+        text = (REPO / 'pyg_skeleton' / path).read_text()
+        named = set(re.findall(r'--[a-z][a-z0-9-]*[a-z0-9]', text))
+        assert named <= options, (path, sorted(named - options))
+
+
 def test_hgn_trains_and_evaluates_on_a_mesh_file(tmp_path, capsys):
     mesh = sphere_obj(tmp_path / 'ball.obj')
     out = tmp_path / 'hgn'
