@@ -147,9 +147,9 @@ def test_bad_inputs(tmp_path, capsys):
     assert 'cannot read' in msg
     msg = error_of(capsys, ['train', *TINY, '--dataset', 'unknown', '--out', str(out)])
     assert 'unknown dataset' in msg
-    # synthetic poses follow --skeleton; a skeleton without a body table is refused
-    msg = error_of(capsys, ['train', *TINY, '--skeleton', 'ntu25', '--out', str(out)])
-    assert 'no synthetic body table' in msg and 'ntu25' in msg
+    # synthetic poses follow --skeleton (every preset has them); others are refused
+    msg = error_of(capsys, ['train', *TINY, '--skeleton', 'ntu26', '--out', str(out)])
+    assert 'unknown skeleton' in msg and 'ntu25' in msg
     # a 17-joint file with a 16-joint model skeleton
     pos = np.random.default_rng(0).normal(size=(50, 17, 3)) * 0.3
     ok = tmp_path / 'ok.npz'

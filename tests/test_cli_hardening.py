@@ -286,9 +286,10 @@ def test_stale_temporaries_removed_and_disk_errors(trained, tmp_path, capsys, mo
     monkeypatch.setattr(os, 'fsync', lambda fd: full(fd, 1))
     msg = error_of(capsys, ['train', *TINY, '--epochs', '1', '--out', str(tmp_path / 'a')])
     assert msg.endswith('disk full') and str(tmp_path) in msg
-    # full later: at the first checkpoint, one line naming the file
+    # full later: at the first checkpoint, one line naming the file (the
+    # fourth fsync: two probes of the folder, config.json, the checkpoint)
     calls.clear()
-    monkeypatch.setattr(os, 'fsync', lambda fd: full(fd, 3))
+    monkeypatch.setattr(os, 'fsync', lambda fd: full(fd, 4))
     msg = error_of(capsys, ['train', *TINY, '--epochs', '1', '--out', str(tmp_path / 'b')])
     assert 'last.pt: disk full' in msg or 'best.pt: disk full' in msg
     assert not [p for p in (tmp_path / 'b').iterdir() if p.name.endswith('.tmp')]

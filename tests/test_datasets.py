@@ -78,7 +78,7 @@ def test_synthetic_poses():
     knee = p[:, 3] - p[:, 2]
     assert np.all(knee[:, 1] < 0.45)
     with pytest.raises(ValueError, match='synthetic poses exist'):
-        synthetic_poses(3, skeleton='ntu25')
+        synthetic_poses(3, skeleton='no_such_skeleton')
 
 
 def test_lifting_dataset_pyg_batching_and_tensor_path():
@@ -243,3 +243,89 @@ def test_h36m_validation_holds_out_takes(tmp_path):
         assert len(held) == 1 and not held & set(poses.take[tr[~mask]])
     train, val, test = load_lifting_splits('h36m', path, views=1, val_fraction=0.5)
     assert len(train) + len(val) == 20 and len(val) == mask.sum() and len(test) == 20
+
+
+# ------------------------------------------- synthetic poses of every preset
+
+# per preset: the head joint and the pelvis joints (their midpoint), by name
+HEAD_PELVIS = {'coco17': ('nose', ['left_hip', 'right_hip']),
+               'ntu25': ('head', ['spine_base']),
+               'mpi_inf_3dhp17': ('head_top', ['pelvis'])}
+
+
+def test_every_preset_has_synthetic_poses():
+    from pyg_skeleton.datasets.synthetic import synthetic_skeletons
+    assert set(synthetic_skeletons()) == set(Skeleton.presets())
+    for name in Skeleton.presets():
+        sk = Skeleton.preset(name)
+        p = synthetic_poses(20, seed=1, skeleton=name)
+        assert p.shape == (20, sk.num_joints, 3) and np.isfinite(p).all(), name
+        np.testing.assert_allclose(p[..., 1].min(1), 0, atol=1e-6)  # on the floor
+
+
+@pytest.mark.parametrize('name', sorted(HEAD_PELVIS))
+def test_mapped_presets_look_like_people(name):
+    sk = Skeleton.preset(name)
+    p = synthetic_poses(3000, seed=2, skeleton=name).astype(np.float64)
+    idx = sk.joint_names.index
+    bone = {sk.joint_names[j]: np.linalg.norm(p[:, j] - p[:, q], axis=-1)
+            for j, q in enumerate(sk.parents) if q >= 0}
+    # left and right bones: equally long on average (within 2 %), and the
+    # limbs (bones between body joints) in every pose
+    for a, b in sk.flip_pairs:
+        na, nb = sk.joint_names[a], sk.joint_names[b]
+        if na in bone:
+            assert abs(bone[na].mean() / bone[nb].mean() - 1) < 0.02, (na, nb)
+    for side in ('left', 'right'):
+        upper = np.linalg.norm(p[:, idx(f'{side}_elbow')] - p[:, idx(f'{side}_shoulder')], axis=-1)
+        fore = np.linalg.norm(p[:, idx(f'{side}_wrist')] - p[:, idx(f'{side}_elbow')], axis=-1)
+        thigh = np.linalg.norm(p[:, idx(f'{side}_knee')] - p[:, idx(f'{side}_hip')], axis=-1)
+        shin = np.linalg.norm(p[:, idx(f'{side}_ankle')] - p[:, idx(f'{side}_knee')], axis=-1)
+        # adult proportions (metres; bodies are scaled by 0.8 to 1.2 and
+        # bones by 0.88 to 1.12): upper arm, forearm, thigh, shin
+        for length, lo, hi in ((upper, 0.18, 0.38), (fore, 0.16, 0.36), (thigh, 0.28, 0.55),
+                               (shin, 0.28, 0.55)):
+            assert lo < length.min() and length.max() < hi
+        if side == 'left':
+            left = (upper, fore, thigh, shin)
+    for a, b in zip(left, (upper, fore, thigh, shin)):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+    # the head is above the pelvis in every pose (y up), and in the most
+    # upright poses the head is a person's height over the ankles
+    head, pelvis = HEAD_PELVIS[name]
+    centre = p[:, [idx(j) for j in pelvis]].mean(1)
+    assert (p[:, idx(head), 1] - centre[:, 1]).min() > 0.1
+    ankles = p[:, [idx('left_ankle'), idx('right_ankle')], 1].min(1)
+    assert 1.35 < (p[:, idx(head), 1] - ankles).max() < 2.0
+    # the face is on the head: nose in front of the ears (subject faces +z
+    # in its heading frame: the hips along +x)
+    if name == 'coco17':
+        lat = p[:, idx('left_hip')] - p[:, idx('right_hip')]
+        fwd = np.cross(lat, [0.0, 1.0, 0.0])  # left (+x) cross up (+y) = forward (+z)
+        ears = (p[:, idx('left_ear')] + p[:, idx('right_ear')]) / 2
+        ahead = ((p[:, idx('nose')] - ears) * fwd).sum(-1) / np.linalg.norm(fwd, axis=-1)
+        assert np.median(ahead) > 0.05
+
+
+def test_user_joint_map_and_errors():
+    import copy
+
+    from pyg_skeleton.datasets.synthetic import JOINT_MAPS
+    # a two-point skeleton of your own on the smpl24 body: the offset is
+    # carried by the head (constant distance to it) and scales with the body
+    jmap = {'name': 'mine', 'body': 'smpl24',
+            'joints': {'top': {'joint': 'head', 'offset': [0, 0.12, 0]}, 'root': 'pelvis'}}
+    p = synthetic_poses(50, seed=0, skeleton=jmap, bone_scale_std=0, body_scale_std=0,
+                        floor=False)
+    head = synthetic_poses(50, seed=0, skeleton='smpl24', bone_scale_std=0, body_scale_std=0,
+                           floor=False)[:, 15]
+    np.testing.assert_allclose(np.linalg.norm(p[:, 0] - head, axis=-1), 0.12, rtol=1e-5)
+    assert p.shape == (50, 2, 3)
+    bad = copy.deepcopy(JOINT_MAPS['coco17'])
+    bad['joints']['left_eye'] = {'joint': 'head', 'offset': [-0.032, 0.035, 0.075]}
+    with pytest.raises(ValueError, match='not mirror images'):
+        synthetic_poses(2, skeleton=bad)
+    with pytest.raises(ValueError, match="must name a joint of body 'smpl24'"):
+        synthetic_poses(2, skeleton=dict(jmap, joints={'x': 'nose'}))
+    with pytest.raises(ValueError, match="'body' must be one of"):
+        synthetic_poses(2, skeleton=dict(jmap, body='coco17'))

@@ -116,7 +116,7 @@ def test_user_body_table_and_errors():
     np.testing.assert_allclose(np.linalg.norm(p[:, 2] - p[:, 1], axis=-1), 0.4, rtol=1e-5)
     assert body_parents(synthetic_body(body)) == [-1, 0, 1]
     with pytest.raises(ValueError, match='no synthetic body table'):
-        synthetic_poses(3, skeleton='ntu25')
+        synthetic_poses(3, skeleton='no_such_skeleton')
     with pytest.raises(ValueError, match='earlier joint'):
         synthetic_poses(3, skeleton={'joints': body['joints'][::-1]})
     with pytest.raises(ValueError, match='exactly one root'):
@@ -135,4 +135,4 @@ def test_load_lifting_synthetic_skeleton():
                           skeleton='smpl24')
     assert tr.num_joints == 24 and te.num_joints == 24 and 'smpl24' in tr.description
     with pytest.raises(ValueError, match='no synthetic body table'):
-        load_lifting('synthetic', synthetic_train=2, synthetic_test=2, skeleton='coco17')
+        load_lifting('synthetic', synthetic_train=2, synthetic_test=2, skeleton='no_such')

@@ -37,7 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--out', default=None, help='output folder (default: a new temporary one)')
     p.add_argument('--steps', type=int, default=1500,
                    help='training steps of the small lifter (default 1500)')
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--seed', type=int, default=0,
+                   help='seed of the weights, the batches and the data (default 0)')
     p.add_argument('--no-plots', action='store_true', help='no pictures')
 
 

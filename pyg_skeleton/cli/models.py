@@ -11,23 +11,33 @@ namespace). Adding a model is one line::
 
 Besides the fixed entries (``semgcn``, ``semgcn_nonlocal``,
 ``skeletal_gnn``, ``skeletal_gnn_dynamic`` and ``hgn``: HGN's pose output,
-its mesh branches on the built-in body mesh), every graph
+its mesh branches on the built-in body mesh or on the mesh of the ``mesh``
+option, see :func:`hgn_hierarchy`), every graph
 convolution registered in :data:`pyg_skeleton.nn.models.semgcn.GRAPH_CONVS`
 is available as ``semgcn_<conv>`` (e.g. ``semgcn_pre_agg``): these entries
 are looked up in that registry at call time, so convolutions registered
-later appear without a change here.
+later appear without a change here. ``semgcn_sem`` is the same model as
+``semgcn``: it is listed once, as ``semgcn``; the old name (an entry of
+:data:`ALIASES`) still works, with a :class:`DeprecationWarning`.
 """
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import MutableMapping
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterator
 
 import torch
 
 from pyg_skeleton.skeleton import Skeleton
 
-__all__ = ['MODELS', 'build_model', 'option', 'ModelBuilder', 'PoseOutput']
+__all__ = ['MODELS', 'ALIASES', 'build_model', 'canonical_model_name', 'option',
+           'ModelBuilder', 'PoseOutput', 'hgn_hierarchy']
+
+#: Old model names -> the name they are listed under (same model, same
+#: weights); accepted with a :class:`DeprecationWarning`, never listed.
+ALIASES: Dict[str, str] = {'semgcn_sem': 'semgcn'}
 
 ModelBuilder = Callable[[Skeleton, Any], torch.nn.Module]
 
@@ -80,11 +90,57 @@ def body_hierarchy():
     return MeshHierarchy.from_mesh(makehuman_body(), levels=10, padded=True)
 
 
+#: Suffixes of a hierarchy saved by ``pyg-skeleton coarsen``; any other file
+#: is read as a mesh.
+HIERARCHY_SUFFIXES = ('.pt', '.pth')
+
+
+def hgn_hierarchy(mesh: Any = None):
+    r"""The mesh hierarchy of the ``hgn`` model: the built-in body
+    (:func:`body_hierarchy`) when :obj:`mesh` is :obj:`None`, a hierarchy
+    saved by ``pyg-skeleton coarsen`` (a ``.pt`` file, used as saved; it
+    must be padded, ``--padded``) or a mesh file that ``coarsen`` reads
+    (``.obj``, ``.ply``, ``.npz``), coarsened like the built-in body (10
+    padded levels).
+
+    Raises:
+        ValueError: The file is missing, malformed or unpadded, or, without
+            a file, the built-in mesh is unavailable (naming the ``--mesh``
+            option of ``pyg-skeleton train``).
+    """
+    from pyg_skeleton.mesh import MeshHierarchy
+    if mesh is None:
+        try:
+            return body_hierarchy()
+        except FileNotFoundError:
+            raise ValueError("model 'hgn' needs a body mesh and the built-in one is "
+                             "missing from this installation (reinstall pyg-skeleton): "
+                             "give --mesh FILE (an .obj, .ply or .npz mesh, or a "
+                             "hierarchy .pt of `pyg-skeleton coarsen --padded`)") from None
+    path = Path(mesh)
+    if not path.is_file():
+        raise ValueError(f"--mesh: file not found: {path}")
+    if path.suffix.lower() in HIERARCHY_SUFFIXES:
+        hierarchy = MeshHierarchy.load(path)
+        if hierarchy.perms is None:
+            raise ValueError(f"--mesh {path}: the hierarchy is not padded (make it with "
+                             f"`pyg-skeleton coarsen --padded`)")
+        if hierarchy.num_levels < 3:
+            raise ValueError(f"--mesh {path}: HGN needs at least 3 coarsening levels, the "
+                             f"hierarchy has {hierarchy.num_levels}")
+        return hierarchy
+    from pyg_skeleton.mesh.io import read_mesh
+    try:
+        return MeshHierarchy.from_mesh(read_mesh(path), levels=10, padded=True)
+    except OSError as e:
+        raise ValueError(f"--mesh {path}: cannot read: {e.strerror or e}") from None
+
+
 def _hgn(skeleton: Skeleton, args: Any) -> torch.nn.Module:
     # The data sets have no meshes, so only the pose is trained (lambda_M = 0).
     from pyg_skeleton.nn.models.hgn import HGN
     return PoseOutput(HGN.from_hierarchy(
-        skeleton, body_hierarchy(), mesh_levels=(-2, -3),
+        skeleton, hgn_hierarchy(option(args, 'mesh', None)), mesh_levels=(-2, -3),
         hidden_channels=option(args, 'hidden_channels', 128)))
 
 
@@ -98,7 +154,8 @@ class ModelRegistry(MutableMapping):
     @staticmethod
     def _conv_entries() -> Dict[str, ModelBuilder]:
         from pyg_skeleton.nn.models.semgcn import GRAPH_CONVS
-        return {f'semgcn_{conv}': _semgcn(conv) for conv in GRAPH_CONVS}
+        return {f'semgcn_{conv}': _semgcn(conv) for conv in GRAPH_CONVS
+                if f'semgcn_{conv}' not in ALIASES}
 
     def _all(self) -> Dict[str, ModelBuilder]:
         out = self._conv_entries()
@@ -106,6 +163,7 @@ class ModelRegistry(MutableMapping):
         return out
 
     def __getitem__(self, name: str) -> ModelBuilder:
+        name = canonical_model_name(name)
         if name in self._builders:
             return self._builders[name]
         return self._conv_entries()[name]
@@ -123,7 +181,18 @@ class ModelRegistry(MutableMapping):
         return len(self._all())
 
     def __contains__(self, name: object) -> bool:
+        name = ALIASES.get(name, name) if isinstance(name, str) else name
         return name in self._builders or name in self._conv_entries()
+
+
+def canonical_model_name(name: str) -> str:
+    """The listed name of a model: :obj:`name` itself, or for an old name
+    of :data:`ALIASES` its new name (with a :class:`DeprecationWarning`)."""
+    if name in ALIASES:
+        warnings.warn(f"model {name!r} is now called {ALIASES[name]!r} (the same model)",
+                      DeprecationWarning, stacklevel=2)
+        return ALIASES[name]
+    return name
 
 
 #: Model builders by name (see the module docs).

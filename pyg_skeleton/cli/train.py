@@ -9,11 +9,17 @@ r"""``pyg-skeleton train`` and ``evaluate``: the 2D-to-3D lifting trainer.
   is the checkpoint with the lowest **validation** MPJPE, never chosen on
   the test split. With ``--val-fraction 0`` there is no validation split and
   ``best.pt`` is the last epoch's checkpoint (``best.pt`` = ``last.pt``).
-* Outputs in ``--out``: ``metrics.csv`` and ``metrics.json`` (per epoch),
-  ``last.pt`` and ``best.pt`` checkpoints, ``report.json`` (test metrics
-  of the last and the best checkpoint, per joint and per group),
-  ``curves.png`` and ``samples.png``. An existing non-empty folder is never written into
-  unless ``--resume`` or ``--overwrite`` is given.
+* Outputs in ``--out``: ``config.json`` (every resolved option, the
+  version, model, skeleton and data; written before the first step),
+  ``train.log`` (the console's lines, from the start), ``metrics.csv`` and
+  ``metrics.json`` (per epoch), ``last.pt`` and ``best.pt`` checkpoints,
+  ``report.json`` (test metrics of the last and the best checkpoint, per
+  joint and per group), ``curves.png`` and ``samples.png`` (only with
+  matplotlib: without it the run says so in one line). An existing
+  non-empty folder is never written into unless ``--resume`` or
+  ``--overwrite`` is given.
+* Progress: a bar on a terminal; when standard error is not a terminal, a
+  plain line per quarter epoch (:data:`PLAIN_PROGRESS_LINES`), no ``\r``.
 * Every output is written atomically (temporary file, then
   :func:`os.replace`, which replaces a symbolic link rather than writing
   through it; outputs that are symbolic links are refused). The output
@@ -36,8 +42,10 @@ r"""``pyg-skeleton train`` and ``evaluate``: the 2D-to-3D lifting trainer.
   :data:`EXPLODE_FACTOR` times the mean-pose baseline is reported as
   exploding and never becomes ``best.pt``.
 * ``evaluate`` takes data files (``--data``, ``--inputs-2d``,
-  ``--cameras``, a ``--dataset`` path) only from its command line, never
-  from the checkpoint.
+  ``--cameras``, a ``--dataset`` path, HGN's ``--mesh``) only from its
+  command line, never from the checkpoint; the other settings it takes from
+  the checkpoint are listed in its report. ``--test-actor all`` scores
+  every actor of a Bandai-layout data set (a row each and their mean).
 * Several processes: under ``torchrun`` the same command trains with
   :class:`~torch.nn.parallel.DistributedDataParallel` (``gloo`` on CPU,
   ``nccl`` on GPU); each rank takes its share of every global batch
@@ -67,7 +75,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from pyg_skeleton.cli.main import CLIError
-from pyg_skeleton.cli.models import MODELS, build_model
+from pyg_skeleton.cli.models import MODELS, build_model, canonical_model_name
 from pyg_skeleton.files import _os_error, atomic_output, atomic_save, atomic_write_text
 from pyg_skeleton.skeleton import Skeleton
 
@@ -83,13 +91,15 @@ EXPLODE_FACTOR = 10.0
 #: exponent bit of a float32 weight makes it ~1e38).
 MAX_ABS_WEIGHT = 1e8
 #: The files ``train`` writes in ``--out``.
-OUTPUT_NAMES = ('metrics.csv', 'metrics.json', 'report.json', 'best.pt', 'last.pt',
-                'curves.png', 'samples.png')
+OUTPUT_NAMES = ('config.json', 'train.log', 'metrics.csv', 'metrics.json', 'report.json',
+                'best.pt', 'last.pt', 'curves.png', 'samples.png')
+#: Progress lines per epoch when stderr is not a terminal (no progress bar).
+PLAIN_PROGRESS_LINES = 4
 CHECKPOINT_KEYS = ('model_name', 'model', 'optimizer', 'epoch', 'step_in_epoch', 'global_step',
                    'rng_torch', 'history', 'best_mpjpe', 'args', 'skeleton', 'mean_pose')
 
 # Options that define a run; ``--resume`` takes them from the checkpoint.
-RUN_OPTIONS = ('model', 'dataset', 'data', 'skeleton', 'test_actor', 'views', 'frame_step',
+RUN_OPTIONS = ('model', 'mesh', 'dataset', 'data', 'skeleton', 'test_actor', 'views', 'frame_step',
                'val_fraction', 'inputs_2d', 'cameras', 'max_frames', 'max_test_frames',
                'synthetic_train', 'synthetic_test', 'epochs', 'max_steps',
                'steps_per_epoch', 'batch_size', 'lr', 'lr_schedule', 'lr_decay', 'min_lr',
@@ -98,7 +108,7 @@ RUN_OPTIONS = ('model', 'dataset', 'data', 'skeleton', 'test_actor', 'views', 'f
 #: Options of :data:`RUN_OPTIONS` that ``--resume`` applies when given.
 RESUME_ADJUSTABLE = ('epochs', 'max_steps', 'checkpoint_every', 'eval_batch_size')
 #: Options that name data files: never taken from a checkpoint unasked.
-DATA_PATH_OPTIONS = ('data', 'inputs_2d', 'cameras')
+DATA_PATH_OPTIONS = ('data', 'inputs_2d', 'cameras', 'mesh')
 
 _BUILTIN_DATASETS = ('synthetic', 'bandai', 'h36m')
 
@@ -109,6 +119,7 @@ _SPECS = {
     'model': (str, None, None, False), 'dataset': (str, None, None, False),
     'data': (str, None, None, True), 'inputs_2d': (str, None, None, True),
     'cameras': (str, None, None, True), 'skeleton': (str, None, None, False),
+    'mesh': (str, None, None, True),
     'test_actor': (int, 0, 10 ** 6, False), 'views': (int, 1, 1000, False),
     'frame_step': (int, 1, 10 ** 6, False), 'val_fraction': (float, 0, ')1', False),
     'max_frames': (int, 1, 10 ** 9, True), 'max_test_frames': (int, 1, 10 ** 9, True),
@@ -176,25 +187,42 @@ def check_options(values: Dict[str, Any], where: Optional[str] = None) -> None:
 
 # ---------------------------------------------------------------- arguments
 
-def add_data_arguments(p: argparse.ArgumentParser, defaults: bool = True) -> None:
+def add_data_arguments(p: argparse.ArgumentParser, defaults: bool = True,
+                       training: bool = True) -> None:
+    """The data options; without :obj:`defaults` they default to
+    :obj:`None` (``evaluate``: taken from the checkpoint), and without
+    :obj:`training` the options of the training split are left out."""
     d = (lambda v: v) if defaults else (lambda v: None)
+    asked = '' if defaults else ' (default: as trained)'
     p.add_argument('--dataset', default=d('synthetic'),
-                   help="'synthetic' (built-in, default), 'bandai', 'h36m' or an .npz path")
+                   help="'synthetic' (built-in), 'bandai', 'h36m' or an .npz path"
+                        + (asked or ' (default: %(default)s)'))
     p.add_argument('--data', default=None,
                    help='data file: bandai2_h36m17.npz (default: ../shared/data/mocap when '
                         'present) or data_3d_h36m.npz for h36m (h36m files hold pickled '
                         'dicts: they are read with a restricted unpickler that only builds '
                         'dicts, lists, strings, numbers and arrays, never runs code)')
-    p.add_argument('--test-actor', type=int, default=d(2), help='held-out Bandai actor')
-    p.add_argument('--views', type=int, default=d(4), help='virtual camera views per pose')
-    p.add_argument('--frame-step', type=int, default=d(1), help='keep every k-th frame')
-    p.add_argument('--max-frames', type=int, default=None,
-                   help='cap on the training frames (evenly strided)')
+    if training:
+        p.add_argument('--test-actor', type=int, default=2,
+                       help='held-out Bandai actor (default: %(default)s)')
+    else:
+        p.add_argument('--test-actor', type=_actor, default=None,
+                       help="held-out Bandai actor to score, or 'all': every actor, one "
+                            "row each and their mean" + asked)
+    p.add_argument('--views', type=int, default=d(4),
+                   help='virtual camera views per pose' + (asked or ' (default: %(default)s)'))
+    p.add_argument('--frame-step', type=int, default=d(1),
+                   help='keep every k-th frame' + (asked or ' (default: %(default)s)'))
+    if training:
+        p.add_argument('--max-frames', type=int, default=None,
+                       help='cap on the training frames (evenly strided)')
     p.add_argument('--max-test-frames', type=int, default=None,
-                   help='cap on the test frames (evenly strided)')
-    p.add_argument('--synthetic-train', type=int, default=d(20000),
-                   help='synthetic training poses')
-    p.add_argument('--synthetic-test', type=int, default=d(2000), help='synthetic test poses')
+                   help='cap on the test frames (evenly strided)' + asked)
+    if training:
+        p.add_argument('--synthetic-train', type=int, default=20000,
+                       help='synthetic training poses (default: %(default)s)')
+    p.add_argument('--synthetic-test', type=int, default=d(2000),
+                   help='synthetic test poses' + (asked or ' (default: %(default)s)'))
     p.add_argument('--inputs-2d', default=None,
                    help='h36m only: real 2D keypoints, data_2d_h36m_<name>.npz (VideoPose3D '
                         'layout, read with the restricted unpickler; needs --cameras)')
@@ -203,32 +231,59 @@ def add_data_arguments(p: argparse.ArgumentParser, defaults: bool = True) -> Non
                         '--inputs-2d')
 
 
+def _actor(text: str):
+    """``--test-actor`` of ``evaluate``: an actor number or ``all``."""
+    if text == 'all':
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an actor number or 'all': {text!r}") from None
+
+
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument('--model', default='semgcn', help='model name (see --list-models)')
+    p.add_argument('--model', default='semgcn', metavar='MODEL',
+                   help=f"model to train: {', '.join(MODELS)} (default: %(default)s)")
     p.add_argument('--list-models', action='store_true', help='list the models and exit')
-    p.add_argument('--skeleton', default='h36m17',
-                   help='skeleton preset of the model (and of the synthetic poses)')
+    p.add_argument('--skeleton', default='h36m17', metavar='SKELETON',
+                   help=f"skeleton preset of the model (and of the synthetic poses): "
+                        f"{', '.join(Skeleton.presets())} (default: %(default)s)")
+    p.add_argument('--mesh', default=None, metavar='FILE',
+                   help="model hgn only: body mesh of its mesh branches, an .obj, .ply or "
+                        ".npz mesh (coarsened into 10 padded levels) or a hierarchy .pt of "
+                        "`pyg-skeleton coarsen --padded` (default: the built-in MakeHuman "
+                        "body)")
     add_data_arguments(p)
     p.add_argument('--val-fraction', type=float, default=0.1,
                    help='fraction of the training data (whole sequences/takes) held out for '
                         'validation; best.pt has the lowest validation MPJPE (0: no '
                         'validation, best.pt = last.pt)')
-    p.add_argument('--epochs', type=int, default=10)
+    p.add_argument('--epochs', type=int, default=10,
+                   help='passes over the training data (default: %(default)s)')
     p.add_argument('--max-steps', type=int, default=None, help='stop after this many steps')
     p.add_argument('--steps-per-epoch', type=int, default=None,
                    help='cap on the steps of an epoch')
     p.add_argument('--batch-size', type=int, default=256, help='global batch size')
-    p.add_argument('--eval-batch-size', type=int, default=2048)
+    p.add_argument('--eval-batch-size', type=int, default=2048,
+                   help='batch size of validation and test (default: %(default)s)')
     p.add_argument('--lr', type=float, default=1e-3, help='learning rate (Adam)')
     p.add_argument('--lr-schedule', choices=['exp', 'cosine', 'constant'], default='exp',
                    help="'exp': lr * lr_decay ** epoch (continuous); 'cosine': to --min-lr")
     p.add_argument('--lr-decay', type=float, default=0.95, help='per-epoch factor of exp')
-    p.add_argument('--min-lr', type=float, default=1e-5)
-    p.add_argument('--weight-decay', type=float, default=0.0)
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--hidden-channels', type=int, default=128)
-    p.add_argument('--num-layers', type=int, default=4)
-    p.add_argument('--dropout', type=float, default=None)
+    p.add_argument('--min-lr', type=float, default=1e-5,
+                   help='final learning rate of the cosine schedule (default: %(default)s)')
+    p.add_argument('--weight-decay', type=float, default=0.0,
+                   help='L2 weight decay of Adam (default: %(default)s)')
+    p.add_argument('--seed', type=int, default=0,
+                   help='seed of the weights, the batch order, the flips, the cameras and '
+                        'the synthetic poses (default: %(default)s)')
+    p.add_argument('--hidden-channels', type=int, default=128,
+                   help='hidden features per joint (default: %(default)s)')
+    p.add_argument('--num-layers', type=int, default=4,
+                   help='residual blocks of the semgcn models (default: %(default)s)')
+    p.add_argument('--dropout', type=float, default=None,
+                   help="dropout probability (default: the model's own: none for semgcn, "
+                        "0.25 for skeletal_gnn)")
     p.add_argument('--bone-weight', type=float, default=0.0,
                    help='weight of the bone-vector term of the SemGCN loss')
     p.add_argument('--flip-augment', action=argparse.BooleanOptionalAction, default=True,
@@ -243,9 +298,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         '--max-steps extend it, data files must be given again, other '
                         'options that define the run are refused if they differ')
     p.add_argument('--overwrite', action='store_true', help='replace an existing --out')
-    p.add_argument('--no-progress', action='store_true', help='no progress bars')
+    p.add_argument('--no-progress', action='store_true',
+                   help='no progress bars (when stderr is not a terminal, progress is a '
+                        'plain line per quarter epoch)')
     p.add_argument('--no-plots', action='store_true', help='no PNG plots')
-    p.add_argument('--samples', type=int, default=4, help='test samples in samples.png')
+    p.add_argument('--samples', type=int, default=4,
+                   help='test samples in samples.png (default: %(default)s)')
 
 
 # ------------------------------------------------------------- distributed
@@ -748,6 +806,34 @@ def _load_resume_args(args) -> Dict[str, Any]:
     return ckpt
 
 
+class RunLog:
+    """Prints lines on the console and keeps them in ``train.log``: lines
+    said before :meth:`open` are written when the log opens, and every line
+    is flushed as it is said (progress lines are not logged)."""
+
+    def __init__(self):
+        self.file, self.pending = None, []
+
+    def open(self, path: Path, append: bool) -> None:
+        self.file = open(path, 'a' if append else 'w', encoding='utf-8')
+        self.file.write(''.join(self.pending))
+        self.file.flush()
+        self.pending = []
+
+    def __call__(self, text: str = '', err: bool = False) -> None:
+        print(text, file=sys.stderr if err else sys.stdout, flush=True)
+        if self.file is None:
+            self.pending.append(text + '\n')
+        else:
+            self.file.write(text + '\n')
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
 def run_train(args) -> int:
     if getattr(args, 'list_models', False):
         print('\n'.join(MODELS))
@@ -760,6 +846,13 @@ def run_train(args) -> int:
         _load_resume_args(args)
     if args.model not in MODELS:
         raise CLIError(f"unknown model {args.model!r} (choose from {', '.join(MODELS)})")
+    log = RunLog()
+    model = canonical_model_name(args.model)
+    if model != args.model:
+        log(f"note: model {args.model!r} is now called {model!r} (the same model)", err=True)
+        args.model = model
+    if getattr(args, 'mesh', None) is not None and args.model != 'hgn':
+        raise CLIError(f"--mesh is an option of model hgn, not of {args.model!r}")
     check_options({k: getattr(args, k, None) for k in RUN_OPTIONS})
     if not isinstance(args.samples, int) or args.samples < 0:
         raise CLIError(f"--samples must be at least 0 (got {args.samples})")
@@ -770,13 +863,15 @@ def run_train(args) -> int:
 
     rank, world, device = setup_distributed()
     try:
-        return _train(args, out, skeleton, rank, world, device)
+        return _train(args, out, skeleton, rank, world, device, log)
     finally:
+        log.close()
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -> int:
+def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device,
+           log: RunLog) -> int:
     from tqdm import tqdm
 
     from pyg_skeleton.datasets.lifting import TensorBatches
@@ -851,12 +946,17 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
             for name in OUTPUT_NAMES:
                 (out / name).unlink(missing_ok=True)
         n_params = sum(p.numel() for p in model.parameters())
-        print(f"pyg-skeleton train: {label}", flush=True)
-        print(f"  {len(train):,} training / "
-              + (f"{len(val):,} validation / " if val is not None else '')
-              + f"{len(test):,} test samples, {n_params:,} parameters, "
-              f"{world} process(es), batch {args.batch_size}, {total_steps} steps"
-              + (f", resuming at step {global_step}" if args.resume else ''), flush=True)
+        # written before the first step: a run that dies early still says what it was
+        atomic_write_text(out / 'config.json', json.dumps(run_config(
+            args, skeleton, train, val, test, n_params, world, device, total_steps,
+            global_step), indent=1))
+        log.open(out / 'train.log', append=args.resume)
+        log(f"pyg-skeleton train: {label}")
+        log(f"  {len(train):,} training / "
+            + (f"{len(val):,} validation / " if val is not None else '')
+            + f"{len(test):,} test samples, {n_params:,} parameters, "
+            f"{world} process(es), batch {args.batch_size}, {total_steps} steps"
+            + (f", resuming at step {global_step}" if args.resume else ''))
 
     def check_finite(what: str) -> None:
         # on every rank (the weights agree), so that all of them stop
@@ -896,9 +996,14 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
         flip_gen.manual_seed(args.seed * 1_000_003 + epoch)
         flips = torch.rand(len(train), generator=flip_gen) < 0.5
         n_steps = min(steps_per_epoch, start_step + total_steps - global_step)
+        # a bar on a terminal; in a redirected log, a few plain lines (no \r)
+        plain_progress = main_rank and not args.no_progress and not sys.stderr.isatty()
+        marks = ({round(n_steps * k / PLAIN_PROGRESS_LINES)
+                  for k in range(1, PLAIN_PROGRESS_LINES)} - {0, n_steps}
+                 if plain_progress else set())
         bar = tqdm(total=n_steps, initial=start_step, desc=f'epoch {epoch + 1}/{args.epochs}',
-                   disable=not main_rank or args.no_progress, leave=False, dynamic_ncols=True,
-                   file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 10.0)
+                   disable=not main_rank or args.no_progress or plain_progress, leave=False,
+                   dynamic_ncols=True, file=sys.stderr, mininterval=0.5)
         loss_sum, loss_n, t0 = 0.0, 0, time.perf_counter()
         step = start_step
         for x, y, _, idx in loader.iterate(start_step):
@@ -931,6 +1036,11 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
             loss_sum += float(loss.detach())
             loss_n += 1
             elapsed = time.perf_counter() - t0
+            if step in marks:
+                print(f"epoch {epoch + 1}/{args.epochs}: step {step}/{n_steps}, loss "
+                      f"{loss_sum / loss_n:.4f}, "
+                      f"{loss_n * args.batch_size / max(elapsed, 1e-9):.0f} samples/s",
+                      file=sys.stderr, flush=True)
             bar.update(1)
             bar.set_postfix(loss=f'{loss_sum / loss_n:.4f}',
                             samples_per_s=f'{loss_n * args.batch_size / max(elapsed, 1e-9):.0f}',
@@ -971,10 +1081,10 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
                              else (metrics['mpjpe'], baseline['mpjpe']))
         exploding = not check <= EXPLODE_FACTOR * check_base
         if exploding and main_rank:
-            print(f"warning: epoch {epoch + 1}: {'validation' if vmetrics else 'test'} MPJPE "
-                  f"{check:.4g} mm is above {EXPLODE_FACTOR:g}x the mean-pose baseline "
-                  f"({check_base:.1f} mm): the run is exploding (lower --lr?); this epoch "
-                  f"is not selected as best.pt", file=sys.stderr, flush=True)
+            log(f"warning: epoch {epoch + 1}: {'validation' if vmetrics else 'test'} MPJPE "
+                f"{check:.4g} mm is above {EXPLODE_FACTOR:g}x the mean-pose baseline "
+                f"({check_base:.1f} mm): the run is exploding (lower --lr?); this epoch "
+                f"is not selected as best.pt", err=True)
         select = vmetrics['mpjpe'] if vmetrics else float('-inf')
         improved = not exploding and (vmetrics is None or select < best)
         if improved:
@@ -982,12 +1092,10 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
         epoch += 1
         start_step = 0
         if main_rank:
-            tqdm.write(f"epoch {row['epoch']:3d}  step {global_step:6d}  loss {train_loss:.4f}  "
-                       + (f"val MPJPE {row['val_mpjpe']:.1f} mm  " if vmetrics else '')
-                       + f"test MPJPE {row['test_mpjpe']:.1f} mm  P-MPJPE "
-                       f"{row['test_p_mpjpe']:.1f} mm  {row['samples_per_s']:.0f} samples/s",
-                       file=sys.stdout)
-            sys.stdout.flush()
+            log(f"epoch {row['epoch']:3d}  step {global_step:6d}  loss {train_loss:.4f}  "
+                + (f"val MPJPE {row['val_mpjpe']:.1f} mm  " if vmetrics else '')
+                + f"test MPJPE {row['test_mpjpe']:.1f} mm  P-MPJPE "
+                f"{row['test_p_mpjpe']:.1f} mm  {row['samples_per_s']:.0f} samples/s")
             ck = state(epoch, 0)
             if improved:
                 save(ck, 'best.pt')
@@ -1042,23 +1150,44 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device) -
                 atomic_output(out / 'samples.png',
                              lambda path: plot_samples(pred, test.y[idx], skeleton, path, label,
                                                        test.x[idx]))
-            except ImportError:
-                print('  (matplotlib missing: no plots)')
-        print(report_table(final, baseline, f"Final test metrics: {label}"))
+            except ImportError as e:
+                if not (e.name or '').startswith('matplotlib'):
+                    raise
+                log('no plots: matplotlib is not installed (pip install matplotlib)', err=True)
+        log(report_table(final, baseline, f"Final test metrics: {label}"))
         if not best_epoch:
-            print('\nno best.pt: every epoch was exploding')
+            log('\nno best.pt: every epoch was exploding')
         elif val is not None:
-            print(f"\nbest.pt: epoch {best_epoch} (lowest validation MPJPE {best:.1f} mm): "
+            log(f"\nbest.pt: epoch {best_epoch} (lowest validation MPJPE {best:.1f} mm): "
                   f"test MPJPE {best_final['mpjpe']:.1f} mm, P-MPJPE "
                   f"{best_final['p_mpjpe']:.1f} mm")
         elif best_step != global_step:
-            print(f'\nno validation split (--val-fraction 0): best.pt is the last checkpoint '
-                  f'that was not exploding (epoch {best_epoch})')
+            log(f'\nno validation split (--val-fraction 0): best.pt is the last checkpoint '
+                f'that was not exploding (epoch {best_epoch})')
         else:
-            print('\nno validation split (--val-fraction 0): best.pt is the last checkpoint')
+            log('\nno validation split (--val-fraction 0): best.pt is the last checkpoint')
         written = [name for name in OUTPUT_NAMES if (out / name).is_file()]
-        print(f"\noutputs in {out}/ ({', '.join(sorted(written))})")
+        log(f"\noutputs in {out}/ ({', '.join(sorted(written))})")
     return 0
+
+
+def run_config(args, skeleton: Skeleton, train, val, test, n_params: int, world: int,
+               device, total_steps: int, global_step: int) -> Dict[str, Any]:
+    """The ``config.json`` of a run: every resolved option and what they
+    resolved to (version, model, skeleton, data, sizes)."""
+    from pyg_skeleton import __version__
+    options = {k: v for k, v in sorted(vars(args).items())
+               if not k.startswith('_') and k != 'given_options'}
+    return plain({'format': 'pyg_skeleton.train_config.v1', 'version': __version__,
+                  'started': time.strftime('%Y-%m-%dT%H:%M:%S%z'), 'model': args.model,
+                  'skeleton': {'name': skeleton.name, 'joints': list(skeleton.joint_names)},
+                  'dataset': train.description, 'synthetic': bool(train.synthetic),
+                  'samples': {'train': len(train), 'val': len(val) if val is not None else 0,
+                              'test': len(test)},
+                  'parameters': n_params, 'processes': world, 'device': str(device),
+                  'total_steps': total_steps,
+                  'resumed_at_step': global_step if args.resume else None,
+                  'options': options})
 
 
 def write_history(out: Path, history: List[Dict], label: str) -> None:
@@ -1077,12 +1206,16 @@ def write_history(out: Path, history: List[Dict], label: str) -> None:
 
 def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--checkpoint', required=True, help='a best.pt / last.pt of pyg-skeleton train')
-    add_data_arguments(p, defaults=False)
-    p.add_argument('--batch-size', type=int, default=2048)
+    add_data_arguments(p, defaults=False, training=False)
+    p.add_argument('--mesh', default=None, metavar='FILE',
+                   help='model hgn trained with --mesh: the same mesh file again (files '
+                        'named in a checkpoint are not opened)')
+    p.add_argument('--batch-size', type=int, default=2048,
+                   help='evaluation batch size (default: %(default)s)')
     p.add_argument('--flip-test', action=argparse.BooleanOptionalAction, default=None,
                    help='test-time flip augmentation (default: as trained)')
     p.add_argument('--out', default=None, help='write the metrics as JSON to this file')
-    p.add_argument('--overwrite', action='store_true')
+    p.add_argument('--overwrite', action='store_true', help='replace an existing --out file')
 
 
 def evaluation_options(ckpt: Dict[str, Any], args) -> argparse.Namespace:
@@ -1104,12 +1237,13 @@ def evaluation_options(ckpt: Dict[str, Any], args) -> argparse.Namespace:
     same_data = run.dataset == stored['dataset']
     for key in DATA_PATH_OPTIONS:
         opt = '--' + key.replace('_', '-')
-        if getattr(args, key) is None and same_data and stored.get(key) is not None:
+        if getattr(args, key) is None and (same_data or key == 'mesh') \
+                and stored.get(key) is not None:
             raise CLIError(f"the checkpoint's run read {opt} {stored[key]}; give {opt} PATH "
                            f"to evaluate on it (files named in a checkpoint are not opened)")
         setattr(run, key, getattr(args, key))
     for key in ('test_actor', 'views', 'frame_step', 'max_test_frames', 'synthetic_test'):
-        if getattr(args, key, None) is not None:
+        if getattr(args, key, None) not in (None, 'all'):  # 'all': run_evaluate loops
             setattr(run, key, getattr(args, key))
     check_options(vars(run))
     run.synthetic_train, run.max_frames = 1, 1  # only the test split is used
@@ -1117,7 +1251,66 @@ def evaluation_options(ckpt: Dict[str, Any], args) -> argparse.Namespace:
     return run
 
 
+def checkpoint_settings(args, run, flip: bool, actors: Optional[List[int]]) -> Dict[str, Any]:
+    """The settings of an evaluation that the command line did not give and
+    that come from the checkpoint's run (option name -> value), those that
+    matter for its data set: reported, since they change the numbers."""
+    synthetic = run.dataset == 'synthetic'
+    keys = ['dataset'] + (['test_actor'] if actors is not None else []) + ['views'] + (
+        ['synthetic_test'] if synthetic else ['frame_step', 'max_test_frames'])
+    out = {k: getattr(run, k) for k in keys if getattr(args, k, None) is None}
+    if args.flip_test is None:
+        out['flip_test'] = flip
+    out['seed'] = run.seed  # of the virtual cameras (and of the synthetic poses)
+    out['skeleton'] = run.skeleton
+    return out
+
+
+def _settings_line(settings: Dict[str, Any]) -> str:
+    def one(key, value):
+        if isinstance(value, bool):
+            return f"--{'' if value else 'no-'}{key.replace('_', '-')}"
+        if key == 'skeleton':
+            return f"skeleton {value}"
+        return f"--{key.replace('_', '-')} {'all' if value is None else value}"
+    return 'settings from the checkpoint: ' + ', '.join(one(k, v) for k, v in settings.items())
+
+
+def actor_mean(rows: Dict[int, Dict[str, Any]]) -> Dict[str, float]:
+    """The unweighted mean over actors of the main metrics (and the total
+    sample count)."""
+    mean = {k: sum(r['metrics'][k] for r in rows.values()) / len(rows)
+            for k in ('mpjpe', 'p_mpjpe', 'n_mpjpe', 'pck', 'auc')}
+    mean['baseline_mpjpe'] = sum(r['baseline']['mpjpe'] for r in rows.values()) / len(rows)
+    mean['samples'] = sum(r['samples'] for r in rows.values())
+    return mean
+
+
+def actor_table(rows: Dict[int, Dict[str, Any]], trained: List[int], title: str) -> str:
+    """One row per actor (MPJPE, P-MPJPE, PCK, the mean-pose baseline) and
+    their unweighted mean; actors of the checkpoint's training data are
+    marked."""
+    lines = [title, '', f"| {'actor':<9} | {'samples':>8} | {'MPJPE':>7} | {'P-MPJPE':>7} | "
+             f"{'PCK':>5} | {'baseline':>8} |",
+             f"|{'-' * 11}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 7}|{'-' * 10}|"]
+    for actor, r in rows.items():
+        m, b = r['metrics'], r['baseline']
+        name = f"{actor}{' *' if actor in trained else ''}"
+        lines.append(f"| {name:<9} | {r['samples']:8,} | {m['mpjpe']:7.1f} | "
+                     f"{m['p_mpjpe']:7.1f} | {m['pck']:5.1f} | {b['mpjpe']:8.1f} |")
+    mean = actor_mean(rows)
+    lines.append(f"| {'mean':<9} | {mean['samples']:8,} | {mean['mpjpe']:7.1f} | "
+                 f"{mean['p_mpjpe']:7.1f} | {mean['pck']:5.1f} | {mean['baseline_mpjpe']:8.1f} |")
+    lines.append('(MPJPE, P-MPJPE and the baseline in mm, PCK@150mm in %; the mean is over '
+                 'actors, unweighted)')
+    if trained:
+        lines.append("* in the checkpoint's training data: in-sample, not a held-out score")
+    return '\n'.join(lines)
+
+
 def run_evaluate(args) -> int:
+    from pyg_skeleton.datasets.bandai import bandai_label, default_bandai_path
+    from pyg_skeleton.datasets.lifting import dataset_actors
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1 (got {args.batch_size})")
     out = Path(args.out) if args.out else None
@@ -1134,30 +1327,67 @@ def run_evaluate(args) -> int:
         probe_writable(out.parent)
     run = evaluation_options(ckpt, args)
     skeleton = Skeleton.from_dict(ckpt['skeleton'])  # checked by load_checkpoint
-    _, _, test = load_data(run)
-    check_joints(skeleton, test, 'test data')
     if ckpt['model_name'] not in MODELS:
         raise CLIError(f"checkpoint model {ckpt['model_name']!r} is not available "
                        f"(known: {', '.join(MODELS)})")
-    model = make_model(ckpt['model_name'], skeleton, run, test.x[:2])
     try:
-        model.load_state_dict(ckpt['model'])
-    except RuntimeError as e:
-        raise CLIError(f"checkpoint weights do not fit model {ckpt['model_name']!r}: "
-                       f"{str(e).splitlines()[0]}") from None
+        actors = dataset_actors(run.dataset, run.data)
+    except (FileNotFoundError, ValueError) as e:
+        raise CLIError(str(e).splitlines()[0]) from None
+    all_actors = args.test_actor == 'all'
+    if all_actors and actors is None:
+        raise CLIError(f"--test-actor all: the dataset {run.dataset} has no actors (only "
+                       f"bandai and files of its layout do)")
+    stored = ckpt['args']
+    # the actors the checkpoint trained on, when it trained on these data
+    trained = ([a for a in actors if a != stored.get('test_actor')]
+               if actors is not None and run.dataset == stored.get('dataset')
+               and _same_path(run.data, stored.get('data')) else [])
     flip = run.flip_test if args.flip_test is None else args.flip_test
-    metrics = evaluate(model, test, skeleton, args.batch_size, flip)
-    baseline = mean_pose_baseline(ckpt['mean_pose'], test, skeleton)
-    label = f"{ckpt['model_name']} on {test.description}"
+    settings = checkpoint_settings(args, run, flip, actors)
+    model, rows = None, {}
+    for actor in (actors if all_actors else [run.test_actor]):
+        run.test_actor = actor
+        _, _, test = load_data(run)
+        check_joints(skeleton, test, 'test data')
+        if model is None:
+            model = make_model(ckpt['model_name'], skeleton, run, test.x[:2])
+            try:
+                model.load_state_dict(ckpt['model'])
+            except RuntimeError as e:
+                raise CLIError(f"checkpoint weights do not fit model {ckpt['model_name']!r}: "
+                               f"{str(e).splitlines()[0]}") from None
+        rows[actor] = {'samples': len(test),
+                       'metrics': evaluate(model, test, skeleton, args.batch_size, flip),
+                       'baseline': mean_pose_baseline(ckpt['mean_pose'], test, skeleton)}
+    if all_actors:
+        path = (run.data or default_bandai_path()) if run.dataset == 'bandai' else run.dataset
+        label = f"{ckpt['model_name']} on {bandai_label(path)}, every actor"
+    else:
+        label = f"{ckpt['model_name']} on {test.description}"
     if test.synthetic:
         label += ' [SYNTHETIC DATA]'
-    print(report_table(metrics, baseline, f"pyg-skeleton evaluate: {label} "
-                                          f"({len(test):,} test samples, flip test {flip})"))
+    print(f"pyg-skeleton evaluate: {label}")
+    print(_settings_line(settings))
+    print()
+    if all_actors:
+        print(actor_table(rows, trained, f"flip test {flip}"))
+    else:
+        r = rows[run.test_actor]
+        print(report_table(r['metrics'], r['baseline'],
+                           f"{r['samples']:,} test samples, flip test {flip}"))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out, json.dumps({'label': label, 'synthetic': test.synthetic,
-                                           'checkpoint': str(args.checkpoint),
-                                           'metrics': metrics, 'baseline': baseline}, indent=1))
+        result = {'label': label, 'synthetic': test.synthetic,
+                  'checkpoint': str(args.checkpoint), 'from_checkpoint': plain(settings)}
+        if all_actors:
+            result['per_actor'] = {str(a): dict(r, in_training_data=a in trained)
+                                   for a, r in rows.items()}
+            result['mean_over_actors'] = actor_mean(rows)
+        else:
+            r = rows[run.test_actor]
+            result.update(metrics=r['metrics'], baseline=r['baseline'])
+        atomic_write_text(out, json.dumps(result, indent=1))
     return 0
 
 

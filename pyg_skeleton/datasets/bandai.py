@@ -27,7 +27,11 @@ import numpy as np
 
 from ..mesh.io import npz_members, read_npz_arrays
 
-__all__ = ['BandaiMocap', 'default_bandai_path', 'BANDAI_ATTRIBUTION']
+__all__ = ['BandaiMocap', 'default_bandai_path', 'bandai_label', 'BANDAI_ATTRIBUTION',
+           'BANDAI_FILE']
+
+#: Name of the converted Bandai-Namco file (``shared/data/mocap``).
+BANDAI_FILE = 'bandai2_h36m17.npz'
 
 BANDAI_ATTRIBUTION = ('Motion data: Bandai-Namco-Research-Motiondataset-2, (c) 2022 Bandai Namco '
                       'Research Inc., licensed CC BY-NC 4.0 (non-commercial use only)')
@@ -62,6 +66,17 @@ def _labels(arrays: Dict[str, np.ndarray], key: str, length: int, bound: Optiona
         high = 'inf' if bound is None else bound
         raise ValueError(f"{path}: {key}[{i}] = {a[i]} is outside [{low}, {high})")
     return a
+
+
+def bandai_label(path: Union[str, Path]) -> str:
+    r"""The name under which a file of the Bandai layout is reported: the
+    data set's name for the converted Bandai-Namco file
+    (:obj:`BANDAI_FILE`), else the file's own name (another recording in the
+    same layout is not Bandai-Namco's data)."""
+    name = Path(path).name
+    if name == BANDAI_FILE:
+        return 'Bandai-Namco mocap 2 (CC BY-NC 4.0)'
+    return f'{name} (Bandai layout)'
 
 
 def default_bandai_path() -> Optional[Path]:

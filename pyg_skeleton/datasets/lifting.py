@@ -53,7 +53,8 @@ from torch_geometric.data import Data, Dataset
 from .camera import CameraRig
 
 __all__ = ['LiftingTensors', 'LiftingDataset', 'TensorBatches', 'render_lifting',
-           'load_lifting', 'load_lifting_splits', 'hold_out_groups', 'DATASETS']
+           'load_lifting', 'load_lifting_splits', 'hold_out_groups', 'dataset_actors',
+           'DATASETS']
 
 DATASETS = ('synthetic', 'bandai', 'h36m')
 
@@ -284,6 +285,34 @@ def load_lifting(name: str, data: Union[str, Path, None] = None, *, test_actor: 
     return train, test
 
 
+def dataset_actors(name: str, data: Union[str, Path, None] = None) -> Optional[List[int]]:
+    r"""The actors of a data set of the Bandai layout (``bandai`` or an
+    ``.npz`` path holding ``seq_file``), the values :obj:`test_actor` of
+    :func:`load_lifting` takes; :obj:`None` for a data set without actors.
+
+    Raises:
+        FileNotFoundError: The data file is missing.
+        ValueError: The file's ``actor`` array is malformed.
+    """
+    if name in ('synthetic', 'h36m'):
+        return None
+    path = (Path(data) if data is not None else _default_bandai()) if name == 'bandai' \
+        else Path(name)
+    if path is None:
+        raise FileNotFoundError("bandai2_h36m17.npz not found in ../shared/data/mocap; "
+                                "pass --data PATH")
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    from ..mesh.io import npz_members, read_npz_arrays
+    if 'seq_file' not in npz_members(path):
+        return None
+    actor = read_npz_arrays(path, ['actor'])['actor']
+    if actor.ndim != 1 or actor.dtype.kind not in 'iu':
+        raise ValueError(f"{path}: actor must be a 1-D integer array, got {actor.dtype} "
+                         f"{list(actor.shape)}")
+    return [int(a) for a in np.unique(actor)]
+
+
 def load_lifting_splits(name: str, data: Union[str, Path, None] = None, *,
                         val_fraction: float = 0.1, test_actor: int = 2, views: int = 4,
                         frame_step: int = 1, seed: int = 0, synthetic_train: int = 20000,
@@ -394,11 +423,11 @@ def load_lifting_splits(name: str, data: Union[str, Path, None] = None, *,
     from ..mesh.io import npz_members, read_npz_arrays  # header-checked npz loading
     files = set(npz_members(path))
     if 'seq_file' in files or name == 'bandai':
-        from .bandai import BandaiMocap
+        from .bandai import BandaiMocap, bandai_label
         mocap = BandaiMocap(path)
         tr, te = mocap.split(test_actor)
         mask = hold_out_groups(mocap.sequence[tr], mocap.actor[tr], val_fraction, seed)
-        desc = (f'Bandai-Namco mocap 2 (CC BY-NC 4.0), train actors '
+        desc = (f'{bandai_label(path)}, train actors '
                 f'{[a for a in mocap.actors if a != test_actor]}, test actor {test_actor}, '
                 f'virtual cameras')
         return render(mocap.positions, *split3(tr, None, te, mask), mocap.content,

@@ -10,9 +10,14 @@ the floor (y = 0); the yaw is uniform.
 
 The bodies are **data**: ``pyg_skeleton/data/synthetic_bodies.json`` holds a
 body table per skeleton preset (:obj:`SYNTHETIC_SKELETONS`: ``h36m17``,
-``h36m16`` and ``smpl24``), and :func:`synthetic_poses` also takes a body
-table of your own (a dict in the same format, see :func:`check_body`), so a
-new skeleton needs no change to the library. A body table is a dict
+``h36m16`` and ``smpl24``) and a **joint map** for every other preset
+(:obj:`JOINT_MAPS`: ``coco17``, ``mpi_inf_3dhp17``, ``ntu25``), whose joints
+are read off the ``smpl24`` body: each is a joint of the body or a point
+fixed in a body joint's frame (the nose and ears on the head, a hand tip on
+the hand). :func:`synthetic_poses` also takes a body table or a joint map of
+your own (dicts in the same formats, see :func:`check_body` and
+:func:`check_joint_map`), so a new skeleton needs no change to the library.
+A body table is a dict
 
 .. code-block:: python
 
@@ -32,6 +37,22 @@ downward bone backwards, positive Z moves it to the subject's left). The
 pairs of ``mirror`` share their bone-scale draw and must be mirror images
 (direction x negated, Z and Y limits negated, X limits equal).
 
+A joint map is a dict
+
+.. code-block:: python
+
+    {'name': 'mykeypoints',            # optional; a preset name is checked
+     'body': 'smpl24',                 # the body table it reads
+     'joints': {                       # in the output order
+         'nose': {'joint': 'head', 'offset': [0, 0.01, 0.1]},
+         'left_knee': 'left_knee',     # a joint of the body
+         ...}}
+
+where an ``offset`` (metres, in the body's rest frame: subject faces +z, y
+up, its left is +x) is carried by the joint's rotation and scaled with the
+body. For a preset, the left/right pairs of its skeleton must map to mirror
+images (mirror joints of the body, offsets with x negated).
+
 These are **synthetic** poses: numbers measured on them say nothing about
 real motion; everything that reports them labels them "synthetic".
 """
@@ -45,8 +66,9 @@ import numpy as np
 
 from .bvh import euler_to_matrix
 
-__all__ = ['synthetic_poses', 'SYNTHETIC_SKELETONS', 'H36M17_BODY', 'check_body',
-           'synthetic_body', 'body_parents', 'BODY_SCALE_CLIP', 'BONE_SCALE_CLIP']
+__all__ = ['synthetic_poses', 'SYNTHETIC_SKELETONS', 'JOINT_MAPS', 'H36M17_BODY',
+           'check_body', 'check_joint_map', 'synthetic_body', 'synthetic_skeletons',
+           'body_parents', 'BODY_SCALE_CLIP', 'BONE_SCALE_CLIP']
 
 BODY_FILE = Path(__file__).resolve().parents[1] / 'data' / 'synthetic_bodies.json'
 
@@ -56,13 +78,21 @@ BODY_SCALE_CLIP = (0.8, 1.2)
 BONE_SCALE_CLIP = (0.88, 1.12)
 
 
-def _load_bodies() -> Dict[str, Dict[str, Any]]:
-    d = json.loads(BODY_FILE.read_text())
-    return {name: dict(body, name=name) for name, body in d['bodies'].items()}
-
+_TABLES = json.loads(BODY_FILE.read_text())
 
 #: Body tables of the presets (name -> table, see the module docs).
-SYNTHETIC_SKELETONS: Dict[str, Dict[str, Any]] = _load_bodies()
+SYNTHETIC_SKELETONS: Dict[str, Dict[str, Any]] = {
+    name: dict(body, name=name) for name, body in _TABLES['bodies'].items()}
+
+#: Joint maps of the other presets onto a body table (name -> map, see the
+#: module docs).
+JOINT_MAPS: Dict[str, Dict[str, Any]] = {
+    name: dict(m, name=name) for name, m in _TABLES['joint_maps'].items()}
+
+
+def synthetic_skeletons() -> List[str]:
+    """The skeleton presets :func:`synthetic_poses` draws poses of."""
+    return sorted(set(SYNTHETIC_SKELETONS) | set(JOINT_MAPS))
 
 #: The ``h36m17`` body as joint -> (parent, rest direction, mean length in m).
 H36M17_BODY: Dict[str, Tuple[str, Tuple[float, ...], float]] = {
@@ -147,9 +177,9 @@ def synthetic_body(skeleton: Union[str, Dict[str, Any]] = 'h36m17') -> Dict[str,
     """
     if isinstance(skeleton, str):
         if skeleton not in SYNTHETIC_SKELETONS:
-            raise ValueError(f"synthetic poses exist for {sorted(SYNTHETIC_SKELETONS)}, "
-                             f"not {skeleton!r} (no synthetic body table; pass your own "
-                             f"table, see pyg_skeleton.datasets.synthetic)")
+            raise ValueError(f"synthetic poses exist for {synthetic_skeletons()}, "
+                             f"not {skeleton!r} (no synthetic body table or joint map; pass "
+                             f"your own, see pyg_skeleton.datasets.synthetic)")
         skeleton = SYNTHETIC_SKELETONS[skeleton]
     body = check_body(skeleton)
     from pyg_skeleton.skeleton import Skeleton
@@ -162,6 +192,67 @@ def synthetic_body(skeleton: Union[str, Dict[str, Any]] = 'h36m17') -> Dict[str,
         if body_parents(body) != list(sk.parents):
             raise ValueError(f"body {body['name']!r}: parents differ from those of the preset")
     return body
+
+
+def _is_joint_map(skeleton: Any) -> bool:
+    return (isinstance(skeleton, str) and skeleton in JOINT_MAPS) or (
+        isinstance(skeleton, dict) and isinstance(skeleton.get('joints'), dict))
+
+
+def check_joint_map(joint_map: Union[str, Dict[str, Any]]) -> Dict[str, Any]:
+    r"""Checks a joint map (a preset name of :obj:`JOINT_MAPS` or a map of
+    your own, format in the module docs) against its body table and returns
+    it with every entry as :obj:`{'joint': name, 'offset': [x, y, z]}`.
+
+    Raises:
+        ValueError: An unknown body or body joint, a malformed offset, joints
+            that differ from the preset's, or left/right joints of the preset
+            that are not mapped to mirror images.
+    """
+    if isinstance(joint_map, str):
+        if joint_map not in JOINT_MAPS:
+            raise ValueError(f"no joint map {joint_map!r} (choose from {sorted(JOINT_MAPS)})")
+        joint_map = JOINT_MAPS[joint_map]
+    name = joint_map.get('name', 'custom')
+    body_name = joint_map.get('body')
+    if body_name not in SYNTHETIC_SKELETONS:
+        raise ValueError(f"joint map {name!r}: 'body' must be one of "
+                         f"{sorted(SYNTHETIC_SKELETONS)}, got {body_name!r}")
+    body = synthetic_body(body_name)
+    body_joints = {j['name'] for j in body['joints']}
+    joints = {}
+    for n, spec in joint_map['joints'].items():
+        if isinstance(spec, str):
+            spec = {'joint': spec}
+        where = f"joint map {name!r} joint {n!r}"
+        if not isinstance(spec, dict) or spec.get('joint') not in body_joints:
+            raise ValueError(f"{where}: must name a joint of body {body_name!r}")
+        try:
+            offset = np.asarray(spec.get('offset', [0, 0, 0]), dtype=np.float64)
+        except (TypeError, ValueError):
+            offset = np.zeros(0)
+        if offset.shape != (3,) or not np.isfinite(offset).all():
+            raise ValueError(f"{where}: 'offset' must be 3 finite numbers")
+        joints[n] = {'joint': spec['joint'], 'offset': offset.tolist()}
+    if not joints:
+        raise ValueError(f"joint map {name!r}: no joints")
+    from pyg_skeleton.skeleton import Skeleton
+    if name in Skeleton.presets():
+        sk = Skeleton.preset(name)
+        if sorted(joints) != sorted(sk.joint_names):
+            raise ValueError(f"joint map {name!r}: joints {sorted(joints)} differ from those "
+                             f"of the preset")
+        partner = {}
+        for a, b in body['mirror']:
+            partner[a], partner[b] = b, a
+        for i, k in sk.flip_pairs:
+            a, b = joints[sk.joint_names[i]], joints[sk.joint_names[k]]
+            if partner.get(a['joint'], a['joint']) != b['joint'] or not np.allclose(
+                    np.multiply(a['offset'], [-1, 1, 1]), b['offset'], atol=1e-9):
+                raise ValueError(f"joint map {name!r}: {sk.joint_names[i]} and "
+                                 f"{sk.joint_names[k]} are not mirror images (mirror body "
+                                 f"joints, offset x negated)")
+    return {'name': name, 'body': body_name, 'joints': joints}
 
 
 def _output_order(body: Dict[str, Any]) -> List[str]:
@@ -190,10 +281,11 @@ def synthetic_poses(num: int, seed: int = 0, skeleton: Union[str, Dict[str, Any]
     Args:
         num (int): Number of poses.
         seed (int): Random seed (the output depends only on the arguments).
-        skeleton (str or dict): A preset with a body table (``h36m17``,
-            ``h36m16``, ``smpl24``) or a body table of your own (see the
-            module docs). Joints come in the preset's order (a table of your
-            own: in its order).
+        skeleton (str or dict): A preset of :func:`synthetic_skeletons`
+            (with a body table: ``h36m17``, ``h36m16``, ``smpl24``; with a
+            joint map: ``coco17``, ``mpi_inf_3dhp17``, ``ntu25``), or a body
+            table or joint map of your own (see the module docs). Joints come
+            in the preset's order (a table or map of your own: in its order).
         bone_scale_std (float): Relative std of each bone length (clipped to
             :obj:`BONE_SCALE_CLIP`).
         body_scale_std (float): Relative std of the overall body size
@@ -201,15 +293,44 @@ def synthetic_poses(num: int, seed: int = 0, skeleton: Union[str, Dict[str, Any]
         floor (bool): Move each pose so its lowest joint is at y = 0.
 
     Raises:
-        ValueError: There is no body table for :obj:`skeleton`, or the
-            table is malformed.
+        ValueError: There is no body table or joint map for
+            :obj:`skeleton`, or it is malformed.
     """
-    body = synthetic_body(skeleton)
+    joint_map = check_joint_map(skeleton) if _is_joint_map(skeleton) else None
+    body = synthetic_body(joint_map['body'] if joint_map else skeleton)
+    rng = np.random.default_rng(seed)
+    pos, rot_w, body_scale = _sample_body(body, num, rng, bone_scale_std, body_scale_std)
+    names = [j['name'] for j in body['joints']]
+    if joint_map is None:
+        pos = pos[:, [names.index(n) for n in _output_order(body)]]
+    else:
+        from pyg_skeleton.skeleton import Skeleton
+        order = (list(Skeleton.preset(joint_map['name']).joint_names)
+                 if joint_map['name'] in Skeleton.presets() else list(joint_map['joints']))
+        out = np.empty((num, len(order), 3))
+        for k, n in enumerate(order):
+            spec = joint_map['joints'][n]
+            offset = np.asarray(spec['offset'])[None] * body_scale[:, None]
+            out[:, k] = pos[:, names.index(spec['joint'])] + np.einsum(
+                'nab,nb->na', rot_w[spec['joint']], offset)
+        pos = out
+    if floor:
+        pos[..., 1] -= pos[..., 1].min(axis=1, keepdims=True)
+    else:
+        pos[..., 1] += 0.95
+    return pos.astype(np.float32)
+
+
+def _sample_body(body: Dict[str, Any], num: int, rng: np.random.Generator,
+                 bone_scale_std: float, body_scale_std: float):
+    """Forward kinematics of :obj:`num` random poses of a checked body
+    table: positions :obj:`[num, J, 3]` in the table's order (root at the
+    origin), each joint's world rotation (applied to its child bones) and
+    the body scales."""
     joints = body['joints']
     names = [j['name'] for j in joints]
     second = {b for _, b in body['mirror']}
     partner = {a: b for a, b in body['mirror']}
-    rng = np.random.default_rng(seed)
     body_scale = np.clip(rng.normal(1.0, body_scale_std, num), *BODY_SCALE_CLIP)
     bone_scale = {}
     for n in names:
@@ -239,9 +360,4 @@ def synthetic_poses(num: int, seed: int = 0, skeleton: Union[str, Dict[str, Any]
             rot_w[n] = local
         else:
             rot_w[n] = rot_w[parent] @ local
-    if floor:
-        pos[..., 1] -= pos[..., 1].min(axis=1, keepdims=True)
-    else:
-        pos[..., 1] += 0.95
-    order = [names.index(n) for n in _output_order(body)]
-    return pos[:, order].astype(np.float32)
+    return pos, rot_w, body_scale

@@ -17,8 +17,10 @@ HEM, padded; on SMPL levels 7 and 8 are HGN's 96- and 48-node graphs)::
     pyg-skeleton coarsen SMPL_NEUTRAL.pkl --preset hgn -o hgn_smpl.pt
 
 The hierarchy (``-o``, a ``.pt`` file) and the picture (``--plot``, a
-``.png`` file) must be different files, and neither may be the input mesh;
-existing files are replaced only with ``--overwrite``. Both are written
+``.png`` file, drawn only when matplotlib is installed: without it the
+command says so in one line and still succeeds) must be different files,
+and neither may be the input mesh; existing files are replaced only with
+``--overwrite``. Both are written
 atomically (a temporary file renamed over the output), so a symbolic link
 in their place is replaced, never written through.
 """
@@ -61,12 +63,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         'HEM, padded (replaces --levels, --max-nodes, '
                         '--method, --score, --order, --padded)')
     parser.add_argument('--score', choices=SCORES, default=None,
-                        help='default: xavier')
+                        help='edge score that picks the pairs to merge '
+                        '(default: xavier)')
     parser.add_argument('--order', choices=ORDERS, default=None,
-                        help='default: degree')
+                        help='order in which vertices pick their partner '
+                        '(default: degree)')
     parser.add_argument('--method', choices=METHODS, default=None,
-                        help="default: parallel; official: HGN's code, "
-                        'detail for detail')
+                        help="matching algorithm (default: parallel; "
+                        "official: HGN's code, detail for detail)")
     parser.add_argument('--seed', type=int, default=None,
                         help='seed of --order random')
     parser.add_argument('--padded', action='store_true',
@@ -82,7 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--plot', default=None,
                         help='PNG picture of the levels, a .png file (default: '
                         'OUTPUT with .png)')
-    parser.add_argument('--no-plot', action='store_true')
+    parser.add_argument('--no-plot', action='store_true',
+                        help='draw no picture (plots also need matplotlib)')
     parser.add_argument('--overwrite', action='store_true',
                         help='replace existing output files')
 
@@ -240,8 +245,15 @@ def run(args) -> int:
         atomic_output(out, h.save)
         print(f'saved {out}')
         if png is not None:
-            atomic_output(png, lambda path: plot_levels(h, path))
-            print(f'saved {png}')
+            try:
+                atomic_output(png, lambda path: plot_levels(h, path))
+                print(f'saved {png}')
+            except ImportError as e:
+                # plots are optional: a plain install has no matplotlib
+                if not (e.name or '').startswith('matplotlib'):
+                    raise
+                print(f'no plot: matplotlib is not installed (pip install matplotlib); '
+                      f'{png} not written', file=sys.stderr)
     except OSError as e:
         print(f'error: cannot write {e.filename or out}: {e.strerror or e}', file=sys.stderr)
         return 2
