@@ -1,14 +1,13 @@
 """Write the API reference pages from each subpackage's ``__all__``.
 
-Called from ``conf.py`` before autosummary runs, so that every public name
-gets a page and no page lists a name that is gone. The pages are written
-under ``docs/api/`` (ignored by git).
+Called by ``generated_pages.py`` when the build starts, so that every public
+name gets a page and no page lists a name that is gone. The pages are
+written outside the source tree (see ``generated_pages.py``).
 """
 from __future__ import annotations
 
 import importlib
 import inspect
-from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 # (module, title, intro, [(section title, predicate on (name, object))])
@@ -72,11 +71,9 @@ def _pages() -> List[Tuple[str, str, str, List[Section]]]:
     ]
 
 
-def write_api_pages(docs_dir: Path) -> List[str]:
-    """Write one page per subpackage; return the page names (for the toctree)."""
-    out_dir = docs_dir / 'api'
-    out_dir.mkdir(exist_ok=True)
-    names = []
+def api_pages() -> Dict[str, str]:
+    """The reStructuredText of one page per subpackage, by module name."""
+    pages = {}
     for modname, title, intro, sections in _pages():
         mod = importlib.import_module(modname)
         public = [n for n in mod.__all__ if n != '__version__']
@@ -97,9 +94,5 @@ def write_api_pages(docs_dir: Path) -> List[str]:
         missing = set(objects) - done
         if missing:
             raise RuntimeError(f'{modname}: names in __all__ without a section: {sorted(missing)}')
-        page = out_dir / f'{modname}.rst'
-        text = '\n'.join(lines)
-        if not page.exists() or page.read_text() != text:
-            page.write_text(text)
-        names.append(f'api/{modname}')
-    return names
+        pages[modname] = '\n'.join(lines)
+    return pages
