@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 # (module, title, intro, [(section title, predicate on (name, object))])
 Section = Tuple[str, callable]
@@ -71,10 +71,15 @@ def _pages() -> List[Tuple[str, str, str, List[Section]]]:
     ]
 
 
-def api_pages() -> Dict[str, str]:
-    """The reStructuredText of one page per subpackage, by module name."""
+def api_pages(modules: Optional[Sequence[str]] = None) -> Dict[str, str]:
+    """The reStructuredText of one page per subpackage, by module name.
+
+    ``modules`` limits the pages to those modules (a small test build).
+    """
     pages = {}
     for modname, title, intro, sections in _pages():
+        if modules is not None and modname not in modules:
+            continue
         mod = importlib.import_module(modname)
         public = [n for n in mod.__all__ if n != '__version__']
         objects = {n: getattr(mod, n) for n in public}

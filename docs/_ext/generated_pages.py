@@ -31,6 +31,7 @@ from typing import Dict, List
 from sphinx.project import Project
 
 GENERATED = 'generated_sources'
+RESULTS = Path(__file__).resolve().parents[2] / 'benchmarks' / 'results'
 
 BENCH_INTRO = """\
 # Benchmark results
@@ -108,14 +109,13 @@ def write_generated_sources(app) -> Path:
     from sphinx.ext.autosummary.generate import generate_autosummary_docs
 
     root = Path(app.doctreedir) / GENERATED
-    docs = Path(app.srcdir)
     keep = set()
-    for name, text in api_pages().items():
+    for name, text in api_pages(app.config.api_page_modules).items():
         path = root / 'api' / f'{name}.rst'
         _write(path, text)
         keep.add(path)
     bench = root / 'benchmarks.md'
-    _write(bench, benchmarks_page(docs.parent / 'benchmarks' / 'results', root))
+    _write(bench, benchmarks_page(RESULTS, root))
     keep.add(bench)
     stubs = generate_autosummary_docs(
         sorted(str(p) for p in keep if p.suffix == '.rst'), output_dir=root / 'generated',
@@ -201,6 +201,8 @@ def setup(app):
             return [block]
 
     app.add_directive('cli-help', CLIHelp)
+    # None: a page for every subpackage; a list of module names: only those.
+    app.add_config_value('api_page_modules', None, 'env')
     # After myst-nb's own builder-inited handler (priority 500) has made its config.
     app.connect('builder-inited', _move_notebook_outputs, priority=600)
     app.connect('builder-inited', _add_generated_sources)
