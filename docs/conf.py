@@ -34,6 +34,7 @@ extensions = [
     'pyg_refs',
     'generated_pages',
     'mathml',
+    'mesh_figure',
 ]
 # Math is converted to MathML at build time (_ext/mathml.py): no MathJax, no network.
 html_math_renderer = 'mathml'
@@ -66,8 +67,6 @@ napoleon_use_rtype = False
 nb_execution_mode = os.environ.get('PYG_SKELETON_NB_EXECUTION', 'force')
 # Per cell; the notebooks' reduced sizes take well under a minute on 2 cores.
 nb_execution_timeout = 600
-# Run in a temporary folder: nothing the notebooks write lands in the checkout.
-nb_execution_in_temp = True
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 nb_merge_streams = True
