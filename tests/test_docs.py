@@ -152,3 +152,20 @@ def test_html_checker_flags_raw_tex_and_literal_bold():
     assert [p.split(':')[0] for p in check.check_page(old_shapes)] == ['literal **']
     assert check.check_page('<p>node features \\((N, F)\\)</p>')[0].startswith('raw TeX')
     assert check.check_page('<script src="https://cdn/mathjax/tex-mml.js"></script>')
+
+
+def test_capabilities_are_measured_on_a_mesh_level_past_the_dense_path():
+    from pyg_skeleton.nn.topology import TOPOLOGY_DENSE_MAX_NODES
+    caps = _import(DOCS / '_ext' / 'capabilities.py')
+    mesh = caps.mesh_graph()
+    assert TOPOLOGY_DENSE_MAX_NODES < mesh.N < 1000
+    assert mesh.max_hop > 3 and bool((mesh.edge_index[0] != mesh.edge_index[1]).all())
+    row = caps._Checker('SemGraphConv', mesh).run(with_compile=False)
+    assert [row[c] for c in ('static', 'disjoint', 'dynamic')] == ['yes', 'yes', 'no'], row['notes']
+    # Both graphs appear in the rendered table; a disagreement names each graph.
+    result = {'nodes': {'skeleton': 17, 'mesh': mesh.N},
+              'rows': {'skeleton': {'SemGraphConv': dict(row, static='yes')},
+                       'mesh': {'SemGraphConv': dict(row, static='no')}}}
+    text = '\n'.join(caps.to_rst(result))
+    assert f'the mesh graph ({mesh.N} nodes)' in text
+    assert '     - skeleton: yes; mesh: no' in text
