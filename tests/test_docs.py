@@ -91,7 +91,10 @@ def built(tmp_path_factory):
         app.build()
     finally:
         sys.dont_write_bytecode = old  # conf.py turns it off for the build
-    return dict(tmp=tmp, src=src, out=out, warnings=warnings.getvalue(),
+    sources = {d: Path(app.env.doc2path(d)) for d in
+               ('api/pyg_skeleton.kinematics', 'generated/pyg_skeleton.kinematics.forward_kinematics',
+                'benchmarks')}
+    return dict(tmp=tmp, src=src, out=out, warnings=warnings.getvalue(), sources=sources,
                 unchanged=_snapshot(*checkout) == before and _snapshot(src) == src_before)
 
 
@@ -119,8 +122,11 @@ def test_generated_pages_are_built(built):
 
 def test_build_writes_only_into_its_output_folder(built):
     assert built['unchanged'], 'the build changed files under docs/, notebooks/ or the source folder'
+    # The generated pages are read from the build's own folder.
+    for docname, path in built['sources'].items():
+        assert path.is_relative_to(built['out'] / '.doctrees'), (docname, path)
+    # Nothing beside the output folder either (myst-nb's jupyter_execute/).
     assert sorted(p.name for p in (built['tmp'] / 'build').iterdir()) == ['html']
-    assert not (DOCS / '_ext' / '__pycache__').exists()
 
 
 @pytest.mark.parametrize('latex,needle', [

@@ -67,7 +67,7 @@ RECIPES: Dict[str, Tuple[str, Dict[str, Any]]] = {
 COLUMNS = ['static', 'disjoint', 'sparse', 'edge_weights', 'dynamic', 'temporal', 'compile']
 # The first table's columns (short heads; capabilities.rst explains each),
 # the edge weights get a table of their own.
-HEADERS = {'static': 'static', 'disjoint': 'disjoint', 'sparse': 'SparseTensor',
+HEADERS = {'static': 'static', 'disjoint': 'disjoint', 'sparse': 'sparse',
            'dynamic': 'dynamic', 'temporal': 'temporal', 'compile': 'compile'}
 GRID = (26, 24)  # vertices of the mesh grid before one HEM step
 

@@ -158,7 +158,7 @@ def _add_generated_sources(app) -> None:
 
 
 def _move_notebook_outputs(app) -> None:
-    """myst-nb writes executed notebooks beside the output folder: move them into the doctree folder."""
+    """Send the executed notebooks, which myst-nb writes beside the output folder, into the doctree folder."""
     config = getattr(app.env, 'mystnb_config', None)
     if config is None:
         return
@@ -188,7 +188,8 @@ def setup(app):
 
         def run(self):
             old = os.environ.get('COLUMNS')
-            os.environ['COLUMNS'] = '88'
+            # argparse wraps the help to COLUMNS - 2: the width of a code block.
+            os.environ['COLUMNS'] = '70'
             try:
                 text = _help_text(self.arguments[0] if self.arguments else '')
             finally:

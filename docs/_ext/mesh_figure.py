@@ -48,9 +48,14 @@ def draw(path: Path) -> None:
     # Front view (x right, y up, the body faces +z): the triangles nearest
     # the viewer are painted last.
     faces = faces[np.argsort(xyz[faces, 2].mean(1))]
-    fig, axes = plt.subplots(1, len(levels), figsize=(1.55 * len(levels), 3.3))
+    # Three panels a row: each body stays large enough to see its clusters.
+    cols = 3
+    rows = (len(levels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(7.5, 3.6 * rows), squeeze=False)
     palette = plt.get_cmap('tab20')
-    for ax, level in zip(axes, levels):
+    for ax in axes.flat:
+        ax.axis('off')
+    for ax, level in zip(axes.flat, levels):
         cluster = hierarchy.assignment(0, level).numpy()[faces[:, 0]]
         # Neighbouring clusters have neighbouring numbers: scatter the colours.
         colours = palette(cluster * 7919 % 20 / 20)
@@ -63,12 +68,11 @@ def draw(path: Path) -> None:
                                              linewidths=0.4))
             ax.scatter(pos[:, 0], pos[:, 1], s=2, c='k', linewidths=0)
         ax.autoscale_view()
-        ax.set_title(f'level {level}\n{hierarchy.num_nodes[level]:,} nodes', fontsize=9)
+        ax.set_title(f'level {level}: {hierarchy.num_nodes[level]:,} nodes', fontsize=11)
         ax.set_aspect('equal')
-        ax.axis('off')
-    fig.tight_layout(pad=0.3, w_pad=0.2)
+    fig.tight_layout(pad=0.3)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
+    fig.savefig(path, dpi=150, bbox_inches='tight', pad_inches=0.05)
     plt.close(fig)
 
 
