@@ -5,8 +5,12 @@ Build (warnings are errors, internal references must resolve)::
     python -m sphinx -W -n -b html docs /tmp/docs_html
 
 The API pages are written from each subpackage's ``__all__`` (``_ext/api_pages.py``),
-the operator capability table is measured from the code (``_ext/capabilities.py``),
-and the example notebooks in ``notebooks/`` are executed by myst-nb.
+the operator capability tables are measured from the code (``_ext/capabilities.py``),
+the mesh guide's figure is drawn from it (``_ext/mesh_figure.py``), math is
+converted to MathML (``_ext/mathml.py``, no network needed to read the pages),
+and the example notebooks in ``notebooks/`` are executed by myst-nb. Everything
+generated goes under the output folder (``_ext/generated_pages.py``), nothing
+into the checkout; ``python docs/check_html.py OUTPUT`` checks the built pages.
 """
 import os
 import sys
