@@ -4,7 +4,10 @@ Run after a docs build: ``python docs/check_html.py docs/_build/html``.
 Reports, one line each, every page whose text (outside code and
 preformatted blocks) still holds raw TeX delimiters (``\\(``, ``\\[``), a
 MathJax script, or Markdown/reST bold markers (``**word``) shown literally,
-and exits 1 if there is any. A var-keyword parameter shown in bold
+or whose notebook outputs show a path into an installed package (a warning
+printed by a library) or the bare repr of an object (``<... at 0x...>``, a
+cell that ends in a call whose value nobody wanted), and exits 1 if there
+is any. A var-keyword parameter shown in bold
 (``<strong>**kwargs</strong>``) is a name, not markup.
 """
 from __future__ import annotations
@@ -22,6 +25,11 @@ _PROBLEMS = [
     ('literal **', re.compile(r'\*\*(?=\S)')),
 ]
 _MATHJAX = re.compile(r'<script[^>]+mathjax', re.I)
+# Checked in the whole page, outputs included (they are <pre> blocks).
+_OUTPUT_PROBLEMS = [
+    ('library path in an output', re.compile(r'[\w/.-]*(site|dist)-packages/[\w/.-]*')),
+    ('object repr in an output', re.compile(r'&lt;[\w.]+ (object )?at 0x[0-9a-fA-F]+&gt;')),
+]
 
 
 def check_page(text: str) -> List[str]:
@@ -29,6 +37,8 @@ def check_page(text: str) -> List[str]:
     found = []
     if _MATHJAX.search(text):
         found.append('MathJax script: math needs the network')
+    for what, pattern in _OUTPUT_PROBLEMS:
+        found += [f'{what}: {m.group(0)}' for m in pattern.finditer(text)]
     visible = _TAG.sub(' ', _VAR_KEYWORD.sub(' ', _SKIP.sub(' ', text)))
     for what, pattern in _PROBLEMS:
         for match in pattern.finditer(visible):

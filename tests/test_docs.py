@@ -158,6 +158,12 @@ def test_html_checker_flags_raw_tex_and_literal_bold():
     assert [p.split(':')[0] for p in check.check_page(old_shapes)] == ['literal **']
     assert check.check_page('<p>node features \\((N, F)\\)</p>')[0].startswith('raw TeX')
     assert check.check_page('<script src="https://cdn/mathjax/tex-mml.js"></script>')
+    # Notebook outputs: a library's warning with its install path, a stray repr.
+    tqdm = ('<div class="output stderr"><pre>/opt/venv/lib/python3.11/site-packages/tqdm/auto.py:21: '
+            'TqdmWarning: IProgress not found.</pre></div>')
+    assert check.check_page(tqdm)[0].startswith('library path in an output')
+    gen = '<pre>&lt;torch._C.Generator at 0x7f3a381ac1d0&gt;</pre>'
+    assert check.check_page(gen) == ['object repr in an output: &lt;torch._C.Generator at 0x7f3a381ac1d0&gt;']
 
 
 def test_capabilities_are_measured_on_a_mesh_level_past_the_dense_path():
