@@ -332,17 +332,25 @@ def collect(cache_dir: Optional[Path] = None, with_compile: Optional[bool] = Non
         except (ValueError, KeyError):
             pass
     import warnings
+    import torch
     result: Dict[str, Any] = {'nodes': {}, 'rows': {}}
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        for graph in (skeleton_graph(), mesh_graph()):
-            result['nodes'][graph.name] = graph.N
-            rows = result['rows'][graph.name] = {}
-            for name in operator_names():
-                try:
-                    rows[name] = _Checker(name, graph).run(with_compile)
-                except Exception as exc:  # a missing recipe or import problem: show it, do not hide the row
-                    rows[name] = {c: NO for c in COLUMNS} | {'notes': [_first_line(exc)]}
+    # One thread: the inputs are tiny, and on a busy machine waiting threads
+    # made the checks several times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            for graph in (skeleton_graph(), mesh_graph()):
+                result['nodes'][graph.name] = graph.N
+                rows = result['rows'][graph.name] = {}
+                for name in operator_names():
+                    try:
+                        rows[name] = _Checker(name, graph).run(with_compile)
+                    except Exception as exc:  # a missing recipe or import problem: show it, do not hide the row
+                        rows[name] = {c: NO for c in COLUMNS} | {'notes': [_first_line(exc)]}
+    finally:
+        torch.set_num_threads(threads)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps({'key': key, 'result': result}, indent=1))
