@@ -5,8 +5,12 @@ Build (warnings are errors, internal references must resolve)::
     python -m sphinx -W -n -b html docs /tmp/docs_html
 
 The API pages are written from each subpackage's ``__all__`` (``_ext/api_pages.py``),
-the operator capability table is measured from the code (``_ext/capabilities.py``),
-and the example notebooks in ``notebooks/`` are executed by myst-nb.
+the operator capability tables are measured from the code (``_ext/capabilities.py``),
+the mesh guide's figure is drawn from it (``_ext/mesh_figure.py``), math is
+converted to MathML (``_ext/mathml.py``, no network needed to read the pages),
+and the example notebooks in ``notebooks/`` are executed by myst-nb. Everything
+generated goes under the output folder (``_ext/generated_pages.py``), nothing
+into the checkout; ``python docs/check_html.py OUTPUT`` checks the built pages.
 """
 import os
 import sys
@@ -14,10 +18,10 @@ from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
 sys.path.insert(0, str(DOCS / '_ext'))
+# The build writes nothing into the checkout, not even docs/_ext/__pycache__.
+sys.dont_write_bytecode = True
 
 import pyg_skeleton  # noqa: E402
-from api_pages import write_api_pages  # noqa: E402
-from generated_pages import write_benchmarks_page  # noqa: E402
 
 project = 'pyg-skeleton'
 author = 'pyg-skeleton developers'
@@ -27,36 +31,46 @@ version = release = pyg_skeleton.__version__  # the one place the version lives
 extensions = [
     'sphinx.ext.autodoc',
     'sphinx.ext.autosummary',
-    'sphinx.ext.mathjax',
     'sphinx.ext.napoleon',
     'sphinx.ext.viewcode',
     'myst_nb',
     'capabilities',
     'pyg_refs',
     'generated_pages',
+    'mathml',
+    'mesh_figure',
 ]
+# Math is converted to MathML at build time (_ext/mathml.py): no MathJax, no network.
+html_math_renderer = 'mathml'
 
 source_suffix = {'.rst': 'restructuredtext', '.md': 'myst-nb', '.ipynb': 'myst-nb'}
 templates_path = ['_templates']
-exclude_patterns = ['_build', 'jupyter_execute', '**.ipynb_checkpoints', 'notebooks/README.md']
+# api/, generated/ and benchmarks.md are written outside the source tree
+# (_ext/generated_pages.py); the same names left in docs/ by older builds are
+# ignored.
+exclude_patterns = ['_build', 'jupyter_execute', '**.ipynb_checkpoints', 'notebooks/README.md',
+                    'api', 'generated', 'benchmarks.md']
 
 # -- API reference ---------------------------------------------------------------------
-API_PAGES = write_api_pages(DOCS)
-write_benchmarks_page(DOCS)
-autosummary_generate = True
+# The pages and their autosummary stubs are written by _ext/generated_pages.py
+# outside the source tree; autosummary's own generator would write into docs/.
+autosummary_generate = False
 autosummary_ignore_module_all = False
 autodoc_member_order = 'bysource'
 autodoc_typehints = 'description'
 autodoc_typehints_description_target = 'documented'
 autodoc_class_signature = 'mixed'
-napoleon_custom_sections = [('Shapes', 'params_style')]
+# "Shapes:" holds a bullet list (``- **input:** ...``) kept as it is under a
+# rubric; a parameter-style section would parse the bullets as names.
+napoleon_custom_sections = ['Shapes']
 napoleon_use_rtype = False
 
 # -- Notebooks (myst-nb) --------------------------------------------------------------------
 # The notebooks run their reduced sizes unless PYG_SKELETON_FULL is set (full-size runs
 # by hand).
 nb_execution_mode = os.environ.get('PYG_SKELETON_NB_EXECUTION', 'force')
-nb_execution_timeout = 300
+# Per cell; the notebooks' reduced sizes take well under a minute on 2 cores.
+nb_execution_timeout = 600
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 nb_merge_streams = True

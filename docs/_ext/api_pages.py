@@ -1,15 +1,14 @@
 """Write the API reference pages from each subpackage's ``__all__``.
 
-Called from ``conf.py`` before autosummary runs, so that every public name
-gets a page and no page lists a name that is gone. The pages are written
-under ``docs/api/`` (ignored by git).
+Called by ``generated_pages.py`` when the build starts, so that every public
+name gets a page and no page lists a name that is gone. The pages are
+written outside the source tree (see ``generated_pages.py``).
 """
 from __future__ import annotations
 
 import importlib
 import inspect
-from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 # (module, title, intro, [(section title, predicate on (name, object))])
 Section = Tuple[str, callable]
@@ -72,12 +71,15 @@ def _pages() -> List[Tuple[str, str, str, List[Section]]]:
     ]
 
 
-def write_api_pages(docs_dir: Path) -> List[str]:
-    """Write one page per subpackage; return the page names (for the toctree)."""
-    out_dir = docs_dir / 'api'
-    out_dir.mkdir(exist_ok=True)
-    names = []
+def api_pages(modules: Optional[Sequence[str]] = None) -> Dict[str, str]:
+    """The reStructuredText of one page per subpackage, by module name.
+
+    ``modules`` limits the pages to those modules (a small test build).
+    """
+    pages = {}
     for modname, title, intro, sections in _pages():
+        if modules is not None and modname not in modules:
+            continue
         mod = importlib.import_module(modname)
         public = [n for n in mod.__all__ if n != '__version__']
         objects = {n: getattr(mod, n) for n in public}
@@ -97,9 +99,5 @@ def write_api_pages(docs_dir: Path) -> List[str]:
         missing = set(objects) - done
         if missing:
             raise RuntimeError(f'{modname}: names in __all__ without a section: {sorted(missing)}')
-        page = out_dir / f'{modname}.rst'
-        text = '\n'.join(lines)
-        if not page.exists() or page.read_text() != text:
-            page.write_text(text)
-        names.append(f'api/{modname}')
-    return names
+        pages[modname] = '\n'.join(lines)
+    return pages

@@ -1,8 +1,11 @@
 """Operator capability table, measured from the code at docs build time.
 
 For every operator class of :mod:`pyg_skeleton.nn` this module builds a small
-instance on the ``h36m17`` skeleton (one constructor recipe per class, in
-:data:`RECIPES`) and *tries* each capability:
+instance (one constructor recipe per class, in :data:`RECIPES`) on two
+graphs, the ``h36m17`` skeleton (17 nodes) and a mesh level (a triangulated
+grid coarsened once by HEM, a few hundred nodes: above
+``TOPOLOGY_DENSE_MAX_NODES``, so the layers take their sparse path), and
+*tries* each capability on each:
 
 * **static** -- ``op(x)`` on a static batch ``[B, N, C]``;
 * **disjoint** -- the same samples as a disjoint :class:`~torch_geometric.data.Batch`
@@ -25,7 +28,7 @@ instance on the ``h36m17`` skeleton (one constructor recipe per class, in
   and is cached on disk, keyed by the package sources and the versions.
 
 Used as a Sphinx extension (the ``operator-capabilities`` directive) or as a
-script: ``python docs/_ext/capabilities.py`` prints the RST table.
+script: ``python docs/_ext/capabilities.py`` prints the RST tables.
 """
 from __future__ import annotations
 
@@ -62,8 +65,56 @@ RECIPES: Dict[str, Tuple[str, Dict[str, Any]]] = {
     'NonLocalBlock': ('nonlocal', {}),
 }
 COLUMNS = ['static', 'disjoint', 'sparse', 'edge_weights', 'dynamic', 'temporal', 'compile']
-HEADERS = ['Operator', 'static ``[B, N, C]``', 'disjoint ``Batch``', '``SparseTensor``',
-           'edge weights', 'dynamic', 'temporal', 'compile-clean']
+# The first table's columns (short heads; capabilities.rst explains each),
+# the edge weights get a table of their own.
+HEADERS = {'static': 'static', 'disjoint': 'disjoint', 'sparse': 'sparse',
+           'dynamic': 'dynamic', 'temporal': 'temporal', 'compile': 'compile'}
+GRID = (26, 24)  # vertices of the mesh grid before one HEM step
+
+
+class Graph:
+    """The graph an operator is built on: node count, edges, a centre node and its diameter."""
+
+    def __init__(self, name: str, edge_index, num_nodes: int, centre: int):
+        import numpy as np
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import shortest_path
+        self.name, self.edge_index, self.N, self.centre = name, edge_index, num_nodes, centre
+        ei = edge_index.numpy()
+        adj = coo_matrix((np.ones(ei.shape[1]), (ei[0], ei[1])), shape=(num_nodes, num_nodes))
+        hops = shortest_path(adj, unweighted=True)
+        if not np.isfinite(hops).all():
+            raise ValueError(f'the {name} graph is not connected')
+        self.max_hop = int(hops.max())
+
+    def to_data(self, **kwargs):
+        from torch_geometric.data import Data
+        return Data(edge_index=self.edge_index, num_nodes=self.N, **kwargs)
+
+
+def skeleton_graph() -> Graph:
+    from pyg_skeleton import Skeleton
+    skeleton = Skeleton.preset('h36m17')
+    return Graph('skeleton', skeleton.edge_index, skeleton.num_joints, skeleton.centre)
+
+
+def mesh_graph() -> Graph:
+    """Level 1 of the HEM hierarchy of a triangulated ``GRID`` (self-loops of merged pairs dropped)."""
+    import torch
+    from torch_geometric.utils import remove_self_loops
+    from pyg_skeleton.mesh import MeshHierarchy, mesh_from_arrays
+    rows, cols = GRID
+    y, x = torch.meshgrid(torch.arange(rows, dtype=torch.float),
+                          torch.arange(cols, dtype=torch.float), indexing='ij')
+    vertices = torch.stack([x, y, torch.zeros_like(x)], -1).reshape(-1, 3)
+    v = torch.arange(rows * cols).reshape(rows, cols)
+    a, b, c, d = v[:-1, :-1], v[:-1, 1:], v[1:, :-1], v[1:, 1:]
+    faces = torch.cat([torch.stack([a, b, d], -1).reshape(-1, 3),
+                       torch.stack([a, d, c], -1).reshape(-1, 3)])
+    hierarchy = MeshHierarchy.from_mesh(mesh_from_arrays(vertices.numpy(), faces.numpy()),
+                                        levels=1)
+    edge_index, _ = remove_self_loops(hierarchy.edge_index(1))
+    return Graph('mesh', edge_index, hierarchy.num_nodes[1], 0)
 
 
 def operator_names() -> List[str]:
@@ -79,19 +130,18 @@ def _first_line(exc: BaseException) -> str:
 
 
 class _Checker:
-    def __init__(self, name: str):
+    def __init__(self, name: str, graph: Graph):
         import torch
-        from pyg_skeleton import Skeleton
         import pyg_skeleton.nn as nn
         self.torch = torch
         self.name = name
-        self.skeleton = Skeleton.preset('h36m17')
-        self.N = self.skeleton.num_joints
+        self.graph = graph
+        self.N = graph.N
         self.cls = getattr(nn, name)
         if name not in RECIPES:
             raise KeyError(f'no constructor recipe for {name}: add one to RECIPES in {__file__}')
         self.style, kwargs = RECIPES[name]
-        self.kwargs = {k: (self.skeleton.centre if v == 'CENTRE' else v) for k, v in kwargs.items()}
+        self.kwargs = {k: (graph.centre if v == 'CENTRE' else v) for k, v in kwargs.items()}
         self.notes: List[str] = []
 
     # -- construction and calls ---------------------------------------------------
@@ -101,7 +151,7 @@ class _Checker:
         if self.style == 'nonlocal':
             op = self.cls(C_OUT, **kwargs)
         else:
-            op = self.cls(C_IN, C_OUT, self.skeleton.edge_index, **kwargs)
+            op = self.cls(C_IN, C_OUT, self.graph.edge_index, **kwargs)
         return op.eval()
 
     def in_channels(self):
@@ -126,10 +176,10 @@ class _Checker:
         from torch_geometric.data import Batch
         x = self.sample(B)
         ref = op(x).reshape(B * self.N, C_OUT)
-        data = [self.skeleton.to_data(x=p) for p in x]
+        data = [self.graph.to_data(x=p) for p in x]
         if self.style == 'khop':
             from pyg_skeleton.transforms import KHopEdges
-            hops = KHopEdges(self.skeleton.max_hop)
+            hops = KHopEdges(self.graph.max_hop)
             batch = Batch.from_data_list([hops(d) for d in data])
             out = op(batch.x, batch.khop_edge_index, batch.khop_distance)
         elif self.style == 'nonlocal':
@@ -150,7 +200,7 @@ class _Checker:
         except ImportError:
             self.notes.append('torch-sparse is not installed in the docs build')
             return NA
-        ei = self.skeleton.edge_index
+        ei = self.graph.edge_index
         adj_t = SparseTensor(row=ei[1], col=ei[0], sparse_sizes=(self.N, self.N))
         x = self.sample(B)
         if not self.close(op(x, adj_t), op(x)):
@@ -263,9 +313,10 @@ def _fingerprint() -> str:
 
 
 def collect(cache_dir: Optional[Path] = None, with_compile: Optional[bool] = None
-            ) -> Dict[str, Dict[str, Any]]:
-    """Run every check; reuse ``cache_dir/capabilities.json`` when the sources are unchanged.
+            ) -> Dict[str, Any]:
+    """Run every check on both graphs; reuse ``cache_dir/capabilities.json`` when the sources are unchanged.
 
+    Returns ``{'nodes': {graph: N}, 'rows': {graph: {operator: row}}}``.
     ``PYG_SKELETON_DOCS_COMPILE=0`` skips the compile column (it then reads
     "not checked").
     """
@@ -277,39 +328,68 @@ def collect(cache_dir: Optional[Path] = None, with_compile: Optional[bool] = Non
         try:
             stored = json.loads(cache.read_text())
             if stored.get('key') == key:
-                return stored['rows']
+                return stored['result']
         except (ValueError, KeyError):
             pass
     import warnings
-    rows = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        for name in operator_names():
-            try:
-                rows[name] = _Checker(name).run(with_compile)
-            except Exception as exc:  # a missing recipe or import problem: show it, do not hide the row
-                rows[name] = {c: NO for c in COLUMNS} | {'notes': [_first_line(exc)]}
+    import torch
+    result: Dict[str, Any] = {'nodes': {}, 'rows': {}}
+    # One thread: the inputs are tiny, and on a busy machine waiting threads
+    # made the checks several times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            for graph in (skeleton_graph(), mesh_graph()):
+                result['nodes'][graph.name] = graph.N
+                rows = result['rows'][graph.name] = {}
+                for name in operator_names():
+                    try:
+                        rows[name] = _Checker(name, graph).run(with_compile)
+                    except Exception as exc:  # a missing recipe or import problem: show it, do not hide the row
+                        rows[name] = {c: NO for c in COLUMNS} | {'notes': [_first_line(exc)]}
+    finally:
+        torch.set_num_threads(threads)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({'key': key, 'rows': rows}, indent=1))
-    return rows
+        cache.write_text(json.dumps({'key': key, 'result': result}, indent=1))
+    return result
 
 
-def to_rst(rows: Dict[str, Dict[str, Any]]) -> List[str]:
-    lines = ['.. list-table::', '   :header-rows: 1', '   :stub-columns: 1', '']
-    lines.append('   * - ' + HEADERS[0])
-    lines += [f'     - {h}' for h in HEADERS[1:]]
-    for name, row in rows.items():
+def _cell(values: Dict[str, str]) -> str:
+    """One value when both graphs agree, else each graph's value."""
+    if len(set(values.values())) == 1:
+        return next(iter(values.values()))
+    return '; '.join(f'{graph}: {value}' for graph, value in values.items())
+
+
+def to_rst(result: Dict[str, Any]) -> List[str]:
+    nodes, rows = result['nodes'], result['rows']
+    graphs = list(rows)
+    names = list(rows[graphs[0]])
+    lines = ['Measured on ' + ' and '.join(f'the {g} graph ({n} nodes)' for g, n in nodes.items())
+             + '; a cell names the graph where the two differ.', '',
+             '.. list-table::', '   :header-rows: 1', '   :stub-columns: 1', '',
+             '   * - Operator']
+    lines += [f'     - {HEADERS[c]}' for c in HEADERS]
+    for name in names:
         lines.append(f'   * - :class:`~pyg_skeleton.nn.{name}`')
-        lines += [f'     - {row[c]}' for c in COLUMNS]
+        lines += [f'     - {_cell({g: rows[g][name][c] for g in graphs})}' for c in HEADERS]
+    lines += ['', 'Edge weights:', '', '.. list-table::', '   :header-rows: 1',
+              '   :stub-columns: 1', '', '   * - Operator', '     - edge weights']
+    for name in names:
+        lines.append(f'   * - :class:`~pyg_skeleton.nn.{name}`')
+        lines.append(f'     - {_cell({g: rows[g][name]["edge_weights"] for g in graphs})}')
     lines.append('')
-    notes = [(n, note) for n, row in rows.items() for note in row.get('notes', [])]
+    notes = [(n, g, note) for g in graphs for n, row in rows[g].items()
+             for note in row.get('notes', [])]
     if notes:
         lines += ['Why a check said no (first line of the error):', '']
-        for name, note in notes:
+        for name, graph, note in notes:
             note = note.replace('`', "'").replace('*', r'\*').replace('|', r'\|')
             note = note.replace("''[B, T, N, C]''", '[B, T, N, C]')
-            lines.append(f'* ``{name}``: {note}')
+            lines.append(f'* ``{name}`` ({graph}): {note}')
         lines.append('')
     return lines
 
