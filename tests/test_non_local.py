@@ -448,3 +448,111 @@ def test_bad_inputs():
         block(torch.randn(8, 8), torch.zeros(7, dtype=torch.long))
     with pytest.raises(ValueError, match='sorted'):
         block(torch.randn(8, 8), torch.tensor([0, 1, 0, 1, 0, 1, 0, 1]))
+
+
+# Large graphs: no [B, N, K] affinity ########################################
+
+
+@pytest.fixture
+def large_path(monkeypatch):
+    """Every ungrouped block takes the path of graphs with more than
+    DENSE_MAX_KEYS keys (sorted concatenation, chunked Gaussian in blocks of
+    at most 3 queries), so that the loop reference can check it on small
+    graphs."""
+    from pyg_skeleton.nn import non_local
+    monkeypatch.setattr(non_local, 'DENSE_MAX_KEYS', 0)
+    monkeypatch.setattr(non_local, 'CHUNK_ELEMENTS', 3 * 5 * 7)
+
+
+@pytest.mark.parametrize('affinity', AFFINITIES)
+@pytest.mark.parametrize('train', [False, True], ids=['eval', 'train'])
+def test_large_path_matches_reference(large_path, affinity, train):
+    block = make_block(affinity=affinity).train(train)
+    x = torch.randn(5, 7, 6, dtype=torch.float64)
+    torch.testing.assert_close(block(x),
+                               torch.stack(reference(block, list(x), train)))
+    # Disjoint graphs of different sizes: padded keys take no part.
+    graphs = [torch.randn(s, 6, dtype=torch.float64) for s in (3, 7, 1, 5)]
+    torch.testing.assert_close(block(*disjoint(graphs)),
+                               torch.cat(reference(block, graphs, train)))
+
+
+def test_sorted_concatenation_ties_and_empty_suffix(large_path):
+    # Keys with a_i + b_k exactly 0 contribute nothing (ReLU(0) = 0), and a
+    # query below every key meets none: a hand-computed case.
+    from pyg_skeleton.nn.non_local import _concat_sorted
+    a = torch.tensor([[1.0, -5.0, 0.5]], dtype=torch.float64)
+    b = torch.tensor([[-1.0, 2.0, -0.5]], dtype=torch.float64)
+    g = torch.tensor([[[1.0], [10.0], [100.0]]], dtype=torch.float64)
+    # i=0: keys 1 and 2 (3 * 10 + 0.5 * 100); key 0 is a tie. i=1: none.
+    # i=2: key 1 (2.5 * 10); key 2 is a tie. All over K = 3.
+    expected = torch.tensor([[[80.0], [0.0], [25.0]]],
+                            dtype=torch.float64) / 3
+    torch.testing.assert_close(_concat_sorted(a, b, g, None), expected)
+
+
+@pytest.mark.parametrize('affinity', AFFINITIES)
+def test_large_path_gradcheck(large_path, affinity):
+    block = make_block(4, 3, affinity=affinity).train()
+    x = torch.randn(2, 7, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(block, (x, ))
+    xd = torch.randn(7, 4, dtype=torch.float64, requires_grad=True)
+    batch = torch.tensor([0, 0, 0, 1, 1, 2, 2])
+    assert torch.autograd.gradcheck(lambda x: block(x, batch), (xd, ))
+    names = [name for name, _ in block.named_parameters()]
+    params = tuple(p.detach().clone().requires_grad_()
+                   for _, p in block.named_parameters())
+    x0 = x.detach()
+    assert torch.autograd.gradcheck(
+        lambda *p: functional_call(block, dict(zip(names, p)), (x0, )),
+        params)
+
+
+@pytest.mark.parametrize('affinity', AFFINITIES)
+def test_large_graph_equals_dense_formula(affinity, monkeypatch):
+    # Above DENSE_MAX_KEYS for real (no patch of the threshold), against
+    # the dense formula of SemGCN Eq. 4 written out here, forward and
+    # backward (float64, 2,100 nodes: a 35 MB affinity in the test only).
+    from pyg_skeleton.nn import non_local
+    n = non_local.DENSE_MAX_KEYS + 52
+    monkeypatch.setattr(non_local, 'CHUNK_ELEMENTS', 2**18)
+    block = make_block(affinity=affinity).eval()
+    x = torch.randn(1, n, 6, dtype=torch.float64, requires_grad=True)
+    out = block(x)
+
+    theta, phi, g = block.theta(x), block.phi(x), block.g(x)
+    if affinity == 'concatenation':
+        w_t, w_p = block.concat_weight.split(block.inter_channels)
+        f = torch.relu((theta @ w_t).unsqueeze(-1) +
+                       (phi @ w_p).unsqueeze(-2)) / n
+    else:
+        f = torch.softmax(theta @ phi.transpose(-1, -2), dim=-1)
+    h = block.bn(block.out(f @ g).reshape(n, 6)).view(1, n, 6)
+    expected = x + h
+    torch.testing.assert_close(out, expected)
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, (x, block.concat_weight if affinity ==
+                                    'concatenation' else block.phi.weight),
+                              grad)
+    want = torch.autograd.grad(expected, (x, block.concat_weight if affinity
+                                          == 'concatenation' else
+                                          block.phi.weight), grad)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+
+
+def test_grouped_path_stays_dense(monkeypatch):
+    # The paper's grouped keys (K = 8) keep the dense affinity, so official
+    # parity is untouched: the sorted and chunked forms are never called.
+    from pyg_skeleton.nn import non_local
+
+    def fail(*args):
+        raise AssertionError('large-graph path taken')
+
+    monkeypatch.setattr(non_local, '_concat_sorted', fail)
+    monkeypatch.setattr(non_local, '_gaussian_chunked', fail)
+    for affinity in AFFINITIES:
+        block = make_block(groups=GROUPS16, affinity=affinity).eval()
+        x = torch.randn(3, 16, 6, dtype=torch.float64)
+        torch.testing.assert_close(
+            block(x), torch.stack(reference(block, list(x), False)))

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import BatchNorm1d, Linear, Parameter
+from torch.utils.checkpoint import checkpoint
 
 from torch_geometric.utils import to_dense_batch
 
@@ -56,6 +57,104 @@ def _check_groups(groups: Sequence[Sequence[int]]) -> List[List[int]]:
                          f"0, ..., {num_nodes - 1}: missing {missing}, "
                          f"out of range {extra}")
     return out
+
+
+# Above this many keys per graph the [B, N, K] affinity is never formed: the
+# concatenation affinity is evaluated exactly in O(N log N) by sorting the
+# keys, the embedded Gaussian over blocks of queries (with recomputation in
+# the backward pass). At 2,048 keys the dense affinity of a batch of 8 is
+# 128 MB in float32, and the sorted form is already faster.
+DENSE_MAX_KEYS = 2048
+
+# The embedded Gaussian's query blocks hold at most this many affinities
+# (256 MB in float32) forward and, recomputed, backward.
+CHUNK_ELEMENTS = 2**26
+
+
+def _concat_dense(a: Tensor, b: Tensor, g: Tensor,
+                  key_mask: Optional[Tensor]) -> Tensor:
+    r"""The concatenation affinity's :math:`\mathbf{y}_i = \frac{1}{K}
+    \sum_k \mathrm{ReLU}(a_i + b_k) \mathbf{g}_k` through the dense
+    :obj:`[B, N, K]` affinity."""
+    f = F.relu(a.unsqueeze(-1) + b.unsqueeze(-2))  # [B, N, K]
+    if key_mask is None:
+        f = f / b.size(1)
+    else:
+        f = f * key_mask.unsqueeze(-2).to(f.dtype)
+        num_keys = key_mask.sum(dim=1).clamp(min=1).to(f.dtype)
+        f = f / num_keys.view(-1, 1, 1)
+    return f @ g  # [B, N, F']
+
+
+def _concat_sorted(a: Tensor, b: Tensor, g: Tensor,
+                   key_mask: Optional[Tensor]) -> Tensor:
+    r""":func:`_concat_dense` in :math:`O(K \log K + N \log K)` time and
+    :math:`O((N + K) F')` memory, exact up to rounding.
+
+    :math:`\mathrm{ReLU}(a_i + b_k)` is non-zero exactly for the keys with
+    :math:`b_k > -a_i` (in IEEE arithmetic with gradual underflow,
+    :math:`a + b > 0` if and only if :math:`b > -a`), a suffix of the keys
+    sorted by :math:`b`. So with suffix sums :math:`\mathbf{S}_p =
+    \sum_{q \geq p} \mathbf{g}_{(q)}` and :math:`\mathbf{T}_p =
+    \sum_{q \geq p} b_{(q)} \mathbf{g}_{(q)}`, :math:`\mathbf{y}_i =
+    (a_i \mathbf{S}_{p_i} + \mathbf{T}_{p_i}) / K` with :math:`p_i` the
+    number of keys with :math:`b_k \leq -a_i`. Autograd through the sums
+    gives the dense form's gradients, ReLU's zero derivative at zero
+    included (a key with :math:`b_k = -a_i` is left out)."""
+    if key_mask is not None:
+        # Padded keys sort first (-inf) and carry no value; b itself stays
+        # finite in the sums (0 * -inf would be NaN).
+        keep = key_mask.unsqueeze(-1).to(g.dtype)
+        g = g * keep
+        order_key = b.masked_fill(~key_mask, float('-inf'))
+    else:
+        order_key = b
+    sorted_key, order = order_key.sort(dim=1)  # [B, K]
+    g_sorted = g.gather(1, order.unsqueeze(-1).expand_as(g))  # [B, K, F']
+    bg_sorted = b.gather(1, order).unsqueeze(-1) * g_sorted
+    both = torch.cat([g_sorted, bg_sorted], dim=-1)  # [B, K, 2F']
+    # Suffix sums with a zero row K for queries that meet no key:
+    suffix = both.flip(1).cumsum(1).flip(1)
+    suffix = torch.cat([suffix, suffix.new_zeros(suffix[:, :1].shape)], 1)
+    # -a_i is exact, so the comparison is that of ReLU's argument.
+    start = torch.searchsorted(sorted_key.contiguous(), -a.contiguous(),
+                               right=True)  # [B, N]
+    picked = suffix.gather(
+        1, start.unsqueeze(-1).expand(-1, -1, suffix.size(-1)))
+    s_g, s_bg = picked.split(g.size(-1), dim=-1)
+    y = a.unsqueeze(-1) * s_g + s_bg
+    if key_mask is None:
+        return y / b.size(1)
+    num_keys = key_mask.sum(dim=1).clamp(min=1).to(y.dtype)
+    return y / num_keys.view(-1, 1, 1)
+
+
+def _gaussian_dense(theta: Tensor, phi: Tensor, g: Tensor,
+                    key_mask: Optional[Tensor]) -> Tensor:
+    r"""The embedded Gaussian's :math:`\mathbf{y}_i = \sum_k
+    \mathrm{softmax}_k(\boldsymbol{\theta}_i^{\top}
+    \boldsymbol{\phi}_k) \mathbf{g}_k` through the dense
+    :obj:`[B, N, K]` affinity."""
+    logits = theta @ phi.transpose(-1, -2)  # [B, N, K]
+    if key_mask is not None:
+        # A finite fill keeps the rows of empty graphs NaN-free:
+        logits = logits.masked_fill(~key_mask.unsqueeze(-2),
+                                    torch.finfo(logits.dtype).min)
+    return torch.softmax(logits, dim=-1) @ g
+
+
+def _gaussian_chunked(theta: Tensor, phi: Tensor, g: Tensor,
+                      key_mask: Optional[Tensor]) -> Tensor:
+    r""":func:`_gaussian_dense` over blocks of queries, each recomputed in
+    the backward pass, so that at most :obj:`CHUNK_ELEMENTS` affinities
+    exist at a time: :math:`O(B \cdot \mathrm{chunk} \cdot K)` memory
+    instead of :math:`O(B N K)` (the time stays quadratic: the softmax
+    couples every query to every key)."""
+    size = max(1, CHUNK_ELEMENTS // (theta.size(0) * phi.size(1)))
+    return torch.cat([
+        checkpoint(_gaussian_dense, q, phi, g, key_mask, use_reentrant=False)
+        for q in theta.split(size, dim=1)
+    ], dim=1)
 
 
 class NonLocalBlock(torch.nn.Module):
@@ -120,6 +219,18 @@ class NonLocalBlock(torch.nn.Module):
     :math:`K` is counted per graph. With :obj:`groups` the node indices of
     the groups refer to positions within each graph, so every graph must
     then have exactly the number of nodes the groups cover.
+
+    Above :obj:`DENSE_MAX_KEYS` (2,048) keys per graph, *e.g.* without
+    :obj:`groups` on a mesh, the :obj:`[B, N, K]` affinity is never formed:
+    the concatenation affinity is evaluated exactly by sorting the keys by
+    :math:`\mathbf{w}_{\phi}^{\top} \boldsymbol{\phi}_k` (the keys with
+    a positive :math:`f_{ik}` are a suffix of that order, so suffix sums of
+    :math:`\mathbf{g}_k` and :math:`(\mathbf{w}_{\phi}^{\top}
+    \boldsymbol{\phi}_k) \mathbf{g}_k` give every :math:`\mathbf{y}_i`),
+    in :math:`O(N \log N)` time and linear memory; the embedded Gaussian
+    runs over blocks of queries, recomputed in the backward pass (linear
+    memory, quadratic time). Both equal the dense evaluation up to
+    floating-point rounding.
 
     .. note::
         Differences from the official code (:obj:`GraphNonLocal`): the
@@ -324,23 +435,16 @@ class NonLocalBlock(torch.nn.Module):
 
         if self.concat_weight is not None:  # concatenation
             w_theta, w_phi = self.concat_weight.split(self.inter_channels)
-            f = F.relu((theta @ w_theta).unsqueeze(-1) +
-                       (phi @ w_phi).unsqueeze(-2))  # [B, N, K]
-            if key_mask is None:
-                f = f / phi.size(1)
+            a = theta @ w_theta  # [B, N]
+            b = phi @ w_phi  # [B, K]
+            if phi.size(1) > DENSE_MAX_KEYS:
+                y = _concat_sorted(a, b, g, key_mask)
             else:
-                f = f * key_mask.unsqueeze(-2).to(f.dtype)
-                num_keys = key_mask.sum(dim=1).clamp(min=1).to(f.dtype)
-                f = f / num_keys.view(-1, 1, 1)
-        else:  # embedded Gaussian
-            logits = theta @ phi.transpose(-1, -2)  # [B, N, K]
-            if key_mask is not None:
-                # A finite fill keeps the rows of empty graphs NaN-free:
-                logits = logits.masked_fill(~key_mask.unsqueeze(-2),
-                                            torch.finfo(logits.dtype).min)
-            f = torch.softmax(logits, dim=-1)
-
-        y = f @ g  # [B, N, F']
+                y = _concat_dense(a, b, g, key_mask)
+        elif phi.size(1) > DENSE_MAX_KEYS:
+            y = _gaussian_chunked(theta, phi, g, key_mask)
+        else:
+            y = _gaussian_dense(theta, phi, g, key_mask)
         return self.out(y)  # [B, N, F]
 
     def _pool(self, h: Tensor) -> Tensor:
