@@ -1,0 +1,83 @@
+"""Operators on large graphs keep their buffers linear in the graph size
+(issue 25): no [B, N, N] affinity, no dense cross-scale map that is not used,
+no per-pair message tensor of the far hops. The size of every tensor an
+operation creates is recorded with a dispatch mode, forward and backward."""
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from pyg_skeleton.nn.models import hgn
+from pyg_skeleton.nn.non_local import NonLocalBlock
+
+pytestmark = pytest.mark.operator
+
+
+class LargestTensor(TorchDispatchMode):
+    """Records the largest number of elements of any tensor an operator
+    returns while the mode is active."""
+    def __init__(self):
+        super().__init__()
+        self.numel = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in (out if isinstance(out, (tuple, list)) else (out, )):
+            if isinstance(t, torch.Tensor) and t.layout == torch.strided:
+                self.numel = max(self.numel, t.numel())
+        return out
+
+
+def largest_tensor(fn):
+    with LargestTensor() as mode:
+        fn()
+    return mode.numel
+
+
+def ring(n):
+    i = torch.arange(n)
+    return torch.stack([torch.cat([i, (i + 1) % n]),
+                        torch.cat([(i + 1) % n, i])])
+
+
+@pytest.mark.parametrize('affinity', ['concatenation', 'embedded_gaussian'])
+def test_non_local_block_without_n_by_n(affinity):
+    torch.manual_seed(0)
+    n, c = 6000, 8
+    block = NonLocalBlock(c, 4, affinity=affinity)
+    x = torch.randn(2, n, c, requires_grad=True)
+
+    def step():
+        block(x).sum().backward()
+
+    numel = largest_tensor(step)
+    if affinity == 'concatenation':
+        # Linear: a few [B, N, C] buffers (the sorted form), never B N N.
+        assert numel <= 4 * n * c
+    else:
+        # Query blocks of at most CHUNK_ELEMENTS affinities.
+        from pyg_skeleton.nn.non_local import CHUNK_ELEMENTS
+        assert numel <= CHUNK_ELEMENTS
+    assert numel < 2 * n * n
+
+
+def test_fusion_builds_no_unused_node_map(monkeypatch):
+    # With every cross-scale map given (fusion='pool'), no dense NodeMap is
+    # built and thrown away.
+    built = []
+    real = hgn.NodeMap
+
+    def counting(*args, **kwargs):
+        built.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hgn, 'NodeMap', counting)
+    maps = {(0, 1): torch.nn.Identity(), (1, 0): torch.nn.Identity()}
+    fusion = hgn.MultiScaleFusion([5, 5], maps=maps)
+    assert built == []
+    assert fusion.maps['0_1'] is maps[(0, 1)]
+    x = [torch.randn(2, 5, 3), torch.randn(2, 5, 3)]
+    out = fusion(x)
+    torch.testing.assert_close(out[0], x[0] + x[1])
+    # A missing pair still gets its learned map:
+    hgn.MultiScaleFusion([5, 4], maps={(0, 1): torch.nn.Identity()})
+    assert built == [(4, 5)]
