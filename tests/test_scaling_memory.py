@@ -81,3 +81,33 @@ def test_fusion_builds_no_unused_node_map(monkeypatch):
     # A missing pair still gets its learned map:
     hgn.MultiScaleFusion([5, 4], maps={(0, 1): torch.nn.Identity()})
     assert built == [(4, 5)]
+
+
+@pytest.mark.parametrize('name', ['MixHopSkeletonConv', 'MSHopConv',
+                                  'HCSFConv', 'KHopConv'])
+def test_far_hops_without_per_pair_messages(name):
+    # Hops up to 7 on a ring of 3,000 nodes (15 pairs per node with the node
+    # itself): the fixed graph's hop sums are one sparse product, so no
+    # tensor holds a message per pair and channel.
+    import pyg_skeleton.nn.conv as convs
+    n, b, c = 3000, 2, 16
+    kwargs = {'HCSFConv': dict(S=5, L=7), 'KHopConv': dict(k=7)}.get(name,
+                                                                     {})
+    conv = getattr(convs, name)(c, c, ring(n), n, **kwargs)
+    x = torch.randn(b, n, c, requires_grad=True)
+
+    def step():
+        conv(x).sum().backward()
+
+    groups = conv.num_groups
+    numel = largest_tensor(step)
+    assert numel <= max(b * n * groups * c, conv.csr_value.numel())
+    assert numel < b * (n + conv.num_hop_pairs) * c
+
+    # Same values as message passing over the pairs:
+    expected = conv.hop_sums(x, conv.hop_edge_index, conv.hop, None)
+    if not conv._identity_groups:
+        expected = torch.einsum('...nkc,gk->...ngc', expected,
+                                conv.membership)
+    expected = expected * conv.group_norm.unsqueeze(-1)
+    torch.testing.assert_close(conv.aggregate_hops(x), expected)
