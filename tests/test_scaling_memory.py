@@ -111,3 +111,57 @@ def test_far_hops_without_per_pair_messages(name):
                                 conv.membership)
     expected = expected * conv.group_norm.unsqueeze(-1)
     torch.testing.assert_close(conv.aggregate_hops(x), expected)
+
+
+# Memory estimates ###########################################################
+
+
+def test_memory_limit_from_environment(monkeypatch):
+    from pyg_skeleton.nn import memory
+    monkeypatch.setenv('PYG_SKELETON_MEMORY_GB', '2')
+    assert memory.memory_limit() == 2 * 2**30
+    monkeypatch.setenv('PYG_SKELETON_MEMORY_GB', '0')
+    assert memory.memory_limit() is None
+    monkeypatch.setenv('PYG_SKELETON_MEMORY_GB', 'lots')
+    with pytest.raises(ValueError, match='PYG_SKELETON_MEMORY_GB'):
+        memory.memory_limit()
+    monkeypatch.delenv('PYG_SKELETON_MEMORY_GB')
+    assert memory.memory_limit() > 0
+
+
+def test_node_map_fails_early(monkeypatch):
+    # 73,639 x 18,439 float32 (+ bias) is 5.1 GB: refused under a 1 GB
+    # limit before anything is allocated, naming the estimate and 'pool'.
+    monkeypatch.setenv('PYG_SKELETON_MEMORY_GB', '1')
+    with pytest.raises(MemoryError, match=r"'NodeMap' would allocate 5\.1 "
+                       r"GB .*18439 x 73639.*fusion='pool'"):
+        hgn.NodeMap(73639, 18439)
+    hgn.NodeMap(100, 50)  # small maps are fine
+
+
+def test_non_local_dense_path_fails_early(monkeypatch):
+    # A disjoint batch of 2,000 graphs of 1,000 nodes: 3 x 2000 x 1000 x
+    # 1000 float32 affinities are 22.4 GB.
+    monkeypatch.setenv('PYG_SKELETON_MEMORY_GB', '4')
+    block = NonLocalBlock(4, 2)
+    x = torch.randn(2000, 1000, 4)
+    with pytest.raises(MemoryError, match=r"'NonLocalBlock' would allocate "
+                       r"22\.4 GB for 2000 x 1000 x 1000 affinities.*"
+                       r"'groups'"):
+        block(x)
+
+
+def test_hop_messages_fail_early(monkeypatch):
+    import pyg_skeleton.nn.conv as convs
+    from pyg_skeleton.transforms.khop import khop_edges
+    n = 200
+    conv = convs.KHopConv(8, 8, ring(n), n, k=3)
+    pairs, hop = khop_edges(ring(n), n, 3)
+    x = torch.randn(n, 8)
+    # (200 + 1,200) messages x 8 channels x 4 bytes x 2 = 87.5 KiB
+    monkeypatch.setenv('PYG_SKELETON_MEMORY_GB', str(80 / 2**20))
+    with pytest.raises(MemoryError, match=r"'KHopConv' would allocate .* "
+                       r"messages over 1400 hop pairs.*static batch"):
+        conv(x, pairs, hop)
+    monkeypatch.setenv('PYG_SKELETON_MEMORY_GB', str(90 / 2**20))
+    conv(x, pairs, hop)

@@ -10,6 +10,8 @@ from torch.utils.checkpoint import checkpoint
 
 from torch_geometric.utils import to_dense_batch
 
+from pyg_skeleton.nn.memory import check_memory
+
 AFFINITIES = ('concatenation', 'embedded_gaussian')
 
 
@@ -440,12 +442,24 @@ class NonLocalBlock(torch.nn.Module):
             if phi.size(1) > DENSE_MAX_KEYS:
                 y = _concat_sorted(a, b, g, key_mask)
             else:
+                self._check_dense(theta, phi)
                 y = _concat_dense(a, b, g, key_mask)
         elif phi.size(1) > DENSE_MAX_KEYS:
             y = _gaussian_chunked(theta, phi, g, key_mask)
         else:
+            self._check_dense(theta, phi)
             y = _gaussian_dense(theta, phi, g, key_mask)
         return self.out(y)  # [B, N, F]
+
+    def _check_dense(self, theta: Tensor, phi: Tensor) -> None:
+        # The dense affinity and the two [B, N, K] tensors autograd keeps of
+        # it (a disjoint batch of many graphs can make them large even with
+        # few keys per graph).
+        b, n, k = theta.size(0), theta.size(1), phi.size(1)
+        check_memory(self.__class__.__name__,
+                     3 * b * n * k * theta.element_size(),
+                     f'{b} x {n} x {k} affinities',
+                     "split the batch, or pass 'groups' to pool the keys")
 
     def _pool(self, h: Tensor) -> Tensor:
         r"""Max-pools :obj:`[B, N, F']` over the groups: :obj:`[B, K, F']`."""

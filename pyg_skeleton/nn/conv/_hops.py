@@ -31,6 +31,7 @@ from torch_geometric import is_compiling
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj
 
+from pyg_skeleton.nn.memory import check_memory
 from pyg_skeleton.nn.topology import (
     DENSE_MAX_NODES,
     _csr_pattern,
@@ -225,6 +226,13 @@ class HopConv(MessagePassing):
                 # undetermined.
                 x3 = x.reshape(math.prod(x.shape[:-2]), self.num_nodes,
                                x.size(-1))
+                # The output and its gradient, [B, N G, C] each:
+                check_memory(self.__class__.__name__,
+                             2 * x3.numel() * self.num_groups *
+                             x.element_size(),
+                             f'{self.num_groups} hop aggregates of '
+                             f'{list(x3.shape)} features',
+                             'use a smaller batch or fewer hop groups')
                 out = _CSRMatmul.apply(self.csr_value.to(x.dtype), x3, None,
                                        None, self.csr_crow, self.csr_col,
                                        self.csr_crow_t, self.csr_col_t,
@@ -247,6 +255,14 @@ class HopConv(MessagePassing):
             inside = hop <= self.max_hop_used
             hop = torch.where(inside, hop, 0)
             weight = inside.to(x.dtype)
+            # One message per pair and channel, and its gradient:
+            check_memory(self.__class__.__name__,
+                         2 * edge_index.size(1) * math.prod(x.shape[:-2]) *
+                         x.size(-1) * x.element_size(),
+                         f'messages over {edge_index.size(1)} hop pairs',
+                         'for copies of one graph pass a static batch '
+                         '[B, N, C] without hop pairs (one sparse product), '
+                         'or build the pairs with a smaller max_hop')
             sums = self.hop_sums(x, edge_index, hop, weight.view(-1, 1))
             count = torch.zeros(num_nodes * self.num_hop_slots,
                                 dtype=x.dtype, device=x.device).index_add(

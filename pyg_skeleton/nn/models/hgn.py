@@ -11,6 +11,7 @@ from torch import Tensor
 from torch.nn import Parameter
 
 from pyg_skeleton.nn.conv import SemGraphConv
+from pyg_skeleton.nn.memory import check_memory
 from pyg_skeleton.nn.models.semgcn import GraphConvBlock, ResGraphBlock
 from pyg_skeleton.nn.non_local import NonLocalBlock
 from pyg_skeleton.skeleton import Skeleton
@@ -44,6 +45,12 @@ class NodeMap(torch.nn.Module):
     def __init__(self, in_nodes: int, out_nodes: int, bias: bool = True):
         super().__init__()
         self.in_nodes, self.out_nodes = int(in_nodes), int(out_nodes)
+        itemsize = torch.empty((), dtype=torch.get_default_dtype()).itemsize
+        check_memory('NodeMap', (self.in_nodes + 1) * self.out_nodes *
+                     itemsize, f'a dense {self.out_nodes} x {self.in_nodes} '
+                     f'node map', "between fine mesh levels use "
+                     "fusion='pool' with the HEM pooling maps "
+                     "(HGN.from_hierarchy)")
         self.weight = Parameter(torch.empty(out_nodes, in_nodes))
         self.bias = Parameter(torch.empty(out_nodes)) if bias else None
         self.reset_parameters()
