@@ -455,10 +455,9 @@ def test_bad_inputs():
 
 @pytest.fixture
 def large_path(monkeypatch):
-    """Every ungrouped block takes the path of graphs with more than
-    DENSE_MAX_KEYS keys (sorted concatenation, chunked Gaussian in blocks of
-    at most 3 queries), so that the loop reference can check it on small
-    graphs."""
+    """Every block takes the path of large graphs (sorted concatenation,
+    chunked Gaussian in blocks of at most 3 queries), so that the loop
+    reference can check it on small graphs."""
     from pyg_skeleton.nn import non_local
     monkeypatch.setattr(non_local, 'DENSE_MAX_KEYS', 0)
     monkeypatch.setattr(non_local, 'CHUNK_ELEMENTS', 3 * 5 * 7)
@@ -512,10 +511,11 @@ def test_large_path_gradcheck(large_path, affinity):
 def test_large_graph_equals_dense_formula(affinity, monkeypatch):
     # Above DENSE_MAX_KEYS for real (no patch of the threshold), against
     # the dense formula of SemGCN Eq. 4 written out here, forward and
-    # backward (float64, 2,100 nodes: a 35 MB affinity in the test only).
+    # backward (float64, 300 nodes; the Gaussian in blocks of 100 queries).
     from pyg_skeleton.nn import non_local
-    n = non_local.DENSE_MAX_KEYS + 52
-    monkeypatch.setattr(non_local, 'CHUNK_ELEMENTS', 2**18)
+    n = 300
+    assert n > non_local.DENSE_MAX_KEYS
+    monkeypatch.setattr(non_local, 'CHUNK_ELEMENTS', 100 * n)
     block = make_block(affinity=affinity).eval()
     x = torch.randn(1, n, 6, dtype=torch.float64, requires_grad=True)
     out = block(x)

@@ -140,13 +140,15 @@ def test_node_map_fails_early(monkeypatch):
 
 
 def test_non_local_dense_path_fails_early(monkeypatch):
-    # A disjoint batch of 2,000 graphs of 1,000 nodes: 3 x 2000 x 1000 x
-    # 1000 float32 affinities are 22.4 GB.
+    # A batch of 20,000 graphs of 256 nodes (the largest the dense path
+    # takes): 3 x 20000 x 256 x 256 float32 affinities are 14.6 GB.
+    from pyg_skeleton.nn.non_local import DENSE_MAX_KEYS
+    assert DENSE_MAX_KEYS == 256
     monkeypatch.setenv('PYG_SKELETON_MEMORY_GB', '4')
     block = NonLocalBlock(4, 2)
-    x = torch.randn(2000, 1000, 4)
+    x = torch.randn(20000, 256, 4)
     with pytest.raises(MemoryError, match=r"'NonLocalBlock' would allocate "
-                       r"22\.4 GB for 2000 x 1000 x 1000 affinities.*"
+                       r"14\.6 GB for 20000 x 256 x 256 affinities.*"
                        r"'groups'"):
         block(x)
 
