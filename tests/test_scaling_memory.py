@@ -167,3 +167,54 @@ def test_hop_messages_fail_early(monkeypatch):
         conv(x, pairs, hop)
     monkeypatch.setenv('PYG_SKELETON_MEMORY_GB', str(90 / 2**20))
     conv(x, pairs, hop)
+
+
+# Non-local blocks on meshes #################################################
+
+
+def grid(rows, cols):
+    """A triangulated rows x cols grid, both directions."""
+    idx = torch.arange(rows * cols).view(rows, cols)
+    pairs = [(idx[:, :-1], idx[:, 1:]), (idx[:-1, :], idx[1:, :]),
+             (idx[:-1, :-1], idx[1:, 1:])]
+    src = torch.cat([a.reshape(-1) for a, _ in pairs])
+    dst = torch.cat([b.reshape(-1) for _, b in pairs])
+    return torch.stack([torch.cat([src, dst]), torch.cat([dst, src])])
+
+
+def test_mesh_groups_partition_connected_clusters():
+    from pyg_skeleton.nn.non_local import mesh_groups
+    edge_index, n = grid(30, 30), 900
+    groups = mesh_groups(edge_index, n, max_groups=100)
+    assert 25 <= len(groups) <= 100
+    assert sorted(v for g in groups for v in g) == list(range(n))
+    # Heavy edge matching merges neighbours: every cluster is connected.
+    adj = {v: set() for v in range(n)}
+    for a, b in edge_index.t().tolist():
+        adj[a].add(b)
+    for group in groups:
+        members, seen, stack = set(group), {group[0]}, [group[0]]
+        while stack:
+            for w in adj[stack.pop()] & members - seen:
+                seen.add(w)
+                stack.append(w)
+        assert seen == members
+
+
+def test_semgcn_pools_mesh_keys_per_cluster():
+    from pyg_skeleton import Skeleton
+    from pyg_skeleton.nn import SemGCN
+    from pyg_skeleton.nn.non_local import mesh_groups
+    edge_index = grid(20, 20)
+    edges = edge_index[:, edge_index[0] < edge_index[1]].t().tolist()
+    mesh = Skeleton.from_edges(edges, 400)
+    assert mesh.groups is None
+    model = SemGCN(mesh, hidden_channels=8, num_layers=1, non_local=True)
+    expected = mesh_groups(mesh.edge_index, 400)
+    for block in model.non_locals:
+        assert block.groups == expected
+    assert model(torch.randn(2, 400, 2)).shape == (2, 400, 3)
+    # Skeletons are unchanged: their own groups, or one key per joint.
+    assert SemGCN('h36m16', non_local=True).non_locals[0].num_groups == 8
+    small = Skeleton.from_edges([(i, i + 1) for i in range(30)], 31)
+    assert SemGCN(small, non_local=True).non_locals[0].groups is None

@@ -160,6 +160,41 @@ def _gaussian_chunked(theta: Tensor, phi: Tensor, g: Tensor,
     ], dim=1)
 
 
+# Clusters of the key groups of non-local blocks on meshes (mesh_groups).
+MESH_KEY_GROUPS = 256
+
+
+def mesh_groups(edge_index: Tensor, num_nodes: int,
+                max_groups: int = MESH_KEY_GROUPS) -> List[List[int]]:
+    r"""Groups of the nodes of a mesh for the keys of a
+    :class:`NonLocalBlock`: the clusters of the first heavy-edge-matching
+    level (:func:`~pyg_skeleton.mesh.hem_coarsen`) with at most
+    :obj:`max_groups` nodes, each a list of the fine nodes it gathers.
+
+    Max-pooled per cluster, the keys and values summarise regions of the
+    surface, as the paper's groups of symmetric joints summarise body parts.
+
+    Args:
+        edge_index (torch.Tensor): The mesh graph :obj:`[2, E]`.
+        num_nodes (int): Its number of nodes.
+        max_groups (int, optional): The most groups. (default: :obj:`256`)
+
+    Raises:
+        ValueError: If the graph has more connected components than
+            :obj:`max_groups` (from :func:`~pyg_skeleton.mesh.hem_coarsen`).
+    """
+    # Imported here: pyg_skeleton.mesh imports the models' package.
+    from pyg_skeleton.mesh import hem_coarsen
+    coarsening = hem_coarsen(edge_index, num_nodes, max_nodes=max_groups)
+    cluster = torch.arange(num_nodes)
+    for step in coarsening.clusters:
+        cluster = step[cluster]
+    order = torch.argsort(cluster, stable=True)
+    counts = torch.bincount(cluster, minlength=coarsening.num_nodes[-1])
+    return [group.tolist() for group in order.split(counts.tolist())
+            if group.numel()]
+
+
 class NonLocalBlock(torch.nn.Module):
     r"""The non-local block from the `"Semantic Graph Convolutional Networks
     for 3D Human Pose Regression" <https://arxiv.org/abs/1904.03345>`_ paper

@@ -13,7 +13,11 @@ from pyg_skeleton.nn.conv import (
     PreAggConv,
     SemGraphConv,
 )
-from pyg_skeleton.nn.non_local import NonLocalBlock
+from pyg_skeleton.nn.non_local import (
+    DENSE_MAX_KEYS,
+    NonLocalBlock,
+    mesh_groups,
+)
 from pyg_skeleton.skeleton import Skeleton
 
 #: Graph convolutions a :class:`SemGCN` backbone can be built with, by name.
@@ -105,7 +109,12 @@ class SemGCN(torch.nn.Module):
     :obj:`non_local=True`, a :class:`~pyg_skeleton.nn.NonLocalBlock`
     follows the input block and every residual block (five non-local
     blocks for four residual blocks), pooling its keys over the skeleton's
-    :attr:`~pyg_skeleton.Skeleton.groups` when it has them.
+    :attr:`~pyg_skeleton.Skeleton.groups` when it has them. A graph of more
+    than :obj:`DENSE_MAX_KEYS` (256) nodes without groups, *e.g.* a mesh,
+    has its keys max-pooled per cluster of a coarse heavy-edge-matching
+    level of at most 256 clusters
+    (:func:`~pyg_skeleton.nn.non_local.mesh_groups`); smaller graphs
+    without groups keep one key per node.
 
     On the Human3.6M skeletons with the defaults the model has 267,373
     (17 joints) or 267,343 (16 joints) parameters, 434,733 and 434,703 with
@@ -155,8 +164,13 @@ class SemGCN(torch.nn.Module):
             ResGraphBlock(hidden_channels, skeleton, conv, dropout)
             for _ in range(num_layers)
         ])
+        groups = skeleton.groups
+        if non_local and groups is None and (skeleton.num_joints >
+                                             DENSE_MAX_KEYS):
+            # A mesh: keys pooled per surface region (see mesh_groups).
+            groups = mesh_groups(skeleton.edge_index, skeleton.num_joints)
         self.non_locals = torch.nn.ModuleList([
-            NonLocalBlock(hidden_channels, groups=skeleton.groups)
+            NonLocalBlock(hidden_channels, groups=groups)
             for _ in range(num_layers + 1)
         ] if non_local else [])
         self.output = build_conv(conv, hidden_channels, out_channels,
