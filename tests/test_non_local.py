@@ -466,6 +466,12 @@ def large_path(monkeypatch):
 @pytest.mark.parametrize('affinity', AFFINITIES)
 @pytest.mark.parametrize('train', [False, True], ids=['eval', 'train'])
 def test_large_path_matches_reference(large_path, affinity, train):
+    # Pooled keys (a mesh's clusters) take the same path:
+    grouped = make_block(groups=GROUPS17, affinity=affinity).train(train)
+    x = torch.randn(5, 17, 6, dtype=torch.float64)
+    torch.testing.assert_close(grouped(x), torch.stack(
+        reference(grouped, list(x), train)))
+
     block = make_block(affinity=affinity).train(train)
     x = torch.randn(5, 7, 6, dtype=torch.float64)
     torch.testing.assert_close(block(x),

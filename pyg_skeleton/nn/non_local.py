@@ -61,11 +61,12 @@ def _check_groups(groups: Sequence[Sequence[int]]) -> List[List[int]]:
     return out
 
 
-# Above this many keys per graph the concatenation affinity is evaluated by
-# sorting the keys (exact, O(N log N)) instead of through the dense
-# [B, N, K] affinity: forward and backward on one CPU thread (B = 8,
-# F = 64) the two take the same time at about 200 keys, and the sorted form
-# is 2.4x faster at 512 and 8x at 1,048.
+# Once the affinity of one graph has more than DENSE_MAX_KEYS ** 2 entries
+# (N K), the concatenation affinity is evaluated by sorting the keys (exact,
+# O((N + K) log K)) instead of through the dense [B, N, K] affinity: forward
+# and backward on one CPU thread (B = 8, F = 64) the two take the same time
+# at about N = K = 200, and the sorted form is 2.4x faster at 512, 8x at
+# 1,048, and 1.7x at N = 13,380 with K = 159 pooled keys.
 DENSE_MAX_KEYS = 256
 
 # The embedded Gaussian is evaluated over blocks of queries, recomputed in
@@ -258,9 +259,10 @@ class NonLocalBlock(torch.nn.Module):
     the groups refer to positions within each graph, so every graph must
     then have exactly the number of nodes the groups cover.
 
-    On large graphs, *e.g.* without :obj:`groups` on a mesh, the
-    :obj:`[B, N, K]` affinity is never formed. Above :obj:`DENSE_MAX_KEYS`
-    (256) keys per graph the concatenation affinity is evaluated exactly by
+    On large graphs, *e.g.* on a mesh, the :obj:`[B, N, K]` affinity is
+    never formed. Once the affinity of one graph would have more than
+    :math:`256^2` entries (:math:`N K`, :obj:`DENSE_MAX_KEYS` squared) the
+    concatenation affinity is evaluated exactly by
     sorting the keys by :math:`\mathbf{w}_{\phi}^{\top}
     \boldsymbol{\phi}_k` (the keys with a positive :math:`f_{ik}` are a
     prefix of the decreasing order, so prefix sums of :math:`\mathbf{g}_k`
@@ -478,7 +480,7 @@ class NonLocalBlock(torch.nn.Module):
             w_theta, w_phi = self.concat_weight.split(self.inter_channels)
             a = theta @ w_theta  # [B, N]
             b = phi @ w_phi  # [B, K]
-            if phi.size(1) > DENSE_MAX_KEYS:
+            if theta.size(1) * phi.size(1) > DENSE_MAX_KEYS**2:
                 y = _concat_sorted(a, b, g, key_mask)
             else:
                 self._check_dense(theta, phi)
