@@ -9,6 +9,8 @@ from torch.nn import BatchNorm1d, Linear, Parameter
 
 from torch_geometric.utils import to_dense_batch
 
+from pyg_skeleton.nn.topology import checks_data
+
 AFFINITIES = ('concatenation', 'embedded_gaussian')
 
 
@@ -291,6 +293,20 @@ class NonLocalBlock(torch.nn.Module):
             raise ValueError(f"The 'batch' vector must be one-dimensional "
                              f"with one entry per node ({x.size(0)}; got shape "
                              f"{tuple(batch.shape)})")
+        if self.num_nodes is not None and not checks_data(x):
+            # No checks (set_validation(False), or the meta device, which has
+            # no values): the batch is trusted to hold whole graphs of the
+            # groups' nodes in order, so no host synchronisation sizes it.
+            if x.size(0) % self.num_nodes != 0:
+                raise ValueError(f"The groups of '{self.__class__.__name__}' "
+                                 f"cover {self.num_nodes} nodes, but the "
+                                 f"batch has {x.size(0)} nodes, which is not "
+                                 f"a multiple of them")
+            h = self._attend(x.view(-1, self.num_nodes, x.size(-1)), None)
+            h = h.reshape(-1, self.in_channels)
+            if self.bn is not None:
+                h = self.bn(h)
+            return x + h
         if batch.numel() > 1 and bool((batch[1:] < batch[:-1]).any()):
             raise ValueError("The 'batch' vector must be sorted, as in a "
                              "'torch_geometric.data.Batch'")
