@@ -111,8 +111,9 @@ class Lifter(torch.nn.Module):
         if x.dim() != 3 or x.shape[1:] != (17, 3):
             raise ValueError(f"expected keypoints [B, 17, 2], got {list(x.shape[:-1]) + [2]}")
         outs = []
+        device = next(self.parameters()).device  # the inputs follow the model
         for a in range(0, len(x), batch_size):
-            xb = x[a:a + batch_size]
+            xb = x[a:a + batch_size].to(device)
             if flip:
                 both = self(torch.cat([xb, self.skeleton.flip(xb, lateral_axis=0)]))
                 p, q = both.chunk(2)
