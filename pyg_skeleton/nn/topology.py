@@ -290,7 +290,9 @@ class _CSRMatmul(torch.autograd.Function):
                 crow_t: Tensor, col_t: Tensor, perm_t: Tensor) -> Tensor:
         x = x.contiguous()
         size = (crow.numel() - 1, crow_t.numel() - 1)
+        # On the operands' device: without one, the default device is used.
         adj = torch.sparse_csr_tensor(crow, col, value, size,
+                                      device=value.device,
                                       check_invariants=False)
         h = _Features(x, weight, size[1])
         out = x.new_empty(x.size(0), size[0], h.channels)
@@ -314,10 +316,11 @@ class _CSRMatmul(torch.autograd.Function):
         grad_value = grad_x = grad_weight = grad_bias = None
         if need_value:
             acc = torch.sparse_csr_tensor(crow, col, torch.zeros_like(value),
-                                          size, check_invariants=False)
+                                          size, device=value.device,
+                                          check_invariants=False)
         if need_x or need_weight:
             adj_t = torch.sparse_csr_tensor(crow_t, col_t, value[perm_t],
-                                            size[::-1],
+                                            size[::-1], device=value.device,
                                             check_invariants=False)
             grad_x = torch.empty_like(x) if need_x else None
             if weight is None:
