@@ -101,6 +101,7 @@ def build_operator(name, graph):
     return module, n
 
 
+MESH_LEVELS = [(ring(48), 48), (ring(96), 96)]
 MODELS = {
     'SemGCN': lambda: (SemGCN('h36m17', 2, 16, 3, num_layers=1,
                               non_local=True), (4, 17, 2)),
@@ -111,7 +112,7 @@ MODELS = {
     'NonLocalBlock': lambda: (NonLocalBlock(8, groups=SKELETON.groups),
                               (4, 17, 8)),
     # Mesh levels above the dense limit: the CSR kernel inside a model.
-    'HGN': lambda: (HGN(SKELETON, [(ring(48), 48), (ring(96), 96)],
+    'HGN': lambda: (HGN(SKELETON, MESH_LEVELS,
                         hidden_channels=16, num_blocks=(1, 1, 1)), (4, 17, 2)),
 }
 
@@ -362,3 +363,26 @@ def test_semgcn_meta_disjoint_batch():
     out = meta(flat.to('meta'), batch.edge_index.to('meta'),
                batch.batch.to('meta'))
     assert out.device.type == 'meta' and out.shape == ref.shape
+
+
+@pytest.mark.parametrize('name', list(OPERATORS) + list(MODELS))
+def test_construct_on_meta_device(name):
+    """Built under 'with torch.device("meta")': the graph structures are
+    computed on the CPU, then every parameter and buffer is on the meta
+    device, and the module infers its output shape."""
+    if name in OPERATORS:
+        ei, n = GRAPHS['ring40']
+        ref = OPERATORS[name](ei, n)
+        x = torch.randn(2, n, 8)
+        with torch.device('meta'):
+            module = OPERATORS[name](ei, n)
+    else:
+        ref, x = build_model(name)
+        with torch.device('meta'):
+            module = MODELS[name]()[0].eval()
+    tensors = list(module.parameters()) + list(module.buffers())
+    assert tensors and all(t.device.type == 'meta' for t in tensors)
+    assert [t.shape for t in tensors] == [
+        t.shape for t in list(ref.parameters()) + list(ref.buffers())]
+    out = first(module(x.to('meta')))
+    assert out.device.type == 'meta' and out.shape == first(ref(x)).shape

@@ -9,7 +9,7 @@ from torch.nn import BatchNorm1d, Linear, Parameter
 
 from torch_geometric.utils import to_dense_batch
 
-from pyg_skeleton.nn.topology import checks_data
+from pyg_skeleton.nn.topology import built_on_cpu, checks_data
 
 AFFINITIES = ('concatenation', 'embedded_gaussian')
 
@@ -164,6 +164,7 @@ class NonLocalBlock(torch.nn.Module):
     :math:`3 (F F' + F') + 2 F' + (F' F + F) + 2 F` parameters for
     :math:`F' =` :obj:`inter_channels`: :math:`33{,}472` for :math:`F = 128`.
     """
+    @built_on_cpu
     def __init__(
         self,
         in_channels: int,

@@ -33,6 +33,7 @@ check waits for the device): :func:`set_validation` turns them off for
 production, where inputs are known to be well formed.
 """
 import contextlib
+import functools
 import math
 import warnings
 from numbers import Integral
@@ -174,6 +175,26 @@ def explain_message_without_loops(conv, inputs: Tensor) -> Tensor:
     size = [1] * inputs.dim()
     size[conv.node_dim] = -1
     return inputs * edge_mask.view(size)
+
+
+def built_on_cpu(init):
+    r"""Decorates a module's :obj:`__init__` so that it works under any
+    default device (:obj:`with torch.device(...)`,
+    :func:`torch.set_default_device`): the graph structures are computed on
+    the CPU (they read index values, which the :obj:`meta` device does not
+    have), and the finished module is then moved to the default device, so
+    that :obj:`with torch.device('meta'): SemGCN('h36m17')` gives a module on
+    the :obj:`meta` device for shape inference, and :obj:`'cuda'` one on the
+    GPU. Nested modules built this way are moved once, by the outermost."""
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        device = torch.get_default_device()
+        with torch.device('cpu'):
+            init(self, *args, **kwargs)
+        if device.type != 'cpu':
+            self.to(device)
+
+    return wrapper
 
 
 def check_channels(owner: str, in_channels, out_channels) -> None:
@@ -441,6 +462,7 @@ class Topology(torch.nn.Module):
         num_nodes (int, optional): The number of nodes :math:`N`.
             (default: :obj:`None`, inferred from :obj:`edge_index`)
     """
+    @built_on_cpu
     def __init__(self, edge_index: Adj, num_nodes: Optional[int] = None):
         super().__init__()
         edge_index, num_nodes = fixed_graph(edge_index, num_nodes)

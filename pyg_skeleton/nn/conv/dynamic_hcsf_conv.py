@@ -10,7 +10,11 @@ from torch_geometric.typing import Adj
 
 from pyg_skeleton.nn.conv._hops import check_hop
 from pyg_skeleton.nn.conv.hcsf_conv import HCSFConv
-from pyg_skeleton.nn.topology import DENSE_MAX_NODES, checks_data
+from pyg_skeleton.nn.topology import (
+    DENSE_MAX_NODES,
+    built_on_cpu,
+    checks_data,
+)
 
 GRAPH_INITS = ('ori', 'dense', 'rand')
 CANDIDATES = ('auto', 'all', 'hop')
@@ -145,6 +149,7 @@ class DynamicHCSFConv(HCSFConv):
     # MessagePassing's.
     propagate = MessagePassing.propagate
 
+    @built_on_cpu
     def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
                  num_nodes: Optional[int] = None, S: int = 1, L: int = 2,
                  d: float = 1 / 8,

@@ -14,6 +14,7 @@ from torch_geometric.utils import softmax
 
 from pyg_skeleton.nn.topology import (
     Topology,
+    built_on_cpu,
     check_channels,
     explain_message_without_loops,
 )
@@ -107,6 +108,7 @@ class SemGraphConv(MessagePassing):
     (1 \text{ or } F_{out}) + F_{out}` parameters, :math:`|\mathcal{E}|`
     counting both directions of every edge.
     """
+    @built_on_cpu
     def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
                  num_nodes: Optional[int] = None, channelwise: bool = False,
                  bias: bool = True, **kwargs):
