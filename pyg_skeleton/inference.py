@@ -377,7 +377,7 @@ def lift(source: Any, *, format: Optional[str] = None,
                                  None if image_size is None else np.asarray(image_size))
     poses = np.full(uv.shape[:2] + (3,), np.nan, dtype=np.float32)
     lifter.to(device)
-    poses[ok] = lifter.lift(uv[ok], mask[ok], flip=flip).cpu().numpy()
+    poses[ok] = lifter.lift(uv[ok], mask[ok], flip=flip).numpy()
 
     applied = 0.0
     if smooth > 0:
