@@ -295,9 +295,10 @@ class NonLocalBlock(torch.nn.Module):
                              f"with one entry per node ({x.size(0)}; got shape "
                              f"{tuple(batch.shape)})")
         if self.num_nodes is not None and not checks_data(x):
-            # No checks (set_validation(False), or the meta device, which has
-            # no values): the batch is trusted to hold whole graphs of the
-            # groups' nodes in order, so no host synchronisation sizes it.
+            # No checks (set_validation(False), the meta device, which has
+            # no values, or torch.compile): the batch is trusted to hold
+            # whole graphs of the groups' nodes in order, so no host
+            # synchronisation sizes it.
             if x.size(0) % self.num_nodes != 0:
                 raise ValueError(f"The groups of '{self.__class__.__name__}' "
                                  f"cover {self.num_nodes} nodes, but the "

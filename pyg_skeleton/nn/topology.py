@@ -145,13 +145,20 @@ def validation_enabled() -> bool:
     return _VALIDATION
 
 
+def trusts_layout(tensor: Tensor) -> bool:
+    r"""Returns :obj:`True` if an operator takes the layout of
+    :obj:`tensor` as declared, without computing anything from its values:
+    with :func:`set_validation` off, or on the :obj:`meta` device (which
+    has no values)."""
+    return not _VALIDATION or tensor.device.type == 'meta'
+
+
 def checks_data(tensor: Tensor) -> bool:
     r"""Returns :obj:`True` if an operator may look at the values of
     :obj:`tensor` (a host synchronisation): not under
-    :func:`torch.compile`, not on the :obj:`meta` device (which has no
-    values) and not with :func:`set_validation` off."""
-    return (_VALIDATION and not is_compiling()
-            and tensor.device.type != 'meta')
+    :func:`torch.compile` and not when it trusts the layout
+    (:func:`trusts_layout`)."""
+    return not is_compiling() and not trusts_layout(tensor)
 
 
 def explain_message_without_loops(conv, inputs: Tensor) -> Tensor:
@@ -545,8 +552,9 @@ class Topology(torch.nn.Module):
                 joins two different copies, or an edge is not in the
                 topology. The checks on values are skipped under
                 :func:`torch.compile`, on the :obj:`meta` device and with
-                :func:`~pyg_skeleton.set_validation` off, and so is the
-                removal of self-loops: the input must then have none.
+                :func:`~pyg_skeleton.set_validation` off; in the last two
+                cases the self-loops are not removed either: the input must
+                then have none.
         """
         n = self.num_nodes
         edge_index = edge_index_of(edge_index)
@@ -562,7 +570,7 @@ class Topology(torch.nn.Module):
             raise ValueError(f"The input has {num_nodes} nodes, which is "
                              f"not a multiple of the {n} nodes of the "
                              f"layer's graph")
-        if check:
+        if not trusts_layout(edge_index):
             # Selecting the edges that are not loops needs their count on
             # the host.
             edge_index, _ = remove_self_loops(edge_index)
@@ -604,7 +612,7 @@ class Topology(torch.nn.Module):
         # The edge count rules out dropped edges before any lookup.
         if num_nodes % n != 0 or edge_index.size(1) != expected:
             return False
-        if not checks_data(edge_index):
+        if trusts_layout(edge_index):
             return True
         edge_index, slot, _ = self.lookup(edge_index, num_nodes)
         if slot.numel() != expected:  # self-loops took some places
