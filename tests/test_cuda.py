@@ -7,12 +7,16 @@ and model runs on CPU tensors with ``torch.device('meta')`` as the default
 device, so a tensor created without ``device=`` would land on the meta
 device and fail the first operation that mixes it with the CPU input.
 """
+import argparse
 import copy
 import os
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+
+from torch_geometric.data import Batch, Data
 
 import pyg_skeleton
 from pyg_skeleton import Skeleton
@@ -132,7 +136,6 @@ def test_validation_off_has_no_host_sync(name, graph, no_host_sync):
 
 def test_validation_off_non_local_block(no_host_sync):
     model, x = build_model('NonLocalBlock')
-    from torch_geometric.data import Batch, Data
     batch = Batch.from_data_list([Data(num_nodes=17)] * 4).batch
     ref = model(x.reshape(-1, 8), batch)
     with pyg_skeleton.validation(False):
@@ -172,7 +175,6 @@ def test_validation_off_trusts_the_declared_layout():
     """With checks off an edge_index of whole copies' edge count is taken
     to be whole copies (the static kernel), without looking at it."""
     conv = SemGraphConv(4, 5, SKELETON.edge_index)
-    from torch_geometric.data import Batch, Data
     batch = Batch.from_data_list([Data(edge_index=SKELETON.edge_index,
                                        num_nodes=17)] * 2)
     x = torch.randn(34, 4)
@@ -282,13 +284,30 @@ def test_lift_device_argument():
 def test_cli_device_options():
     from pyg_skeleton.cli.lift import add_arguments
     from pyg_skeleton.cli.train import add_evaluate_arguments
-    import argparse
     for add in (add_arguments, add_evaluate_arguments):
         p = argparse.ArgumentParser()
         add(p)
         args = p.parse_args(['--device', 'cuda:1'] + (
             ['--checkpoint', 'x'] if add is add_evaluate_arguments else []))
         assert args.device == 'cuda:1'
+
+
+@pytest.mark.parametrize('command', [
+    ['evaluate', '--checkpoint', 'missing.pt'],
+    ['lift', 'missing.json'],
+])
+def test_cli_rejects_an_unknown_or_absent_device(command, capsys, tmp_path):
+    from pyg_skeleton.cli.main import main
+    if command[0] == 'lift':  # an input that exists, so the device is reached
+        source = tmp_path / 'poses.npy'
+        np.save(source, np.random.rand(1, 17, 2) * 500)
+        command = ['lift', str(source), '--format', 'h36m17']
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for device, message in (('tpu', 'unknown device'),
+                            (f'cuda:{count}', 'not available')):
+        assert main(command + ['--device', device]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
 
 
 # ------------------------------------------------------------------ CUDA
