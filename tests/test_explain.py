@@ -167,14 +167,14 @@ def test_sem_graph_conv_mask_on_dropped_edges_and_self_loops():
     ei_w, alpha = conv.edge_weights()
     h_nbr = x @ conv.lin_neighbor.weight.t()
     expected = masked(conv, x, ei, (), torch.zeros(ei.size(1))).clone()
+    # The softmax over the present edges and self-loops, as the layer
+    # normalises.
+    present = torch.cat([ei, loops], 1).t().tolist()
+    logit = {(a, b): conv.logits[s]
+             for s, (a, b) in enumerate(ei_w.t().tolist())}
     for e in range(ei.size(1)):
         j, i = int(ei[0, e]), int(ei[1, e])
-        # The softmax over the present edges, as the layer normalises.
-        present = torch.cat([ei, loops], 1)
-        logit = {(int(a), int(b)): conv.logits[s]
-                 for s, (a, b) in enumerate(ei_w.t().tolist())}
-        z = torch.stack([logit[(int(a), int(b))]
-                         for a, b in present.t().tolist() if b == i])
+        z = torch.stack([logit[(a, b)] for a, b in present if b == i])
         a_ij = torch.exp(logit[(j, i)]) / torch.exp(z).sum()
         expected[:, i] += mask[e] * a_ij * h_nbr[:, j]
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
