@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import _common as common
 from _common import (SHARED, MAKEHUMAN, markdown_table, peak_memory_since,
                      reset_peak_memory, write_report)
 from pyg_skeleton.mesh import MeshHierarchy, faces_to_edge_index, hem_coarsen
@@ -119,6 +120,8 @@ def median_time(fn, reps):
     for _ in range(reps):
         t = time.perf_counter()
         fn()
+        if common.DEVICE.type == 'cuda':
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
@@ -133,8 +136,11 @@ def main():
                         help='torch threads (default 1: on a shared, '
                         'loaded machine OpenMP barriers of many small ops '
                         'dominate otherwise)')
+    common.add_device_argument(parser)
     args = parser.parse_args()
+    common.use_device(args.device)
     torch.set_num_threads(args.threads)
+    # The coarsening is a CPU algorithm; --device moves the pooling.
     device = torch.device('cpu')
 
     rows, level_rows = [], []
@@ -181,9 +187,9 @@ def main():
         if name == 'MakeHuman body' or (not pool_rows and n < 100_000):
             h = MeshHierarchy(c)
             for batch, ch in ((64, 3), (64, 64)):
-                x = torch.randn(batch, n, ch)
-                pool = h.pool_op(0, -3)
-                unpool = h.unpool_op(-3, 0)
+                x = torch.randn(batch, n, ch, device=common.DEVICE)
+                pool = h.pool_op(0, -3).to(common.DEVICE)
+                unpool = h.unpool_op(-3, 0).to(common.DEVICE)
                 y = pool(x)
                 tp = median_time(lambda: pool(x), 7)
                 tu = median_time(lambda: unpool(y), 7)

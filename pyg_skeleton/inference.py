@@ -250,11 +250,36 @@ def _camera_warnings(uv: np.ndarray, mask: np.ndarray, ok: np.ndarray,
     return out
 
 
+def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
+    r"""The :class:`torch.device` of :obj:`device` (a name such as
+    :obj:`'cpu'`, :obj:`'cuda'` or :obj:`'cuda:1'`, a device, or :obj:`None`
+    for the CPU).
+
+    Raises:
+        ValueError: An unknown device name, or a CUDA device that this
+            machine does not have.
+    """
+    if device is None:
+        return torch.device('cpu')
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r} (e.g. 'cpu', 'cuda', "
+                         f"'cuda:1')") from None
+    if device.type == 'cuda':
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise ValueError(f"device {str(device)!r} is not available (this "
+                             f"machine has {count} CUDA device(s))")
+    return device
+
+
 def lift(source: Any, *, format: Optional[str] = None,
          image_size: Optional[Sequence[float]] = None,
          intrinsics: Union[str, Path, Dict[str, Any], None] = None,
          model: Union[str, Lifter] = DEFAULT_LIFTER, checkpoint: Union[str, Path, None] = None,
-         min_confidence: float = 0.3, smooth: float = 0.0, flip: bool = True) -> LiftResult:
+         min_confidence: float = 0.3, smooth: float = 0.0, flip: bool = True,
+         device: Union[str, torch.device, None] = None) -> LiftResult:
     r"""Lifts 2D keypoints to root-relative 3D poses (see the module docs).
 
     Args:
@@ -279,6 +304,9 @@ def lift(source: Any, *, format: Optional[str] = None,
         smooth (float): Temporal Gaussian smoothing (sigma in frames) of
             sequences with at most one person per frame. (default: :obj:`0`)
         flip (bool): Test-time flip augmentation. (default: :obj:`True`)
+        device (str or torch.device, optional): Where the lifter runs
+            (:obj:`'cpu'`, :obj:`'cuda'`, ...); the lifter is moved there.
+            (default: :obj:`None`, the CPU)
 
     Returns:
         LiftResult: The poses (:meth:`LiftResult.save` writes them).
@@ -288,6 +316,7 @@ def lift(source: Any, *, format: Optional[str] = None,
         ValueError: Unreadable input, unknown format or model, bad options.
     """
     from pyg_skeleton.keypoints import Keypoints, get_format, read_keypoints
+    device = resolve_device(device)
     if not (math.isfinite(min_confidence) and 0 <= min_confidence <= 1):
         raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
     if not (math.isfinite(smooth) and smooth >= 0):
@@ -347,6 +376,7 @@ def lift(source: Any, *, format: Optional[str] = None,
     messages += _camera_warnings(uv, mask, ok, cam,
                                  None if image_size is None else np.asarray(image_size))
     poses = np.full(uv.shape[:2] + (3,), np.nan, dtype=np.float32)
+    lifter.to(device)
     poses[ok] = lifter.lift(uv[ok], mask[ok], flip=flip).numpy()
 
     applied = 0.0

@@ -635,15 +635,17 @@ def prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
 def evaluate(model, data, skeleton, batch_size: int, flip: bool, rank: int = 0,
              world: int = 1, device=torch.device('cpu')):
     """Metrics of :obj:`model` on :obj:`data`, sharded over ranks and
-    summed across them (see :class:`~pyg_skeleton.metrics.MetricAccumulator`)."""
+    summed across them (see :class:`~pyg_skeleton.metrics.MetricAccumulator`),
+    with the model on :obj:`device` (where it is moved)."""
     from pyg_skeleton.datasets.camera import flip_test
-    from pyg_skeleton.metrics import MetricAccumulator
+    from pyg_skeleton.metrics import MetricAccumulator, process_group_device
     was_training = model.training
     model.eval()
+    model.to(device)
     n = len(data)
     lo, hi = rank * n // world, (rank + 1) * n // world
     acc = MetricAccumulator(skeleton.num_joints, max(len(data.group_names), 1))
-    bad = torch.zeros(1)
+    bad = torch.zeros(1, device=process_group_device())  # NCCL reduces on the GPU
     for a in range(lo, hi, batch_size):
         x = data.x[a:min(a + batch_size, hi)].to(device)
         y = data.y[a:min(a + batch_size, hi)]
@@ -1055,7 +1057,9 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device,
         seconds = time.perf_counter() - t0
         train_loss = loss_sum / max(loss_n, 1)
         if world > 1:
-            t = torch.tensor([loss_sum, float(loss_n)], dtype=torch.float64)
+            from pyg_skeleton.metrics import process_group_device
+            t = torch.tensor([loss_sum, float(loss_n)], dtype=torch.float64,
+                             device=process_group_device())  # NCCL reduces on the GPU
             dist.all_reduce(t)
             train_loss = float(t[0] / t[1].clamp_min(1))
         net = ddp.module if world > 1 else model
@@ -1216,6 +1220,8 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
                    help='test-time flip augmentation (default: as trained)')
     p.add_argument('--out', default=None, help='write the metrics as JSON to this file')
     p.add_argument('--overwrite', action='store_true', help='replace an existing --out file')
+    p.add_argument('--device', default='cpu',
+                   help="where the model runs: 'cpu', 'cuda', 'cuda:1', ... (default: cpu)")
 
 
 def evaluation_options(ckpt: Dict[str, Any], args) -> argparse.Namespace:
@@ -1311,8 +1317,13 @@ def actor_table(rows: Dict[int, Dict[str, Any]], trained: List[int], title: str)
 def run_evaluate(args) -> int:
     from pyg_skeleton.datasets.bandai import bandai_label, default_bandai_path
     from pyg_skeleton.datasets.lifting import dataset_actors
+    from pyg_skeleton.inference import resolve_device
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1 (got {args.batch_size})")
+    try:
+        device = resolve_device(args.device)
+    except ValueError as e:
+        raise CLIError(f"--device: {e}") from None
     out = Path(args.out) if args.out else None
     if out is not None and out.is_dir():
         raise CLIError(f"--out {out} is a folder; give a file name for the JSON")
@@ -1358,7 +1369,8 @@ def run_evaluate(args) -> int:
                 raise CLIError(f"checkpoint weights do not fit model {ckpt['model_name']!r}: "
                                f"{str(e).splitlines()[0]}") from None
         rows[actor] = {'samples': len(test),
-                       'metrics': evaluate(model, test, skeleton, args.batch_size, flip),
+                       'metrics': evaluate(model, test, skeleton, args.batch_size, flip,
+                                           device=device),
                        'baseline': mean_pose_baseline(ckpt['mean_pose'], test, skeleton)}
     if all_actors:
         path = (run.data or default_bandai_path()) if run.dataset == 'bandai' else run.dataset

@@ -9,6 +9,8 @@ from torch.nn import BatchNorm1d, Linear, Parameter
 
 from torch_geometric.utils import to_dense_batch
 
+from pyg_skeleton.nn.topology import built_on_cpu, checks_data
+
 AFFINITIES = ('concatenation', 'embedded_gaussian')
 
 
@@ -162,6 +164,7 @@ class NonLocalBlock(torch.nn.Module):
     :math:`3 (F F' + F') + 2 F' + (F' F + F) + 2 F` parameters for
     :math:`F' =` :obj:`inter_channels`: :math:`33{,}472` for :math:`F = 128`.
     """
+    @built_on_cpu
     def __init__(
         self,
         in_channels: int,
@@ -291,6 +294,21 @@ class NonLocalBlock(torch.nn.Module):
             raise ValueError(f"The 'batch' vector must be one-dimensional "
                              f"with one entry per node ({x.size(0)}; got shape "
                              f"{tuple(batch.shape)})")
+        if self.num_nodes is not None and not checks_data(x):
+            # No checks (set_validation(False), the meta device, which has
+            # no values, or torch.compile): the batch is trusted to hold
+            # whole graphs of the groups' nodes in order, so no host
+            # synchronisation sizes it.
+            if x.size(0) % self.num_nodes != 0:
+                raise ValueError(f"The groups of '{self.__class__.__name__}' "
+                                 f"cover {self.num_nodes} nodes, but the "
+                                 f"batch has {x.size(0)} nodes, which is not "
+                                 f"a multiple of them")
+            h = self._attend(x.view(-1, self.num_nodes, x.size(-1)), None)
+            h = h.reshape(-1, self.in_channels)
+            if self.bn is not None:
+                h = self.bn(h)
+            return x + h
         if batch.numel() > 1 and bool((batch[1:] < batch[:-1]).any()):
             raise ValueError("The 'batch' vector must be sorted, as in a "
                              "'torch_geometric.data.Batch'")

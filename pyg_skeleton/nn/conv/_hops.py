@@ -204,9 +204,11 @@ class HopConv(MessagePassing):
                                  f"'khop_distance' with 'khop_edge_index'")
             num_nodes = x.size(-2)
             node = torch.arange(num_nodes, device=x.device)
-            edge_index = torch.cat([node.view(1, -1).expand(2, -1),
-                                    khop_edge_index], dim=1)
-            hop = torch.cat([torch.zeros_like(node), khop_distance])
+            # The self-loops (hop 0) after the pairs, where a PyG
+            # explainer's edge mask expects the loops an operator adds.
+            edge_index = torch.cat([khop_edge_index,
+                                    node.view(1, -1).expand(2, -1)], dim=1)
+            hop = torch.cat([khop_distance, torch.zeros_like(node)])
             # Pairs beyond the layer's hops (a transform with a larger
             # max_hop) take part with weight zero: no data-dependent shapes.
             inside = hop <= self.max_hop_used

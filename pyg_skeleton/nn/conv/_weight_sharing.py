@@ -14,7 +14,11 @@ from torch.nn import Parameter
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj, Size
 
-from pyg_skeleton.nn.topology import Topology, check_channels
+from pyg_skeleton.nn.topology import (
+    Topology,
+    check_channels,
+    explain_message_without_loops,
+)
 
 EDGE_WEIGHTS = ('learnable', 'fixed')
 
@@ -170,6 +174,10 @@ class WeightSharingConv(MessagePassing):
 
     def message(self, x_j: Tensor, alpha: Tensor) -> Tensor:
         return alpha.unsqueeze(-1) * x_j
+
+    def explain_message(self, inputs: Tensor,
+                        dim_size: Optional[int]) -> Tensor:
+        return explain_message_without_loops(self, inputs)
 
     def per_node(self, x: Tensor, weight: Tensor,
                  edge_index: Optional[Tensor]) -> Tensor:

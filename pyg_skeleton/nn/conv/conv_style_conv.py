@@ -6,7 +6,7 @@ from torch import Tensor
 from torch_geometric.typing import Adj
 
 from pyg_skeleton.nn.conv._weight_sharing import WeightSharingConv
-from pyg_skeleton.nn.topology import Topology
+from pyg_skeleton.nn.topology import Topology, built_on_cpu
 from pyg_skeleton.skeleton import hop_counts
 
 
@@ -88,6 +88,7 @@ class ConvStyleConv(WeightSharingConv):
     """
     _repr_keys = ('centre', 'edge_weights')
 
+    @built_on_cpu
     def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
                  centre: Optional[int], num_nodes: Optional[int] = None,
                  edge_weights: str = 'learnable', bias: bool = True,

@@ -12,7 +12,13 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.typing import Adj
 from torch_geometric.utils import softmax
 
-from pyg_skeleton.nn.topology import Topology, check_channels, fixed_graph
+from pyg_skeleton.nn.topology import (
+    Topology,
+    built_on_cpu,
+    check_channels,
+    explain_message_without_loops,
+    fixed_graph,
+)
 
 #: What :class:`SemGraphConv` gives a node without any edge.
 ISOLATED_NODES = ('self', 'uniform')
@@ -125,6 +131,7 @@ class SemGraphConv(MessagePassing):
     (1 \text{ or } F_{out}) + F_{out}` parameters, :math:`|\mathcal{E}|`
     counting both directions of every edge.
     """
+    @built_on_cpu
     def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
                  num_nodes: Optional[int] = None, channelwise: bool = False,
                  bias: bool = True, isolated_nodes: str = 'self', **kwargs):
@@ -197,7 +204,9 @@ class SemGraphConv(MessagePassing):
                 f"'{self.__class__.__name__}' was built for a graph of "
                 f"{self.num_nodes} nodes but got {x.size(-2)}; pass "
                 f"'edge_index' for a disjoint batch of graphs")
-        if (edge_index is not None and not is_compiling()
+        # In a PyG explainer's explain mode the edge mask must weight the
+        # messages of the input's edges: always message passing.
+        if (edge_index is not None and not is_compiling() and not self.explain
                 and self.topology.tiles(edge_index, x.size(-2))):
             # Whole copies of the graph (a Batch of it): the static kernel.
             lead = x.shape[:-2]
@@ -244,6 +253,10 @@ class SemGraphConv(MessagePassing):
         if not self.channelwise:
             alpha = alpha.unsqueeze(-1)
         return alpha * x_j
+
+    def explain_message(self, inputs: Tensor,
+                        dim_size: Optional[int]) -> Tensor:
+        return explain_message_without_loops(self, inputs)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, '
