@@ -244,6 +244,17 @@ def test_camera_rig_targets_relative_to_the_root():
     assert train.y[:, 0].abs().max() > 0
 
 
+def test_npz_positions_targets_relative_to_the_root(tmp_path):
+    path = tmp_path / 'poses.npz'
+    np.savez(path, positions=synthetic_poses(20, skeleton='mpi_inf_3dhp17'))
+    sk = Skeleton.preset('mpi_inf_3dhp17')
+    for skeleton in ('mpi_inf_3dhp17', sk):
+        train, _, test = load_lifting_splits(str(path), skeleton=skeleton,
+                                             views=1, val_fraction=0)
+        assert train.y[:, 14].abs().max() == 0
+        assert test.y[:, 14].abs().max() == 0
+
+
 def test_wild_cameras_root():
     poses = synthetic_poses(3, skeleton='mpi_inf_3dhp17').astype(np.float64)
     cam = WildCameras().sample(poses, np.random.default_rng(0), root=14)

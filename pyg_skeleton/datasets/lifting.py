@@ -205,8 +205,8 @@ def render_lifting(poses: np.ndarray, rig: CameraRig, group: Optional[np.ndarray
                           list(group_names), description, synthetic, split)
 
 
-def _synthetic_root(skeleton) -> int:
-    """The root joint of synthetic poses of :obj:`skeleton` (a preset name, a
+def _layout_root(skeleton) -> int:
+    """The root joint of poses of :obj:`skeleton` (a preset name, a
     body table, a joint map or a :class:`~pyg_skeleton.Skeleton`): the
     skeleton's root; a joint map of your own has no tree, so joint 0."""
     from pyg_skeleton.skeleton import Skeleton
@@ -263,7 +263,8 @@ def load_lifting(name: str, data: Union[str, Path, None] = None, *, test_actor: 
                  views: int = 4, frame_step: int = 1, seed: int = 0,
                  synthetic_train: int = 20000, synthetic_test: int = 2000,
                  max_frames: Optional[int] = None, max_test_frames: Optional[int] = None,
-                 skeleton: Union[str, dict, 'Skeleton'] = 'h36m17', inputs_2d: Union[str, Path, None] = None,
+                 skeleton: Union[str, dict, 'Skeleton'] = 'h36m17',
+                 inputs_2d: Union[str, Path, None] = None,
                  cameras: Union[str, Path, dict, None] = None
                  ) -> Tuple[LiftingTensors, LiftingTensors]:
     r"""Train and test splits of a dataset by name (or of an ``.npz`` path);
@@ -286,7 +287,8 @@ def load_lifting(name: str, data: Union[str, Path, None] = None, *, test_actor: 
             samples of (frame, camera) pairs with real cameras).
         max_test_frames (int, optional): Cap on test (and validation) frames.
         skeleton (str, dict or Skeleton): Layout of the ``synthetic`` poses
-            (their targets are relative to its root): a preset
+            and of an ``.npz`` of ``positions`` (their targets are relative
+            to its root; ``h36m`` and ``bandai`` are ``h36m17``): a preset
             with a body table or a body table of your own
             (:func:`~pyg_skeleton.datasets.synthetic.synthetic_poses`).
         inputs_2d (str or Path, optional): ``h36m`` only: a
@@ -369,9 +371,9 @@ def load_lifting_splits(name: str, data: Union[str, Path, None] = None, *,
     if (inputs_2d is None) != (cameras is None) or (inputs_2d is not None and name != 'h36m'):
         raise ValueError("real 2D inputs need the h36m dataset with both inputs_2d "
                          "(data_2d_h36m_<name>.npz) and cameras (cameras JSON)")
-    # the synthetic poses follow the skeleton (targets relative to its root);
-    # every dataset file holds a layout whose root is joint 0
-    root = _synthetic_root(skeleton) if name == 'synthetic' else 0
+    # targets relative to the skeleton's root: the synthetic poses and an
+    # .npz of positions follow it; h36m and bandai hold h36m17 (root 0)
+    root = 0 if name in ('h36m', 'bandai') else _layout_root(skeleton)
     train_rig, test_rig = CameraRig.train(views, root), CameraRig.test(views, root)
     use_val = val_fraction > 0
 
