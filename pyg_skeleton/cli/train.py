@@ -566,7 +566,7 @@ def get_skeleton(name: str) -> Skeleton:
     try:
         return Skeleton.load(name)
     except OSError as e:
-        raise CLIError(_os_error(e, f"cannot read skeleton file {name}")) from None
+        raise CLIError(f"cannot read skeleton file {name}: {e.strerror or e}") from None
     except ValueError as e:
         raise CLIError(str(e).splitlines()[0]) from None
 
