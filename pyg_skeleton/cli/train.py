@@ -911,7 +911,7 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device,
         raise CLIError(f"--batch-size {args.batch_size} is not divisible by the {world} "
                        f"processes")
     torch.manual_seed(args.seed)
-    train, val, test = load_data(args, skeleton)
+    train, val, test = load_data(args)
     check_joints(skeleton, train, 'training data')
     check_joints(skeleton, test, 'test data')
     model = make_model(args.model, skeleton, args, train.x[:2])
