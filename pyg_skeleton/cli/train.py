@@ -246,8 +246,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"model to train: {', '.join(MODELS)} (default: %(default)s)")
     p.add_argument('--list-models', action='store_true', help='list the models and exit')
     p.add_argument('--skeleton', default='h36m17', metavar='SKELETON',
-                   help=f"skeleton preset of the model (and of the synthetic poses): "
-                        f"{', '.join(Skeleton.presets())} (default: %(default)s)")
+                   help=f"skeleton of the model (and of the synthetic poses): a preset, "
+                        f"{', '.join(Skeleton.presets())}, or a skeleton JSON file "
+                        f"(Skeleton.save; synthetic poses need its \"body_map\") "
+                        f"(default: %(default)s)")
     p.add_argument('--mesh', default=None, metavar='FILE',
                    help="model hgn only: body mesh of its mesh branches, an .obj, .ply or "
                         ".npz mesh (coarsened into 10 padded levels) or a hierarchy .pt of "
@@ -555,15 +557,42 @@ def lr_at(args, step: float, steps_per_epoch: int, total_steps: int) -> float:
 
 
 def get_skeleton(name: str) -> Skeleton:
-    if name not in Skeleton.presets():
-        raise CLIError(f"unknown skeleton {name!r} (choose from {', '.join(Skeleton.presets())})")
-    return Skeleton.preset(name)
+    """A preset by name, or a skeleton JSON file."""
+    if name in Skeleton.presets():
+        return Skeleton.preset(name)
+    if not (name.lower().endswith('.json') or Path(name).is_file()):
+        raise CLIError(f"unknown skeleton {name!r} (choose from {', '.join(Skeleton.presets())}, "
+                       f"or give a skeleton JSON file)")
+    try:
+        return Skeleton.load(name)
+    except OSError as e:
+        raise CLIError(f"cannot read skeleton file {name}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise CLIError(str(e).splitlines()[0]) from None
 
 
-def load_data(args):
+def _data_skeleton(args, skeleton: Optional[Skeleton]):
+    """The ``skeleton`` of :func:`load_lifting_splits`: a preset name, or the
+    skeleton of a file (its synthetic poses need a ``body_map``)."""
+    name = getattr(args, 'skeleton', None) or 'h36m17'
+    if name in Skeleton.presets():
+        return name
+    skeleton = skeleton if skeleton is not None else get_skeleton(name)
+    if args.dataset == 'synthetic' and skeleton.body_map is None:
+        raise CLIError(f"skeleton {name} has no \"body_map\", so there are no synthetic poses "
+                       f"for it: add one (a joint map onto the smpl24 body, see "
+                       f"pyg_skeleton.datasets.synthetic), or train on poses of its joints with "
+                       f"--dataset FILE.npz (a 'positions' array [F, "
+                       f"{skeleton.num_joints}, 3] in metres)")
+    return skeleton
+
+
+def load_data(args, skeleton: Optional[Skeleton] = None):
     """``(train, val, test)`` of the run's data; ``val`` is :obj:`None` when
-    ``--val-fraction`` is 0."""
+    ``--val-fraction`` is 0. :obj:`skeleton`: the run's skeleton when
+    ``--skeleton`` is a file (else read from it)."""
     from pyg_skeleton.datasets.lifting import load_lifting_splits
+    data_skeleton = _data_skeleton(args, skeleton)
     try:
         train, val, test = load_lifting_splits(
             args.dataset, args.data, val_fraction=getattr(args, 'val_fraction', 0.0) or 0.0,
@@ -571,7 +600,7 @@ def load_data(args):
             frame_step=args.frame_step, seed=args.seed, synthetic_train=args.synthetic_train,
             synthetic_test=args.synthetic_test, max_frames=args.max_frames,
             max_test_frames=getattr(args, 'max_test_frames', None),
-            skeleton=getattr(args, 'skeleton', None) or 'h36m17',
+            skeleton=data_skeleton,
             inputs_2d=getattr(args, 'inputs_2d', None), cameras=getattr(args, 'cameras', None))
     except (FileNotFoundError, ValueError, KeyError) as e:
         raise CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
@@ -1359,7 +1388,7 @@ def run_evaluate(args) -> int:
     model, rows = None, {}
     for actor in (actors if all_actors else [run.test_actor]):
         run.test_actor = actor
-        _, _, test = load_data(run)
+        _, _, test = load_data(run, skeleton)
         check_joints(skeleton, test, 'test data')
         if model is None:
             model = make_model(ckpt['model_name'], skeleton, run, test.x[:2])
