@@ -14,12 +14,13 @@ from torch.nn import Parameter
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj, Size
 
+from pyg_skeleton.nn._export_guard import NoTorchScript, check_not_jit_traced
 from pyg_skeleton.nn.topology import Topology, check_channels
 
 EDGE_WEIGHTS = ('learnable', 'fixed')
 
 
-class WeightSharingConv(MessagePassing):
+class WeightSharingConv(NoTorchScript, MessagePassing):
     r"""Base class of the weight-sharing graph convolutions.
 
     Holds the fixed graph (a :class:`~pyg_skeleton.nn.Topology`), the edge
@@ -98,6 +99,7 @@ class WeightSharingConv(MessagePassing):
             torch.nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: Tensor, edge_index: Optional[Adj] = None) -> Tensor:
+        check_not_jit_traced(self.__class__.__name__)
         if x.dim() < 2 or x.size(-1) != self.in_channels:
             raise ValueError(f"'{self.__class__.__name__}' expects node "
                              f"features of shape [..., num_nodes, "

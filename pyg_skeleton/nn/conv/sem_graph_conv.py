@@ -12,10 +12,11 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.typing import Adj
 from torch_geometric.utils import softmax
 
+from pyg_skeleton.nn._export_guard import NoTorchScript, check_not_jit_traced
 from pyg_skeleton.nn.topology import Topology, check_channels
 
 
-class SemGraphConv(MessagePassing):
+class SemGraphConv(NoTorchScript, MessagePassing):
     r"""The semantic graph convolution operator from the `"Semantic Graph
     Convolutional Networks for 3D Human Pose Regression"
     <https://arxiv.org/abs/1904.03345>`_ paper (Eq. 2, and Eq. 3 with
@@ -153,6 +154,7 @@ class SemGraphConv(MessagePassing):
         return self.topology.edge_index, alpha
 
     def forward(self, x: Tensor, edge_index: Optional[Adj] = None) -> Tensor:
+        check_not_jit_traced(self.__class__.__name__)
         if x.dim() < 2 or x.size(-1) != self.in_channels:
             raise ValueError(f"'{self.__class__.__name__}' expects node "
                              f"features of shape [..., num_nodes, "
