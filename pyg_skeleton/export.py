@@ -36,7 +36,8 @@ from torch.utils._pytree import tree_leaves
 
 from pyg_skeleton.files import atomic_output
 
-__all__ = ['export_program', 'export_onnx', 'verify_onnx', 'OnnxExport']
+__all__ = ['export_program', 'export_onnx', 'verify_onnx', 'verify_program',
+           'OnnxExport']
 
 #: Default tolerances of :func:`verify_onnx`: ``|onnx - eager| <= atol +
 #: rtol |eager|`` element-wise. Float32 kernels of onnxruntime sum in other
@@ -193,6 +194,53 @@ def verify_onnx(model: torch.nn.Module, path: Union[str, os.PathLike],
         # The legacy exporter wrote graphs that ignore their inputs.
         raise RuntimeError(f"{path}: the ONNX graph takes {len(names)} "
                            f"inputs, the model {len(tensors)}")
+
+    def run(fresh: Tuple[Any, ...]) -> List[Tensor]:
+        feed = {
+            n: t.detach().cpu().numpy()
+            for n, t in zip(names, (t for t in fresh if isinstance(t, Tensor)))
+        }
+        return [torch.from_numpy(g) for g in session.run(None, feed)]
+
+    worst, sizes = _compare(model, run, inputs, path, 'onnxruntime',
+                            batch_sizes, atol, rtol, seed, dynamic_batch)
+    return OnnxExport(path, worst, sizes)
+
+
+def verify_program(model: torch.nn.Module,
+                   program: torch.export.ExportedProgram, example_inputs,
+                   batch_sizes: Sequence[int] = None, atol: float = ATOL,
+                   rtol: float = RTOL, seed: int = 0,
+                   dynamic_batch: bool = True, name: str = 'the program'
+                   ) -> Tuple[float, List[int]]:
+    r"""Runs :obj:`program` (of :func:`export_program`) on fresh random
+    inputs as :func:`verify_onnx` does, against :obj:`model`.
+
+    Returns:
+        :obj:`(max_abs_diff, batch_sizes)`.
+
+    Raises:
+        RuntimeError: Naming :obj:`name`, when an output differs beyond the
+            tolerances or has another shape.
+    """
+    module = program.module()
+
+    def run(fresh: Tuple[Any, ...]) -> List[Tensor]:
+        with torch.no_grad():
+            return [t for t in tree_leaves(module(*fresh))
+                    if isinstance(t, Tensor)]
+
+    return _compare(model, run, _as_tuple(example_inputs), name,
+                    'torch.export', batch_sizes, atol, rtol, seed,
+                    dynamic_batch)
+
+
+def _compare(model, run, inputs, name, runtime, batch_sizes, atol, rtol,
+             seed, dynamic_batch) -> Tuple[float, List[int]]:
+    r"""Runs :obj:`run` and :obj:`model` in evaluation mode on fresh inputs
+    at each batch size; returns the largest difference and the batch sizes,
+    raises a :class:`RuntimeError` naming :obj:`name` beyond the
+    tolerances."""
     generator = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
@@ -204,33 +252,27 @@ def verify_onnx(model: torch.nn.Module, path: Union[str, os.PathLike],
             with torch.no_grad():
                 expected = [t for t in tree_leaves(model(*fresh))
                             if isinstance(t, Tensor)]
-            feed = {
-                n: t.detach().cpu().numpy()
-                for n, t in zip(names, (t for t in fresh
-                                        if isinstance(t, Tensor)))
-            }
-            got = session.run(None, feed)
+            got = run(fresh)
             if len(got) != len(expected):
-                raise RuntimeError(f"{path}: the ONNX graph has {len(got)} "
+                raise RuntimeError(f"{name}: {runtime} gives {len(got)} "
                                    f"outputs, the model {len(expected)}")
             for k, (g, e) in enumerate(zip(got, expected)):
-                g = torch.from_numpy(g)
                 if tuple(g.shape) != tuple(e.shape):
                     raise RuntimeError(
-                        f"{path}: output {k} has shape {list(g.shape)} in "
-                        f"onnxruntime, {list(e.shape)} in eager mode "
+                        f"{name}: output {k} has shape {list(g.shape)} in "
+                        f"{runtime}, {list(e.shape)} in eager mode "
                         f"(batch {b})")
                 e = e.detach().cpu().to(g.dtype)
-                diff = (g - e).abs()
+                diff = (g.detach().cpu() - e).abs()
                 worst = max(worst, float(diff.max()) if diff.numel() else 0.0)
                 if not bool((diff <= atol + rtol * e.abs()).all()):
                     raise RuntimeError(
-                        f"{path}: onnxruntime differs from the eager model "
+                        f"{name}: {runtime} differs from the eager model "
                         f"by up to {float(diff.max()):.3g} on output {k} at "
                         f"batch {b} (tolerance {atol:g} + {rtol:g}|x|)")
     finally:
         model.train(was_training)
-    return OnnxExport(path, worst, [b for b in sizes if b])
+    return worst, [b for b in sizes if b]
 
 
 def _searchsorted_onnx(sorted_sequence, values, out_int32=False, right=False,

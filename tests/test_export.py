@@ -331,3 +331,76 @@ def test_torchscript_raises(name):
 def test_torchscript_of_a_model_raises():
     with pytest.raises(RuntimeError, match='does not support TorchScript'):
         torch.jit.script(MODELS['SemGCN']())
+
+
+# pyg-skeleton export #######################################################
+
+def test_cli_export_train_checkpoint(tmp_path, capsys):
+    from pyg_skeleton.cli.main import main
+    from pyg_skeleton.cli.export import load_model
+    run = tmp_path / 'run'
+    assert main(['train', '--dataset', 'synthetic', '--synthetic-train', '64',
+                 '--synthetic-test', '8', '--views', '1', '--batch-size',
+                 '32', '--hidden-channels', '8', '--num-layers', '1',
+                 '--max-steps', '2', '--no-progress', '--no-plots', '--out',
+                 str(run)]) == 0
+    capsys.readouterr()
+    assert main(['export', '--checkpoint', str(run / 'last.pt')]) == 0
+    printed = capsys.readouterr().out
+    assert f"-> {run / 'last.onnx'} (onnx, batch dynamic)" in printed
+    assert 'at batch 1, 2, 5: max abs difference' in printed
+    model, example, _ = load_model(run / 'last.pt')
+    x = torch.randn(3, 17, 2)
+    (got, ) = ort_run(run / 'last.onnx', x)
+    assert torch.allclose(torch.from_numpy(got), model(x), atol=1e-4)
+    # No silent overwrite.
+    assert main(['export', '--checkpoint', str(run / 'last.pt')]) == 2
+    assert 'exists; use --overwrite' in capsys.readouterr().err
+
+
+def test_cli_export_lifter_torch_export(tmp_path, capsys):
+    from pyg_skeleton.cli.main import main
+    from pyg_skeleton.lifter import Lifter, PRETRAINED_DIR
+    out = tmp_path / 'lifter.pt2'
+    assert main(['export', '--checkpoint', str(PRETRAINED_DIR / 'nosharing.pt'),
+                 '--format', 'torch.export', '--batch', '3', '--out',
+                 str(out)]) == 0
+    assert 'batch 3)' in capsys.readouterr().out
+    program = torch.export.load(out)
+    lifter = Lifter.load(PRETRAINED_DIR / 'nosharing.pt').eval()
+    x = torch.randn(3, 17, 3)
+    assert torch.allclose(program.module()(x), lifter(x), atol=1e-5)
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--batch', '0'], "--batch must be 'dynamic' or a positive integer"),
+    (['--batch', 'many'], "--batch must be 'dynamic' or a positive integer"),
+    (['--format', 'tflite'], None),
+])
+def test_cli_export_bad_options(tmp_path, capsys, argv, message):
+    from pyg_skeleton.cli.main import main
+    from pyg_skeleton.lifter import PRETRAINED_DIR
+    args = ['export', '--checkpoint', str(PRETRAINED_DIR / 'nosharing.pt'),
+            '--out', str(tmp_path / 'x.onnx'), *argv]
+    if message is None:  # argparse rejects the choice
+        with pytest.raises(SystemExit):
+            main(args)
+        return
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_export_bad_files(tmp_path, capsys):
+    from pyg_skeleton.cli.main import main
+    missing = tmp_path / 'none.pt'
+    assert main(['export', '--checkpoint', str(missing)]) == 2
+    assert f'checkpoint not found: {missing}' in capsys.readouterr().err
+    other = tmp_path / 'other.pt'
+    torch.save({'format': 'something else'}, other)
+    assert main(['export', '--checkpoint', str(other)]) == 2
+    assert 'neither a pyg-skeleton train checkpoint nor a lifter file' in (
+        capsys.readouterr().err)
+    junk = tmp_path / 'junk.pt'
+    junk.write_bytes(b'not a zip')
+    assert main(['export', '--checkpoint', str(junk)]) == 2
+    assert f'cannot read checkpoint {junk}' in capsys.readouterr().err
