@@ -333,13 +333,11 @@ def export_onnx(model: torch.nn.Module, example_inputs,
     with warnings.catch_warnings():
         # The exporter warns about optional torchvision ops it cannot find.
         warnings.simplefilter('ignore')
+        table = {torch.ops.aten.searchsorted.Tensor: _searchsorted_onnx}
         onnx_program = torch.onnx.export(program, dynamo=True,
                                          opset_version=opset_version,
                                          verbose=False,
-                                         custom_translation_table={
-                                             torch.ops.aten.searchsorted.Tensor:
-                                             _searchsorted_onnx
-                                         })
+                                         custom_translation_table=table)
     result = OnnxExport(path, float('nan'))
 
     def write(tmp: str) -> None:

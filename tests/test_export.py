@@ -197,7 +197,8 @@ MODELS = {
 }
 
 
-@pytest.mark.parametrize('name', [m for m in MODELS if m != 'SkeletalGNN-dynamic'])
+@pytest.mark.parametrize(
+    'name', [m for m in MODELS if m != 'SkeletalGNN-dynamic'])
 def test_onnx_model(tmp_path, name):
     torch.manual_seed(0)
     model = MODELS[name]().eval()
@@ -362,7 +363,8 @@ def test_cli_export_lifter_torch_export(tmp_path, capsys):
     from pyg_skeleton.cli.main import main
     from pyg_skeleton.lifter import Lifter, PRETRAINED_DIR
     out = tmp_path / 'lifter.pt2'
-    assert main(['export', '--checkpoint', str(PRETRAINED_DIR / 'nosharing.pt'),
+    lifter = str(PRETRAINED_DIR / 'nosharing.pt')
+    assert main(['export', '--checkpoint', lifter,
                  '--format', 'torch.export', '--batch', '3', '--out',
                  str(out)]) == 0
     assert 'batch 3)' in capsys.readouterr().out

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from pyg_skeleton import Skeleton
 from pyg_skeleton.inference import Stream
 from pyg_skeleton.lifter import PRETRAINED_DIR, Lifter
-from pyg_skeleton.nn import SemGCN, TemporalSkeletalGNN
+from pyg_skeleton.nn import NoSharingConv, SemGCN, SemGraphConv, TemporalSkeletalGNN
 
 
 def test_single_frame_model_equals_batch():
@@ -86,3 +87,52 @@ def test_bad_use():
     temporal.push(torch.zeros(17, 2))
     with pytest.raises(ValueError, match='call reset'):
         temporal.push(torch.zeros(16, 2))
+
+
+# Inference caches of the static kernels ####################################
+# SemGraphConv and the weight-sharing layers keep values computed from their
+# parameters alone between calls when no gradient is needed; any change to a
+# parameter must show in the next output.
+
+def reference(conv, x):
+    # The same layer with gradients enabled: nothing is cached.
+    with torch.enable_grad():
+        return conv(x).detach()
+
+
+@pytest.mark.parametrize('make', [
+    lambda: SemGraphConv(4, 5, Skeleton.preset('h36m17').edge_index, 17),
+    lambda: NoSharingConv(4, 5, Skeleton.preset('h36m17').edge_index, 17),
+])
+def test_inference_cache_follows_parameters(make):
+    torch.manual_seed(0)
+    conv = make()
+    x = torch.randn(2, 17, 4)
+    with torch.no_grad():
+        first = conv(x)
+        assert torch.allclose(first, reference(conv, x))
+        assert torch.equal(conv(x), first)  # cached: the same values
+        conv.logits.normal_()  # in-place change (an optimiser step)
+        assert torch.allclose(conv(x), reference(conv, x))
+        assert not torch.allclose(conv(x), first)
+    # load_state_dict, in inference mode
+    other = make()
+    with torch.no_grad():
+        for p in other.parameters():
+            p.normal_()
+    with torch.inference_mode():
+        conv(x)
+        conv.load_state_dict(other.state_dict())
+        assert torch.allclose(conv(x), other(x), atol=1e-6)
+    # a replaced parameter, and a dtype change
+    with torch.no_grad():
+        conv.logits = torch.nn.Parameter(torch.randn_like(conv.logits))
+        assert torch.allclose(conv(x), reference(conv, x))
+        conv.double()
+        out = conv(x.double())
+        assert out.dtype == torch.float64
+        assert torch.allclose(out, reference(conv, x.double()))
+    # training: gradients reach the logits (nothing cached)
+    conv.float()
+    conv(x).sum().backward()
+    assert conv.logits.grad is not None and conv.logits.grad.abs().sum() > 0

@@ -16,9 +16,9 @@ take the traceable path instead, so they are the supported ways to export
 import torch
 
 ALTERNATIVES = ("export with torch.onnx.export(..., dynamo=True) or "
-                "pyg_skeleton.export.export_onnx for ONNX, torch.export.export "
-                "or pyg_skeleton.export.export_program for a graph, or run "
-                "torch.compile")
+                "pyg_skeleton.export.export_onnx for ONNX, "
+                "torch.export.export or pyg_skeleton.export.export_program "
+                "for a graph, or run torch.compile")
 
 
 def check_not_jit_traced(owner: str) -> None:

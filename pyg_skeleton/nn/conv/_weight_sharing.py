@@ -15,6 +15,7 @@ from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj, Size
 
 from pyg_skeleton.nn._export_guard import NoTorchScript, check_not_jit_traced
+from pyg_skeleton.nn._inference_cache import inference_cached
 from pyg_skeleton.nn.topology import Topology, check_channels
 
 EDGE_WEIGHTS = ('learnable', 'fixed')
@@ -118,8 +119,15 @@ class WeightSharingConv(NoTorchScript, MessagePassing):
                 f"nodes, but the input has {m} nodes, which is not a "
                 f"multiple of {n} (node v of graph b must be row b*{n} + v)")
 
-        edge_index, a_neighbor, a_self = self.topology.softmax(
-            self.logits, edge_index, m)
+        if edge_index is None:
+            # The static graph's edge weights depend on the logits alone:
+            # kept between calls in inference (see inference_cached).
+            _, a_neighbor, a_self = inference_cached(
+                self, 'softmax', (self.logits, ),
+                lambda: self.topology.softmax(self.logits))
+        else:
+            edge_index, a_neighbor, a_self = self.topology.softmax(
+                self.logits, edge_index, m)
         if edge_index is None:
             # A static batch is computed node-major, [N, L, C] with L all
             # leading dimensions: per-node banks are then one bmm and the
