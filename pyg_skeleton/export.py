@@ -82,7 +82,8 @@ def _with_batch(inputs: Tuple[Any, ...], batch: int,
     for t in inputs:
         if _is_batched(t):
             shape = (batch, ) + tuple(t.shape[1:])
-            t = torch.randn(shape, generator=generator, dtype=t.dtype)
+            t = torch.randn(shape, generator=generator,
+                            dtype=t.dtype).to(t.device)
         out.append(t)
     return tuple(out)
 
