@@ -9,6 +9,7 @@ from torch.nn import BatchNorm1d, Linear, Parameter
 
 from torch_geometric.utils import to_dense_batch
 
+from pyg_skeleton.nn._export_guard import NoTorchScript, check_not_jit_traced
 from pyg_skeleton.nn.topology import built_on_cpu, checks_data
 
 AFFINITIES = ('concatenation', 'embedded_gaussian')
@@ -60,7 +61,7 @@ def _check_groups(groups: Sequence[Sequence[int]]) -> List[List[int]]:
     return out
 
 
-class NonLocalBlock(torch.nn.Module):
+class NonLocalBlock(NoTorchScript, torch.nn.Module):
     r"""The non-local block from the `"Semantic Graph Convolutional Networks
     for 3D Human Pose Regression" <https://arxiv.org/abs/1904.03345>`_ paper
     (after Wang et al., `"Non-local Neural Networks"
@@ -263,6 +264,7 @@ class NonLocalBlock(torch.nn.Module):
                 as in :class:`~torch_geometric.data.Batch`).
                 (default: :obj:`None`)
         """
+        check_not_jit_traced(self.__class__.__name__)
         if x.dim() not in (2, 3):
             raise ValueError(f"'{self.__class__.__name__}' expects node "
                              f"features of shape [N, F] or [B, N, F] (got "

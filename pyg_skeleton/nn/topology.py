@@ -233,7 +233,9 @@ def dense_product_safe(h: Tensor) -> bool:
         return False
     if not checks_data(h):
         return True
-    return bool(torch.isfinite(h.detach().sum()))
+    # One reduction and one host read (a tensor isfinite would add a
+    # kernel launch, which shows at one pose per call).
+    return math.isfinite(float(h.detach().sum()))
 
 
 def edge_index_of(adj: Adj) -> Tensor:
@@ -729,8 +731,19 @@ class Topology(torch.nn.Module):
             self_value = self_value.unsqueeze(-1)
         return out.addcmul(self_value, h)
 
+    def pair_matrix(self, alpha: Tensor) -> Tensor:
+        r"""The dense :obj:`[N, 2N]` (or :obj:`[N, 2N, C]`) matrix of
+        :meth:`aggregate_pair` on small graphs: entry :obj:`(i, 2j)` holds
+        the self-loop weight of :math:`j = i`, entry :obj:`(i, 2j + 1)` the
+        weight of edge :math:`(j, i)`, from slot weights :obj:`alpha`."""
+        n = self.num_nodes
+        adj = alpha.new_zeros((n * 2 * n, ) + alpha.shape[1:])
+        return adj.index_copy(0, self.dst * (2 * n) + self.pair_col,
+                              alpha).view((n, 2 * n) + alpha.shape[1:])
+
     def aggregate_pair(self, alpha: Tensor, x: Tensor, weight: Tensor,
-                       bias: Optional[Tensor] = None) -> Tensor:
+                       bias: Optional[Tensor] = None,
+                       pair_matrix: Optional[Tensor] = None) -> Tensor:
         r"""Computes :math:`\mathbf{y}_i = a_{ii} \mathbf{s}_i +
         \sum_{j \in \mathcal{N}(i)} a_{ij} \mathbf{t}_j + \mathbf{b}` for
         two linear maps of the node features,
@@ -758,6 +771,9 @@ class Topology(torch.nn.Module):
                 map in its last :math:`C`.
             bias (torch.Tensor, optional): :math:`\mathbf{b}`, :obj:`[C]`.
                 (default: :obj:`None`)
+            pair_matrix (torch.Tensor, optional): :meth:`pair_matrix` of
+                :obj:`alpha`, when the caller keeps it between calls.
+                (default: :obj:`None`)
 
         Returns:
             :obj:`[..., N, C]`.
@@ -778,9 +794,8 @@ class Topology(torch.nn.Module):
             return out.view(lead + (n, c))
         h = F.linear(x, weight)
         if n <= TOPOLOGY_DENSE_MAX_NODES and dense_product_safe(h):
-            adj = alpha.new_zeros((n * 2 * n, ) + alpha.shape[1:])
-            adj = adj.index_copy(0, self.dst * (2 * n) + self.pair_col,
-                                 alpha).view((n, 2 * n) + alpha.shape[1:])
+            adj = (self.pair_matrix(alpha)
+                   if pair_matrix is None else pair_matrix)
             h2 = h.reshape(-1, 2 * n, c)
             if alpha.dim() == 2:
                 out = torch.einsum('ijc,bjc->bic', adj, h2)

@@ -30,6 +30,7 @@ from torch import Tensor
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj
 
+from pyg_skeleton.nn._export_guard import NoTorchScript, check_not_jit_traced
 from pyg_skeleton.nn.topology import (
     DENSE_MAX_NODES,
     check_channels,
@@ -50,7 +51,7 @@ def check_hop(value, name: str, minimum: int, owner: str) -> int:
     return int(value)
 
 
-class HopConv(MessagePassing):
+class HopConv(NoTorchScript, MessagePassing):
     r"""Base class of the hop-aware convolutions.
 
     Holds the fixed graph's hop pairs up to the largest hop the operator
@@ -161,6 +162,7 @@ class HopConv(MessagePassing):
     # --------------------------------------------------------- aggregation
 
     def _check_features(self, x: Tensor):
+        check_not_jit_traced(self.__class__.__name__)
         if x.dim() < 2 or x.size(-1) != self.in_channels:
             raise ValueError(f"'{self.__class__.__name__}' expects node "
                              f"features of shape [..., num_nodes, "
