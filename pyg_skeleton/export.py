@@ -36,6 +36,16 @@ from torch.utils._pytree import tree_leaves
 
 from pyg_skeleton.files import atomic_output
 
+
+def _require(*modules: str) -> None:
+    # onnx, onnxscript and onnxruntime are optional (the `export` extra):
+    # name the install command instead of a bare ModuleNotFoundError.
+    import importlib.util
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(f"ONNX export needs {', '.join(missing)}: "
+                          f"pip install 'pyg-skeleton[export]'")
+
 __all__ = ['export_program', 'export_onnx', 'verify_onnx', 'verify_program',
            'OnnxExport']
 
@@ -178,6 +188,7 @@ def verify_onnx(model: torch.nn.Module, path: Union[str, os.PathLike],
             tolerances or has another shape, or the file does not load.
         ImportError: When :mod:`onnxruntime` is not installed.
     """
+    _require('onnxruntime')
     import onnxruntime as ort
     inputs = _as_tuple(example_inputs)
     path = Path(path)
@@ -327,7 +338,10 @@ def export_onnx(model: torch.nn.Module, example_inputs,
     Raises:
         RuntimeError: When the export fails, or onnxruntime's outputs differ
             from the eager model's (naming the file and the difference).
+        ImportError: When onnx, onnxscript or (with :obj:`verify`)
+            onnxruntime is not installed (the ``export`` extra).
     """
+    _require('onnx', 'onnxscript', *(['onnxruntime'] if verify else []))
     inputs = _as_tuple(example_inputs)
     path = Path(path)
     program = export_program(model, inputs, dynamic_batch)

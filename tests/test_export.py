@@ -406,3 +406,21 @@ def test_cli_export_bad_files(tmp_path, capsys):
     junk.write_bytes(b'not a zip')
     assert main(['export', '--checkpoint', str(junk)]) == 2
     assert f'cannot read checkpoint {junk}' in capsys.readouterr().err
+
+
+def test_missing_export_packages_name_the_extra(monkeypatch, tmp_path):
+    # onnx, onnxscript and onnxruntime are optional: the error names the
+    # extra that installs them, before anything is exported or written.
+    import importlib.util
+    from pyg_skeleton.export import export_onnx, verify_onnx
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec',
+                        lambda name, *a: None if name == 'onnxruntime'
+                        else find_spec(name, *a))
+    model = torch.nn.Linear(2, 3)
+    with pytest.raises(ImportError, match=r"onnxruntime: pip install "
+                       r"'pyg-skeleton\[export\]'"):
+        export_onnx(model, torch.randn(4, 2), tmp_path / 'm.onnx')
+    with pytest.raises(ImportError, match='onnxruntime'):
+        verify_onnx(model, tmp_path / 'm.onnx', torch.randn(4, 2))
+    assert not list(tmp_path.iterdir())
