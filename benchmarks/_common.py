@@ -5,6 +5,12 @@ Peak memory is measured in a fresh child process per implementation (peak
 resident set size on CPU after resetting the kernel's high-water mark, or
 ``torch.cuda.max_memory_allocated`` on a GPU), so one implementation's
 allocations cannot hide another's.
+
+Every benchmark takes ``--device`` (``cpu``, ``cuda``, ``cuda:1``; default
+``cpu``): ``use_device`` sets ``DEVICE``, the scripts build their modules
+and inputs under ``with torch.device(DEVICE)`` (graphs read from files stay
+on the CPU until an operator takes them), child processes inherit it, and
+the results header records it.
 """
 import json
 import os
@@ -24,6 +30,36 @@ from torch_geometric.utils import to_undirected
 SHARED = Path(__file__).resolve().parents[2] / 'shared'
 MAKEHUMAN = SHARED / 'data' / 'meshes' / 'makehuman_body.npz'
 RESULTS = Path(__file__).resolve().parent / 'results'
+
+#: The device of this run (``--device``, see ``use_device``).
+DEVICE = torch.device('cpu')
+_DEVICE_ENV = 'PYG_SKELETON_BENCH_DEVICE'
+
+
+def add_device_argument(parser) -> None:
+    parser.add_argument(
+        '--device', default=os.environ.get(_DEVICE_ENV, 'cpu'),
+        help="where to run: 'cpu', 'cuda', 'cuda:1', ... (default: cpu); "
+        "recorded in the results header")
+
+
+def use_device(name: str) -> torch.device:
+    """Sets ``DEVICE`` to ``name`` (checked), for this process and the
+    child processes it starts."""
+    global DEVICE
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SystemExit(f'--device: unknown device {name!r}') from None
+    if device.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise SystemExit(f'--device {name}: this machine has no CUDA device')
+        if device.index is None:
+            device = torch.device('cuda', torch.cuda.current_device())
+        torch.cuda.set_device(device)
+    DEVICE = device
+    os.environ[_DEVICE_ENV] = str(device)
+    return device
 
 
 def faces_to_edge_index(faces: torch.Tensor, num_nodes: int) -> torch.Tensor:
@@ -111,11 +147,10 @@ def _status_kib(field: str) -> int:
 
 
 def environment() -> dict:
-    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    name = (torch.cuda.get_device_name() if device.type == 'cuda' else
+    name = (torch.cuda.get_device_name(DEVICE) if DEVICE.type == 'cuda' else
             platform.processor() or platform.machine())
     return {
-        'device': f'{device.type}: {name}',
+        'device': f'{DEVICE}: {name}',
         'threads': torch.get_num_threads(),
         'torch': torch.__version__,
         'torch_geometric': __import__('torch_geometric').__version__,

@@ -68,8 +68,9 @@ def make_case(case):
     torch.manual_seed(0)
     skeleton = Skeleton.preset(name)
     n = skeleton.num_joints
-    conv = HCSFConv(c, c, skeleton.edge_index, n, S=s, L=l, d=1 / 8)
-    x = torch.randn(*lead, n, c, requires_grad=True)
+    with torch.device(common.DEVICE):
+        conv = HCSFConv(c, c, skeleton.edge_index, n, S=s, L=l, d=1 / 8)
+        x = torch.randn(*lead, n, c, requires_grad=True)
     desc = (f'{name}: N={n}, input {list(x.shape)}, S={s}, L={l}, d=1/8, '
             f'squeezed widths {conv.squeezed}')
     return skeleton, conv, x, desc
@@ -77,15 +78,16 @@ def make_case(case):
 
 def implementations(skeleton, conv, x):
     n, c = skeleton.num_joints, x.size(-1)
-    dense = DenseHCSF(conv, skeleton)
+    dense = DenseHCSF(conv, skeleton).to(x.device)
     graphs = x.numel() // (n * c)
     data = KHopEdges(conv.L)(skeleton.to_data())
-    batch = Batch.from_data_list([data] * graphs)
+    batch = Batch.from_data_list([data] * graphs).to(x.device)
     xb = x.detach().reshape(graphs * n, c).requires_grad_()
     torch.manual_seed(0)
-    dynamic = DynamicHCSFConv(c, c, skeleton.edge_index, n, S=conv.S,
-                              L=conv.L, d=conv.d, temporal_kernel=3 if
-                              x.dim() == 4 else 1)
+    with torch.device(x.device):
+        dynamic = DynamicHCSFConv(c, c, skeleton.edge_index, n, S=conv.S,
+                                  L=conv.L, d=conv.d, temporal_kernel=3 if
+                                  x.dim() == 4 else 1)
     return {
         'dense per-hop': (dense, (x, ), True),
         'static (ours)': (conv, (x, ), True),
@@ -99,7 +101,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--quick', action='store_true',
                         help='fewer repetitions')
+    common.add_device_argument(parser)
     args = parser.parse_args()
+    common.use_device(args.device)
 
     sections = []
     for case in CASES:

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as common  # noqa: E402
 from _common import SHARED, markdown_table, write_report  # noqa: E402
 
 from pyg_skeleton.datasets import BandaiMocap  # noqa: E402
@@ -82,10 +83,13 @@ def main():
     p.add_argument('--quick', action='store_true', help='a few frames and steps (CI)')
     p.add_argument('--frame-step', type=int, default=4)
     p.add_argument('--reference-steps', type=int, default=3000)
+    common.add_device_argument(p)
     args = p.parse_args()
+    device = common.use_device(args.device)
     step = 200 if args.quick else args.frame_step
     ref_steps = 10 if args.quick else args.reference_steps
-    lifters = {f'bundled {n}': Lifter.pretrained(n) for n in pretrained_lifters()}
+    lifters = {f'bundled {n}': Lifter.pretrained(n).to(device)
+               for n in pretrained_lifters()}
     header = ['lifter', 'poses', *[f'{c} MPJPE / P-MPJPE (mm)' for c, _ in CONDITIONS],
               '2 missing / clean']
     sections, verdict = [], []
@@ -119,7 +123,8 @@ def main():
         t0 = time.perf_counter()
         train_lifter(ref, pos[actor != 2] if args.quick else data.positions[data.actor != 2],
                      steps=ref_steps, seed=0, cameras=WildCameras(), log=None)
-        ref_seconds = time.perf_counter() - t0
+        ref_seconds = time.perf_counter() - t0  # trained on the CPU
+        ref.to(device)
         held = pos[actor == 2]
         ref_rows, _ = score_rows({**lifters, 'SemGCN trained on Bandai 0+1 (in-domain)': ref},
                                  held, WildCameras(), f'Bandai performer 2 ({len(held):,})')
@@ -142,7 +147,9 @@ def main():
     for name, lifter in lifters.items():
         batched, latency = speed(lifter, uv, 50 if args.quick else 300)
         speed_rows.append([name, f'{batched:,.0f}', f'{latency:.2f}'])
-    sections.append(f'## Speed ({torch.get_num_threads()} CPU thread(s), flip test on)\n\n'
+    where = (f'{torch.get_num_threads()} CPU thread(s)' if device.type == 'cpu'
+             else str(device))
+    sections.append(f'## Speed ({where}, flip test on)\n\n'
                     + markdown_table(['lifter', 'batched poses / s', 'one pose (ms)'],
                                      speed_rows))
     body = (__doc__.split('\n\n', 1)[1].rsplit('\n\nWrites', 1)[0] + '\n\n'

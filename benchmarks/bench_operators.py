@@ -240,14 +240,21 @@ OURS_BYTES = {
 
 def build(op, graph, b, c, seed=0):
     torch.manual_seed(seed)
-    module = OPS[op][0](graph, c)
-    with torch.no_grad():
-        if hasattr(module, 'logits'):  # trained logits, not the uniform start
-            module.logits.normal_()
-        if op == 'NonLocalBlock':  # otherwise the block is the identity
-            module.bn.weight.fill_(1.0)
-    x = torch.randn(b, graph['n'], c, requires_grad=True)
+    with torch.device(common.DEVICE):
+        module = OPS[op][0](graph, c)
+        with torch.no_grad():
+            if hasattr(module, 'logits'):  # trained logits, not uniform
+                module.logits.normal_()
+            if op == 'NonLocalBlock':  # otherwise the block is the identity
+                module.bn.weight.fill_(1.0)
+        x = torch.randn(b, graph['n'], c, requires_grad=True)
     return module, x
+
+
+def dense_of(op, module):
+    """The dense formulation of ``module``, on its device."""
+    with torch.device(common.DEVICE):
+        return OPS[op][1](module)
 
 
 def estimate(op, graph, b, c, impl, module=None):
@@ -268,7 +275,20 @@ _libc = ctypes.CDLL('libc.so.6')
 
 def forked_peak_mib(fn, inputs, limit_bytes):
     """Peak RSS growth (MiB) of one forward+backward in a forked child on
-    one thread, under an address-space limit; a string when it fails."""
+    one thread, under an address-space limit; a string when it fails. On a
+    GPU (a forked child cannot use CUDA), the peak allocated GPU memory of
+    one forward+backward in this process."""
+    if common.DEVICE.type == 'cuda':
+        try:
+            base = common.reset_peak_memory(common.DEVICE)
+            out = fn(*inputs)
+            out.backward(torch.ones_like(out))
+            del out
+            return common.peak_memory_since(common.DEVICE, base)
+        except RuntimeError as err:  # out of memory: reported in the cell
+            return f'{type(err).__name__}: {str(err)[:80]}'
+        finally:
+            torch.cuda.empty_cache()
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # child
@@ -344,7 +364,7 @@ def run_cell(op, graph, b, c, args, log):
                           f'> {args.cap_gb:g} GB)')
     else:
         try:
-            fns['dense'] = OPS[op][1](module)
+            fns['dense'] = dense_of(op, module)
         except RuntimeError as err:  # allocation of the dense buffers
             notes['dense'] = f'fails: {str(err)[:60]}'
     fns = {k: fns[k] for k in ('dense', 'ours') if k in fns}
@@ -377,7 +397,7 @@ def run_cell(op, graph, b, c, args, log):
 
 def compile_cell(op, graph, b, c, args, log):
     module, x = build(op, graph, b, c)
-    fns = {'dense': OPS[op][1](module), 'ours': module}
+    fns = {'dense': dense_of(op, module), 'ours': module}
     out = {}
     for name, fn in fns.items():
         eager = fn
@@ -479,7 +499,9 @@ def main():
     parser.add_argument('--threads', type=int, default=1,
                         help='torch threads (default 1: on a shared, loaded '
                         '2-core machine OpenMP barriers dominate otherwise)')
+    common.add_device_argument(parser)
     args = parser.parse_args()
+    common.use_device(args.device)
     torch.set_num_threads(args.threads)
     t_start = time.time()
     load0 = os.getloadavg()
@@ -554,7 +576,8 @@ def main():
         '`ours / dense` is the ratio of times measured in this run (lower '
         'is better: < 1 means ours is faster). Peak memory is the resident '
         'set growth of a forked child running one forward+backward on one '
-        'thread. On meshes B is 1 and 8 only and C = 64; a dense '
+        'thread (on a GPU: the peak allocated GPU memory). On meshes B is '
+        '1 and 8 only and C = 64; a dense '
         f'formulation (or ours) whose estimated working set exceeds '
         f'{args.cap_gb:g} GB (an estimate from the N x N matrices it keeps; '
         'for ours the per-edge weight banks of no-sharing, the N x N '

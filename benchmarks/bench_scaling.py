@@ -146,7 +146,9 @@ def main():
     parser.add_argument('--threads', type=int, default=1,
                         help='torch threads (default 1, steadier on a '
                         'shared machine)')
+    common.add_device_argument(parser)
     args = parser.parse_args()
+    common.use_device(args.device)
     torch.set_num_threads(args.threads)
     t_start, load0 = time.time(), os.getloadavg()
     b, c, cap = args.batch_size, args.channels, args.cap_gb * GiB
@@ -176,7 +178,7 @@ def main():
                 memory[op].append((g, None))
                 del module, x
                 continue
-            fn = bo.OPS[name][1](module) if impl == 'dense' else module
+            fn = bo.dense_of(name, module) if impl == 'dense' else module
             # Memory first, in a child: a cell over the cap fails there
             # instead of taking this process down.
             mib = (bo.forked_peak_mib(fn, (x, ), int(cap))

@@ -48,7 +48,8 @@ class DenseSemGraphConv(torch.nn.Module):
 
     def forward(self, x):
         conv = self.conv
-        logits = torch.full(self.mask.shape, -9e15, dtype=x.dtype)
+        logits = torch.full(self.mask.shape, -9e15, dtype=x.dtype,
+                            device=x.device)
         logits = logits.masked_scatter(self.mask, conv.logits)
         adj = torch.softmax(logits, dim=1)
         h0 = x @ conv.lin_self.weight.t()
@@ -66,10 +67,11 @@ def make_case(case: str):
     else:
         edge_index, n, desc = common.body_mesh()
         b, c = 8, 64
-    conv = SemGraphConv(c, c, edge_index, num_nodes=n)
-    with torch.no_grad():  # trained logits, not the uniform start
-        conv.logits.normal_()
-    x = torch.randn(b, n, c, requires_grad=True)
+    with torch.device(common.DEVICE):
+        conv = SemGraphConv(c, c, edge_index, num_nodes=n)
+        with torch.no_grad():  # trained logits, not the uniform start
+            conv.logits.normal_()
+        x = torch.randn(b, n, c, requires_grad=True)
     return conv, x, edge_index, desc
 
 
@@ -82,7 +84,8 @@ def implementations(conv, x, edge_index):
     def disjoint():
         batch = Batch.from_data_list(
             [Data(edge_index=edge_index, num_nodes=n)] * b)
-        return x.detach().reshape(b * n, c).requires_grad_(), batch.edge_index
+        return (x.detach().reshape(b * n, c).requires_grad_(),
+                batch.edge_index.to(x.device))
 
     def disjoint_sparse():
         from torch_sparse import SparseTensor
@@ -91,7 +94,7 @@ def implementations(conv, x, edge_index):
                                        sparse_sizes=(b * n, b * n)))
 
     impls = {
-        'dense': lambda: (DenseSemGraphConv(conv), (x, )),
+        'dense': lambda: (DenseSemGraphConv(conv).to(x.device), (x, )),
         'static': lambda: (conv, (x, )),
         'disjoint': lambda: (conv, disjoint()),
     }
@@ -108,7 +111,7 @@ def child(case, impl, min_time):
     or earlier allocations share it."""
     conv, x, edge_index, _ = make_case(case)
     fn, inputs = implementations(conv, x, edge_index)[impl]()
-    device = torch.device('cpu')
+    device = common.DEVICE
     base = common.reset_peak_memory(device)
     out = fn(*inputs)
     out.backward(torch.ones_like(out))
@@ -128,7 +131,9 @@ def main():
     parser.add_argument('--repeats', type=int, default=3,
                         help='fresh processes per implementation (medians)')
     parser.add_argument('--child', nargs=3, help=argparse.SUPPRESS)
+    common.add_device_argument(parser)
     args = parser.parse_args()
+    common.use_device(args.device)
     if args.child:
         return child(*args.child)
 

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as common  # noqa: E402
 from _common import markdown_table, write_report  # noqa: E402
 
 from pyg_skeleton import Skeleton  # noqa: E402
@@ -156,7 +157,7 @@ def plain_loop(train, skeleton, batch_size, steps, seed, model_name='semgcn'):
     n = skeleton.num_joints
     adj = torch.eye(n)
     adj[skeleton.edge_index[0], skeleton.edge_index[1]] = 1
-    model = PLAIN[model_name](adj, skeleton)
+    model = PLAIN[model_name](adj, skeleton).to(common.DEVICE)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = TensorBatches(train, batch_size, seed=seed)
     done, t0 = 0, None
@@ -165,7 +166,10 @@ def plain_loop(train, skeleton, batch_size, steps, seed, model_name='semgcn'):
         loader.set_epoch(epoch)
         for x, y, _, _ in loader:
             if done == 3:  # warm-up steps excluded
+                if common.DEVICE.type == 'cuda':
+                    torch.cuda.synchronize()
                 t0 = time.perf_counter()
+            x, y = x.to(common.DEVICE), y.to(common.DEVICE)
             loss = (model(x) - y).square().sum((-2, -1)).mean()
             opt.zero_grad()
             loss.backward()
@@ -174,6 +178,8 @@ def plain_loop(train, skeleton, batch_size, steps, seed, model_name='semgcn'):
             if done >= steps + 3:
                 break
         epoch += 1
+    if common.DEVICE.type == 'cuda':
+        torch.cuda.synchronize()
     return steps * batch_size / (time.perf_counter() - t0)
 
 
@@ -198,7 +204,14 @@ def main():
     parser.add_argument('--repeats', type=int, default=None)
     parser.add_argument('--models', default=','.join(PLAIN),
                         help='comma-separated CLI model names')
+    common.add_device_argument(parser)
     args = parser.parse_args()
+    device = common.use_device(args.device)
+    # 'pyg-skeleton train' itself runs on the GPU when there is one.
+    trainer = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if device.type != trainer:
+        raise SystemExit(f'--device {args.device}: the trainer runs on {trainer} here; '
+                         f'compare on the same device')
     t_start, load0 = time.time(), os.getloadavg()
     steps = 20 if args.quick else 100
     repeats = args.repeats or (1 if args.quick else 2)

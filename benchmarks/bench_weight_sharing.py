@@ -61,7 +61,8 @@ class DenseWeightSharing(torch.nn.Module):
 
     def forward(self, x):
         conv, n = self.conv, self.conv.num_nodes
-        logits = torch.full(self.mask.shape, -9e15, dtype=x.dtype)
+        logits = torch.full(self.mask.shape, -9e15, dtype=x.dtype,
+                            device=x.device)
         a = torch.softmax(logits.masked_scatter(self.mask, conv.logits), 1)
         diag, off = a * self.eye, a * (1 - self.eye)
         w = conv.weight
@@ -101,10 +102,11 @@ class DenseWeightSharing(torch.nn.Module):
 def make_case(variant: str, b: int = 256, c: int = 128):
     torch.manual_seed(0)
     skeleton = Skeleton.preset('h36m17')
-    conv = GRAPH_CONVS[variant](c, c, skeleton)
-    with torch.no_grad():  # trained logits, not the uniform start
-        conv.logits.normal_()
-    x = torch.randn(b, skeleton.num_joints, c, requires_grad=True)
+    with torch.device(common.DEVICE):
+        conv = GRAPH_CONVS[variant](c, c, skeleton)
+        with torch.no_grad():  # trained logits, not the uniform start
+            conv.logits.normal_()
+        x = torch.randn(b, skeleton.num_joints, c, requires_grad=True)
     return conv, x, skeleton.edge_index
 
 
@@ -113,10 +115,12 @@ def implementations(variant, conv, x, edge_index):
     batch = Batch.from_data_list([Data(edge_index=edge_index, num_nodes=n)] *
                                  b)
     xb = x.detach().reshape(b * n, c).requires_grad_()
+    with torch.device(x.device):
+        dense = DenseWeightSharing(variant, conv).to(x.device)
     return {
-        'dense': (DenseWeightSharing(variant, conv), (x, )),
+        'dense': (dense, (x, )),
         'static': (conv, (x, )),
-        'disjoint': (conv, (xb, batch.edge_index)),
+        'disjoint': (conv, (xb, batch.edge_index.to(x.device))),
     }
 
 
@@ -127,7 +131,9 @@ def main():
     parser.add_argument('--threads', type=int,
                         help='CPU threads (default: torch\'s); one thread is '
                         'steadier on a machine shared with other jobs')
+    common.add_device_argument(parser)
     args = parser.parse_args()
+    common.use_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     rounds, min_time = (3, 0.1) if args.quick else (9, 0.3)

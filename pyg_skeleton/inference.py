@@ -29,9 +29,11 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from torch import Tensor
+
 from pyg_skeleton.lifter import DEFAULT_LIFTER, Lifter
 
-__all__ = ['lift', 'LiftResult', 'MIN_VISIBLE', 'gaussian_smooth', 'load_intrinsics']
+__all__ = ['lift', 'LiftResult', 'MIN_VISIBLE', 'gaussian_smooth', 'load_intrinsics', 'Stream']
 
 #: Fewest visible joints (of 17) a pose needs to be lifted.
 MIN_VISIBLE = 6
@@ -250,11 +252,36 @@ def _camera_warnings(uv: np.ndarray, mask: np.ndarray, ok: np.ndarray,
     return out
 
 
+def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
+    r"""The :class:`torch.device` of :obj:`device` (a name such as
+    :obj:`'cpu'`, :obj:`'cuda'` or :obj:`'cuda:1'`, a device, or :obj:`None`
+    for the CPU).
+
+    Raises:
+        ValueError: An unknown device name, or a CUDA device that this
+            machine does not have.
+    """
+    if device is None:
+        return torch.device('cpu')
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r} (e.g. 'cpu', 'cuda', "
+                         f"'cuda:1')") from None
+    if device.type == 'cuda':
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise ValueError(f"device {str(device)!r} is not available (this "
+                             f"machine has {count} CUDA device(s))")
+    return device
+
+
 def lift(source: Any, *, format: Optional[str] = None,
          image_size: Optional[Sequence[float]] = None,
          intrinsics: Union[str, Path, Dict[str, Any], None] = None,
          model: Union[str, Lifter] = DEFAULT_LIFTER, checkpoint: Union[str, Path, None] = None,
-         min_confidence: float = 0.3, smooth: float = 0.0, flip: bool = True) -> LiftResult:
+         min_confidence: float = 0.3, smooth: float = 0.0, flip: bool = True,
+         device: Union[str, torch.device, None] = None) -> LiftResult:
     r"""Lifts 2D keypoints to root-relative 3D poses (see the module docs).
 
     Args:
@@ -279,6 +306,9 @@ def lift(source: Any, *, format: Optional[str] = None,
         smooth (float): Temporal Gaussian smoothing (sigma in frames) of
             sequences with at most one person per frame. (default: :obj:`0`)
         flip (bool): Test-time flip augmentation. (default: :obj:`True`)
+        device (str or torch.device, optional): Where the lifter runs
+            (:obj:`'cpu'`, :obj:`'cuda'`, ...); the lifter is moved there.
+            (default: :obj:`None`, the CPU)
 
     Returns:
         LiftResult: The poses (:meth:`LiftResult.save` writes them).
@@ -288,6 +318,7 @@ def lift(source: Any, *, format: Optional[str] = None,
         ValueError: Unreadable input, unknown format or model, bad options.
     """
     from pyg_skeleton.keypoints import Keypoints, get_format, read_keypoints
+    device = resolve_device(device)
     if not (math.isfinite(min_confidence) and 0 <= min_confidence <= 1):
         raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
     if not (math.isfinite(smooth) and smooth >= 0):
@@ -347,6 +378,7 @@ def lift(source: Any, *, format: Optional[str] = None,
     messages += _camera_warnings(uv, mask, ok, cam,
                                  None if image_size is None else np.asarray(image_size))
     poses = np.full(uv.shape[:2] + (3,), np.nan, dtype=np.float32)
+    lifter.to(device)
     poses[ok] = lifter.lift(uv[ok], mask[ok], flip=flip).numpy()
 
     applied = 0.0
@@ -362,3 +394,109 @@ def lift(source: Any, *, format: Optional[str] = None,
                       person=kp.person.copy(), frame_names=list(kp.frame_names),
                       joint_names=list(lifter.skeleton.joint_names), model=name,
                       source=str(kp.source), smoothed=applied, warnings=messages)
+
+
+class Stream:
+    r"""Streaming inference: one frame in, one pose out, for real-time use
+    (a webcam, a detector running frame by frame).
+
+    * **Single-frame models** (:obj:`window=1`, *e.g.*
+      :class:`~pyg_skeleton.nn.SemGCN` or a
+      :class:`~pyg_skeleton.lifter.Lifter`): :meth:`push` runs the model on
+      the one pose, :obj:`[1, N, C]`, without the batching of :func:`lift`.
+      A :class:`~pyg_skeleton.lifter.Lifter` takes pixels :obj:`[17, 2]`
+      and an optional visibility mask :obj:`[17]` and returns metres,
+      exactly as :meth:`Lifter.lift <pyg_skeleton.lifter.Lifter.lift>` on
+      that pose.
+    * **Temporal models** (:obj:`window=T > 1`, *e.g.*
+      :class:`~pyg_skeleton.nn.TemporalSkeletalGNN`, which maps
+      :obj:`[B, T, N, C]` to :obj:`[B, T, N, C']`): a ring buffer keeps the
+      last :math:`T` frames and :meth:`push` returns the model's output for
+      the newest frame of that window. The stream is *causal*: frame
+      :math:`t`'s pose depends on frames :math:`t - T + 1, \dots, t` only,
+      so it is ready as soon as frame :math:`t` arrives, at the cost of
+      a one-sided view (a model trained on centred windows sees its
+      :math:`T - 1` past frames only). Until :math:`T` frames have come,
+      the window is filled by repeating the first frame (the edge padding
+      of offline sequence models).
+
+    Each :meth:`push` costs one forward pass on a :math:`T`-frame window
+    (:math:`T = 1` for single-frame models); see ``docs/deploy.rst`` for
+    measured latencies.
+
+    Args:
+        model (torch.nn.Module): The model, run in evaluation mode without
+            gradients.
+        window (int): Frames per forward pass, :math:`T`. (default: :obj:`1`)
+        flip (bool): For a :class:`~pyg_skeleton.lifter.Lifter`, test-time
+            flip augmentation (two poses per pass). (default: :obj:`False`)
+
+    Example::
+
+        stream = Stream(Lifter.pretrained('nosharing'))
+        for uv in detector:             # [17, 2] pixels per frame
+            pose = stream.push(uv)      # [17, 3] metres
+    """
+    def __init__(self, model: torch.nn.Module, window: int = 1, flip: bool = False):
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"'window' must be a positive integer (got {window!r})")
+        if isinstance(model, Lifter) and window != 1:
+            raise ValueError("a Lifter lifts single frames: use window=1")
+        if flip and not isinstance(model, Lifter):
+            raise ValueError("'flip' applies to a Lifter only")
+        self.model, self.window, self.flip = model.eval(), window, flip
+        self.reset()
+
+    def reset(self) -> None:
+        r"""Forgets the buffered frames (a new sequence starts)."""
+        self._buffer: Optional[Tensor] = None
+        self._count = 0
+
+    @property
+    def frames_seen(self) -> int:
+        r"""Frames pushed since the start or the last :meth:`reset`."""
+        return self._count
+
+    @torch.inference_mode()
+    def push(self, x, mask=None) -> Tensor:
+        r"""Feeds one frame and returns the pose for it.
+
+        Args:
+            x (Tensor or array): One frame, :obj:`[N, C]` (a
+                :class:`~pyg_skeleton.lifter.Lifter`: pixels :obj:`[17, 2]`).
+            mask (Tensor or array, optional): A
+                :class:`~pyg_skeleton.lifter.Lifter`'s visibility mask
+                :obj:`[17]` (default: the finite joints).
+
+        Returns:
+            :obj:`[N, C']`, the model's output for this frame.
+
+        Raises:
+            ValueError: If the frame is not :obj:`[N, C]`, or its shape
+                differs from the buffered frames'.
+        """
+        x = torch.as_tensor(x)
+        if x.dim() != 2:
+            raise ValueError(f"'Stream.push' expects one frame [N, C] (got shape "
+                             f"{list(x.shape)})")
+        if isinstance(self.model, Lifter):
+            m = None if mask is None else torch.as_tensor(mask).unsqueeze(0)
+            self._count += 1
+            return self.model.lift(x.unsqueeze(0), m, flip=self.flip)[0]
+        if mask is not None:
+            raise ValueError("'mask' applies to a Lifter only")
+        if self.window == 1:
+            self._count += 1
+            return self.model(x.unsqueeze(0))[0]
+        if self._buffer is None:
+            # Edge padding: the first frame fills the window.
+            self._buffer = x.unsqueeze(0).repeat(self.window, 1, 1)
+        elif x.shape != self._buffer.shape[1:]:
+            raise ValueError(f"frame of shape {list(x.shape)} after frames of shape "
+                             f"{list(self._buffer.shape[1:])}; call reset() for a new "
+                             f"sequence")
+        # Oldest frame out, newest in: T N C values move, which is small
+        # beside the forward pass on the window.
+        self._buffer = torch.cat([self._buffer[1:], x.unsqueeze(0).to(self._buffer)])
+        self._count += 1
+        return self.model(self._buffer.unsqueeze(0))[0, -1]

@@ -61,9 +61,17 @@ class KinematicTree(torch.nn.Module):
         lengths, dirs = tree.decompose(pose)         # [..., 16], [..., 16, 3]
         pose_again = tree.forward(lengths, dirs)     # [..., 17, 3], root at 0
 
+    A **forest** (several roots, *e.g.* two persons without a bone between
+    them) is a tree per root: :obj:`N - R` bones for :obj:`R` roots (bone
+    :obj:`k` still ends at the :obj:`k`-th non-root joint), each tree's
+    kinematics independent of the others', and :meth:`forward` puts every
+    root at the origin unless :obj:`root_positions` places them (the
+    decomposition has no bone between trees, so it loses where they are
+    relative to each other).
+
     Args:
         parents (sequence of int): Parent of every joint, :obj:`-1` for the
-            single root.
+            root (for every root of a forest).
         frame (str): :obj:`"camera"` or :obj:`"body"` (see the module
             docstring). (default: :obj:`"camera"`)
         frame_joints ((int, int, int), optional): The root children
@@ -76,10 +84,10 @@ class KinematicTree(torch.nn.Module):
             shorter than this is degenerate. (default: :obj:`1e-8`)
 
     Raises:
-        ValueError: If :obj:`parents` is not a tree with one root whose
-            parents lie in :obj:`[0, N-1]`, :obj:`frame` or
-            :obj:`frame_joints` is invalid, or :obj:`eps` is not a positive
-            finite number.
+        ValueError: If :obj:`parents` is not a forest (at least one root,
+            no cycle) whose parents lie in :obj:`[0, N-1]`, :obj:`frame` or
+            :obj:`frame_joints` is invalid (:obj:`frame="body"` needs a
+            single root), or :obj:`eps` is not a positive finite number.
     """
 
     def __init__(self, parents: Sequence[int], frame: str = 'camera',
@@ -97,11 +105,15 @@ class KinematicTree(torch.nn.Module):
         if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
             raise ValueError(f"eps must be a positive finite number, got {eps!r}")
         roots = [j for j, p in enumerate(parents) if p == -1]
-        if len(roots) != 1:
-            raise ValueError(f"parents must have exactly one root (-1), got {len(roots)}")
+        if not roots:
+            raise ValueError("parents must have a root (-1), got none")
         if frame not in FRAMES:
             raise ValueError(f"frame must be one of {FRAMES}, got {frame!r}")
+        if frame == 'body' and len(roots) > 1:
+            raise ValueError(f"frame='body' needs a single root; parents is a forest with "
+                             f"roots {roots} (use frame='camera')")
         self.parents = parents
+        self.roots = roots
         self.root = roots[0]
         self.num_joints = len(parents)
         self.frame = frame
@@ -109,7 +121,8 @@ class KinematicTree(torch.nn.Module):
 
         # Depth of every joint (also checks that parents form a tree).
         depth = [-1] * self.num_joints
-        depth[self.root] = 0
+        for r in roots:
+            depth[r] = 0
         for joint in range(self.num_joints):
             path, node = [], joint
             while depth[node] < 0:
@@ -120,7 +133,7 @@ class KinematicTree(torch.nn.Module):
             for k, n in enumerate(reversed(path)):
                 depth[n] = depth[node] + k + 1
         self.depth = depth
-        children = [j for j in range(self.num_joints) if j != self.root]
+        children = [j for j in range(self.num_joints) if parents[j] != -1]
         self.bone_children = children                      # bone k ends at joint children[k]
         bone_of = {c: k for k, c in enumerate(children)}
         self.register_buffer('bone_child', torch.tensor(children, dtype=torch.long),
@@ -158,6 +171,8 @@ class KinematicTree(torch.nn.Module):
             self._frame_bones = None
             local = torch.zeros(len(children), dtype=torch.bool)
         self.register_buffer('local_mask', local, persistent=False)
+        self.register_buffer('root_index', torch.tensor(roots, dtype=torch.long),
+                             persistent=False)
 
     @classmethod
     def from_skeleton(cls, skeleton, frame: str = 'camera',
@@ -171,7 +186,7 @@ class KinematicTree(torch.nn.Module):
 
     @property
     def num_bones(self) -> int:
-        return self.num_joints - 1
+        return self.num_joints - len(self.roots)
 
     # ------------------------------------------------------------- helpers
     def _unit(self, v: Tensor) -> Tensor:
@@ -212,14 +227,16 @@ class KinematicTree(torch.nn.Module):
                              f"pose(s): {problem.format(*joints)}")
 
     def bone_vectors(self, pose: Tensor) -> Tensor:
-        r"""Child minus parent positions, :obj:`[..., N-1, 3]`."""
+        r"""Child minus parent positions, :obj:`[..., N-R, 3]` (:obj:`R`
+        roots)."""
         return pose.index_select(-2, self.bone_child) - pose.index_select(-2, self.bone_parent)
 
     # ----------------------------------------------------------- mappings
     def decompose(self, pose: Tensor) -> tuple[Tensor, Tensor]:
-        r"""Splits poses :obj:`[..., N, 3]` into bone lengths :obj:`[..., N-1]`
-        and unit directions :obj:`[..., N-1, 3]` (in :obj:`frame`). Any root
-        position is ignored (the result is translation invariant)."""
+        r"""Splits poses :obj:`[..., N, 3]` into bone lengths :obj:`[..., N-R]`
+        and unit directions :obj:`[..., N-R, 3]` (in :obj:`frame`; :obj:`R`
+        roots, 1 for a tree). Any root position is ignored (the result is
+        invariant to translating each tree)."""
         if pose.size(-2) != self.num_joints or pose.size(-1) != 3:
             raise ValueError(f"expected poses [..., {self.num_joints}, 3], got "
                              f"{list(pose.shape)}")
@@ -232,18 +249,25 @@ class KinematicTree(torch.nn.Module):
             dirs = torch.where(self.local_mask.unsqueeze(-1), local, dirs)
         return lengths, dirs
 
-    def forward(self, lengths: Tensor, directions: Tensor, normalize: bool = False) -> Tensor:
+    def forward(self, lengths: Tensor, directions: Tensor, normalize: bool = False,
+                root_positions: Tensor | None = None) -> Tensor:
         r"""Forward kinematics: root-relative joint positions :obj:`[..., N, 3]`
-        (root at the origin).
+        (root at the origin; every root of a forest at the origin, or at
+        :obj:`root_positions`).
 
         Args:
-            lengths (torch.Tensor): Bone lengths :obj:`[..., N-1]` or
-                :obj:`[N-1]`; broadcast against :obj:`directions`.
-            directions (torch.Tensor): Directions :obj:`[..., N-1, 3]` in
+            lengths (torch.Tensor): Bone lengths :obj:`[..., N-R]` or
+                :obj:`[N-R]` (:obj:`R` roots); broadcast against
+                :obj:`directions`.
+            directions (torch.Tensor): Directions :obj:`[..., N-R, 3]` in
                 :obj:`frame`.
             normalize (bool): Rescale the directions to unit length first, so
                 that every output bone has exactly the given length (use this
                 for raw network outputs). (default: :obj:`False`)
+            root_positions (torch.Tensor, optional): Positions
+                :obj:`[..., R, 3]` of the roots (in :attr:`roots` order);
+                each tree is built from its root. (default: :obj:`None`,
+                every root at the origin)
         """
         if directions.size(-2) != self.num_bones or directions.size(-1) != 3:
             raise ValueError(f"expected directions [..., {self.num_bones}, 3], got "
@@ -265,6 +289,14 @@ class KinematicTree(torch.nn.Module):
             vec = torch.where(self.local_mask.unsqueeze(-1), cam, vec)
         shape = vec.shape[:-2] + (self.num_joints, 3)
         pose = vec.new_zeros(shape)
+        if root_positions is not None:
+            if root_positions.dim() < 2 or root_positions.shape[-2:] != (len(self.roots), 3):
+                raise ValueError(f"expected root positions [..., {len(self.roots)}, 3], got "
+                                 f"{list(root_positions.shape)}")
+            shape = torch.broadcast_shapes(shape[:-2], root_positions.shape[:-2]) + shape[-2:]
+            pose = pose.expand(shape).index_copy(
+                -2, self.root_index.to(vec.device),
+                root_positions.to(vec.dtype).expand(shape[:-2] + (len(self.roots), 3)))
         for joints, par, bones in self._levels:
             dev = vec.device
             joints, par, bones = joints.to(dev), par.to(dev), bones.to(dev)

@@ -111,14 +111,16 @@ class Lifter(torch.nn.Module):
         if x.dim() != 3 or x.shape[1:] != (17, 3):
             raise ValueError(f"expected keypoints [B, 17, 2], got {list(x.shape[:-1]) + [2]}")
         outs = []
+        # The poses run on the lifter's device and come back to the CPU.
+        device = next(self.parameters()).device
         for a in range(0, len(x), batch_size):
-            xb = x[a:a + batch_size]
+            xb = x[a:a + batch_size].to(device)
             if flip:
                 both = self(torch.cat([xb, self.skeleton.flip(xb, lateral_axis=0)]))
                 p, q = both.chunk(2)
-                outs.append(0.5 * (p + self.skeleton.flip(q, lateral_axis=0)))
+                outs.append((0.5 * (p + self.skeleton.flip(q, lateral_axis=0))).cpu())
             else:
-                outs.append(self(xb))
+                outs.append(self(xb).cpu())
         self.train(was)
         return torch.cat(outs) if outs else x.new_zeros(0, 17, 3)
 

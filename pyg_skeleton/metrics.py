@@ -32,6 +32,7 @@ reducing across :mod:`torch.distributed` ranks.
 from __future__ import annotations
 
 import math
+import os
 from typing import Dict, Optional, Sequence
 
 import torch
@@ -40,7 +41,23 @@ from torch import Tensor
 __all__ = [
     'joint_errors', 'mpjpe', 'p_mpjpe', 'n_mpjpe', 'mpvpe', 'pck', 'auc',
     'procrustes_align', 'scale_align', 'group_mean', 'MetricAccumulator',
+    'process_group_device',
 ]
+
+
+def process_group_device() -> torch.device:
+    r"""The device on which the default :mod:`torch.distributed` process
+    group reduces tensors: the process's GPU for the NCCL backend, which
+    reduces only CUDA tensors (:obj:`cuda:LOCAL_RANK` under
+    :obj:`torchrun`, else the current CUDA device), and the CPU otherwise
+    (gloo, or no process group)."""
+    import torch.distributed as dist
+    if (dist.is_available() and dist.is_initialized()
+            and dist.get_backend() == 'nccl'):
+        local = os.environ.get('LOCAL_RANK')
+        index = int(local) if local is not None else torch.cuda.current_device()
+        return torch.device('cuda', index)
+    return torch.device('cpu')
 
 
 def _check(pred: Tensor, target: Tensor, mask: Optional[Tensor]) -> Tensor:
@@ -376,12 +393,15 @@ class MetricAccumulator:
 
     def all_reduce(self) -> None:
         r"""Sums the accumulators over all ranks of the default process group
-        (if one is initialised)."""
+        (if one is initialised), on the group's device
+        (:func:`process_group_device`); the sums stay on the CPU."""
         import torch.distributed as dist
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             flat = torch.cat([self.joint_sums.flatten(), self.joint_counts,
                               self.group_sums.flatten(), self.group_counts])
+            flat = flat.to(process_group_device())
             dist.all_reduce(flat)
+            flat = flat.cpu()
             sizes = [self.joint_sums.numel(), self.joint_counts.numel(),
                      self.group_sums.numel(), self.group_counts.numel()]
             a, b, c, d = flat.split(sizes)

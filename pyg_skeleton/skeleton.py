@@ -9,6 +9,7 @@ to the library. The layouts shipped with the package live in
 
 from __future__ import annotations
 
+import copy
 import json
 import operator
 from collections import Counter
@@ -28,7 +29,7 @@ PRESET_DIR = Path(__file__).parent / "data" / "skeletons"
 # where a layout comes from and is not part of the skeleton itself.
 _DICT_KEYS = {
     "name", "joint_names", "parents", "edges", "root", "flip_pairs", "centre",
-    "groups", "require_connected", "source",
+    "groups", "require_connected", "source", "body_map",
 }
 
 
@@ -58,7 +59,7 @@ def _edge_tensor(edges: Iterable[Sequence[int]]) -> Tensor:
     return torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
 
 
-def _check_parents(parents: list[int], num_joints: int) -> None:
+def _check_parents(parents: list[int], num_joints: int, forest: bool = False) -> None:
     if len(parents) != num_joints:
         raise ValueError(f"parents has {len(parents)} entries but num_joints is {num_joints}")
     for joint, parent in enumerate(parents):
@@ -67,9 +68,10 @@ def _check_parents(parents: list[int], num_joints: int) -> None:
     roots = [joint for joint, parent in enumerate(parents) if parent == -1]
     if not roots:
         raise ValueError("parents has no root: exactly one joint must have parent -1")
-    if len(roots) > 1:
+    if len(roots) > 1 and not forest:
         raise ValueError(f"parents has several roots (joints {roots}): exactly one joint must "
-                         "have parent -1")
+                         "have parent -1 (pass require_connected=False for a forest, e.g. "
+                         "several persons)")
     # Walk up from every joint; `reaches_root` memoises finished walks so the
     # whole check is linear in the number of joints.
     reaches_root = {-1}
@@ -144,7 +146,9 @@ class Skeleton:
         joint_names (sequence of str, optional): One unique name per joint.
             Defaults to :obj:`"joint_0"`, :obj:`"joint_1"`, ...
         parents (sequence of int, optional): Parent of every joint, :obj:`-1`
-            for the single root. Must describe exactly :obj:`edges`. If not
+            for the single root (for every root of a forest, *e.g.* several
+            persons, with :obj:`require_connected=False`). Must describe
+            exactly :obj:`edges`. If not
             given and the graph is a tree, parents are derived from a
             breadth-first search rooted at joint 0
             (see :meth:`from_edges` for another root).
@@ -188,7 +192,7 @@ class Skeleton:
         # reported as such, not as a bad edge derived from it.
         if parents is not None:
             parents = [_as_int(p, f"parent of joint {i}") for i, p in enumerate(parents)]
-            _check_parents(parents, num_joints)
+            _check_parents(parents, num_joints, forest=not require_connected)
 
         self._edges = self._canonical_edges(_edge_tensor(edges))
         self._edge_index = to_undirected(self._edges.t(), num_nodes=num_joints)
@@ -233,6 +237,8 @@ class Skeleton:
             groups = [[_as_int(j, "a group's joint") for j in group] for group in groups]
             self._check_groups(groups)
         self._groups = groups
+        # set by from_dict from a "body_map" (synthetic poses of a custom skeleton)
+        self._body_map: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ build
 
@@ -246,30 +252,36 @@ class Skeleton:
         centre: int | None = None,
         groups: Sequence[Sequence[int]] | None = None,
         name: str | None = None,
+        require_connected: bool = True,
     ) -> Skeleton:
         r"""Builds a tree skeleton from a parents list.
 
         Args:
             parents (sequence of int): Parent of every joint; exactly one
-                joint (the root) has parent :obj:`-1`. Bones are the
-                :obj:`(child, parent)` pairs.
+                joint (the root) has parent :obj:`-1`, or, with
+                :obj:`require_connected=False`, one per tree of a forest.
+                Bones are the :obj:`(child, parent)` pairs.
             joint_names (sequence of str, optional): Joint names.
             flip_pairs (iterable of (int, int), optional): Left/right pairs.
             centre (int, optional): Centre joint.
             groups (sequence of sequence of int, optional): Joint partition.
             name (str, optional): Name of the layout.
+            require_connected (bool, optional): If :obj:`False`, allow a
+                forest (several roots). (default: :obj:`True`)
 
         Returns:
             Skeleton: The skeleton.
 
         Raises:
-            ValueError: If the parents list has no root, several roots, a
-                parent out of range or a cycle, or another input is invalid.
+            ValueError: If the parents list has no root, several roots (a
+                forest without :obj:`require_connected=False`), a parent out
+                of range or a cycle, or another input is invalid.
         """
         parents = [_as_int(p, f"parent of joint {i}") for i, p in enumerate(parents)]
         edges = [(child, parent) for child, parent in enumerate(parents) if parent != -1]
         return cls(len(parents), edges, joint_names=joint_names, parents=parents,
-                   flip_pairs=flip_pairs, centre=centre, groups=groups, name=name)
+                   flip_pairs=flip_pairs, centre=centre, groups=groups, name=name,
+                   require_connected=require_connected)
 
     @classmethod
     def from_edges(
@@ -409,8 +421,10 @@ class Skeleton:
         The dict holds :obj:`"parents"` or :obj:`"edges"` (with an optional
         :obj:`"root"`), and optionally :obj:`"name"`, :obj:`"joint_names"`,
         :obj:`"flip_pairs"`, :obj:`"centre"`, :obj:`"groups"`,
-        :obj:`"require_connected"` and a free-text :obj:`"source"`, which is
-        ignored.
+        :obj:`"require_connected"`, a :obj:`"body_map"` (a joint map of
+        :mod:`pyg_skeleton.datasets.synthetic` keyed by the joint names, for
+        synthetic poses of this skeleton, see :attr:`body_map`) and a
+        free-text :obj:`"source"`, which is ignored.
 
         Args:
             d (dict): The skeleton description.
@@ -438,9 +452,30 @@ class Skeleton:
             name=d.get("name"),
         )
         if "parents" in d:
-            return cls.from_parents(d["parents"], **common)
-        return cls.from_edges(d["edges"], root=d.get("root", 0),
-                              require_connected=d.get("require_connected", True), **common)
+            skeleton = cls.from_parents(
+                d["parents"], require_connected=d.get("require_connected", True), **common)
+        else:
+            skeleton = cls.from_edges(d["edges"], root=d.get("root", 0),
+                                      require_connected=d.get("require_connected", True),
+                                      **common)
+        if d.get("body_map") is not None:
+            skeleton._body_map = skeleton._check_body_map(d["body_map"])
+        return skeleton
+
+    def _check_body_map(self, body_map: Any) -> dict[str, Any]:
+        from pyg_skeleton.datasets.synthetic import check_joint_map
+        if not isinstance(body_map, dict) or not isinstance(body_map.get("joints"), dict):
+            raise ValueError("'body_map' must be a joint map: {\"body\": \"smpl24\", "
+                             "\"joints\": {joint name: body joint or {\"joint\", \"offset\"}}}")
+        missing = [n for n in self._joint_names if n not in body_map["joints"]]
+        extra = [n for n in body_map["joints"] if n not in self._joint_names]
+        if missing or extra:
+            raise ValueError(f"'body_map' must map every joint name once: missing {missing}, "
+                             f"unknown {extra}")
+        # the skeleton's own order; no preset name, which would impose the preset's order
+        checked = check_joint_map({"body": body_map.get("body"), "joints": {
+            n: body_map["joints"][n] for n in self._joint_names}})
+        return {"body": checked["body"], "joints": checked["joints"]}
 
     def to_dict(self) -> dict[str, Any]:
         r"""Returns a JSON-ready description that :meth:`from_dict` reads back.
@@ -463,6 +498,8 @@ class Skeleton:
             d["groups"] = [list(group) for group in self._groups]
         if not self._connected:
             d["require_connected"] = False
+        if self._body_map is not None:
+            d["body_map"] = self.body_map
         return d
 
     @classmethod
@@ -544,8 +581,25 @@ class Skeleton:
 
     @property
     def root(self) -> int | None:
-        r"""Root of :attr:`parents`, or :obj:`None` if there are no parents."""
+        r"""Root of :attr:`parents` (of a forest: the first root, see
+        :attr:`roots`), or :obj:`None` if there are no parents."""
         return None if self._parents is None else self._parents.index(-1)
+
+    @property
+    def roots(self) -> list[int]:
+        r"""Every root of :attr:`parents` (one per tree of a forest), or
+        :obj:`[]` if there are no parents."""
+        return [] if self._parents is None else [j for j, p in enumerate(self._parents)
+                                                  if p == -1]
+
+    @property
+    def body_map(self) -> dict[str, Any] | None:
+        r"""The joint map of the skeleton's joints onto a synthetic body
+        table (:mod:`pyg_skeleton.datasets.synthetic`), read from the
+        :obj:`"body_map"` of a skeleton file, or :obj:`None`: with it,
+        :func:`~pyg_skeleton.datasets.synthetic_poses` draws poses of this
+        skeleton."""
+        return None if self._body_map is None else copy.deepcopy(self._body_map)
 
     @property
     def centre(self) -> int | None:

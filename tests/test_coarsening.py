@@ -361,3 +361,126 @@ def test_coarsen_cli(tmp_path, capsys):
     assert (tmp_path / 'h.png').stat().st_size > 0
     args = parser.parse_args([str(tmp_path / 'missing.obj')])
     assert coarsen_cli.run(args) == 2
+
+
+# --- matching cost independent of the vertex numbering ---------------------
+
+MHR = SHARED / 'data' / 'meshes' / 'mhr' / 'mhr_lods.npz'
+
+
+def ring_numbering(rows, cols):
+    """New id of every grid vertex: concentric square rings around the
+    centre, each ring by angle (the numbering of a scanned or generated
+    mesh that makes chains of waiting edges span the mesh)."""
+    y, x = np.mgrid[:rows, :cols]
+    cy, cx = (rows - 1) / 2, (cols - 1) / 2
+    ring = np.maximum(np.abs(y - cy), np.abs(x - cx)).ravel()
+    angle = np.arctan2((y - cy).ravel(), (x - cx).ravel())
+    perm = np.lexsort((angle, ring))
+    new_id = np.empty(rows * cols, dtype=np.int64)
+    new_id[perm] = np.arange(rows * cols)
+    return torch.from_numpy(new_id)
+
+
+def bfs_numbering(edge_index, n):
+    """New id of every vertex in breadth-first order from vertex 0: the
+    rings of any connected mesh."""
+    nbrs = [[] for _ in range(n)]
+    for i, j in edge_index.t().tolist():
+        nbrs[i].append(j)
+    new_id = torch.full((n, ), -1, dtype=torch.long)
+    queue, count = [0], 0
+    new_id[0] = 0
+    for i in queue:
+        for j in sorted(nbrs[i]):
+            if new_id[j] < 0:
+                count += 1
+                new_id[j] = count
+                queue.append(j)
+    assert count == n - 1
+    return new_id
+
+
+def numberings(edge_index, n, ring=None):
+    g = torch.Generator().manual_seed(0)
+    return {'original': edge_index,
+            'random': torch.randperm(n, generator=g)[edge_index],
+            'rings': (ring if ring is not None
+                      else bfs_numbering(edge_index, n))[edge_index]}
+
+
+def round_bound(num_edges):
+    """The documented bound on the vectorised rounds of one level."""
+    return 1 + int(np.log(max(num_edges, 2)) / -np.log(0.9)) + 1
+
+
+def same_clusters(a, b):
+    return a.num_nodes == b.num_nodes and all(
+        torch.equal(x, y) for x, y in zip(a.clusters, b.clusters))
+
+
+@pytest.mark.parametrize('numbering', ['original', 'random', 'rings'])
+def test_ring_numbered_grid_bounded_rounds(numbering, monkeypatch):
+    ei, n = grid_graph(32, 32)
+    ei = numberings(ei, n, ring_numbering(32, 32))[numbering]
+    c = hem_coarsen(ei, n, max_nodes=20)
+    ref = naive_hem(ei, n, None, levels=c.num_levels)
+    assert [x.tolist() for x in c.clusters] == ref
+    assert same_clusters(c, hem_coarsen(ei, n, max_nodes=20, method='greedy'))
+    edges = [g[0].numel() for g in c.graphs]
+    assert all(r <= round_bound(e) for r, e in zip(c.rounds, edges))
+    # rounds alone (no sequential finish): the same clusters, and on the
+    # ring numbering one round per ring link, far above the bound
+    import pyg_skeleton.mesh.coarsening as coarsening
+    monkeypatch.setattr(coarsening, '_MIN_PROGRESS', 0.0)
+    monkeypatch.setattr(coarsening, '_SCAN_EDGES', 0)
+    rounds_only = hem_coarsen(ei, n, max_nodes=20)
+    assert same_clusters(c, rounds_only)
+    if numbering == 'rings':
+        assert rounds_only.rounds[0] > 5 * round_bound(edges[0])
+    # the sequential pass alone: the same clusters
+    monkeypatch.setattr(coarsening, '_SCAN_EDGES', 10**9)
+    scan_only = hem_coarsen(ei, n, max_nodes=20)
+    assert same_clusters(c, scan_only) and sum(scan_only.rounds) == 0
+
+
+@pytest.mark.parametrize('name', sorted(GRAPHS))
+@pytest.mark.parametrize('score', ['xavier', 'graclus'])
+def test_rounds_only_and_scan_only_match_naive_loop(name, score,
+                                                    monkeypatch):
+    import pyg_skeleton.mesh.coarsening as coarsening
+    ei, n, w = GRAPHS[name]()
+    ref = naive_hem(ei, n, w, levels=4, score=score)
+    for progress, small in ((0.0, 0), (0.1, 0), (0.5, 0)):
+        monkeypatch.setattr(coarsening, '_MIN_PROGRESS', progress)
+        monkeypatch.setattr(coarsening, '_SCAN_EDGES', small)
+        out = hem_coarsen(ei, n, levels=4, edge_weight=w, score=score)
+        assert [c.tolist() for c in out.clusters] == ref
+
+
+def real_meshes():
+    out = []
+    if MAKEHUMAN.exists():
+        mesh = read_mesh(MAKEHUMAN)
+        out.append(('makehuman', mesh.edge_index(), mesh.num_vertices))
+    if MHR.exists():
+        z = np.load(MHR)
+        for k in (6, 4):
+            f = torch.from_numpy(z[f'lod{k}_faces'].astype(np.int64))
+            n = int(z[f'lod{k}_vertices'].shape[0])
+            out.append((f'mhr_lod{k}', faces_to_edge_index(f, n), n))
+    return out
+
+
+@pytest.mark.skipif(not MAKEHUMAN.exists() and not MHR.exists(),
+                    reason='../shared/data/meshes (MakeHuman, MHR) absent')
+@pytest.mark.parametrize('numbering', ['original', 'random', 'rings'])
+def test_real_meshes_any_numbering(numbering):
+    for name, ei, n in real_meshes():
+        ei = numberings(ei, n)[numbering]
+        c = hem_coarsen(ei, n, max_nodes=49)
+        assert same_clusters(c, hem_coarsen(ei, n, max_nodes=49,
+                                            method='greedy')), name
+        edges = [g[0].numel() for g in c.graphs]
+        assert all(r <= round_bound(e) for r, e in zip(c.rounds, edges)), \
+            (name, c.rounds)

@@ -335,12 +335,13 @@ def test_conv_style_keeps_every_self_term():
 
 def test_conv_style_equal_distance_counts_as_farther():
     # Triangle 0-1-2 with centre 0: nodes 1 and 2 are both one hop away.
-    # Nodes 3-4 form a component that cannot reach the centre.
+    # Nodes 3-4 form a component that cannot reach the centre: it gets its
+    # own centre, the least eccentric node (a tie: the lower index, 3).
     edge_index = to_undirected(torch.tensor([[0, 0, 1, 3], [1, 2, 2, 4]]))
     conv = ConvStyleConv(2, 3, edge_index, centre=0, num_nodes=5)
     farther, closer = edge_types(conv)
-    assert farther == {(0, 1), (0, 2), (1, 2), (2, 1), (3, 4), (4, 3)}
-    assert closer == {(1, 0), (2, 0)}
+    assert farther == {(0, 1), (0, 2), (1, 2), (2, 1), (3, 4)}
+    assert closer == {(1, 0), (2, 0), (4, 3)}
     # the same rule on the edge_index path, checked through the output:
     # with the 'closer' matrix zeroed, only self and farther edges remain
     with torch.no_grad():

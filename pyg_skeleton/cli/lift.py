@@ -38,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--min-confidence', type=float, default=0.3,
                    help='joints with a lower confidence are treated as missing')
     p.add_argument('--no-flip', action='store_true', help='no test-time flip augmentation')
+    p.add_argument('--device', default='cpu',
+                   help="where the lifter runs: 'cpu', 'cuda', 'cuda:1', ... (default: cpu)")
     p.add_argument('--no-plots', action='store_true', help='no PNG/GIF pictures')
     p.add_argument('--list-models', action='store_true', help='list the bundled lifters')
     p.add_argument('--list-formats', action='store_true', help='list the keypoint formats')
@@ -81,7 +83,7 @@ def run(args) -> int:
             result = lift(src, format=args.format, image_size=args.image_size,
                           intrinsics=args.intrinsics, model=args.model or DEFAULT_LIFTER,
                           checkpoint=args.checkpoint, min_confidence=args.min_confidence,
-                          smooth=args.smooth, flip=not args.no_flip)
+                          smooth=args.smooth, flip=not args.no_flip, device=args.device)
         except ValueError as e:   # bad input files and options: the user can fix them
             raise CLIError(str(e).splitlines()[0]) from None
     seconds = time.perf_counter() - t0

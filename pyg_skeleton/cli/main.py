@@ -49,6 +49,7 @@ SUBCOMMANDS: Dict[str, Union[str, Any]] = {
     'demo': 'pyg_skeleton.cli.demo',
     'lift': 'pyg_skeleton.cli.lift',
     'coarsen': 'pyg_skeleton.mesh.coarsen_cli',
+    'export': 'pyg_skeleton.cli.export',
 }
 
 

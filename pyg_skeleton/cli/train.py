@@ -246,8 +246,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"model to train: {', '.join(MODELS)} (default: %(default)s)")
     p.add_argument('--list-models', action='store_true', help='list the models and exit')
     p.add_argument('--skeleton', default='h36m17', metavar='SKELETON',
-                   help=f"skeleton preset of the model (and of the synthetic poses): "
-                        f"{', '.join(Skeleton.presets())} (default: %(default)s)")
+                   help=f"skeleton of the model (and of the synthetic poses): a preset, "
+                        f"{', '.join(Skeleton.presets())}, or a skeleton JSON file "
+                        f"(Skeleton.save; synthetic poses need its \"body_map\") "
+                        f"(default: %(default)s)")
     p.add_argument('--mesh', default=None, metavar='FILE',
                    help="model hgn only: body mesh of its mesh branches, an .obj, .ply or "
                         ".npz mesh (coarsened into 10 padded levels) or a hierarchy .pt of "
@@ -555,15 +557,42 @@ def lr_at(args, step: float, steps_per_epoch: int, total_steps: int) -> float:
 
 
 def get_skeleton(name: str) -> Skeleton:
-    if name not in Skeleton.presets():
-        raise CLIError(f"unknown skeleton {name!r} (choose from {', '.join(Skeleton.presets())})")
-    return Skeleton.preset(name)
+    """A preset by name, or a skeleton JSON file."""
+    if name in Skeleton.presets():
+        return Skeleton.preset(name)
+    if not (name.lower().endswith('.json') or Path(name).is_file()):
+        raise CLIError(f"unknown skeleton {name!r} (choose from {', '.join(Skeleton.presets())}, "
+                       f"or give a skeleton JSON file)")
+    try:
+        return Skeleton.load(name)
+    except OSError as e:
+        raise CLIError(f"cannot read skeleton file {name}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise CLIError(str(e).splitlines()[0]) from None
 
 
-def load_data(args):
+def _data_skeleton(args, skeleton: Optional[Skeleton]):
+    """The ``skeleton`` of :func:`load_lifting_splits`: a preset name, or the
+    skeleton of a file (its synthetic poses need a ``body_map``)."""
+    name = getattr(args, 'skeleton', None) or 'h36m17'
+    if name in Skeleton.presets():
+        return name
+    skeleton = skeleton if skeleton is not None else get_skeleton(name)
+    if args.dataset == 'synthetic' and skeleton.body_map is None:
+        raise CLIError(f"skeleton {name} has no \"body_map\", so there are no synthetic poses "
+                       f"for it: add one (a joint map onto the smpl24 body, see "
+                       f"pyg_skeleton.datasets.synthetic), or train on poses of its joints with "
+                       f"--dataset FILE.npz (a 'positions' array [F, "
+                       f"{skeleton.num_joints}, 3] in metres)")
+    return skeleton
+
+
+def load_data(args, skeleton: Optional[Skeleton] = None):
     """``(train, val, test)`` of the run's data; ``val`` is :obj:`None` when
-    ``--val-fraction`` is 0."""
+    ``--val-fraction`` is 0. :obj:`skeleton`: the run's skeleton when
+    ``--skeleton`` is a file (else read from it)."""
     from pyg_skeleton.datasets.lifting import load_lifting_splits
+    data_skeleton = _data_skeleton(args, skeleton)
     try:
         train, val, test = load_lifting_splits(
             args.dataset, args.data, val_fraction=getattr(args, 'val_fraction', 0.0) or 0.0,
@@ -571,7 +600,7 @@ def load_data(args):
             frame_step=args.frame_step, seed=args.seed, synthetic_train=args.synthetic_train,
             synthetic_test=args.synthetic_test, max_frames=args.max_frames,
             max_test_frames=getattr(args, 'max_test_frames', None),
-            skeleton=getattr(args, 'skeleton', None) or 'h36m17',
+            skeleton=data_skeleton,
             inputs_2d=getattr(args, 'inputs_2d', None), cameras=getattr(args, 'cameras', None))
     except (FileNotFoundError, ValueError, KeyError) as e:
         raise CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
@@ -635,15 +664,17 @@ def prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
 def evaluate(model, data, skeleton, batch_size: int, flip: bool, rank: int = 0,
              world: int = 1, device=torch.device('cpu')):
     """Metrics of :obj:`model` on :obj:`data`, sharded over ranks and
-    summed across them (see :class:`~pyg_skeleton.metrics.MetricAccumulator`)."""
+    summed across them (see :class:`~pyg_skeleton.metrics.MetricAccumulator`),
+    with the model on :obj:`device` (where it is moved)."""
     from pyg_skeleton.datasets.camera import flip_test
-    from pyg_skeleton.metrics import MetricAccumulator
+    from pyg_skeleton.metrics import MetricAccumulator, process_group_device
     was_training = model.training
     model.eval()
+    model.to(device)
     n = len(data)
     lo, hi = rank * n // world, (rank + 1) * n // world
     acc = MetricAccumulator(skeleton.num_joints, max(len(data.group_names), 1))
-    bad = torch.zeros(1)
+    bad = torch.zeros(1, device=process_group_device())  # NCCL reduces on the GPU
     for a in range(lo, hi, batch_size):
         x = data.x[a:min(a + batch_size, hi)].to(device)
         y = data.y[a:min(a + batch_size, hi)]
@@ -1055,7 +1086,9 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device,
         seconds = time.perf_counter() - t0
         train_loss = loss_sum / max(loss_n, 1)
         if world > 1:
-            t = torch.tensor([loss_sum, float(loss_n)], dtype=torch.float64)
+            from pyg_skeleton.metrics import process_group_device
+            t = torch.tensor([loss_sum, float(loss_n)], dtype=torch.float64,
+                             device=process_group_device())  # NCCL reduces on the GPU
             dist.all_reduce(t)
             train_loss = float(t[0] / t[1].clamp_min(1))
         net = ddp.module if world > 1 else model
@@ -1216,6 +1249,8 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
                    help='test-time flip augmentation (default: as trained)')
     p.add_argument('--out', default=None, help='write the metrics as JSON to this file')
     p.add_argument('--overwrite', action='store_true', help='replace an existing --out file')
+    p.add_argument('--device', default='cpu',
+                   help="where the model runs: 'cpu', 'cuda', 'cuda:1', ... (default: cpu)")
 
 
 def evaluation_options(ckpt: Dict[str, Any], args) -> argparse.Namespace:
@@ -1311,8 +1346,13 @@ def actor_table(rows: Dict[int, Dict[str, Any]], trained: List[int], title: str)
 def run_evaluate(args) -> int:
     from pyg_skeleton.datasets.bandai import bandai_label, default_bandai_path
     from pyg_skeleton.datasets.lifting import dataset_actors
+    from pyg_skeleton.inference import resolve_device
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1 (got {args.batch_size})")
+    try:
+        device = resolve_device(args.device)
+    except ValueError as e:
+        raise CLIError(f"--device: {e}") from None
     out = Path(args.out) if args.out else None
     if out is not None and out.is_dir():
         raise CLIError(f"--out {out} is a folder; give a file name for the JSON")
@@ -1348,7 +1388,7 @@ def run_evaluate(args) -> int:
     model, rows = None, {}
     for actor in (actors if all_actors else [run.test_actor]):
         run.test_actor = actor
-        _, _, test = load_data(run)
+        _, _, test = load_data(run, skeleton)
         check_joints(skeleton, test, 'test data')
         if model is None:
             model = make_model(ckpt['model_name'], skeleton, run, test.x[:2])
@@ -1358,7 +1398,8 @@ def run_evaluate(args) -> int:
                 raise CLIError(f"checkpoint weights do not fit model {ckpt['model_name']!r}: "
                                f"{str(e).splitlines()[0]}") from None
         rows[actor] = {'samples': len(test),
-                       'metrics': evaluate(model, test, skeleton, args.batch_size, flip),
+                       'metrics': evaluate(model, test, skeleton, args.batch_size, flip,
+                                           device=device),
                        'baseline': mean_pose_baseline(ckpt['mean_pose'], test, skeleton)}
     if all_actors:
         path = (run.data or default_bandai_path()) if run.dataset == 'bandai' else run.dataset

@@ -132,6 +132,9 @@ class CameraRig:
         width, height (int): Image size in pixels. (default: :obj:`1000`)
         random_yaw (bool): Sample yaws uniformly instead of a fixed ring.
         look_at_joint (int): Joint the cameras aim at. (default: :obj:`0`)
+        root (int): Joint the 3D targets are relative to: give
+            :attr:`Skeleton.root <pyg_skeleton.Skeleton.root>` (joint 14,
+            the pelvis, for ``mpi_inf_3dhp17``). (default: :obj:`0`)
     """
     num_views: int = 4
     distance: Union[float, Tuple[float, float]] = 5.0
@@ -141,18 +144,19 @@ class CameraRig:
     height: int = 1000
     random_yaw: bool = False
     look_at_joint: int = 0
+    root: int = 0
 
     @classmethod
-    def train(cls, num_views: int = 4) -> 'CameraRig':
+    def train(cls, num_views: int = 4, root: int = 0) -> 'CameraRig':
         """Randomised views for training: any yaw, 4--6 m, 0.8--1.8 m high."""
         _check_count(num_views, 'num_views')
-        return cls(num_views, (4.0, 6.0), (0.8, 1.8), random_yaw=True)
+        return cls(num_views, (4.0, 6.0), (0.8, 1.8), random_yaw=True, root=root)
 
     @classmethod
-    def test(cls, num_views: int = 4) -> 'CameraRig':
+    def test(cls, num_views: int = 4, root: int = 0) -> 'CameraRig':
         """A fixed ring of views at 5 m and 1.4 m high, for evaluation."""
         _check_count(num_views, 'num_views')
-        return cls(num_views, 5.0, 1.4, random_yaw=False)
+        return cls(num_views, 5.0, 1.4, random_yaw=False, root=root)
 
     def _check(self, num_joints: int) -> None:
         """One-line errors for settings that would render nonsense."""
@@ -170,9 +174,12 @@ class CameraRig:
         _check_positive(self.focal, 'focal')
         _check_positive(self.width, 'width')
         _check_positive(self.height, 'height')
-        if not 0 <= self.look_at_joint < num_joints:
-            raise ValueError(f"'look_at_joint' {self.look_at_joint} is not a joint of "
-                             f"{num_joints}-joint poses")
+        for name in ('look_at_joint', 'root'):
+            joint = getattr(self, name)
+            if isinstance(joint, bool) or not isinstance(joint, (int, np.integer)) or \
+                    not 0 <= joint < num_joints:
+                raise ValueError(f"{name!r} {joint!r} is not a joint of "
+                                 f"{num_joints}-joint poses")
 
     def _draw(self, value, shape, rng):
         if isinstance(value, (tuple, list)):
@@ -196,7 +203,8 @@ class CameraRig:
             ValueError: If :obj:`poses` is not :obj:`[F, N, 3]`, or a
                 setting of the rig is out of range (no views, a
                 non-positive distance, focal length or image size, a range
-                with its ends swapped, :obj:`look_at_joint` not a joint).
+                with its ends swapped, :obj:`look_at_joint` or :obj:`root`
+                not a joint).
         """
         poses = np.asarray(poses, dtype=np.float64)
         if poses.ndim != 3 or poses.shape[-1] != 3:
@@ -218,7 +226,7 @@ class CameraRig:
                                                                     cam)[:, :, None]
         pix = project(p_cam, self.focal, (self.width / 2.0, self.height / 2.0))
         x = normalize_screen(pix, self.width, self.height)
-        y = root_relative(p_cam, self.look_at_joint if self.look_at_joint == 0 else 0)
+        y = root_relative(p_cam, int(self.root))
         return {'x': x.reshape(F * V, N, 2).astype(np.float32),
                 'y': y.reshape(F * V, N, 3).astype(np.float32),
                 'pixels': pix.reshape(F * V, N, 2).astype(np.float32),

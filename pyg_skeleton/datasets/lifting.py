@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -51,6 +51,9 @@ from torch.utils.data import DistributedSampler
 from torch_geometric.data import Data, Dataset
 
 from .camera import CameraRig
+
+if TYPE_CHECKING:
+    from pyg_skeleton.skeleton import Skeleton
 
 __all__ = ['LiftingTensors', 'LiftingDataset', 'TensorBatches', 'render_lifting',
            'load_lifting', 'load_lifting_splits', 'hold_out_groups', 'dataset_actors',
@@ -202,6 +205,24 @@ def render_lifting(poses: np.ndarray, rig: CameraRig, group: Optional[np.ndarray
                           list(group_names), description, synthetic, split)
 
 
+def _layout_root(skeleton) -> int:
+    """The root joint of poses of :obj:`skeleton` (a preset name, a
+    body table, a joint map or a :class:`~pyg_skeleton.Skeleton`): the
+    skeleton's root; a joint map of your own has no tree, so joint 0."""
+    from pyg_skeleton.skeleton import Skeleton
+    from .synthetic import _is_joint_map, body_parents, check_body
+    if isinstance(skeleton, Skeleton):
+        return skeleton.root or 0
+    if isinstance(skeleton, str):
+        return (Skeleton.preset(skeleton).root or 0) if skeleton in Skeleton.presets() else 0
+    if isinstance(skeleton, dict):
+        if skeleton.get('name') in Skeleton.presets():
+            return Skeleton.preset(skeleton['name']).root or 0
+        if not _is_joint_map(skeleton):
+            return body_parents(check_body(skeleton)).index(-1)
+    return 0
+
+
 def _default_bandai() -> Optional[Path]:
     from .bandai import default_bandai_path
     return default_bandai_path()
@@ -242,7 +263,8 @@ def load_lifting(name: str, data: Union[str, Path, None] = None, *, test_actor: 
                  views: int = 4, frame_step: int = 1, seed: int = 0,
                  synthetic_train: int = 20000, synthetic_test: int = 2000,
                  max_frames: Optional[int] = None, max_test_frames: Optional[int] = None,
-                 skeleton: Union[str, dict] = 'h36m17', inputs_2d: Union[str, Path, None] = None,
+                 skeleton: Union[str, dict, 'Skeleton'] = 'h36m17',
+                 inputs_2d: Union[str, Path, None] = None,
                  cameras: Union[str, Path, dict, None] = None
                  ) -> Tuple[LiftingTensors, LiftingTensors]:
     r"""Train and test splits of a dataset by name (or of an ``.npz`` path);
@@ -264,7 +286,9 @@ def load_lifting(name: str, data: Union[str, Path, None] = None, *, test_actor: 
         max_frames (int, optional): Cap on training frames (evenly strided;
             samples of (frame, camera) pairs with real cameras).
         max_test_frames (int, optional): Cap on test (and validation) frames.
-        skeleton (str or dict): Layout of the ``synthetic`` poses: a preset
+        skeleton (str, dict or Skeleton): Layout of the ``synthetic`` poses
+            and of an ``.npz`` of ``positions`` (their targets are relative
+            to its root; ``h36m`` and ``bandai`` are ``h36m17``): a preset
             with a body table or a body table of your own
             (:func:`~pyg_skeleton.datasets.synthetic.synthetic_poses`).
         inputs_2d (str or Path, optional): ``h36m`` only: a
@@ -318,7 +342,7 @@ def load_lifting_splits(name: str, data: Union[str, Path, None] = None, *,
                         frame_step: int = 1, seed: int = 0, synthetic_train: int = 20000,
                         synthetic_test: int = 2000, max_frames: Optional[int] = None,
                         max_test_frames: Optional[int] = None,
-                        skeleton: Union[str, dict] = 'h36m17',
+                        skeleton: Union[str, dict, 'Skeleton'] = 'h36m17',
                         inputs_2d: Union[str, Path, None] = None,
                         cameras: Union[str, Path, dict, None] = None
                         ) -> Tuple[LiftingTensors, Optional[LiftingTensors], LiftingTensors]:
@@ -347,7 +371,10 @@ def load_lifting_splits(name: str, data: Union[str, Path, None] = None, *,
     if (inputs_2d is None) != (cameras is None) or (inputs_2d is not None and name != 'h36m'):
         raise ValueError("real 2D inputs need the h36m dataset with both inputs_2d "
                          "(data_2d_h36m_<name>.npz) and cameras (cameras JSON)")
-    train_rig, test_rig = CameraRig.train(views), CameraRig.test(views)
+    # targets relative to the skeleton's root: the synthetic poses and an
+    # .npz of positions follow it; h36m and bandai hold h36m17 (root 0)
+    root = 0 if name in ('h36m', 'bandai') else _layout_root(skeleton)
+    train_rig, test_rig = CameraRig.train(views, root), CameraRig.test(views, root)
     use_val = val_fraction > 0
 
     def cap(idx, limit=None):
@@ -376,7 +403,9 @@ def load_lifting_splits(name: str, data: Union[str, Path, None] = None, *,
         te = synthetic_poses(synthetic_test, seed=seed + 1_000_003, skeleton=skeleton)
         desc = 'synthetic (built-in generator; not real motion)'
         if not isinstance(skeleton, str) or skeleton != 'h36m17':
-            label = skeleton if isinstance(skeleton, str) else skeleton.get('name', 'custom')
+            label = (skeleton if isinstance(skeleton, str) else
+                     skeleton.get('name', 'custom') if isinstance(skeleton, dict) else
+                     skeleton.name or 'custom')
             desc = f'synthetic {label} (built-in generator; not real motion)'
         va = None
         if use_val:

@@ -272,6 +272,21 @@ def body_parents(body: Dict[str, Any]) -> List[int]:
     return [-1 if parent[n] is None else order.index(parent[n]) for n in order]
 
 
+def _from_skeleton(skeleton: Any) -> Union[str, Dict[str, Any]]:
+    """The body table or joint map of a :class:`~pyg_skeleton.Skeleton`
+    (anything else is returned as it is)."""
+    from pyg_skeleton.skeleton import Skeleton
+    if not isinstance(skeleton, Skeleton):
+        return skeleton
+    if skeleton.body_map is not None:
+        return skeleton.body_map
+    if skeleton.name in Skeleton.presets() and skeleton == Skeleton.preset(skeleton.name):
+        return skeleton.name
+    raise ValueError(f"skeleton {skeleton.name or 'custom'!r} has no 'body_map', so there are "
+                     f"no synthetic poses for it: add a \"body_map\" (a joint map onto the "
+                     f"smpl24 body, see pyg_skeleton.datasets.synthetic) to its JSON file")
+
+
 def synthetic_poses(num: int, seed: int = 0, skeleton: Union[str, Dict[str, Any]] = 'h36m17',
                     bone_scale_std: float = 0.04, body_scale_std: float = 0.06,
                     floor: bool = True) -> np.ndarray:
@@ -281,11 +296,16 @@ def synthetic_poses(num: int, seed: int = 0, skeleton: Union[str, Dict[str, Any]
     Args:
         num (int): Number of poses.
         seed (int): Random seed (the output depends only on the arguments).
-        skeleton (str or dict): A preset of :func:`synthetic_skeletons`
-            (with a body table: ``h36m17``, ``h36m16``, ``smpl24``; with a
-            joint map: ``coco17``, ``mpi_inf_3dhp17``, ``ntu25``), or a body
-            table or joint map of your own (see the module docs). Joints come
-            in the preset's order (a table or map of your own: in its order).
+        skeleton (str, dict or Skeleton): A preset of
+            :func:`synthetic_skeletons` (with a body table: ``h36m17``,
+            ``h36m16``, ``smpl24``; with a joint map: ``coco17``,
+            ``mpi_inf_3dhp17``, ``ntu25``), a body table or joint map of your
+            own (see the module docs), or a
+            :class:`~pyg_skeleton.Skeleton` with a
+            :attr:`~pyg_skeleton.Skeleton.body_map` (a skeleton file with a
+            ``"body_map"``) or a preset's layout. Joints come in the preset's
+            order (a table or map of your own: in its order; a skeleton: in
+            its joint order).
         bone_scale_std (float): Relative std of each bone length (clipped to
             :obj:`BONE_SCALE_CLIP`).
         body_scale_std (float): Relative std of the overall body size
@@ -296,6 +316,7 @@ def synthetic_poses(num: int, seed: int = 0, skeleton: Union[str, Dict[str, Any]
         ValueError: There is no body table or joint map for
             :obj:`skeleton`, or it is malformed.
     """
+    skeleton = _from_skeleton(skeleton)
     joint_map = check_joint_map(skeleton) if _is_joint_map(skeleton) else None
     body = synthetic_body(joint_map['body'] if joint_map else skeleton)
     rng = np.random.default_rng(seed)

@@ -125,7 +125,7 @@ class WildCameras:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     def sample(self, poses: np.ndarray, rng: np.random.Generator,
-               shared: bool = False) -> Dict[str, np.ndarray]:
+               shared: bool = False, root: int = 0) -> Dict[str, np.ndarray]:
         r"""One random camera per pose, or one for all.
 
         Args:
@@ -133,6 +133,9 @@ class WildCameras:
             rng (numpy.random.Generator): The random source.
             shared (bool): One static camera for all poses (a video of a
                 sequence), placed around their mean root. (default: :obj:`False`)
+            root (int): The root joint: the cameras aim at it and the
+                targets are relative to it (give :attr:`Skeleton.root
+                <pyg_skeleton.Skeleton.root>`). (default: :obj:`0`)
 
         Returns:
             dict: ``pixels`` :obj:`[F, N, 2]`, ``y`` root-relative
@@ -144,12 +147,16 @@ class WildCameras:
         """
         poses = np.asarray(poses, dtype=np.float64)
         F = len(poses)
-        root = poses[:, 0]
+        if not (isinstance(root, (int, np.integer)) and not isinstance(root, bool)
+                and 0 <= root < poses.shape[-2]):
+            raise ValueError(f"'root' {root!r} is not a joint of {poses.shape[-2]}-joint poses")
+        joint = root
+        root = poses[:, joint]
         if shared:
             one = self.sample(root.mean(0)[None, None], rng)
             cam = {k: np.repeat(v, F, axis=0) for k, v in one.items()
                    if k not in ('pixels', 'y')}
-            return self._project(poses, cam)
+            return self._project(poses, cam, joint)
         yaw = rng.uniform(-np.pi, np.pi, F)
         elev = np.deg2rad(_uniform(rng, self.elevation, F))
         dist = _uniform(rng, self.distance, F)
@@ -169,10 +176,11 @@ class WildCameras:
             'rotation': turn @ rot, 'position': cam,
             'image_size': np.stack([np.full(F, float(self.width)), height], -1),
             'focal': focal, 'distance': dist, 'elevation': np.rad2deg(elev),
-            'roll': np.rad2deg(roll)})
+            'roll': np.rad2deg(roll)}, joint)
 
     @staticmethod
-    def _project(poses: np.ndarray, cam: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def _project(poses: np.ndarray, cam: Dict[str, np.ndarray],
+                 root: int) -> Dict[str, np.ndarray]:
         rot, pos = cam['rotation'], cam['position']
         if len(rot) == 1 and len(poses) > 1:
             rot, pos = np.repeat(rot, len(poses), 0), np.repeat(pos, len(poses), 0)
@@ -181,7 +189,7 @@ class WildCameras:
             raise ValueError("a joint lies behind or at a camera: raise the smallest distance")
         uv = p_cam[..., :2] / p_cam[..., 2:3] * cam['focal'][:, None, None]
         uv = uv + cam['image_size'][:, None] / 2.0
-        return dict(cam, pixels=uv, y=p_cam - p_cam[:, :1])
+        return dict(cam, pixels=uv, y=p_cam - p_cam[:, root:root + 1])
 
 
 def scale_bones(poses: np.ndarray, parents: Sequence[int], names: Sequence[str],
@@ -294,7 +302,7 @@ def render_wild(poses: np.ndarray, rng: np.random.Generator, cameras: WildCamera
     if bone_scale:
         poses = scale_bones(poses, skeleton.parents, skeleton.joint_names, rng,
                             flip_pairs=skeleton.flip_pairs)
-    cam = cameras.sample(poses, rng)
+    cam = cameras.sample(poses, rng, root=skeleton.root or 0)
     uv, y = cam['pixels'], cam['y']
     if flip:
         f = rng.random(len(uv)) < 0.5

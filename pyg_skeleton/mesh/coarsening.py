@@ -36,12 +36,21 @@ below). :obj:`order='random'` draws a random rank with :obj:`seed`;
   incident edge of highest priority among edges to unmatched vertices; an
   edge both endpoints point at is *locally dominant* and is matched. Rounds
   repeat until no edge joins two unmatched vertices (the edge of globally
-  highest priority is always matched, so it ends; in practice a few dozen
-  rounds of :math:`O(|E|)` tensor operations). The result is the matching
-  of the greedy algorithm that scans the *edges* in decreasing priority
-  (Preis; Manne & Bisseling), and with this priority that scan makes the
-  same choices as the vertex-order greedy, so both methods give **the same
-  clusters**.
+  highest priority is always matched, so it ends). The result is the
+  matching of the greedy algorithm that scans the *edges* in decreasing
+  priority (Preis; Manne & Bisseling), and with this priority that scan
+  makes the same choices as the vertex-order greedy, so both methods give
+  **the same clusters**. The number of rounds is the length of the longest
+  chain of edges that each wait for a neighbour of higher priority: a few
+  on a randomly numbered mesh, but one per ring on a mesh numbered in rings
+  or a spiral (4,680 rounds on a 100 x 100 grid numbered in rings, 147 s).
+  So a round that removes less than a tenth of the remaining edges ends the
+  rounds, and the remaining edges are matched by one sequential pass of
+  that edge scan (a Python loop, under a microsecond per edge),
+  which finishes the same matching. A level then takes at most
+  :math:`1 + \log |E| / -\log 0.9` rounds, whose total cost is at most ten
+  times the first round's, and the cost no longer depends on the vertex
+  numbering.
 
 In both schemes the coarse vertices are numbered in rank order of their
 lowest-ranked member, which is the official numbering.
@@ -112,7 +121,9 @@ class Coarsening:
         clusters (list of Tensor): :obj:`L` maps, :obj:`clusters[l][i]` the
             node of level :obj:`l + 1` that node :obj:`i` of level :obj:`l`
             belongs to.
-        rounds (list of int): Matching rounds per level (parallel scheme).
+        rounds (list of int): Vectorised matching rounds per level
+            (parallel scheme; the edges left when the rounds stall, or
+            fewer than 256, are matched by one sequential pass).
         graphs (list of tuple): Each level's graph as :obj:`(u, v, w, diag)`:
             undirected edges :math:`u < v` with weights, and the self-loop
             weight of every node.
@@ -226,7 +237,9 @@ def match_parallel(u: Tensor, v: Tensor, w: Tensor, diag: Tensor,
     r"""One level of vectorised locally-dominant matching (see the module
     docstring) on undirected edges :math:`u < v` with weights :obj:`w` and
     self-loop weights :obj:`diag`. Returns :obj:`(partner, rounds)`,
-    :obj:`partner[i] = -1` for singletons."""
+    :obj:`partner[i] = -1` for singletons; :obj:`rounds` counts the
+    vectorised rounds (see :data:`_MIN_PROGRESS`), the rest of the matching
+    is finished by :func:`_scan`."""
     n = diag.numel()
     degree = _degree(u, v, w, diag)
     s = _scores(u, v, w, degree, diag, score)
@@ -247,7 +260,7 @@ def match_parallel(u: Tensor, v: Tensor, w: Tensor, diag: Tensor,
     partner = torch.full((n, ), -1, dtype=torch.long)
     rounds = 0
     best = torch.empty(n, dtype=torch.long)
-    while u.numel() > 0:
+    while u.numel() > _SCAN_EDGES:
         rounds += 1
         best.fill_(-1)
         best.scatter_reduce_(0, u, prio, 'amax')
@@ -258,8 +271,52 @@ def match_parallel(u: Tensor, v: Tensor, w: Tensor, diag: Tensor,
         partner[mv] = mu
         free = partner < 0
         alive = free[u] & free[v]
+        left = int(alive.sum())
+        stalled = left > (1 - _MIN_PROGRESS) * u.numel()
         u, v, prio = u[alive], v[alive], prio[alive]
+        if stalled:
+            break
+    _scan(u, v, prio, partner)
     return partner, rounds
+
+
+#: A parallel round must remove at least this share of the remaining edges;
+#: a round that removes less hands the rest to :func:`_scan`, so a level
+#: takes at most :math:`1 + \log |E| / -\log 0.9` rounds.
+_MIN_PROGRESS = 0.1
+#: Below this many remaining edges one Python pass beats a vectorised round.
+_SCAN_EDGES = 256
+
+
+def _scan(u: Tensor, v: Tensor, prio: Tensor, partner: Tensor) -> None:
+    r"""Finishes a matching sequentially: scans the remaining edges (both
+    endpoints free) in decreasing priority and matches an edge when both
+    endpoints are still free, writing :obj:`partner` in place.
+
+    This is the edge-order greedy whose result the parallel rounds compute
+    (an edge matched by a round is the first of its conflicts in this
+    scan), so finishing with it gives the same matching whatever the number
+    of rounds. The rounds need one round per link of the longest chain of
+    edges that each wait for a higher-priority neighbour: on a mesh numbered
+    in rings or a spiral that chain spans the mesh (thousands of rounds),
+    while this scan costs one pass over the edges whatever the numbering.
+    """
+    if u.numel() == 0:
+        return
+    order = torch.argsort(prio, descending=True)
+    taken = bytearray(partner.numel())
+    mu: List[int] = []
+    mv: List[int] = []
+    for a, b in zip(u[order].tolist(), v[order].tolist()):
+        if taken[a] or taken[b]:
+            continue
+        taken[a] = taken[b] = 1
+        mu.append(a)
+        mv.append(b)
+    a = torch.tensor(mu, dtype=torch.long)
+    b = torch.tensor(mv, dtype=torch.long)
+    partner[a] = b
+    partner[b] = a
 
 
 def match_greedy(u: Tensor, v: Tensor, w: Tensor, diag: Tensor,

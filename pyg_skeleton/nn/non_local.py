@@ -10,7 +10,9 @@ from torch.utils.checkpoint import checkpoint
 
 from torch_geometric.utils import to_dense_batch
 
+from pyg_skeleton.nn._export_guard import NoTorchScript, check_not_jit_traced
 from pyg_skeleton.nn.memory import check_memory
+from pyg_skeleton.nn.topology import built_on_cpu, checks_data
 
 AFFINITIES = ('concatenation', 'embedded_gaussian')
 
@@ -196,7 +198,7 @@ def mesh_groups(edge_index: Tensor, num_nodes: int,
             if group.numel()]
 
 
-class NonLocalBlock(torch.nn.Module):
+class NonLocalBlock(NoTorchScript, torch.nn.Module):
     r"""The non-local block from the `"Semantic Graph Convolutional Networks
     for 3D Human Pose Regression" <https://arxiv.org/abs/1904.03345>`_ paper
     (after Wang et al., `"Non-local Neural Networks"
@@ -316,6 +318,7 @@ class NonLocalBlock(torch.nn.Module):
     :math:`3 (F F' + F') + 2 F' + (F' F + F) + 2 F` parameters for
     :math:`F' =` :obj:`inter_channels`: :math:`33{,}472` for :math:`F = 128`.
     """
+    @built_on_cpu
     def __init__(
         self,
         in_channels: int,
@@ -414,6 +417,7 @@ class NonLocalBlock(torch.nn.Module):
                 as in :class:`~torch_geometric.data.Batch`).
                 (default: :obj:`None`)
         """
+        check_not_jit_traced(self.__class__.__name__)
         if x.dim() not in (2, 3):
             raise ValueError(f"'{self.__class__.__name__}' expects node "
                              f"features of shape [N, F] or [B, N, F] (got "
@@ -445,6 +449,21 @@ class NonLocalBlock(torch.nn.Module):
             raise ValueError(f"The 'batch' vector must be one-dimensional "
                              f"with one entry per node ({x.size(0)}; got shape "
                              f"{tuple(batch.shape)})")
+        if self.num_nodes is not None and not checks_data(x):
+            # No checks (set_validation(False), the meta device, which has
+            # no values, or torch.compile): the batch is trusted to hold
+            # whole graphs of the groups' nodes in order, so no host
+            # synchronisation sizes it.
+            if x.size(0) % self.num_nodes != 0:
+                raise ValueError(f"The groups of '{self.__class__.__name__}' "
+                                 f"cover {self.num_nodes} nodes, but the "
+                                 f"batch has {x.size(0)} nodes, which is not "
+                                 f"a multiple of them")
+            h = self._attend(x.view(-1, self.num_nodes, x.size(-1)), None)
+            h = h.reshape(-1, self.in_channels)
+            if self.bn is not None:
+                h = self.bn(h)
+            return x + h
         if batch.numel() > 1 and bool((batch[1:] < batch[:-1]).any()):
             raise ValueError("The 'batch' vector must be sorted, as in a "
                              "'torch_geometric.data.Batch'")

@@ -27,11 +27,17 @@ tells the dense paths (here and in the hop-aware operators) when to fall
 back to gathering over the edges, so that a NaN or Inf at node :math:`j`
 reaches only the nodes whose receptive field holds :math:`j`, as on the
 message-passing path.
+
+Input checks cost host synchronisations (on a GPU, every data-dependent
+check waits for the device): :func:`set_validation` turns them off for
+production, where inputs are known to be well formed.
 """
+import contextlib
+import functools
 import math
 import warnings
 from numbers import Integral
-from typing import Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -69,6 +75,135 @@ warnings.filterwarnings('ignore', message='Sparse CSR tensor support is in '
                         'beta state')
 
 
+_VALIDATION = True
+
+
+def set_validation(enabled: bool) -> bool:
+    r"""Turns the data-dependent input checks of the operators on or off,
+    and returns the previous setting.
+
+    With the checks on (the default), the operators verify that an
+    :obj:`edge_index` lies within the input, joins nodes of one copy of the
+    layer's graph and uses only the graph's edges; they drop its self-loops,
+    detect whether it holds whole copies of the graph (to use the static
+    kernel), and keep a NaN or Inf feature within its receptive field on
+    the dense path. Each of these reads a value computed on the device, a
+    host synchronisation that stalls a GPU.
+
+    With the checks off, none of them runs, and the operators trust the
+    declared layout: an :obj:`edge_index` with as many edges as whole copies
+    of the graph is taken to *be* whole copies, and it must have no
+    self-loops and no edges outside the graph (a wrong one gives a wrong
+    result, not an error); small graphs always take the dense product, so a
+    non-finite feature reaches every node of its graph. On well-formed
+    inputs the outputs are identical. Checks on shapes (which cost nothing)
+    stay on.
+
+    Args:
+        enabled (bool): :obj:`True` to check inputs, :obj:`False` to trust
+            them.
+
+    Returns:
+        bool: The setting before the call.
+
+    Example::
+
+        previous = pyg_skeleton.set_validation(False)
+        try:
+            out = model(x, edge_index)
+        finally:
+            pyg_skeleton.set_validation(previous)
+
+    or, for a block of code, :func:`validation`.
+    """
+    global _VALIDATION
+    if not isinstance(enabled, bool):
+        raise ValueError(f"'set_validation' takes True or False (got "
+                         f"{enabled!r})")
+    previous, _VALIDATION = _VALIDATION, enabled
+    return previous
+
+
+@contextlib.contextmanager
+def validation(enabled: bool) -> Iterator[None]:
+    r"""A context manager that sets :func:`set_validation` for the code
+    within it and restores the previous setting on exit::
+
+        with pyg_skeleton.validation(False):
+            out = model(x, edge_index)
+    """
+    previous = set_validation(enabled)
+    try:
+        yield
+    finally:
+        set_validation(previous)
+
+
+def validation_enabled() -> bool:
+    r"""Returns :obj:`True` if the input checks are on (see
+    :func:`set_validation`)."""
+    return _VALIDATION
+
+
+def trusts_layout(tensor: Tensor) -> bool:
+    r"""Returns :obj:`True` if an operator takes the layout of
+    :obj:`tensor` as declared, without computing anything from its values:
+    with :func:`set_validation` off, or on the :obj:`meta` device (which
+    has no values)."""
+    return not _VALIDATION or tensor.device.type == 'meta'
+
+
+def checks_data(tensor: Tensor) -> bool:
+    r"""Returns :obj:`True` if an operator may look at the values of
+    :obj:`tensor` (a host synchronisation): not under
+    :func:`torch.compile` and not when it trusts the layout
+    (:func:`trusts_layout`)."""
+    return not is_compiling() and not trusts_layout(tensor)
+
+
+def explain_message_without_loops(conv, inputs: Tensor) -> Tensor:
+    r"""Weights the messages :obj:`inputs` of :obj:`conv` by the edge mask
+    a PyG explainer set (see
+    :meth:`torch_geometric.nn.conv.MessagePassing.explain_message`), for
+    the operators whose :meth:`Topology.lookup` drops the self-loops of
+    their input: the mask's entries of those loops are dropped as well
+    (each node's self term has a weight of its own and is not explained).
+    """
+    edge_mask = conv._edge_mask
+    if edge_mask is None:
+        raise ValueError(f"'{conv.__class__.__name__}' is in explain mode "
+                         f"but has no edge mask; set one with "
+                         f"'torch_geometric.explain.algorithm.utils."
+                         f"set_masks'")
+    if conv._apply_sigmoid:
+        edge_mask = edge_mask.sigmoid()
+    if inputs.size(conv.node_dim) != edge_mask.size(0):
+        edge_mask = edge_mask[conv._loop_mask]
+    size = [1] * inputs.dim()
+    size[conv.node_dim] = -1
+    return inputs * edge_mask.view(size)
+
+
+def built_on_cpu(init):
+    r"""Decorates a module's :obj:`__init__` so that it works under any
+    default device (:obj:`with torch.device(...)`,
+    :func:`torch.set_default_device`): the graph structures are computed on
+    the CPU (they read index values, which the :obj:`meta` device does not
+    have), and the finished module is then moved to the default device, so
+    that :obj:`with torch.device('meta'): SemGCN('h36m17')` gives a module on
+    the :obj:`meta` device for shape inference, and :obj:`'cuda'` one on the
+    GPU. Nested modules built this way are moved once, by the outermost."""
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        device = torch.get_default_device()
+        with torch.device('cpu'):
+            init(self, *args, **kwargs)
+        if device.type != 'cpu':
+            self.to(device)
+
+    return wrapper
+
+
 def check_channels(owner: str, in_channels, out_channels) -> None:
     r"""Raises a :class:`ValueError` unless both channel sizes are
     positive integers (a float or NaN size would fail later, deep inside a
@@ -90,11 +225,17 @@ def dense_product_safe(h: Tensor) -> bool:
     One reduction over :obj:`h` (its sum is finite exactly when no entry is
     NaN or Inf, unless finite entries overflow, which only costs the slower
     path). Under :func:`torch.compile` it returns :obj:`False`: the graph
-    must not depend on the data, and the edge path is always right.
+    must not depend on the data, and the edge path is always right. It
+    returns :obj:`True` without looking at the data on the :obj:`meta`
+    device and with :func:`set_validation` off.
     """
     if is_compiling():
         return False
-    return bool(torch.isfinite(h.detach().sum()))
+    if not checks_data(h):
+        return True
+    # One reduction and one host read (a tensor isfinite would add a
+    # kernel launch, which shows at one pose per call).
+    return math.isfinite(float(h.detach().sum()))
 
 
 def edge_index_of(adj: Adj) -> Tensor:
@@ -179,7 +320,9 @@ class _CSRMatmul(torch.autograd.Function):
                 crow_t: Tensor, col_t: Tensor, perm_t: Tensor) -> Tensor:
         x = x.contiguous()
         size = (crow.numel() - 1, crow_t.numel() - 1)
+        # On the operands' device: without one, the default device is used.
         adj = torch.sparse_csr_tensor(crow, col, value, size,
+                                      device=value.device,
                                       check_invariants=False)
         h = _Features(x, weight, size[1])
         out = x.new_empty(x.size(0), size[0], h.channels)
@@ -203,10 +346,11 @@ class _CSRMatmul(torch.autograd.Function):
         grad_value = grad_x = grad_weight = grad_bias = None
         if need_value:
             acc = torch.sparse_csr_tensor(crow, col, torch.zeros_like(value),
-                                          size, check_invariants=False)
+                                          size, device=value.device,
+                                          check_invariants=False)
         if need_x or need_weight:
             adj_t = torch.sparse_csr_tensor(crow_t, col_t, value[perm_t],
-                                            size[::-1],
+                                            size[::-1], device=value.device,
                                             check_invariants=False)
             grad_x = torch.empty_like(x) if need_x else None
             if weight is None:
@@ -235,6 +379,47 @@ class _CSRMatmul(torch.autograd.Function):
             grad_bias = grad_out.sum((0, 1))
         return (grad_value, grad_x, grad_weight, grad_bias, None, None, None,
                 None, None)
+
+
+def _csr_matmul(value: Tensor, x: Tensor, weight: Optional[Tensor],
+                bias: Optional[Tensor], *pattern: Tensor) -> Tensor:
+    r"""Applies :class:`_CSRMatmul` in any floating dtype and under
+    :func:`torch.autocast`.
+
+    The sparse kernels take one dtype for all operands, and MKL's CPU kernel
+    has no bfloat16 or float16 (nor do all of cuSPARSE's), so the product
+    runs with autocast off, in the operands' promoted dtype, raised to
+    float32 from a half-precision one: the sums over a node's neighbours
+    then round once, at the end. The result comes back in the promoted dtype,
+    or, under autocast, in autocast's dtype, as a dense matrix product's
+    would; autograd casts the gradients back to each operand's dtype.
+    """
+    dtype = value.dtype
+    for t in (x, weight, bias):
+        if t is not None:
+            dtype = torch.promote_types(dtype, t.dtype)
+    out_dtype = dtype
+    device_type = x.device.type
+    if torch.is_autocast_enabled(device_type) and dtype == torch.float32:
+        out_dtype = torch.get_autocast_dtype(device_type)
+    if dtype in (torch.float16, torch.bfloat16):
+        dtype = torch.float32
+
+    def cast(t: Optional[Tensor]) -> Optional[Tensor]:
+        return None if t is None else t.to(dtype)
+
+    with torch.autocast(device_type, enabled=False):
+        out = _CSRMatmul.apply(cast(value), cast(x), cast(weight), cast(bias),
+                               *pattern)
+    return out.to(out_dtype)
+
+
+def _sparse_kernel_ok(h: Tensor) -> bool:
+    r"""Returns :obj:`True` if :class:`_CSRMatmul` can run on :obj:`h`: not
+    while tracing for :func:`torch.compile` and not on the :obj:`meta`
+    device, which has no sparse CSR kernels (the gather path computes the
+    same shapes)."""
+    return not is_compiling() and h.device.type != 'meta'
 
 
 class _Features:
@@ -286,6 +471,7 @@ class Topology(torch.nn.Module):
         num_nodes (int, optional): The number of nodes :math:`N`.
             (default: :obj:`None`, inferred from :obj:`edge_index`)
     """
+    @built_on_cpu
     def __init__(self, edge_index: Adj, num_nodes: Optional[int] = None):
         super().__init__()
         edge_index, num_nodes = fixed_graph(edge_index, num_nodes)
@@ -366,28 +552,35 @@ class Topology(torch.nn.Module):
             ValueError: if :obj:`num_nodes` is not a multiple of :math:`N`,
                 a node id lies outside :obj:`[0, num_nodes - 1]`, an edge
                 joins two different copies, or an edge is not in the
-                topology. These checks are skipped under
-                :func:`torch.compile`.
+                topology. The checks on values are skipped under
+                :func:`torch.compile`, on the :obj:`meta` device and with
+                :func:`~pyg_skeleton.set_validation` off; in the last two
+                cases the self-loops are not removed either: the input must
+                then have none.
         """
         n = self.num_nodes
         edge_index = edge_index_of(edge_index)
-        if not is_compiling() and edge_index.numel():
+        check = checks_data(edge_index)
+        if check and edge_index.numel():
             lo, hi = (int(v) for v in torch.aminmax(edge_index))
             if lo < 0 or hi >= num_nodes:
                 raise ValueError(
                     f"'edge_index' has node ids out of range: they must lie "
                     f"in [0, {num_nodes - 1}] for an input of {num_nodes} "
                     f"nodes (got [{lo}, {hi}])")
-        edge_index, _ = remove_self_loops(edge_index)
+        if num_nodes % n != 0 and not is_compiling():
+            raise ValueError(f"The input has {num_nodes} nodes, which is "
+                             f"not a multiple of the {n} nodes of the "
+                             f"layer's graph")
+        if not trusts_layout(edge_index):
+            # Selecting the edges that are not loops needs their count on
+            # the host.
+            edge_index, _ = remove_self_loops(edge_index)
         src, dst = edge_index[0], edge_index[1]
         query = (dst % n) * n + src % n
         pos = torch.searchsorted(self.key, query).clamp_(max=self.num_slots -
                                                          1)
-        if not is_compiling():
-            if num_nodes % n != 0:
-                raise ValueError(f"The input has {num_nodes} nodes, which is "
-                                 f"not a multiple of the {n} nodes of the "
-                                 f"layer's graph")
+        if check:
             if bool(((src // n) != (dst // n)).any()):
                 raise ValueError("'edge_index' has edges between different "
                                  "copies of the layer's graph")
@@ -408,7 +601,12 @@ class Topology(torch.nn.Module):
         :obj:`edge_index` of a :class:`~torch_geometric.data.Batch` of
         whole copies, on which an operator computes the same as on a static
         batch. Edges that are not in the topology raise as in
-        :meth:`lookup`."""
+        :meth:`lookup`.
+
+        Without :func:`~pyg_skeleton.set_validation` (and on the
+        :obj:`meta` device) only the number of edges is compared: an
+        :obj:`edge_index` with the edge count of whole copies is trusted to
+        be whole copies, which takes no host synchronisation."""
         n = self.num_nodes
         edge_index = edge_index_of(edge_index)
         copies = num_nodes // n
@@ -416,6 +614,8 @@ class Topology(torch.nn.Module):
         # The edge count rules out dropped edges before any lookup.
         if num_nodes % n != 0 or edge_index.size(1) != expected:
             return False
+        if trusts_layout(edge_index):
+            return True
         edge_index, slot, _ = self.lookup(edge_index, num_nodes)
         if slot.numel() != expected:  # self-loops took some places
             return False
@@ -507,30 +707,43 @@ class Topology(torch.nn.Module):
             out = torch.bmm(adj.expand(h3.size(0), n, n), h3)
             return out.view(h.shape)
         if value.dim() == 1 and n > TOPOLOGY_DENSE_MAX_NODES and (
-                not is_compiling()):
+                _sparse_kernel_ok(h)):
             # Leading size by product, not -1: the weight-sharing layers
             # pass [N, L C], and a batch of no samples (L = 0) leaves -1
             # undetermined.
             h3 = h.reshape(math.prod(h.shape[:-2]), n, h.size(-1))
-            out = _CSRMatmul.apply(value, h3, None, None, self.crow, self.col,
-                                   self.crow_t, self.col_t,
-                                   self.perm_t).view(h.shape)
+            out = _csr_matmul(value, h3, None, None, self.crow, self.col,
+                              self.crow_t, self.col_t,
+                              self.perm_t).view(h.shape)
         else:
-            # One weight per channel, tracing for torch.compile, or a small
-            # graph with non-finite features: gather, weight and scatter
-            # along the node dimension.
+            # One weight per channel, tracing for torch.compile, the meta
+            # device, or a small graph with non-finite features: gather,
+            # weight and scatter along the node dimension.
             src, dst = self.col, self.dst[self.nbr_slot]
             msg = h.index_select(-2, src)
             msg = msg * (value if value.dim() == 2 else value.unsqueeze(-1))
-            out = h.new_zeros(h.shape).index_add(-2, dst, msg)
+            # In the product's dtype: under autocast the weights may be
+            # float32 and the features bfloat16.
+            out = msg.new_zeros(h.shape).index_add(-2, dst, msg)
         if self_value is None:
             return out
         if self_value.dim() == 1:
             self_value = self_value.unsqueeze(-1)
         return out.addcmul(self_value, h)
 
+    def pair_matrix(self, alpha: Tensor) -> Tensor:
+        r"""The dense :obj:`[N, 2N]` (or :obj:`[N, 2N, C]`) matrix of
+        :meth:`aggregate_pair` on small graphs: entry :obj:`(i, 2j)` holds
+        the self-loop weight of :math:`j = i`, entry :obj:`(i, 2j + 1)` the
+        weight of edge :math:`(j, i)`, from slot weights :obj:`alpha`."""
+        n = self.num_nodes
+        adj = alpha.new_zeros((n * 2 * n, ) + alpha.shape[1:])
+        return adj.index_copy(0, self.dst * (2 * n) + self.pair_col,
+                              alpha).view((n, 2 * n) + alpha.shape[1:])
+
     def aggregate_pair(self, alpha: Tensor, x: Tensor, weight: Tensor,
-                       bias: Optional[Tensor] = None) -> Tensor:
+                       bias: Optional[Tensor] = None,
+                       pair_matrix: Optional[Tensor] = None) -> Tensor:
         r"""Computes :math:`\mathbf{y}_i = a_{ii} \mathbf{s}_i +
         \sum_{j \in \mathcal{N}(i)} a_{ij} \mathbf{t}_j + \mathbf{b}` for
         two linear maps of the node features,
@@ -558,6 +771,9 @@ class Topology(torch.nn.Module):
                 map in its last :math:`C`.
             bias (torch.Tensor, optional): :math:`\mathbf{b}`, :obj:`[C]`.
                 (default: :obj:`None`)
+            pair_matrix (torch.Tensor, optional): :meth:`pair_matrix` of
+                :obj:`alpha`, when the caller keeps it between calls.
+                (default: :obj:`None`)
 
         Returns:
             :obj:`[..., N, C]`.
@@ -570,17 +786,16 @@ class Topology(torch.nn.Module):
                              f"{list(x.shape)})")
         lead = x.shape[:-2]
         if alpha.dim() == 1 and n > TOPOLOGY_DENSE_MAX_NODES and (
-                not is_compiling()):
-            out = _CSRMatmul.apply(alpha, x.reshape(-1, n, x.size(-1)),
-                                   weight, bias, self.pair_crow,
-                                   self.pair_col, self.pair_crow_t,
-                                   self.pair_col_t, self.pair_perm_t)
+                _sparse_kernel_ok(x)):
+            out = _csr_matmul(alpha, x.reshape(-1, n, x.size(-1)), weight,
+                              bias, self.pair_crow, self.pair_col,
+                              self.pair_crow_t, self.pair_col_t,
+                              self.pair_perm_t)
             return out.view(lead + (n, c))
         h = F.linear(x, weight)
         if n <= TOPOLOGY_DENSE_MAX_NODES and dense_product_safe(h):
-            adj = alpha.new_zeros((n * 2 * n, ) + alpha.shape[1:])
-            adj = adj.index_copy(0, self.dst * (2 * n) + self.pair_col,
-                                 alpha).view((n, 2 * n) + alpha.shape[1:])
+            adj = (self.pair_matrix(alpha)
+                   if pair_matrix is None else pair_matrix)
             h2 = h.reshape(-1, 2 * n, c)
             if alpha.dim() == 2:
                 out = torch.einsum('ijc,bjc->bic', adj, h2)
@@ -594,13 +809,13 @@ class Topology(torch.nn.Module):
                 out = torch.baddbmm(bias, adj.expand(h2.size(0), n, 2 * n),
                                     h2)
             return out.view(lead + (n, c))
-        # One weight per channel, tracing for torch.compile, or a small
-        # graph with non-finite features: gather, weight and scatter along
-        # the node dimension.
+        # One weight per channel, tracing for torch.compile, the meta
+        # device, or a small graph with non-finite features: gather, weight
+        # and scatter along the node dimension.
         h2 = h.reshape(lead + (2 * n, c))
         msg = h2.index_select(-2, self.pair_col)
         msg = msg * (alpha if alpha.dim() == 2 else alpha.unsqueeze(-1))
-        out = h.new_zeros(lead + (n, c)).index_add(-2, self.dst, msg)
+        out = msg.new_zeros(lead + (n, c)).index_add(-2, self.dst, msg)
         return out if bias is None else out + bias
 
     def __repr__(self) -> str:

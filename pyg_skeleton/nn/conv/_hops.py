@@ -31,6 +31,7 @@ from torch_geometric import is_compiling
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj
 
+from pyg_skeleton.nn._export_guard import NoTorchScript, check_not_jit_traced
 from pyg_skeleton.nn.memory import check_memory
 from pyg_skeleton.nn.topology import (
     DENSE_MAX_NODES,
@@ -54,7 +55,7 @@ def check_hop(value, name: str, minimum: int, owner: str) -> int:
     return int(value)
 
 
-class HopConv(MessagePassing):
+class HopConv(NoTorchScript, MessagePassing):
     r"""Base class of the hop-aware convolutions.
 
     Holds the fixed graph's hop pairs up to the largest hop the operator
@@ -186,6 +187,7 @@ class HopConv(MessagePassing):
     # --------------------------------------------------------- aggregation
 
     def _check_features(self, x: Tensor):
+        check_not_jit_traced(self.__class__.__name__)
         if x.dim() < 2 or x.size(-1) != self.in_channels:
             raise ValueError(f"'{self.__class__.__name__}' expects node "
                              f"features of shape [..., num_nodes, "
@@ -247,9 +249,11 @@ class HopConv(MessagePassing):
                                  f"'khop_distance' with 'khop_edge_index'")
             num_nodes = x.size(-2)
             node = torch.arange(num_nodes, device=x.device)
-            edge_index = torch.cat([node.view(1, -1).expand(2, -1),
-                                    khop_edge_index], dim=1)
-            hop = torch.cat([torch.zeros_like(node), khop_distance])
+            # The self-loops (hop 0) after the pairs, where a PyG
+            # explainer's edge mask expects the loops an operator adds.
+            edge_index = torch.cat([khop_edge_index,
+                                    node.view(1, -1).expand(2, -1)], dim=1)
+            hop = torch.cat([khop_distance, torch.zeros_like(node)])
             # Pairs beyond the layer's hops (a transform with a larger
             # max_hop) take part with weight zero: no data-dependent shapes.
             inside = hop <= self.max_hop_used

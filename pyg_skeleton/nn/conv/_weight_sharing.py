@@ -14,12 +14,18 @@ from torch.nn import Parameter
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj, Size
 
-from pyg_skeleton.nn.topology import Topology, check_channels
+from pyg_skeleton.nn._export_guard import NoTorchScript, check_not_jit_traced
+from pyg_skeleton.nn._inference_cache import inference_cached
+from pyg_skeleton.nn.topology import (
+    Topology,
+    check_channels,
+    explain_message_without_loops,
+)
 
 EDGE_WEIGHTS = ('learnable', 'fixed')
 
 
-class WeightSharingConv(MessagePassing):
+class WeightSharingConv(NoTorchScript, MessagePassing):
     r"""Base class of the weight-sharing graph convolutions.
 
     Holds the fixed graph (a :class:`~pyg_skeleton.nn.Topology`), the edge
@@ -98,6 +104,7 @@ class WeightSharingConv(MessagePassing):
             torch.nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: Tensor, edge_index: Optional[Adj] = None) -> Tensor:
+        check_not_jit_traced(self.__class__.__name__)
         if x.dim() < 2 or x.size(-1) != self.in_channels:
             raise ValueError(f"'{self.__class__.__name__}' expects node "
                              f"features of shape [..., num_nodes, "
@@ -116,8 +123,15 @@ class WeightSharingConv(MessagePassing):
                 f"nodes, but the input has {m} nodes, which is not a "
                 f"multiple of {n} (node v of graph b must be row b*{n} + v)")
 
-        edge_index, a_neighbor, a_self = self.topology.softmax(
-            self.logits, edge_index, m)
+        if edge_index is None:
+            # The static graph's edge weights depend on the logits alone:
+            # kept between calls in inference (see inference_cached).
+            _, a_neighbor, a_self = inference_cached(
+                self, 'softmax', (self.logits, ),
+                lambda: self.topology.softmax(self.logits))
+        else:
+            edge_index, a_neighbor, a_self = self.topology.softmax(
+                self.logits, edge_index, m)
         if edge_index is None:
             # A static batch is computed node-major, [N, L, C] with L all
             # leading dimensions: per-node banks are then one bmm and the
@@ -170,6 +184,10 @@ class WeightSharingConv(MessagePassing):
 
     def message(self, x_j: Tensor, alpha: Tensor) -> Tensor:
         return alpha.unsqueeze(-1) * x_j
+
+    def explain_message(self, inputs: Tensor,
+                        dim_size: Optional[int]) -> Tensor:
+        return explain_message_without_loops(self, inputs)
 
     def per_node(self, x: Tensor, weight: Tensor,
                  edge_index: Optional[Tensor]) -> Tensor:

@@ -6,7 +6,7 @@ from torch import Tensor
 from torch_geometric.typing import Adj
 
 from pyg_skeleton.nn.conv._weight_sharing import WeightSharingConv
-from pyg_skeleton.nn.topology import Topology
+from pyg_skeleton.nn.topology import Topology, built_on_cpu
 from pyg_skeleton.skeleton import hop_counts
 
 
@@ -29,9 +29,17 @@ class ConvStyleConv(WeightSharingConv):
     node in the graph with its edges taken as undirected. The types are
     computed from the graph, so any graph with a centre works. An edge
     between two nodes at *equal* distance (possible when the graph has
-    cycles) counts as "farther"; so do edges between nodes that cannot reach
-    the centre at all. On the Human3.6M 17-joint skeleton with centre 7
-    (Spine) the types are those of the official code.
+    cycles) counts as "farther". On the Human3.6M 17-joint skeleton with
+    centre 7 (Spine) the types are those of the official code.
+
+    On a graph of several connected components (*e.g.* two persons without
+    an edge between them) the distance is taken within each component:
+    :obj:`centre` is the centre of its own component, and every other
+    component gets its own centre, the node of smallest eccentricity (the
+    largest hop distance to a node of its component; ties to the lowest
+    index). That is the rule that gives 7 on Human3.6M, so each person of a
+    two-person Human3.6M graph is typed as the single skeleton
+    (see :func:`component_hops`).
 
     The official code (left commented out there) never sets the self-loop
     entry of joint 16 (RWrist) in its type masks, so that joint loses its
@@ -88,6 +96,7 @@ class ConvStyleConv(WeightSharingConv):
     """
     _repr_keys = ('centre', 'edge_weights')
 
+    @built_on_cpu
     def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
                  centre: Optional[int], num_nodes: Optional[int] = None,
                  edge_weights: str = 'learnable', bias: bool = True,
@@ -106,11 +115,7 @@ class ConvStyleConv(WeightSharingConv):
                          edge_weights, bias, **kwargs)
         self.centre = int(centre)
 
-        graph = topology.edge_index
-        hop = hop_counts(torch.cat([graph, graph.flip(0)], dim=1), n,
-                         torch.tensor([self.centre]))[0]
-        # Nodes that cannot reach the centre: farther than every other node.
-        hop[hop < 0] = n
+        hop = component_hops(topology.edge_index, n, self.centre)
         self.register_buffer('hop', hop, persistent=False)
         nbr = topology.nbr_slot
         self.register_buffer(
@@ -137,3 +142,47 @@ class ConvStyleConv(WeightSharingConv):
             edge_index, a_neighbor.masked_fill(farther, 0.0),
             x @ self.weight[2])
         return out.addcmul(a_self, x @ self.weight[0])
+
+
+#: Largest component without the given centre whose centre is searched
+#: (all-pairs hops: a [C, N] table).
+MAX_COMPONENT_NODES = 4096
+
+
+def component_hops(edge_index: Tensor, num_nodes: int, centre: int) -> Tensor:
+    r"""Hop distance of every node from the centre of its connected
+    component (edges taken as undirected): :obj:`centre` for its own
+    component, the node of smallest eccentricity (ties: the lowest index)
+    for every other one.
+
+    Args:
+        edge_index (torch.Tensor): The graph, :obj:`[2, E]`.
+        num_nodes (int): The number of nodes :math:`N`.
+        centre (int): The centre node of its component.
+
+    Returns:
+        torch.Tensor: :obj:`[N]` long tensor of hop distances.
+
+    Raises:
+        ValueError: If a component without :obj:`centre` has more than
+            :data:`MAX_COMPONENT_NODES` nodes.
+    """
+    graph = torch.cat([edge_index, edge_index.flip(0)], dim=1)
+    hop = hop_counts(graph, num_nodes, torch.tensor([centre]))[0]
+    while bool((hop < 0).any()):
+        # the next component not typed yet: every node's distances within it
+        first = int((hop < 0).nonzero()[0])
+        members = (hop_counts(graph, num_nodes,
+                              torch.tensor([first]))[0] >= 0).nonzero().view(-1)
+        if members.numel() > MAX_COMPONENT_NODES:
+            raise ValueError(f"The graph has a component of "
+                             f"{members.numel()} nodes (node {first}) "
+                             f"without the centre {centre}: finding its "
+                             f"centre needs all-pairs hops (over "
+                             f"{MAX_COMPONENT_NODES} nodes); connect the "
+                             f"graph or type each component separately")
+        ecc = hop_counts(graph, num_nodes, members).max(dim=1).values
+        centre_c = members[int(torch.argmin(ecc))]  # first minimum: lowest id
+        hop_c = hop_counts(graph, num_nodes, centre_c.view(1))[0]
+        hop = torch.where(hop_c >= 0, hop_c, hop)
+    return hop

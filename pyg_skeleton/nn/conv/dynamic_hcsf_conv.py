@@ -5,11 +5,16 @@ from torch import Tensor
 from torch.nn import Parameter
 
 from torch_geometric import is_compiling
+from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj
 
 from pyg_skeleton.nn.conv._hops import check_hop
 from pyg_skeleton.nn.conv.hcsf_conv import HCSFConv
-from pyg_skeleton.nn.topology import DENSE_MAX_NODES
+from pyg_skeleton.nn.topology import (
+    DENSE_MAX_NODES,
+    built_on_cpu,
+    checks_data,
+)
 
 GRAPH_INITS = ('ori', 'dense', 'rand')
 CANDIDATES = ('auto', 'all', 'hop')
@@ -137,6 +142,14 @@ class DynamicHCSFConv(HCSFConv):
     1)` for :math:`\theta_k, \phi_k`, and one for a learnable
     :math:`\alpha`.
     """
+    # PyG compiles 'propagate' per class and keeps the uncompiled one, which
+    # explain mode needs, as the class's 'propagate' at that time: for a
+    # subclass of an already compiled HCSFConv that would be HCSFConv's
+    # compiled one, which ignores edge masks. Declaring it here keeps
+    # MessagePassing's.
+    propagate = MessagePassing.propagate
+
+    @built_on_cpu
     def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
                  num_nodes: Optional[int] = None, S: int = 1, L: int = 2,
                  d: float = 1 / 8,
@@ -222,22 +235,26 @@ class DynamicHCSFConv(HCSFConv):
     def _initial_graph(self) -> Tensor:
         n, k = self.num_nodes, self.num_hop_slots
         dst, hop = self.hop_edge_index[1], self.hop
+        # On the device of the graph's buffers, which the index arithmetic
+        # below mixes with the new tensors (the module may have been moved).
+        like = dict(dtype=self.group_norm.dtype, device=dst.device)
         if self.candidates == 'all':
             if self.graph == 'ori':
-                value = torch.zeros(n, k, n)
+                value = torch.zeros(n, k, n, **like)
                 value[dst, hop, self.hop_edge_index[0]] = self.group_norm[
                     dst, hop]
                 return value
-            value = (torch.ones(n, k, n) if self.graph == 'dense' else
-                     torch.rand(n, k, n))
+            value = (torch.ones(n, k, n, **like) if self.graph == 'dense'
+                     else torch.rand(n, k, n, **like))
             if self.normalize:
                 value = value / value.sum(-1, keepdim=True)
             return value
         if self.graph in ('ori', 'dense'):
             return self.group_norm[dst, hop].clone()
-        value = torch.rand(hop.numel())
+        value = torch.rand(hop.numel(), **like)
         if self.normalize:
-            total = torch.zeros(n * k).index_add_(0, dst * k + hop, value)
+            total = torch.zeros(n * k, **like).index_add_(0, dst * k + hop,
+                                                          value)
             value = value / total[dst * k + hop]
         return value
 
@@ -307,6 +324,8 @@ class DynamicHCSFConv(HCSFConv):
             b = x.size(0) // n
             if not is_compiling():
                 self._check_batch(x, khop_edge_index, khop_distance)
+            if self.explain:
+                return self._explained(x, khop_edge_index, khop_distance)
             out = self._dynamic(x.view(b, 1, n, -1))
             return out.reshape(b * n, -1)
         self._check_num_nodes(x)
@@ -319,6 +338,44 @@ class DynamicHCSFConv(HCSFConv):
         out = self._dynamic(xs)
         return out.view(x.shape[:-1] + (self.out_channels, ))
 
+    def _explained(self, x: Tensor, khop_edge_index: Tensor,
+                   khop_distance: Tensor) -> Tensor:
+        # In a PyG explainer's explain mode: the batch's pairs go through
+        # message passing with their weights of A_k, so that the
+        # explainer's edge mask weights each of them. The rest of A_k (the
+        # self-loops, and with candidates='all' the pairs outside the hop
+        # sets) is not explained and is aggregated as usual.
+        n, k = self.num_nodes, self.num_hop_slots
+        b = x.size(0) // n
+        xs = x.view(b, 1, n, -1)
+        adj = self.hop_graphs(xs)
+        adj = adj.expand((b, ) + adj.shape[1:])
+        src, dst = khop_edge_index
+        inside = khop_distance <= self.L
+        hop = torch.where(inside, khop_distance, 0)
+        sample, i, j = dst // n, dst % n, src % n
+        if self.candidates == 'all':
+            weight = adj[sample, i, hop, j]
+            # Pairs beyond the layer's hops keep their entry (at hop 0,
+            # a candidate no pair of the batch takes).
+            rest = adj.index_put((sample, i, hop, j),
+                                 torch.where(inside, 0.0, weight))
+            rest = rest.reshape(b, 1, n * k, n)
+            agg = (rest @ xs).view(b * n, k, -1)
+        else:
+            key = self.hop_edge_index[1] * n + self.hop_edge_index[0]
+            slot = torch.searchsorted(key, i * n + j).clamp_(
+                max=key.numel() - 1)
+            weight = adj[sample, slot]
+            node = torch.arange(n, device=x.device)
+            self_slot = torch.searchsorted(key, node * (n + 1))
+            agg = torch.zeros(b * n, k, x.size(-1), dtype=weight.dtype,
+                              device=x.device)
+            agg[:, 0] = adj[:, self_slot].reshape(-1, 1) * x
+        weight = torch.where(inside, weight, 0.0)
+        agg = agg + self.hop_sums(x, khop_edge_index, hop, weight.view(-1, 1))
+        return self.combine(agg.view(b, 1, n, k, -1)).reshape(b * n, -1)
+
     def _check_batch(self, x: Tensor, khop_edge_index: Tensor,
                      khop_distance: Optional[Tensor]):
         n = self.num_nodes
@@ -329,6 +386,8 @@ class DynamicHCSFConv(HCSFConv):
         if khop_distance is None:
             raise ValueError(f"'{self.__class__.__name__}' needs "
                              f"'khop_distance' with 'khop_edge_index'")
+        if not checks_data(khop_edge_index):
+            return
         src, dst = khop_edge_index
         inside = khop_distance <= self.L
         expected = (x.size(0) // n) * self.num_hop_pairs

@@ -7,6 +7,7 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.typing import Adj
 
 from pyg_skeleton.nn.conv._hops import HopConv, check_hop, squeezed_widths
+from pyg_skeleton.nn.topology import built_on_cpu
 
 FUSIONS = ('concat', 'add', 'mul')
 
@@ -142,6 +143,7 @@ class HCSFConv(HopConv):
     :obj:`'mul'` the two projections are replaced by
     :math:`\sum_{k>S} C_k F_{out}`.
     """
+    @built_on_cpu
     def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
                  num_nodes: Optional[int] = None, S: int = 1, L: int = 2,
                  d: float = 1 / 8,

@@ -7,6 +7,7 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.typing import Adj
 
 from pyg_skeleton.nn.conv._hops import HopConv, check_hop
+from pyg_skeleton.nn.topology import built_on_cpu
 
 
 class KHopConv(HopConv):
@@ -52,6 +53,7 @@ class KHopConv(HopConv):
 
     The layer has :math:`F_{in} F_{out} + F_{out}` parameters.
     """
+    @built_on_cpu
     def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
                  num_nodes: Optional[int] = None, k: int = 1,
                  normalize: bool = True, bias: bool = True, **kwargs):

@@ -7,6 +7,7 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.typing import Adj
 
 from pyg_skeleton.nn.conv._hops import HopConv, check_hop
+from pyg_skeleton.nn.topology import built_on_cpu
 
 
 def hop_membership(hops: Sequence[int]) -> Tensor:
@@ -74,6 +75,7 @@ class MixHopSkeletonConv(HopConv):
 
     The layer has :math:`F_{in} F_{out} + F_{out}` parameters.
     """
+    @built_on_cpu
     def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
                  num_nodes: Optional[int] = None,
                  hops: Sequence[int] = (1, 5, 7), normalize: bool = True,

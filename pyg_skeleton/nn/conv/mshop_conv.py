@@ -11,6 +11,7 @@ from pyg_skeleton.nn.conv.mixhop_skeleton_conv import (
     check_hops,
     hop_membership,
 )
+from pyg_skeleton.nn.topology import built_on_cpu
 
 
 class MSHopConv(HopConv):
@@ -55,6 +56,7 @@ class MSHopConv(HopConv):
 
     The layer has :math:`G F_{in} F_{out} + F_{out}` parameters.
     """
+    @built_on_cpu
     def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
                  num_nodes: Optional[int] = None,
                  hops: Sequence[int] = (1, 5, 7), normalize: bool = True,

@@ -6,7 +6,7 @@ from torch import Tensor
 from torch_geometric.typing import Adj
 
 from pyg_skeleton.nn.conv._weight_sharing import WeightSharingConv
-from pyg_skeleton.nn.topology import Topology
+from pyg_skeleton.nn.topology import Topology, built_on_cpu
 
 
 class NoSharingConv(WeightSharingConv):
@@ -74,6 +74,7 @@ class NoSharingConv(WeightSharingConv):
     parameters, plus :math:`N + |\mathcal{E}|` logits with
     :obj:`edge_weights='learnable'`.
     """
+    @built_on_cpu
     def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
                  num_nodes: Optional[int] = None,
                  edge_weights: str = 'learnable', bias: bool = True,

@@ -5,7 +5,7 @@ from torch import Tensor
 from torch_geometric.typing import Adj
 
 from pyg_skeleton.nn.conv._weight_sharing import WeightSharingConv
-from pyg_skeleton.nn.topology import Topology
+from pyg_skeleton.nn.topology import Topology, built_on_cpu
 
 
 class PostAggConv(WeightSharingConv):
@@ -83,6 +83,7 @@ class PostAggConv(WeightSharingConv):
     """
     _repr_keys = ('decoupled', 'edge_weights')
 
+    @built_on_cpu
     def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
                  num_nodes: Optional[int] = None, decoupled: bool = False,
                  edge_weights: str = 'learnable', bias: bool = True,

@@ -12,13 +12,22 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.typing import Adj
 from torch_geometric.utils import softmax
 
-from pyg_skeleton.nn.topology import Topology, check_channels, fixed_graph
+from pyg_skeleton.nn._export_guard import NoTorchScript, check_not_jit_traced
+from pyg_skeleton.nn._inference_cache import inference_cached
+from pyg_skeleton.nn.topology import (
+    TOPOLOGY_DENSE_MAX_NODES,
+    Topology,
+    built_on_cpu,
+    check_channels,
+    explain_message_without_loops,
+    fixed_graph,
+)
 
 #: What :class:`SemGraphConv` gives a node without any edge.
 ISOLATED_NODES = ('self', 'uniform')
 
 
-class SemGraphConv(MessagePassing):
+class SemGraphConv(NoTorchScript, MessagePassing):
     r"""The semantic graph convolution operator from the `"Semantic Graph
     Convolutional Networks for 3D Human Pose Regression"
     <https://arxiv.org/abs/1904.03345>`_ paper (Eq. 2, and Eq. 3 with
@@ -125,6 +134,7 @@ class SemGraphConv(MessagePassing):
     (1 \text{ or } F_{out}) + F_{out}` parameters, :math:`|\mathcal{E}|`
     counting both directions of every edge.
     """
+    @built_on_cpu
     def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
                  num_nodes: Optional[int] = None, channelwise: bool = False,
                  bias: bool = True, isolated_nodes: str = 'self', **kwargs):
@@ -187,7 +197,21 @@ class SemGraphConv(MessagePassing):
                         num_nodes=self.num_nodes)
         return self.topology.edge_index, alpha
 
+    def _static(self) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        # What the static kernel needs from the parameters alone (kept
+        # between calls in inference, see inference_cached): the slot
+        # weights, both linear maps as one ([2 F_out, F_in], self first)
+        # and, on small graphs, the dense matrix of aggregate_pair.
+        alpha = softmax(self.logits, self.topology.dst,
+                        num_nodes=self.num_nodes)
+        weight = torch.cat([self.lin_self.weight, self.lin_neighbor.weight])
+        pair = None
+        if self.num_nodes <= TOPOLOGY_DENSE_MAX_NODES and not is_compiling():
+            pair = self.topology.pair_matrix(alpha)
+        return alpha, weight, pair
+
     def forward(self, x: Tensor, edge_index: Optional[Adj] = None) -> Tensor:
+        check_not_jit_traced(self.__class__.__name__)
         if x.dim() < 2 or x.size(-1) != self.in_channels:
             raise ValueError(f"'{self.__class__.__name__}' expects node "
                              f"features of shape [..., num_nodes, "
@@ -197,19 +221,22 @@ class SemGraphConv(MessagePassing):
                 f"'{self.__class__.__name__}' was built for a graph of "
                 f"{self.num_nodes} nodes but got {x.size(-2)}; pass "
                 f"'edge_index' for a disjoint batch of graphs")
-        if (edge_index is not None and not is_compiling()
+        # In a PyG explainer's explain mode the edge mask must weight the
+        # messages of the input's edges: always message passing.
+        if (edge_index is not None and not is_compiling() and not self.explain
                 and self.topology.tiles(edge_index, x.size(-2))):
             # Whole copies of the graph (a Batch of it): the static kernel.
             lead = x.shape[:-2]
             out = self(x.view(lead + (-1, self.num_nodes, x.size(-1))))
             return out.view(lead + (-1, self.out_channels))
-        # Both linear maps as one: [..., N, 2 F_out], self first.
-        weight = torch.cat([self.lin_self.weight, self.lin_neighbor.weight])
         if edge_index is None:
-            alpha = softmax(self.logits, self.topology.dst,
-                            num_nodes=self.num_nodes)
-            out = self.topology.aggregate_pair(alpha, x, weight, self.bias)
+            alpha, weight, pair = inference_cached(
+                self, 'static', (self.logits, self.lin_self.weight,
+                                 self.lin_neighbor.weight), self._static)
+            out = self.topology.aggregate_pair(alpha, x, weight, self.bias,
+                                               pair)
             return self._uniform(x, weight, out)
+        weight = torch.cat([self.lin_self.weight, self.lin_neighbor.weight])
 
         edge_index, a_neighbor, a_self = self.topology.softmax(
             self.logits, edge_index, x.size(-2))
@@ -244,6 +271,10 @@ class SemGraphConv(MessagePassing):
         if not self.channelwise:
             alpha = alpha.unsqueeze(-1)
         return alpha * x_j
+
+    def explain_message(self, inputs: Tensor,
+                        dim_size: Optional[int]) -> Tensor:
+        return explain_message_without_loops(self, inputs)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, '

@@ -15,6 +15,7 @@ from pyg_skeleton.nn.memory import check_memory
 from pyg_skeleton.nn.models.semgcn import GraphConvBlock, ResGraphBlock
 from pyg_skeleton.nn.non_local import NonLocalBlock
 from pyg_skeleton.skeleton import Skeleton
+from pyg_skeleton.nn.topology import built_on_cpu
 
 FUSIONS = ('linear', 'pool')
 FUSION_ORDERS = ('parallel', 'sequential')
@@ -240,6 +241,7 @@ class HGN(torch.nn.Module):
           branch's vertices :math:`(B, N_k, F_{out})` (or the disjoint
           layouts :math:`(B N_k, F_{out})`)
     """
+    @built_on_cpu
     def __init__(self, skeleton: Union[Skeleton, str],
                  mesh_graphs: Sequence[Tuple[Tensor, int]],
                  in_channels: int = 2, hidden_channels: int = 128,

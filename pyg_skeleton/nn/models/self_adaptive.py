@@ -388,7 +388,7 @@ def temporal_resample(seq: Tensor, rate: float, length: int | None = None,
     seq = seq.movedim(time_dim, 0)
     T = seq.size(0)
     L = T if length is None else int(length)
-    t = torch.arange(L, dtype=torch.float64)
+    t = torch.arange(L, dtype=torch.float64, device=seq.device)
     s = ((T - 1) / 2 + rate * (t - (L - 1) / 2)).clamp(0, T - 1)
     lo = s.floor().long().clamp(max=T - 1)
     hi = (lo + 1).clamp(max=T - 1)

@@ -18,6 +18,7 @@ from pyg_skeleton.nn.non_local import (
     NonLocalBlock,
     mesh_groups,
 )
+from pyg_skeleton.nn.topology import built_on_cpu
 from pyg_skeleton.skeleton import Skeleton
 
 #: Graph convolutions a :class:`SemGCN` backbone can be built with, by name.
@@ -144,6 +145,7 @@ class SemGCN(torch.nn.Module):
         - **output:** 3D joints :math:`(*, N, F_{out})` or
           :math:`(B N, F_{out})`
     """
+    @built_on_cpu
     def __init__(self, skeleton: Union[Skeleton, str], in_channels: int = 2,
                  hidden_channels: int = 128, out_channels: int = 3,
                  num_layers: int = 4, non_local: bool = False,

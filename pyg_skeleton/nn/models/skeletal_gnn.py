@@ -24,6 +24,7 @@ from pyg_skeleton.nn.conv.khop_conv import KHopConv
 from pyg_skeleton.nn.conv.mixhop_skeleton_conv import MixHopSkeletonConv
 from pyg_skeleton.nn.conv.mshop_conv import MSHopConv
 from pyg_skeleton.nn.models.semgcn import node_batch_norm
+from pyg_skeleton.nn.topology import built_on_cpu
 from pyg_skeleton.skeleton import Skeleton
 
 
@@ -138,6 +139,7 @@ class SkeletalGNN(torch.nn.Module):
         - **output:** 3D joints of the same leading shape, :math:`F_{out}`
           channels
     """
+    @built_on_cpu
     def __init__(self, skeleton: Union[Skeleton, str], in_channels: int = 2,
                  hidden_channels: int = 128, out_channels: int = 3,
                  num_blocks: int = 2, dynamic: bool = False,
@@ -209,6 +211,7 @@ class TemporalSkeletalGNN(torch.nn.Module):
         - **input:** 2D pose sequences :math:`(B, T, N, F_{in})`
         - **output:** 3D pose sequences :math:`(B, T, N, F_{out})`
     """
+    @built_on_cpu
     def __init__(self, skeleton: Union[Skeleton, str], in_channels: int = 2,
                  hidden_channels: int = 128, out_channels: int = 3,
                  num_blocks: int = 2, temporal_kernel: int = 3,
@@ -325,6 +328,7 @@ class SkeletalGNNAction(torch.nn.Module):
           :math:`M` persons, :math:`(B, M, T, N, F_{in})`
         - **output:** logits :math:`(B, \text{num\_classes})`
     """
+    @built_on_cpu
     def __init__(self, skeleton: Union[Skeleton, str], num_classes: int,
                  in_channels: int = 3,
                  channels: Sequence[int] = (64, 64, 64, 128, 128, 128, 256,
