@@ -27,7 +27,6 @@ from typing import List, Optional
 import torch
 from torch import Tensor
 
-from torch_geometric import is_compiling
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj
 
@@ -35,8 +34,9 @@ from pyg_skeleton.nn._export_guard import NoTorchScript, check_not_jit_traced
 from pyg_skeleton.nn.memory import check_memory
 from pyg_skeleton.nn.topology import (
     DENSE_MAX_NODES,
+    _csr_matmul,
     _csr_pattern,
-    _CSRMatmul,
+    _sparse_kernel_ok,
     check_channels,
     dense_product_safe,
     fixed_graph,
@@ -223,7 +223,7 @@ class HopConv(NoTorchScript, MessagePassing):
             if self.dense_adj is not None and dense_product_safe(x):
                 out = self.dense_adj.to(x.dtype) @ x
                 return out.unflatten(-2, (self.num_nodes, self.num_groups))
-            if self.csr_value is not None and not is_compiling():
+            if self.csr_value is not None and _sparse_kernel_ok(x):
                 # Leading size by product: a batch of no samples leaves -1
                 # undetermined.
                 x3 = x.reshape(math.prod(x.shape[:-2]), self.num_nodes,
@@ -235,10 +235,10 @@ class HopConv(NoTorchScript, MessagePassing):
                              f'{self.num_groups} hop aggregates of '
                              f'{list(x3.shape)} features',
                              'use a smaller batch or fewer hop groups')
-                out = _CSRMatmul.apply(self.csr_value.to(x.dtype), x3, None,
-                                       None, self.csr_crow, self.csr_col,
-                                       self.csr_crow_t, self.csr_col_t,
-                                       self.csr_perm_t)
+                out = _csr_matmul(self.csr_value, x3, None, None,
+                                  self.csr_crow, self.csr_col,
+                                  self.csr_crow_t, self.csr_col_t,
+                                  self.csr_perm_t)
                 return out.view(x.shape[:-2] + (self.num_nodes,
                                                 self.num_groups, x.size(-1)))
             sums = self.hop_sums(x, self.hop_edge_index, self.hop, None)
