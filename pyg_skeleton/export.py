@@ -6,7 +6,7 @@ the host; under :func:`torch.export` (and the dynamo ONNX exporter built on
 it) they take a traceable path instead (gathers and scatters over the fixed
 graph's edges, no host reads), which is what gets exported.
 :func:`export_onnx` does not trust the exporter: it runs the written file in
-:mod:`onnxruntime` on fresh random inputs, at the example's batch size and,
+``onnxruntime`` on fresh random inputs, at the example's batch size and,
 for a dynamic batch, at two more (one of them :math:`B = 1`), compares
 with the eager model and raises when they differ.
 
@@ -171,7 +171,7 @@ def verify_onnx(model: torch.nn.Module, path: Union[str, os.PathLike],
                 example_inputs, batch_sizes: Sequence[int] = None,
                 atol: float = ATOL, rtol: float = RTOL, seed: int = 0,
                 dynamic_batch: bool = True) -> OnnxExport:
-    r"""Runs the ONNX file :obj:`path` in :mod:`onnxruntime` on fresh random
+    r"""Runs the ONNX file :obj:`path` in ``onnxruntime`` on fresh random
     inputs shaped like :obj:`example_inputs` and compares every output with
     :obj:`model` in evaluation mode.
 
@@ -186,7 +186,7 @@ def verify_onnx(model: torch.nn.Module, path: Union[str, os.PathLike],
     Raises:
         RuntimeError: Naming the file, when an output differs beyond the
             tolerances or has another shape, or the file does not load.
-        ImportError: When :mod:`onnxruntime` is not installed.
+        ImportError: When ``onnxruntime`` is not installed.
     """
     _require('onnxruntime')
     import onnxruntime as ort
@@ -313,7 +313,7 @@ def export_onnx(model: torch.nn.Module, example_inputs,
                 atol: float = ATOL, rtol: float = RTOL) -> OnnxExport:
     r"""Exports :obj:`model` to an ONNX file with the dynamo exporter
     (:obj:`torch.onnx.export(..., dynamo=True)` of the program of
-    :func:`export_program`) and checks the file in :mod:`onnxruntime`
+    :func:`export_program`) and checks the file in ``onnxruntime``
     (:func:`verify_onnx`) before it replaces :obj:`path`.
 
     Args:

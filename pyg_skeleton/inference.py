@@ -462,9 +462,9 @@ class Stream:
         r"""Feeds one frame and returns the pose for it.
 
         Args:
-            x (Tensor or array): One frame, :obj:`[N, C]` (a
+            x (Tensor or numpy.ndarray): One frame, :obj:`[N, C]` (a
                 :class:`~pyg_skeleton.lifter.Lifter`: pixels :obj:`[17, 2]`).
-            mask (Tensor or array, optional): A
+            mask (Tensor or numpy.ndarray, optional): A
                 :class:`~pyg_skeleton.lifter.Lifter`'s visibility mask
                 :obj:`[17]` (default: the finite joints).
 

@@ -265,7 +265,7 @@ class KinematicTree(torch.nn.Module):
                 that every output bone has exactly the given length (use this
                 for raw network outputs). (default: :obj:`False`)
             root_positions (torch.Tensor, optional): Positions
-                :obj:`[..., R, 3]` of the roots (in :attr:`roots` order);
+                :obj:`[..., R, 3]` of the roots (in :attr:`Skeleton.roots <pyg_skeleton.Skeleton.roots>` order);
                 each tree is built from its root. (default: :obj:`None`,
                 every root at the origin)
         """

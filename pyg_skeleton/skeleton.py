@@ -422,7 +422,7 @@ class Skeleton:
         :obj:`"root"`), and optionally :obj:`"name"`, :obj:`"joint_names"`,
         :obj:`"flip_pairs"`, :obj:`"centre"`, :obj:`"groups"`,
         :obj:`"require_connected"`, a :obj:`"body_map"` (a joint map of
-        :mod:`pyg_skeleton.datasets.synthetic` keyed by the joint names, for
+        :func:`~pyg_skeleton.datasets.synthetic_poses` keyed by the joint names, for
         synthetic poses of this skeleton, see :attr:`body_map`) and a
         free-text :obj:`"source"`, which is ignored.
 
@@ -595,7 +595,7 @@ class Skeleton:
     @property
     def body_map(self) -> dict[str, Any] | None:
         r"""The joint map of the skeleton's joints onto a synthetic body
-        table (:mod:`pyg_skeleton.datasets.synthetic`), read from the
+        table (:func:`~pyg_skeleton.datasets.synthetic_poses`), read from the
         :obj:`"body_map"` of a skeleton file, or :obj:`None`: with it,
         :func:`~pyg_skeleton.datasets.synthetic_poses` draws poses of this
         skeleton."""

@@ -25,8 +25,18 @@ def _pages() -> List[Tuple[str, str, str, List[Section]]]:
         ('pyg_skeleton', 'pyg_skeleton',
          'Skeletons as data, and lifting 2D keypoints to 3D (see :doc:`/lifting`).', [
             ('Skeletons', lambda n, o: n == 'Skeleton'),
+            ('Input checks', lambda n, o: 'validation' in n),
             ('Lifting 2D keypoints to 3D poses',
              lambda n, o: not inspect.ismodule(o) and not n.startswith('_')),
+        ]),
+        ('pyg_skeleton.inference', 'pyg_skeleton.inference',
+         'Lifting keypoint files and streams (see :doc:`/lifting` and :doc:`/deploy`).', [
+            ('Streaming', lambda n, o: n == 'Stream'),
+            ('Helpers', lambda n, o: True),
+        ]),
+        ('pyg_skeleton.export', 'pyg_skeleton.export',
+         'Verified export to ONNX and torch.export programs (see :doc:`/deploy`).', [
+            ('Export', lambda n, o: True),
         ]),
         ('pyg_skeleton.keypoints', 'pyg_skeleton.keypoints',
          'Keypoint formats of 2D detectors and their readers (see :doc:`/keypoints`).', [

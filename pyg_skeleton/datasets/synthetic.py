@@ -297,7 +297,7 @@ def synthetic_poses(num: int, seed: int = 0, skeleton: Union[str, Dict[str, Any]
         num (int): Number of poses.
         seed (int): Random seed (the output depends only on the arguments).
         skeleton (str, dict or Skeleton): A preset of
-            :func:`synthetic_skeletons` (with a body table: ``h36m17``,
+            ``synthetic_skeletons()`` (with a body table: ``h36m17``,
             ``h36m16``, ``smpl24``; with a joint map: ``coco17``,
             ``mpi_inf_3dhp17``, ``ntu25``), a body table or joint map of your
             own (see the module docs), or a

@@ -1,9 +1,9 @@
 from .topology import Topology
-from .non_local import NonLocalBlock
+from .non_local import NonLocalBlock, mesh_groups
 from .conv import *  # noqa: F401,F403
 from .conv import __all__ as conv_all
 from .models import *  # noqa: F401,F403
 from .models import __all__ as models_all
 from .loss import SemGCNLoss
 
-__all__ = ['Topology', 'NonLocalBlock', 'SemGCNLoss'] + conv_all + models_all
+__all__ = ['Topology', 'NonLocalBlock', 'mesh_groups', 'SemGCNLoss'] + conv_all + models_all

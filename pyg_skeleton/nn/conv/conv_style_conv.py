@@ -39,7 +39,7 @@ class ConvStyleConv(WeightSharingConv):
     largest hop distance to a node of its component; ties to the lowest
     index). That is the rule that gives 7 on Human3.6M, so each person of a
     two-person Human3.6M graph is typed as the single skeleton
-    (see :func:`component_hops`).
+    (see ``component_hops``).
 
     The official code (left commented out there) never sets the self-loop
     entry of joint 16 (RWrist) in its type masks, so that joint loses its

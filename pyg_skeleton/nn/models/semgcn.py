@@ -114,7 +114,7 @@ class SemGCN(torch.nn.Module):
     than :obj:`DENSE_MAX_KEYS` (256) nodes without groups, *e.g.* a mesh,
     has its keys max-pooled per cluster of a coarse heavy-edge-matching
     level of at most 256 clusters
-    (:func:`~pyg_skeleton.nn.non_local.mesh_groups`); smaller graphs
+    (:func:`~pyg_skeleton.nn.mesh_groups`); smaller graphs
     without groups keep one key per node.
 
     On the Human3.6M skeletons with the defaults the model has 267,373
