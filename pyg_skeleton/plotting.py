@@ -16,6 +16,20 @@ from typing import List, Optional, Sequence, Union
 
 import numpy as np
 
+#: What the commands print when they skip their pictures.
+NO_PLOTS = 'no plots: matplotlib is not installed (pip install matplotlib)'
+
+
+def plots_available() -> bool:
+    r"""Whether matplotlib can be imported: the pictures of the commands are
+    optional (the ``plot`` extra; a plain ``pip install`` does not bring
+    matplotlib)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
 __all__ = ['upright', 'plot_lifted', 'animate_lifted']
 
 _LEFT, _RIGHT, _MID = '#1f5fbf', '#d03030', '#222222'

@@ -327,3 +327,28 @@ def test_evaluate_names_the_file_and_scores_every_actor(tmp_path, capsys):
     assert main(['evaluate', '--checkpoint', ckpt, '--dataset', 'synthetic',
                  '--test-actor', 'all']) == 2
     assert 'has no actors' in capsys.readouterr().err
+
+
+def test_lift_and_demo_without_matplotlib(tmp_path):
+    # The README's main command (`python -m pyg_skeleton`, the demo) after a
+    # plain `pip install`: one line says the pictures were skipped, the rest
+    # is written, exit 0.
+    kp = tmp_path / 'kp.npz'
+    rng = np.random.default_rng(0)
+    np.savez(kp, keypoints=np.concatenate(
+        [rng.uniform(200, 800, (3, 17, 2)), np.ones((3, 17, 1))], -1).astype(np.float32))
+    r = run_cli(['lift', str(kp), '--format', 'h36m17', '--out', str(tmp_path / 'lifted')],
+                code=NO_MATPLOTLIB)
+    assert r.returncode == 0, r.stderr
+    assert 'Traceback' not in r.stderr
+    assert 'no plots: matplotlib is not installed (pip install matplotlib)' in r.stderr
+    assert sorted(p.name for p in (tmp_path / 'lifted').iterdir()) == [
+        'poses3d.json', 'poses3d.npz']
+    r = run_cli(['demo', '--steps', '4', '--out', str(tmp_path / 'demo')],
+                code=NO_MATPLOTLIB, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [
+        'no plots: matplotlib is not installed (pip install matplotlib)']
+    written = {p.name for p in (tmp_path / 'demo').iterdir()}
+    assert {'poses3d.npz', 'report.json', 'small_lifter.pt'} <= written
+    assert not any(name.endswith(('.png', '.gif')) for name in written)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -57,7 +58,7 @@ def run(args) -> int:
     from pyg_skeleton.datasets.wild import WildCameras
     from pyg_skeleton.inference import lift
     from pyg_skeleton.lifter import DEFAULT_LIFTER, Lifter, evaluate_lifter, train_lifter
-    from pyg_skeleton.plotting import plot_lifted
+    from pyg_skeleton.plotting import NO_PLOTS, plot_lifted, plots_available
 
     if args.steps < 1:
         raise CLIError('--steps must be at least 1')
@@ -97,7 +98,11 @@ def run(args) -> int:
     np.savez(out / 'keypoints.npz', keypoints=keypoints)
     result = lift(out / 'keypoints.npz', format='h36m17', smooth=1.0)
     err = np.linalg.norm(result.poses - cam['y'], axis=-1).mean() * 1000
-    written = result.save(out, plots=not args.no_plots)
+    plots = not args.no_plots
+    if plots and not plots_available():
+        print(NO_PLOTS, file=sys.stderr, flush=True)
+        plots = False
+    written = result.save(out, plots=plots)
     print(f"2. held-out sequence {name!r} ({len(seq)} frames, a static camera 5-6 m away, "
           f"2 px noise) written as keypoints.npz and lifted with pyg_skeleton.lift(..., "
           f"smooth=1): MPJPE {err:.1f} mm\n   wrote {', '.join(p.name for p in written)}\n",
@@ -117,7 +122,7 @@ def run(args) -> int:
                  evaluate_lifter(small, poses, cams, seed=args.seed)))
     print(_table(rows[-1:]) + '\n', flush=True)
 
-    if not args.no_plots:
+    if plots:
         idx = np.linspace(0, len(poses) - 1, 8).round().astype(int)
         r = np.random.default_rng(args.seed + 1)
         from pyg_skeleton.datasets.wild import render_wild

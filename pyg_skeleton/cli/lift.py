@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 from pyg_skeleton.cli.main import CLIError
+from pyg_skeleton.plotting import NO_PLOTS, plots_available
 
 HELP = 'lift 2D keypoints of any detector (COCO, OpenPose, MediaPipe, npy) to 3D poses'
 
@@ -90,7 +91,11 @@ def run(args) -> int:
     for w in caught:
         print(f'warning: {w.message}', file=sys.stderr)
     lifted = int((result.poses == result.poses).all((1, 2)).sum())
-    written = result.save(out, plots=not args.no_plots)
+    plots = not args.no_plots
+    if plots and not plots_available():
+        print(NO_PLOTS, file=sys.stderr)
+        plots = False
+    written = result.save(out, plots=plots)
     print(f"pyg-skeleton lift: {lifted} of {len(result)} poses lifted from "
           f"{len(set(result.frame.tolist()))} frame(s) of {src} with {result.model} "
           f"in {seconds:.2f} s" + (f", smoothed (sigma {result.smoothed:g} frames)"

@@ -77,6 +77,7 @@ from torch import Tensor
 from pyg_skeleton.cli.main import CLIError
 from pyg_skeleton.cli.models import MODELS, build_model, canonical_model_name
 from pyg_skeleton.files import _os_error, atomic_output, atomic_save, atomic_write_text
+from pyg_skeleton.plotting import NO_PLOTS
 from pyg_skeleton.skeleton import Skeleton
 
 CHECKPOINT_FORMAT = 'pyg_skeleton.lifting_checkpoint.v1'
@@ -1186,7 +1187,7 @@ def _train(args, out: Path, skeleton: Skeleton, rank: int, world: int, device,
             except ImportError as e:
                 if not (e.name or '').startswith('matplotlib'):
                     raise
-                log('no plots: matplotlib is not installed (pip install matplotlib)', err=True)
+                log(NO_PLOTS, err=True)
         log(report_table(final, baseline, f"Final test metrics: {label}"))
         if not best_epoch:
             log('\nno best.pt: every epoch was exploding')
