@@ -352,3 +352,5 @@ def test_lift_and_demo_without_matplotlib(tmp_path):
     written = {p.name for p in (tmp_path / 'demo').iterdir()}
     assert {'poses3d.npz', 'report.json', 'small_lifter.pt'} <= written
     assert not any(name.endswith(('.png', '.gif')) for name in written)
+    listed = next(ln for ln in r.stdout.splitlines() if ln.startswith('outputs in'))
+    assert '.png' not in listed and '.gif' not in listed and 'poses3d.json' in listed

@@ -141,8 +141,10 @@ def run(args) -> int:
               'small_training': info['history'],
               'seconds': time.perf_counter() - t_start}
     (out / 'report.json').write_text(json.dumps(report, indent=1))
-    print(f"outputs in {out}/ (report.json, samples.png, keypoints.npz, poses3d.npz, "
-          f"poses3d.json, lift.png, lift.gif, small_lifter.pt); {report['seconds']:.0f} s\n"
+    # Only what was written (the pictures need matplotlib):
+    names = ['report.json'] + (['samples.png'] if plots else []) + ['keypoints.npz'] + [
+        p.name for p in written] + ['small_lifter.pt']
+    print(f"outputs in {out}/ ({', '.join(names)}); {report['seconds']:.0f} s\n"
           f"lift your own keypoints with: pyg-skeleton lift KEYPOINTS.json  (or "
           f"--checkpoint {out / 'small_lifter.pt'})")
     return 0
