@@ -10,7 +10,7 @@ import torch
 from torch_geometric.utils import to_undirected
 
 import pyg_skeleton.nn.conv as psconv
-from pyg_skeleton import Skeleton
+from pyg_skeleton import Skeleton, validation
 from pyg_skeleton.export import export_onnx, export_program, verify_onnx
 from pyg_skeleton.mesh import Mesh, MeshHierarchy
 from pyg_skeleton.nn import (
@@ -288,6 +288,27 @@ def test_export_program_static_batch():
                           atol=1e-5)
     with pytest.raises(Exception):
         run(torch.randn(4, 40, 4))
+
+
+def _aten_ops(program):
+    return {str(node.target) for node in program.graph.nodes
+            if node.op == 'call_function'}
+
+
+def test_export_without_validation_holds_the_dense_product():
+    # With checks on, a traced graph must not depend on the data, so it
+    # holds the edge sum; with them off the dense product is always taken.
+    torch.manual_seed(0)
+    model = MODELS['SemGCN']().eval()
+    checked = _aten_ops(export_program(model, torch.randn(2, 17, 2)))
+    with validation(False):
+        program = export_program(model, torch.randn(2, 17, 2))
+    trusted = _aten_ops(program)
+    assert 'aten.index_add.default' in checked
+    assert 'aten.index_add.default' not in trusted
+    assert 'aten.baddbmm.default' in trusted
+    x = torch.randn(5, 17, 2)
+    assert torch.allclose(program.module()(x), model(x), atol=1e-5)
 
 
 def test_dynamic_batch_needs_a_batched_input():

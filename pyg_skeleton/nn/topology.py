@@ -224,11 +224,15 @@ def dense_product_safe(h: Tensor) -> bool:
 
     One reduction over :obj:`h` (its sum is finite exactly when no entry is
     NaN or Inf, unless finite entries overflow, which only costs the slower
-    path). Under :func:`torch.compile` it returns :obj:`False`: the graph
-    must not depend on the data, and the edge path is always right. It
-    returns :obj:`True` without looking at the data on the :obj:`meta`
-    device and with :func:`set_validation` off.
+    path). With :func:`set_validation` off it returns :obj:`True` without
+    looking at the data, traced or not, so a compiled or exported model
+    holds the dense product only. Otherwise, under :func:`torch.compile`
+    it returns :obj:`False`: the graph must not depend on the data, and the
+    edge path is always right. On the :obj:`meta` device it returns
+    :obj:`True`.
     """
+    if not _VALIDATION:
+        return True
     if is_compiling():
         return False
     if not checks_data(h):
