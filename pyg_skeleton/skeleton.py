@@ -23,6 +23,8 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.utils import to_undirected
 
+from pyg_skeleton.utils import check_partition, hop_counts
+
 PRESET_DIR = Path(__file__).parent / "data" / "skeletons"
 
 # Keys a skeleton dict (and so a JSON file) may carry; "source" only documents
@@ -85,41 +87,6 @@ def _check_parents(parents: list[int], num_joints: int, forest: bool = False) ->
             path[node] = len(path)
             node = parents[node]
         reaches_root.update(path)
-
-
-def hop_counts(edge_index: Tensor, num_nodes: int, sources: Tensor) -> Tensor:
-    r"""Returns the hop counts of shortest paths from each node of
-    :obj:`sources` to every node, following the edges of :obj:`edge_index`
-    from source (row 0) to target (row 1).
-
-    Args:
-        edge_index (torch.Tensor): The edges, :obj:`[2, E]`.
-        num_nodes (int): The number of nodes :obj:`N`.
-        sources (torch.Tensor): The start nodes, :obj:`[S]`.
-
-    Returns:
-        torch.Tensor: :obj:`[S, N]` long tensor; :obj:`0` at the start node,
-        :obj:`-1` where a node cannot be reached.
-    """
-    # Breadth-first search from all sources at once: each step expands every
-    # frontier by one sparse matmul with the adjacency matrix, so the loop runs
-    # once per hop level, never once per node. Rows of adj_t are targets, so
-    # adj_t @ frontier^T moves every frontier one edge forward. The explicit
-    # invariant check is cheap and silences torch's warning about skipped checks.
-    adj_t = torch.sparse_coo_tensor(edge_index.flip(0), torch.ones(edge_index.size(1)),
-                                    (num_nodes, num_nodes),
-                                    check_invariants=True).coalesce()
-    frontier = torch.zeros(sources.numel(), num_nodes, dtype=torch.bool)
-    frontier[torch.arange(sources.numel()), sources] = True
-    reached = frontier.clone()
-    hop = torch.where(frontier, 0, -1)
-    level = 0
-    while frontier.any():
-        level += 1
-        frontier = (torch.sparse.mm(adj_t, frontier.t().float()).t() > 0) & ~reached
-        hop[frontier] = level
-        reached |= frontier
-    return hop
 
 
 class Skeleton:
@@ -235,7 +202,7 @@ class Skeleton:
 
         if groups is not None:
             groups = [[_as_int(j, "a group's joint") for j in group] for group in groups]
-            self._check_groups(groups)
+            groups = check_partition(groups, num_joints, node="joint")
         self._groups = groups
         # set by from_dict from a "body_map" (synthetic poses of a custom skeleton)
         self._body_map: dict[str, Any] | None = None
@@ -793,20 +760,3 @@ class Skeleton:
                 seen.add(joint)
             pairs.append((min(a, b), max(a, b)))
         return sorted(pairs)
-
-    def _check_groups(self, groups: list[list[int]]) -> None:
-        n = self._num_joints
-        seen: set[int] = set()
-        for group in groups:
-            for joint in group:
-                if not 0 <= joint < n:
-                    raise ValueError(f"groups must partition the joints: joint {joint} is "
-                                     f"outside [0, {n})")
-                if joint in seen:
-                    raise ValueError(f"groups must partition the joints: joint {joint} is in "
-                                     "more than one group")
-                seen.add(joint)
-        missing = sorted(set(range(n)) - seen)
-        if missing:
-            raise ValueError(f"groups must partition the joints: joint {missing[0]} is in no "
-                             "group")

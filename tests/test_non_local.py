@@ -405,9 +405,9 @@ def test_pooling_gradient_of_tied_maxima():
 @pytest.mark.parametrize('groups, match', [
     ([], 'at least one group'),
     ([[0, 1], []], 'empty'),
-    ([[0, 1], [3]], 'not a partition'),
-    ([[0, 1], [1, 2]], 'more than once'),
-    ([[0, -1]], 'not a partition'),
+    ([[0, 1], [3]], r'must partition the nodes: node 3 is outside \[0, 3\)'),
+    ([[0, 1], [1, 2]], 'node 1 is in more than one group'),
+    ([[0, -1]], r'node -1 is outside \[0, 2\)'),
     ([[0, 1], [2.5]], 'non-integer'),
     ([[0, 1], 2], 'not a sequence'),
     ('ab', 'sequence'),

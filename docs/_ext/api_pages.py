@@ -58,6 +58,12 @@ def _pages() -> List[Tuple[str, str, str, List[Section]]]:
         ('pyg_skeleton.transforms', 'pyg_skeleton.transforms', 'Graph transforms.', [
             ('Transforms', lambda n, o: True),
         ]),
+        ('pyg_skeleton.utils', 'pyg_skeleton.utils',
+         'Graph algorithms (breadth-first search, edge lookup, components, faces to edges) '
+         'and the input validators shared by the package.', [
+             ('Graph algorithms', lambda n, o: not n.startswith(('check_', 'as_'))),
+             ('Validators', lambda n, o: True),
+         ]),
         ('pyg_skeleton.datasets', 'pyg_skeleton.datasets',
          'Motion capture, BVH files, virtual cameras and lifting samples.', [
              ('Data sets', lambda n, o: True),

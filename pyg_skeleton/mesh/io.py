@@ -45,7 +45,9 @@ import torch
 from torch import Tensor
 
 from torch_geometric.data import Data
-from torch_geometric.utils import to_undirected
+
+from pyg_skeleton.utils import as_index_tensor, faces_to_edges
+from pyg_skeleton.utils import connected_components as graph_components
 
 PathLike = Union[str, Path]
 
@@ -90,33 +92,11 @@ class Mesh:
 # Graph helpers
 
 
-def as_index_tensor(values, what: str) -> Tensor:
-    r""":obj:`values` as an :obj:`int64` tensor, refusing non-integral
-    values (a plain cast would truncate :obj:`1.5` to :obj:`1` and turn NaN
-    into an arbitrary integer).
-
-    Raises:
-        ValueError: If a value is not an integer (the message names
-            :obj:`what`).
-    """
-    t = torch.as_tensor(values)
-    if t.dtype == torch.bool:
-        raise ValueError(f"{what} must hold integers (got booleans)")
-    if t.is_floating_point() or t.is_complex():
-        bad = ~torch.isfinite(t) | (t != torch.round(t)) if \
-            t.is_floating_point() else torch.ones_like(t, dtype=torch.bool)
-        if bool(bad.any()):
-            first = t.reshape(-1)[bad.reshape(-1)][0].item()
-            raise ValueError(f"{what} must hold integers (got {first})")
-    return t.to(torch.long)
-
-
 def faces_to_edge_index(faces: Union[Tensor, np.ndarray],
                         num_nodes: Optional[int] = None) -> Tensor:
     r"""Undirected :obj:`edge_index` of a triangle (or polygon) face array
-    ``[F, k]``: the :obj:`k` boundary edges of every face, both directions,
-    duplicates removed (PyG's :class:`~torch_geometric.transforms.FaceToEdge`
-    on the ``[F, k]`` layout).
+    ``[F, k]``: :func:`pyg_skeleton.utils.faces_to_edges` of the faces in
+    PyG's ``[k, F]`` layout.
 
     Raises:
         ValueError: If :obj:`faces` is not ``[F, k]``, holds non-integral
@@ -126,47 +106,16 @@ def faces_to_edge_index(faces: Union[Tensor, np.ndarray],
     if faces.dim() != 2 or faces.size(1) < 2:
         raise ValueError(f"'faces' must have shape [F, k] with k >= 2 "
                          f"(got {list(faces.shape)})")
-    if faces.numel() and int(faces.min()) < 0:
-        raise ValueError(f"'faces' holds the negative index "
-                         f"{int(faces.min())}")
-    if num_nodes is None:
-        num_nodes = int(faces.max()) + 1 if faces.numel() else 0
-    elif faces.numel() and int(faces.max()) >= num_nodes:
-        raise ValueError(f"'faces' holds the index {int(faces.max())}, "
-                         f"out of range for {num_nodes} nodes")
-    k = faces.size(1)
-    src = faces.reshape(-1)
-    dst = faces[:, [(i + 1) % k for i in range(k)]].reshape(-1)
-    edge_index = torch.stack([src, dst], dim=0)
-    edge_index = edge_index[:, edge_index[0] != edge_index[1]]
-    return to_undirected(edge_index, num_nodes=num_nodes)
+    return faces_to_edges(faces.t(), num_nodes, name='faces')
 
 
 def connected_components(edge_index: Union[Tensor, np.ndarray],
                          num_nodes: int) -> Tuple[int, np.ndarray]:
-    r"""Connected components of an undirected graph by vectorised
-    hooking and pointer jumping (a few passes over the edges; no Python
-    loop over nodes). Returns :obj:`(count, labels)`, labels numbered
+    r""":func:`pyg_skeleton.utils.connected_components` with the labels as
+    a NumPy array. Returns :obj:`(count, labels)`, labels numbered
     ``0..count-1`` in order of each component's smallest node."""
-    ei = np.asarray(torch.as_tensor(edge_index).cpu().numpy(), dtype=np.int64)
-    parent = np.arange(num_nodes, dtype=np.int64)
-    if ei.size:
-        u, v = ei[0], ei[1]
-        while True:
-            pu, pv = parent[u], parent[v]
-            diff = pu != pv
-            if not diff.any():
-                break
-            lo, hi = np.minimum(pu[diff], pv[diff]), np.maximum(pu[diff],
-                                                                 pv[diff])
-            np.minimum.at(parent, hi, lo)  # hook roots onto smaller roots
-            while True:  # pointer jumping to the roots
-                grand = parent[parent]
-                if np.array_equal(grand, parent):
-                    break
-                parent = grand
-    roots, labels = np.unique(parent, return_inverse=True)
-    return int(roots.size), labels.astype(np.int64)
+    count, labels = graph_components(torch.as_tensor(edge_index), num_nodes)
+    return count, labels.cpu().numpy()
 
 
 # ---------------------------------------------------------------------------

@@ -1,5 +1,4 @@
 import math
-import operator
 from typing import List, Optional, Sequence
 
 import torch
@@ -13,54 +12,9 @@ from torch_geometric.utils import to_dense_batch
 from pyg_skeleton.nn._export_guard import NoTorchScript, check_not_jit_traced
 from pyg_skeleton.nn.memory import check_memory
 from pyg_skeleton.nn.topology import built_on_cpu, checks_data
+from pyg_skeleton.utils import check_partition
 
 AFFINITIES = ('concatenation', 'embedded_gaussian')
-
-
-def _check_groups(groups: Sequence[Sequence[int]]) -> List[List[int]]:
-    r"""Validates that :obj:`groups` is a partition of :obj:`0, ..., N-1` into
-    non-empty groups and returns it as a list of lists of Python ints."""
-    if isinstance(groups, Tensor):
-        groups = groups.tolist()
-    if isinstance(groups, (str, bytes)) or not isinstance(groups, Sequence):
-        raise ValueError(f"'groups' must be a sequence of node-index "
-                         f"sequences (got {type(groups).__name__})")
-    if len(groups) == 0:
-        raise ValueError("'groups' must hold at least one group")
-    out: List[List[int]] = []
-    for k, group in enumerate(groups):
-        if isinstance(group, Tensor):
-            group = group.tolist()
-        if (isinstance(group, (str, bytes)) or not isinstance(group, Sequence)
-                or len(group) == 0):
-            raise ValueError(f"Group {k} of 'groups' is empty or not a "
-                             f"sequence of node indices (got {group!r})")
-        members = []
-        for v in group:
-            if isinstance(v, bool) or not isinstance(v, int):
-                try:
-                    v = operator.index(v)
-                except TypeError:
-                    raise ValueError(f"Group {k} of 'groups' holds a "
-                                     f"non-integer node index {v!r}") from None
-            members.append(int(v))
-        out.append(members)
-
-    flat = [v for group in out for v in group]
-    num_nodes = len(flat)
-    seen = set()
-    duplicates = sorted({v for v in flat if v in seen or seen.add(v)})
-    if duplicates:
-        raise ValueError(f"'groups' is not a partition of the nodes: node(s) "
-                         f"{duplicates} appear more than once")
-    expected = set(range(num_nodes))
-    if set(flat) != expected:
-        missing = sorted(expected - set(flat))
-        extra = sorted(set(flat) - expected)
-        raise ValueError(f"'groups' is not a partition of the nodes "
-                         f"0, ..., {num_nodes - 1}: missing {missing}, "
-                         f"out of range {extra}")
-    return out
 
 
 # Once the affinity of one graph has more than DENSE_MAX_KEYS ** 2 entries
@@ -352,7 +306,7 @@ class NonLocalBlock(NoTorchScript, torch.nn.Module):
         self.num_nodes: Optional[int] = None
         self.num_groups: Optional[int] = None
         if groups is not None:
-            self.groups = _check_groups(groups)
+            self.groups = check_partition(groups)
             self.num_groups = len(self.groups)
             self.num_nodes = sum(len(group) for group in self.groups)
             # Groups as rows of a [K, S] table of node indices, shorter

@@ -53,6 +53,8 @@ from torch_geometric.utils import (
     to_edge_index,
 )
 
+from pyg_skeleton.utils import edge_key, edge_lookup
+
 #: Hop-based operators (:mod:`~pyg_skeleton.nn.conv._hops`, dynamic HCSF)
 #: on graphs with at most this many nodes use dense ``N x N`` matrices. A
 #: 128-node dense matrix is 64 KiB; k-hop graphs are dense enough that the
@@ -481,7 +483,7 @@ class Topology(torch.nn.Module):
         edge_index, num_nodes = fixed_graph(edge_index, num_nodes)
         edge_index, _ = remove_self_loops(edge_index)
         edge_index, _ = add_self_loops(edge_index, num_nodes=num_nodes)
-        key = torch.unique(edge_index[1] * num_nodes + edge_index[0])
+        key = torch.unique(edge_key(edge_index, num_nodes))
         if key.numel() != edge_index.size(1):
             raise ValueError("'edge_index' contains duplicate edges")
         self.num_nodes = num_nodes
@@ -581,9 +583,8 @@ class Topology(torch.nn.Module):
             # the host.
             edge_index, _ = remove_self_loops(edge_index)
         src, dst = edge_index[0], edge_index[1]
-        query = (dst % n) * n + src % n
-        pos = torch.searchsorted(self.key, query).clamp_(max=self.num_slots -
-                                                         1)
+        query = edge_key(edge_index % n, n)
+        pos = edge_lookup(self.key, query)
         if check:
             if bool(((src // n) != (dst // n)).any()):
                 raise ValueError("'edge_index' has edges between different "

@@ -8,8 +8,6 @@ shortest-path length. :func:`khop_edges` lists every pair with
 list on a :class:`~torch_geometric.data.Data` object so that disjoint
 :class:`~torch_geometric.data.Batch` objects carry it.
 """
-import math
-from numbers import Integral, Real
 from typing import Tuple
 
 import torch
@@ -19,16 +17,7 @@ from torch_geometric.data import Data
 from torch_geometric.data.datapipes import functional_transform
 from torch_geometric.transforms import BaseTransform
 
-
-def _check_max_hop(max_hop) -> int:
-    # int(inf) raises OverflowError and int(nan) ValueError with messages
-    # that do not name the argument; bools are not hop counts.
-    if isinstance(max_hop, bool) or not isinstance(max_hop, Real) or \
-            not math.isfinite(max_hop) or int(max_hop) != max_hop or \
-            max_hop < 1:
-        raise ValueError(f"'max_hop' must be a positive integer (got "
-                         f"{max_hop!r})")
-    return int(max_hop)
+from pyg_skeleton.utils import bfs, check_edge_index, check_positive_int
 
 
 def khop_edges(edge_index: Tensor, num_nodes: int,
@@ -42,10 +31,10 @@ def khop_edges(edge_index: Tensor, num_nodes: int,
     is symmetric. Self-loops and duplicate edges of the input are ignored;
     the pairs :math:`(i, i)` (hop 0) are never listed.
 
-    The search expands all :math:`N` breadth-first searches at once, one hop
-    per step, with gathers over a CSR view of the graph: memory and time are
-    linear in the number of pairs found, so it is usable on meshes with
-    thousands of nodes. No dense :math:`N \times N` matrix is built.
+    The pairs come from one :func:`~pyg_skeleton.utils.bfs` from every node:
+    memory and time are linear in the number of pairs found, so it is usable
+    on meshes with thousands of nodes. No dense :math:`N \times N` matrix is
+    built.
 
     Args:
         edge_index (torch.Tensor): The edges :obj:`[2, E]`.
@@ -65,67 +54,12 @@ def khop_edges(edge_index: Tensor, num_nodes: int,
             tensor, or an edge refers to a node outside
             :obj:`[0, num_nodes)`.
     """
-    max_hop = _check_max_hop(max_hop)
-    if isinstance(num_nodes, bool) or not isinstance(
-            num_nodes, Integral) or num_nodes < 1:
-        raise ValueError(f"'num_nodes' must be a positive integer (got "
-                         f"{num_nodes!r})")
-    num_nodes = int(num_nodes)
-    if not isinstance(edge_index, Tensor) or edge_index.is_floating_point() \
-            or edge_index.is_complex():
-        raise ValueError("'edge_index' must be an integer tensor")
-    if edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError(f"'edge_index' must have shape [2, num_edges] (got "
-                         f"{list(edge_index.size())})")
-    device = edge_index.device
-    edge_index = edge_index.long().cpu()
-    if edge_index.numel() and (edge_index.min() < 0
-                               or edge_index.max() >= num_nodes):
-        raise ValueError(f"'edge_index' refers to nodes outside "
-                         f"[0, {num_nodes})")
-    n = num_nodes
-    src, dst = edge_index
-    keep = src != dst
-    key = torch.unique(src[keep] * n + dst[keep])  # sorted by source
-    src, dst = key // n, key % n
-    rowptr = torch.zeros(n + 1, dtype=torch.long)
-    rowptr[1:] = torch.bincount(src, minlength=n).cumsum(0)
-    degree = rowptr[1:] - rowptr[:-1]
-
-    # Every search starts at its own node; `reached` holds the keys
-    # origin * N + node found so far, sorted, for membership tests.
-    origin = torch.arange(n)
-    node = torch.arange(n)
-    reached = origin * n + node
-    found_keys, found_hops = [], []
-    for k in range(1, int(max_hop) + 1):
-        # Step every frontier entry (origin, node) to all neighbours of node.
-        count = degree[node]
-        total = int(count.sum())
-        if total == 0:
-            break
-        start = rowptr[node].repeat_interleave(count)
-        first = (count.cumsum(0) - count).repeat_interleave(count)
-        nbr = dst[start + torch.arange(total) - first]
-        new = torch.unique(origin.repeat_interleave(count) * n + nbr)
-        pos = torch.searchsorted(reached, new).clamp_(max=reached.numel() - 1)
-        new = new[reached[pos] != new]
-        if new.numel() == 0:
-            break
-        found_keys.append(new)
-        found_hops.append(torch.full_like(new, k))
-        reached, _ = torch.sort(torch.cat([reached, new]))
-        origin, node = new // n, new % n
-
-    if not found_keys:
-        empty = torch.empty(0, dtype=torch.long, device=device)
-        return empty.view(2, 0), empty
-    keys = torch.cat(found_keys)  # origin (source) * N + target
-    hops = torch.cat(found_hops)
-    source, target = keys // n, keys % n
+    max_hop = check_positive_int(max_hop, 'max_hop')
+    edge_index, n = check_edge_index(edge_index, num_nodes)
+    # Every node is a source, so a pair's row is its source node.
+    source, target, hop = bfs(edge_index, n, max_hop=max_hop)
     order = torch.argsort(target * n + source)
-    out = torch.stack([source[order], target[order]], dim=0)
-    return out.to(device), hops[order].to(device)
+    return torch.stack([source[order], target[order]], dim=0), hop[order]
 
 
 @functional_transform('khop_edges')
@@ -148,7 +82,7 @@ class KHopEdges(BaseTransform):
             (when called) the data has no :obj:`edge_index`.
     """
     def __init__(self, max_hop: int):
-        self.max_hop = _check_max_hop(max_hop)
+        self.max_hop = check_positive_int(max_hop, 'max_hop')
 
     def forward(self, data: Data) -> Data:
         if getattr(data, 'edge_index', None) is None:

@@ -15,6 +15,7 @@ from pyg_skeleton.nn.topology import (
     built_on_cpu,
     checks_data,
 )
+from pyg_skeleton.utils import edge_key, edge_lookup
 
 GRAPH_INITS = ('ori', 'dense', 'rand')
 CANDIDATES = ('auto', 'all', 'hop')
@@ -363,12 +364,11 @@ class DynamicHCSFConv(HCSFConv):
             rest = rest.reshape(b, 1, n * k, n)
             agg = (rest @ xs).view(b * n, k, -1)
         else:
-            key = self.hop_edge_index[1] * n + self.hop_edge_index[0]
-            slot = torch.searchsorted(key, i * n + j).clamp_(
-                max=key.numel() - 1)
+            key = edge_key(self.hop_edge_index, n)
+            slot = edge_lookup(key, i * n + j)
             weight = adj[sample, slot]
             node = torch.arange(n, device=x.device)
-            self_slot = torch.searchsorted(key, node * (n + 1))
+            self_slot = edge_lookup(key, node * (n + 1))
             agg = torch.zeros(b * n, k, x.size(-1), dtype=weight.dtype,
                               device=x.device)
             agg[:, 0] = adj[:, self_slot].reshape(-1, 1) * x

@@ -39,6 +39,7 @@ from pyg_skeleton.nn.conv import PreAggConv, SemGraphConv
 from pyg_skeleton.nn.models.hgn import NodeMap
 from pyg_skeleton.nn.non_local import NonLocalBlock
 from pyg_skeleton.nn.topology import fixed_graph
+from pyg_skeleton.utils import edge_key, edge_lookup
 
 #: The logit the official dense softmax gives to entries outside the
 #: adjacency; a slot of ours that the official graph lacks gets it.
@@ -139,7 +140,7 @@ class _Mapper:
         e = self.take(key, (1, official_keys.numel()))
         if e is None:
             return
-        pos = torch.searchsorted(topology.key.cpu(), official_keys)
+        pos = edge_lookup(topology.key.cpu(), official_keys)
         logits = torch.full((topology.num_slots, ), OFFICIAL_FILL,
                             dtype=e.dtype)
         logits[pos] = e[0]
@@ -320,7 +321,7 @@ def _official_keys(edge_index: Tensor, num_nodes: int) -> Tensor:
     r"""The non-zeros of an official adjacency given as an
     :obj:`edge_index` (self-loops only where it has them), row-major."""
     ei, n = fixed_graph(edge_index, num_nodes)
-    return torch.unique(ei[1] * n + ei[0])
+    return torch.unique(edge_key(ei, n))
 
 
 def hgn_from_official(cls, source: Source, mesh_graphs,
