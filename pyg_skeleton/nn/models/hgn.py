@@ -14,8 +14,8 @@ from pyg_skeleton.nn.conv import SemGraphConv
 from pyg_skeleton.nn.memory import check_memory
 from pyg_skeleton.nn.models.semgcn import GraphConvBlock, ResGraphBlock
 from pyg_skeleton.nn.non_local import DENSE_MAX_KEYS, NonLocalBlock, mesh_groups
-from pyg_skeleton.skeleton import Skeleton
 from pyg_skeleton.nn.topology import built_on_cpu
+from pyg_skeleton.skeleton import Skeleton
 
 FUSIONS = ('auto', 'linear', 'pool')
 #: The most weights (:math:`N_i N_j`) of a learned dense :class:`NodeMap`
