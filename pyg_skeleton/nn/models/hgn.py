@@ -262,7 +262,7 @@ class HGN(torch.nn.Module):
       coarse heavy-edge-matching level of its graph, as
       :class:`~pyg_skeleton.nn.SemGCN` does on meshes (at most 256
       clusters, plus one group of the padded nodes without edges, see
-      :func:`branch_key_groups`); branches of up to 256 nodes, the
+      ``branch_key_groups``); branches of up to 256 nodes, the
       skeleton and the official levels included, keep one key per node.
 
     Args:
@@ -299,7 +299,7 @@ class HGN(torch.nn.Module):
         ValueError: if :obj:`fusion='auto'` needs a pooling map that
             :obj:`pool_maps` lacks (a large pair of mesh branches).
         MemoryError: if the dense node maps would not fit in memory
-            (:func:`~pyg_skeleton.nn.memory.check_memory`), before any is
+            (``pyg_skeleton.nn.memory.check_memory``), before any is
             allocated.
 
     Shapes:
