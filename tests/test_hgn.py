@@ -506,3 +506,33 @@ def test_auto_fusion_needs_pool_maps_for_large_pairs(fine):
                        r"HGN.from_hierarchy.*fusion='linear'"):
         HGN('h36m17', graphs, hidden_channels=4, num_blocks=(2, 2, 1),
             non_local=False)
+
+
+def test_branch_blocks_built_on_mesh_graphs():
+    # The semgcn block builders take a mesh graph (edge_index, num_nodes)
+    # for a callable convolution, as HGN's branches, with no stand-in
+    # skeleton; a named convolution still needs a Skeleton.
+    from pyg_skeleton.nn.models.semgcn import GraphConvBlock, ResGraphBlock
+    ei = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    seen = []
+
+    def conv(i, o, graph):
+        seen.append(graph)
+        return SemGraphConv(i, o, *graph)
+
+    block = ResGraphBlock(4, (ei, 5), conv)
+    assert len(seen) == 2 and all(g[0] is ei and g[1] == 5 for g in seen)
+    assert block(torch.randn(3, 5, 4)).shape == (3, 5, 4)
+    with pytest.raises(TypeError, match="'sem' is built on a Skeleton, got "
+                       "tuple; pass a callable"):
+        GraphConvBlock(2, 4, (ei, 5))
+
+    # HGN's mesh branches: graph convolutions on each branch's own graph.
+    graphs = [(ei, 5), (torch.tensor([[0, 1], [1, 0]]), 7)]
+    model = HGN('h36m17', graphs, hidden_channels=4, num_blocks=(2, 2, 1))
+    assert model.num_nodes == [17, 5, 7]
+    for k, (edges, n) in enumerate(model.graphs):
+        for layer in (model.blocks[k][0].block1.conv, model.heads[k]):
+            assert isinstance(layer, SemGraphConv)
+            assert layer.num_nodes == n
+    assert model.input.conv.num_nodes == 17

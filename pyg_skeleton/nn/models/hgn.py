@@ -26,15 +26,6 @@ FUSION_ORDERS = ('parallel', 'sequential')
 PADDED_NODES = ('self', 'uniform')
 
 
-class _Graph:
-    r"""The two attributes the graph-convolution builders of
-    :mod:`~pyg_skeleton.nn.models.semgcn` read, for a mesh graph."""
-    def __init__(self, edge_index: Tensor, num_nodes: int):
-        self.edge_index = edge_index
-        self.num_joints = int(num_nodes)
-        self.groups = None
-
-
 def branch_key_groups(edge_index: Tensor, num_nodes: int
                       ) -> Optional[List[List[int]]]:
     r"""The key groups of the non-local blocks of an HGN branch: :obj:`None`
@@ -345,11 +336,12 @@ class HGN(torch.nn.Module):
             raise ValueError("fusion='pool' needs 'pool_maps' (use "
                              "HGN.from_hierarchy)")
         self.skeleton = skeleton
-        graphs = [_Graph(skeleton.edge_index, skeleton.num_joints)]
-        graphs += [_Graph(torch.as_tensor(ei, dtype=torch.long), n)
+        # (edge_index, num_nodes) of every branch, the skeleton first.
+        graphs = [(skeleton.edge_index, skeleton.num_joints)]
+        graphs += [(torch.as_tensor(ei, dtype=torch.long), int(n))
                    for ei, n in mesh_graphs]
         self.graphs = graphs
-        self.num_nodes = [g.num_joints for g in graphs]
+        self.num_nodes = [n for _, n in graphs]
         self.num_blocks = num_blocks
         self.start = [stages - b for b in num_blocks]
         self.stages = stages
@@ -358,10 +350,10 @@ class HGN(torch.nn.Module):
         self.fusion_order = fusion_order
         self.fuse_on_join = fuse_on_join
         self.padded_nodes = padded_nodes
-        for k, g in enumerate(graphs):
+        for k, (ei, _) in enumerate(graphs):
             # Without self-loops, so that a disjoint batch of whole copies
             # takes the layers' static kernel (Topology.tiles).
-            ei = g.edge_index[:, g.edge_index[0] != g.edge_index[1]]
+            ei = ei[:, ei[0] != ei[1]]
             self.register_buffer(f'_edge_index_{k}', ei, persistent=False)
         pool_maps = dict(pool_maps or {}) if fusion != 'linear' else {}
         pre_joins, joins, fusions = self._plan()
@@ -396,12 +388,11 @@ class HGN(torch.nn.Module):
             return MultiScaleFusion([self.num_nodes[i] for i in active],
                                     fusion_order, maps)
 
-        def conv(i: int, o: int, g: _Graph) -> SemGraphConv:
-            return SemGraphConv(i, o, g.edge_index, g.num_joints,
-                                isolated_nodes=padded_nodes)
+        def conv(i: int, o: int, g: Tuple[Tensor, int]) -> SemGraphConv:
+            return SemGraphConv(i, o, *g, isolated_nodes=padded_nodes)
 
         h = hidden_channels
-        self.input = GraphConvBlock(in_channels, h, graphs[0])
+        self.input = GraphConvBlock(in_channels, h, skeleton)
         self.blocks = torch.nn.ModuleList([
             torch.nn.ModuleList([ResGraphBlock(h, g, conv)
                                  for _ in range(num_blocks[k])])
