@@ -7,8 +7,12 @@ meshes (595 to 18,439 vertices), the MakeHuman body (13,380 vertices) and
 the HEM coarsening levels of the MakeHuman body (7,069 down to 44 nodes).
 Every operator of ``bench_operators.OPS``, HCSF with far hops (S=5, L=7)
 and the SemGCN model with and without non-local blocks (hidden size C, 2D
-input) run on a static batch ``[B=8, N, C=64]``; the dense SemGraphConv
-formulation is added as a reference line (expected slope 2) where it fits.
+input) run on a static batch ``[B=8, N, C=64]``; HGN (hidden size C) lifts
+``[B, 17, 2]`` Human3.6M joints with two mesh branches on each graph, the
+graph itself and its HEM level 2 (``fusion='auto'``: HEM pooling maps
+between them, pooled non-local keys), and outputs every branch; the dense
+SemGraphConv formulation is added as a reference line (expected slope 2)
+where it fits.
 A cell whose estimated working set exceeds ``--cap-gb`` is skipped
 (NoSharingConv's per-edge weight banks).
 
@@ -46,8 +50,8 @@ import _common as common  # noqa: E402
 import bench_operators as bo  # noqa: E402
 
 from pyg_skeleton import Skeleton  # noqa: E402
-from pyg_skeleton.mesh import hem_coarsen  # noqa: E402
-from pyg_skeleton.nn import SemGCN  # noqa: E402
+from pyg_skeleton.mesh import MeshHierarchy, hem_coarsen  # noqa: E402
+from pyg_skeleton.nn import HGN, SemGCN  # noqa: E402
 from pyg_skeleton.nn.conv import HCSFConv  # noqa: E402
 
 GiB = 2**30
@@ -56,7 +60,10 @@ HOP_OPS = ('KHopConv (k=2)', 'MixHopSkeletonConv (1,5,7)',
            'MSHopConv (1,5,7)', 'HCSFConv (S=1,L=2)', 'HCSFConv (S=5,L=7)')
 QUICK_OPS = ['SemGraphConv', 'NonLocalBlock', 'MixHopSkeletonConv (1,5,7)',
              'MSHopConv (1,5,7)', 'HCSFConv (S=5,L=7)', 'SemGCN',
-             'SemGCN + non-local']
+             'SemGCN + non-local', 'HGN']
+# HGN's mesh branches: the graph itself and its HEM level 2 (about N / 4
+# nodes), coarsest first; the skeleton branch is Human3.6M's 17 joints.
+HGN_LEVELS = (2, 0)
 
 
 def semgcn(g, c, non_local):
@@ -66,12 +73,36 @@ def semgcn(g, c, non_local):
     return SemGCN(skeleton, 2, c, 3, non_local=non_local)
 
 
+class AllOutputs(torch.nn.Module):
+    """HGN's outputs (the pose and every mesh branch) as one tensor, so
+    that the backward pass reaches every branch."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return torch.cat(self.model(x), dim=1)
+
+
+def hgn(g, c):
+    """HGN (default blocks (4, 4, 2), fusion='auto', non-local blocks) on
+    the h36m17 skeleton and two mesh branches of the graph: its HEM level 2
+    and the graph itself, fused through the HEM pooling maps."""
+    hierarchy = MeshHierarchy.from_edge_index(g['edge_index'], g['n'],
+                                              levels=max(HGN_LEVELS))
+    return AllOutputs(HGN.from_hierarchy('h36m17', hierarchy,
+                                         mesh_levels=HGN_LEVELS,
+                                         padded=False, hidden_channels=c))
+
+
 # Operators and models beyond bench_operators.OPS: name -> builder(graph, C).
 EXTRA = {
     'HCSFConv (S=5,L=7)': lambda g, c: HCSFConv(
         c, c, g['edge_index'], num_nodes=g['n'], S=5, L=7),
     'SemGCN': lambda g, c: semgcn(g, c, False),
     'SemGCN + non-local': lambda g, c: semgcn(g, c, True),
+    'HGN': hgn,
 }
 
 
@@ -84,6 +115,8 @@ def build(op, g, b, c):
         for m in module.modules():
             if type(m).__name__ == 'NonLocalBlock':
                 m.bn.weight.fill_(1.0)
+    if op == 'HGN':  # 2D joints of the skeleton in, every branch out
+        return module, torch.randn(b, 17, 2, requires_grad=True)
     width = 2 if op.startswith('SemGCN') else c
     return module, torch.randn(b, g['n'], width, requires_grad=True)
 
@@ -99,6 +132,8 @@ def estimate(op, g, b, c, impl, module=None):
         return bo.estimate(op, g, b, c, impl, module)
     if op.startswith('SemGCN'):
         return 6 * act
+    if op == 'HGN':
+        return 8 * act
     if op in HOP_OPS and module is not None:
         return act + 3 * b * n * module.num_groups * c * 4
     return act

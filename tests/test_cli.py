@@ -86,7 +86,7 @@ def test_hgn_model_has_the_paper_size():
     # 48- and 96-node mesh graphs; the official code's 19-map model has
     # 1,045,621 on SMPL's graphs, so the paper truncates.
     model = build_model('hgn', Skeleton.preset('h36m17'))
-    assert [g.num_joints for g in model.model.graphs[1:]] == [48, 96]
+    assert model.model.num_nodes[1:] == [48, 96]
     assert sum(p.numel() for p in model.parameters()) // 10_000 == 104
 
 

@@ -5,13 +5,13 @@ import torch
 
 from pyg_skeleton import Skeleton
 from pyg_skeleton.mesh import Mesh, MeshHierarchy, read_mesh
+from pyg_skeleton.nn.conv import SemGraphConv
 from pyg_skeleton.nn.models.hgn import (
     HGN,
     HGNLoss,
     MultiScaleFusion,
     NodeMap,
 )
-from pyg_skeleton.nn.conv import SemGraphConv
 from pyg_skeleton.nn.non_local import NonLocalBlock
 
 SHARED = Path(__file__).resolve().parents[2] / 'shared'
@@ -265,3 +265,274 @@ def test_bad_configs():
     with pytest.raises(ValueError, match='pool_maps'):
         HGN('h36m17', [(torch.zeros(2, 0, dtype=torch.long), 4)],
             num_blocks=(2, 2), fusion='pool')
+
+
+# Fine meshes (issue 25) #####################################################
+
+@pytest.fixture(scope='module')
+def fine():
+    # A 3,000-vertex mesh and its HEM level 2 (about 800 nodes): every
+    # mesh-to-mesh pair is over DENSE_MAP_MAX_WEIGHTS, both branches over
+    # the 256 nodes of ungrouped non-local keys.
+    torch.manual_seed(0)
+    h = MeshHierarchy.from_mesh(grid_mesh(60, 50), levels=2)
+    model = HGN.from_hierarchy('h36m17', h, mesh_levels=(2, 0), padded=False,
+                               hidden_channels=8, num_blocks=(2, 2, 1))
+    return h, model
+
+
+def count_node_maps(monkeypatch):
+    from pyg_skeleton.nn.models import hgn
+    built = []
+    real = hgn.NodeMap
+
+    def counting(*args, **kwargs):
+        built.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hgn, 'NodeMap', counting)
+    return built
+
+
+def test_auto_fusion_keeps_dense_maps_on_official_sizes(hierarchy):
+    skeleton = Skeleton.preset('h36m17')
+    graphs = [graph_with_nnz(48, 256), graph_with_nnz(96, 460)]
+    torch.manual_seed(0)
+    auto = HGN(skeleton, graphs)
+    torch.manual_seed(0)
+    linear = HGN(skeleton, graphs, fusion='linear')
+    assert auto.fusion == 'auto'
+    assert sum(isinstance(m, NodeMap) for m in auto.modules()) == 19
+    sd_auto, sd_linear = auto.state_dict(), linear.state_dict()
+    assert list(sd_auto) == list(sd_linear)
+    assert all(torch.equal(sd_auto[k], sd_linear[k]) for k in sd_auto)
+    # The padded levels of a hierarchy (96 and 192 nodes on MakeHuman) are
+    # small too: learned maps everywhere, though pooling maps are at hand.
+    model = HGN.from_hierarchy('h36m17', hierarchy, hidden_channels=8)
+    assert max(model.num_nodes[1] * model.num_nodes[2], 48 * 96) <= 2**16
+    assert sum(isinstance(m, NodeMap) for m in model.modules()) == 19
+    assert all(g is None for g in model.key_groups)
+
+
+def test_auto_fusion_pools_on_fine_mesh(fine):
+    from pyg_skeleton.mesh import HEMPool, HEMUnpool
+    h, model = fine
+    n1, n2 = h.num_nodes[2], h.num_nodes[0]
+    assert model.num_nodes == [17, n1, n2] and n1 * n2 > 2**16
+    # (2, 2, 1): join 0->1; fusion (0, 1) before branch 2 joins; join
+    # 0->2, 1->2; fusion of all three. Learned exactly where the skeleton
+    # is one side (8 maps), pooling maps between the mesh branches (3).
+    maps = {}
+    for name, m in model.named_modules(remove_duplicate=False):
+        if isinstance(m, (NodeMap, HEMPool, HEMUnpool)):
+            maps[name] = m
+    learned = {k for k, m in maps.items() if isinstance(m, NodeMap)}
+    assert learned == {'joins.1.maps.0', 'pre_join_fusions.1.maps.0_1',
+                       'pre_join_fusions.1.maps.1_0', 'joins.2.maps.0',
+                       'fusions.1.maps.0_1', 'fusions.1.maps.1_0',
+                       'fusions.1.maps.0_2', 'fusions.1.maps.2_0'}
+    assert len(maps) == 11
+    assert isinstance(maps['joins.2.maps.1'], HEMUnpool)
+    assert isinstance(maps['fusions.1.maps.1_2'], HEMUnpool)
+    assert isinstance(maps['fusions.1.maps.2_1'], HEMPool)
+    # The fused mesh vertices read their coarse cluster's features (a
+    # copy), the coarse nodes the dyadic average of their vertices.
+    fusion = model.fusions['1']
+    xs = [torch.randn(2, n, 4) for n in model.num_nodes]
+    y0, y1, y2 = fusion(xs)
+    cluster = h.assignment(0, 2)
+    T = fusion.maps
+    torch.testing.assert_close(
+        y2, xs[2] + T['0_2'](xs[0]) + xs[1][:, cluster])
+    pooled = torch.zeros(2, n1, 4)
+    w = h.pool_op(0, 2).weight.float()
+    for v in range(n2):
+        pooled[:, cluster[v]] += w[v] * xs[2][:, v]
+    torch.testing.assert_close(y1, xs[1] + T['0_1'](xs[0]) + pooled)
+
+
+def test_fine_mesh_parameters_grow_linearly():
+    counts = []
+    for rows in (30, 60):
+        h = MeshHierarchy.from_mesh(grid_mesh(rows, 30), levels=2)
+        model = HGN.from_hierarchy('h36m17', h, mesh_levels=(2, 0),
+                                   padded=False, hidden_channels=8,
+                                   num_blocks=(2, 2, 1), non_local=False)
+        nodes = [17, h.num_nodes[2], h.num_nodes[0]]
+        edges = [32, h.edge_index(2).size(1), h.edge_index(0).size(1)]
+        # Learned maps only to and from the skeleton (17 x N_k):
+        maps = [(0, 1), (0, 1), (1, 0), (0, 2), (0, 1), (1, 0), (0, 2),
+                (2, 0)]
+        expected = hgn_params(nodes, edges, c=8, blocks=(2, 2, 1),
+                              maps=maps)
+        expected -= 5 * non_local_params(8)  # non_local=False
+        assert num_params(model) == expected
+        counts.append((nodes[2], num_params(model)))
+    (na, pa), (nb, pb) = counts
+    assert nb == 2 * na
+    # Twice the vertices: at most twice the parameters (the dense maps of
+    # fusion='linear' would have four times the mesh-to-mesh weights).
+    assert pb < 2 * pa
+    dense = sum(m.weight.numel() for m in HGN.from_hierarchy(
+        'h36m17', h, mesh_levels=(2, 0), padded=False, hidden_channels=8,
+        num_blocks=(2, 2, 1), non_local=False, fusion='linear').modules()
+        if isinstance(m, NodeMap))
+    assert dense > 3 * nodes[1] * nodes[2]
+
+
+def test_no_node_map_built_for_unused_pairs(monkeypatch, fine):
+    h, _ = fine
+    built = count_node_maps(monkeypatch)
+    model = HGN.from_hierarchy('h36m17', h, mesh_levels=(2, 0), padded=False,
+                               hidden_channels=4, num_blocks=(2, 2, 1),
+                               non_local=False)
+    used = [m for m in model.modules() if isinstance(m, NodeMap)]
+    assert len(built) == len(used) == 8
+    assert all(17 in args for args in built)
+    built.clear()
+    model = HGN.from_hierarchy('h36m17', h, mesh_levels=(2, 0), padded=False,
+                               hidden_channels=4, num_blocks=(2, 2, 1),
+                               non_local=False, fusion='pool')
+    assert len(built) == sum(isinstance(m, NodeMap)
+                             for m in model.modules()) == 8
+
+
+def test_fine_mesh_forward_backward(fine):
+    from torch.utils._python_dispatch import TorchDispatchMode
+    h, model = fine
+    model.train()
+    n1, n2 = model.num_nodes[1:]
+
+    class Largest(TorchDispatchMode):
+        numel = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in (out if isinstance(out, (tuple, list)) else (out, )):
+                if isinstance(t, torch.Tensor) and t.layout == torch.strided:
+                    Largest.numel = max(Largest.numel, t.numel())
+            return out
+
+    x = torch.randn(2, 17, 2)
+    with Largest():
+        pose, m1, m2 = model(x)
+        (pose.sum() + m1.sum() + m2.sum()).backward()
+    assert pose.shape == (2, 17, 3)
+    assert m1.shape == (2, n1, 3) and m2.shape == (2, n2, 3)
+    assert all(p.grad is not None and bool(torch.isfinite(p.grad).all())
+               for p in model.parameters())
+    # No tensor near a dense mesh-to-mesh map or an N x N affinity: the
+    # largest are the [B, N, C] features and the edge lists.
+    assert Largest.numel < n1 * n2 / 10
+    assert Largest.numel <= 2 * n2 * max(8, 2) * 4
+    # A disjoint batch gives the same outputs.
+    model.eval()
+    static = model(x)
+    disjoint = model(x.reshape(-1, 2), torch.arange(2).repeat_interleave(17))
+    for a, b in zip(static, disjoint):
+        torch.testing.assert_close(a.reshape(-1, 3), b, atol=1e-5, rtol=1e-4)
+
+
+def test_non_local_keys_pooled_on_large_branches(fine, hierarchy):
+    from pyg_skeleton.nn.models.hgn import branch_key_groups
+    from pyg_skeleton.nn.non_local import mesh_groups
+    h, model = fine
+    expected = [None, mesh_groups(h.edge_index(2), h.num_nodes[2]),
+                mesh_groups(h.edge_index(0), h.num_nodes[0])]
+    assert model.key_groups == expected
+    for k, blocks in enumerate(model.non_locals):
+        for block in blocks:
+            assert block.groups == expected[k]
+    assert 1 < len(expected[2]) <= 256
+    # The small (official-sized) branches keep one key per node.
+    small = HGN.from_hierarchy('h36m17', hierarchy, hidden_channels=8,
+                               num_blocks=(2, 2, 1))
+    assert all(b.groups is None for bs in small.non_locals for b in bs)
+    # A padded level: the fake nodes (no edge) form one group of their own,
+    # the real ones the clusters of their own graph.
+    hp = MeshHierarchy.from_mesh(grid_mesh(30, 20), levels=1, padded=True)
+    ei, n = hp.padded_edge_index(0), hp.num_padded(0)
+    real = hp.positions_of(0)
+    assert n > 256 and real.numel() < n
+    groups = branch_key_groups(ei, n)
+    fake = (~hp.real_mask(0)).nonzero().view(-1).tolist()
+    assert groups[-1] == fake
+    order = torch.empty(n, dtype=torch.long)
+    order[real] = torch.arange(real.numel())
+    # Positions of real nodes, relabelled in position order:
+    pos_sorted = real.sort().values
+    relabel = torch.full((n, ), -1, dtype=torch.long)
+    relabel[pos_sorted] = torch.arange(real.numel())
+    inner = mesh_groups(relabel[ei], real.numel())
+    assert groups[:-1] == [pos_sorted[g].tolist() for g in inner]
+    assert sorted(v for g in groups for v in g) == list(range(n))
+    assert branch_key_groups(ei[:, :10], 200) is None
+
+
+def test_dense_maps_fail_early_on_fine_mesh(monkeypatch, fine):
+    h, _ = fine
+    built = count_node_maps(monkeypatch)
+    n1, n2 = h.num_nodes[2], h.num_nodes[0]
+    # Forced dense maps: the 8 skeleton maps (0->1 three times, 1->0 and
+    # 0->2 twice, 2->0) and 3 mesh-to-mesh maps (1->2 twice, 2->1),
+    # weights and biases in float32: about 28 MB.
+    total = 4 * (3 * 18 * n1 + 2 * (n1 + 1) * 17 + 2 * 18 * n2 +
+                 (n2 + 1) * 17 + 2 * (n1 + 1) * n2 + (n2 + 1) * n1)
+    kwargs = dict(mesh_levels=(2, 0), padded=False, hidden_channels=4,
+                  num_blocks=(2, 2, 1), non_local=False)
+    monkeypatch.setenv('PYG_SKELETON_MEMORY_GB',
+                       str(total * (1 - 1e-6) / 2**30))
+    with pytest.raises(MemoryError, match=rf"'HGN' would allocate 0\.0 GB "
+                       rf"for 11 dense node maps \(the largest {n2} x "
+                       rf"{n1}\).*fusion='auto'"):
+        HGN.from_hierarchy('h36m17', h, fusion='linear', **kwargs)
+    assert built == []  # refused before any map was allocated
+    # The default fits under the same limit: its learned maps are 17 x N.
+    HGN.from_hierarchy('h36m17', h, **kwargs)
+    assert len(built) == 8
+    built.clear()
+    monkeypatch.setenv('PYG_SKELETON_MEMORY_GB',
+                       str(total * (1 + 1e-6) / 2**30))
+    HGN.from_hierarchy('h36m17', h, fusion='linear', **kwargs)
+    assert len(built) == 11
+
+
+def test_auto_fusion_needs_pool_maps_for_large_pairs(fine):
+    h, _ = fine
+    graphs = [(h.edge_index(2), h.num_nodes[2]),
+              (h.edge_index(0), h.num_nodes[0])]
+    with pytest.raises(ValueError, match=r"fusion='auto' would need a dense "
+                       r"\d+ x \d+ map from branch 1 to branch 2.*"
+                       r"HGN.from_hierarchy.*fusion='linear'"):
+        HGN('h36m17', graphs, hidden_channels=4, num_blocks=(2, 2, 1),
+            non_local=False)
+
+
+def test_branch_blocks_built_on_mesh_graphs():
+    # The semgcn block builders take a mesh graph (edge_index, num_nodes)
+    # for a callable convolution, as HGN's branches, with no stand-in
+    # skeleton; a named convolution still needs a Skeleton.
+    from pyg_skeleton.nn.models.semgcn import GraphConvBlock, ResGraphBlock
+    ei = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    seen = []
+
+    def conv(i, o, graph):
+        seen.append(graph)
+        return SemGraphConv(i, o, *graph)
+
+    block = ResGraphBlock(4, (ei, 5), conv)
+    assert len(seen) == 2 and all(g[0] is ei and g[1] == 5 for g in seen)
+    assert block(torch.randn(3, 5, 4)).shape == (3, 5, 4)
+    with pytest.raises(TypeError, match="'sem' is built on a Skeleton, got "
+                       "tuple; pass a callable"):
+        GraphConvBlock(2, 4, (ei, 5))
+
+    # HGN's mesh branches: graph convolutions on each branch's own graph.
+    graphs = [(ei, 5), (torch.tensor([[0, 1], [1, 0]]), 7)]
+    model = HGN('h36m17', graphs, hidden_channels=4, num_blocks=(2, 2, 1))
+    assert model.num_nodes == [17, 5, 7]
+    for k, (edges, n) in enumerate(model.graphs):
+        for layer in (model.blocks[k][0].block1.conv, model.heads[k]):
+            assert isinstance(layer, SemGraphConv)
+            assert layer.num_nodes == n
+    assert model.input.conv.num_nodes == 17

@@ -13,22 +13,46 @@ from torch.nn import Parameter
 from pyg_skeleton.nn.conv import SemGraphConv
 from pyg_skeleton.nn.memory import check_memory
 from pyg_skeleton.nn.models.semgcn import GraphConvBlock, ResGraphBlock
-from pyg_skeleton.nn.non_local import NonLocalBlock
-from pyg_skeleton.skeleton import Skeleton
+from pyg_skeleton.nn.non_local import DENSE_MAX_KEYS, NonLocalBlock, mesh_groups
 from pyg_skeleton.nn.topology import built_on_cpu
+from pyg_skeleton.skeleton import Skeleton
 
-FUSIONS = ('linear', 'pool')
+FUSIONS = ('auto', 'linear', 'pool')
+#: The most weights (:math:`N_i N_j`) of a learned dense :class:`NodeMap`
+#: between two mesh branches under :obj:`fusion='auto'`: 256 x 256, 14 times
+#: the official 48 x 96 maps; larger pairs take the HEM pooling maps.
+DENSE_MAP_MAX_WEIGHTS = 2**16
 FUSION_ORDERS = ('parallel', 'sequential')
 PADDED_NODES = ('self', 'uniform')
 
 
-class _Graph:
-    r"""The two attributes the graph-convolution builders of
-    :mod:`~pyg_skeleton.nn.models.semgcn` read, for a mesh graph."""
-    def __init__(self, edge_index: Tensor, num_nodes: int):
-        self.edge_index = edge_index
-        self.num_joints = int(num_nodes)
-        self.groups = None
+def branch_key_groups(edge_index: Tensor, num_nodes: int
+                      ) -> Optional[List[List[int]]]:
+    r"""The key groups of the non-local blocks of an HGN branch: :obj:`None`
+    (one key per node, as the official code) for a graph of at most
+    :obj:`DENSE_MAX_KEYS` (256) nodes; otherwise the clusters of a coarse
+    heavy-edge-matching level (:func:`~pyg_skeleton.nn.mesh_groups`) of
+    the nodes with an edge, and one more group of the nodes without any
+    (the fake nodes of a padded level), which no matching can merge.
+
+    Args:
+        edge_index (torch.Tensor): The branch's graph :obj:`[2, E]`.
+        num_nodes (int): Its number of nodes.
+    """
+    if num_nodes <= DENSE_MAX_KEYS:
+        return None
+    edge_index = edge_index[:, edge_index[0] != edge_index[1]]
+    linked = torch.zeros(num_nodes, dtype=torch.bool)
+    linked[edge_index.reshape(-1)] = True
+    if bool(linked.all()):
+        return mesh_groups(edge_index, num_nodes)
+    real = linked.nonzero().view(-1)
+    relabel = torch.full((num_nodes, ), -1, dtype=torch.long)
+    relabel[real] = torch.arange(real.numel())
+    groups = [real[group].tolist() for group in
+              mesh_groups(relabel[edge_index], real.numel())] \
+        if real.numel() else []
+    return groups + [(~linked).nonzero().view(-1).tolist()]
 
 
 class NodeMap(torch.nn.Module):
@@ -50,8 +74,8 @@ class NodeMap(torch.nn.Module):
         check_memory('NodeMap', (self.in_nodes + 1) * self.out_nodes *
                      itemsize, f'a dense {self.out_nodes} x {self.in_nodes} '
                      f'node map', "between fine mesh levels use "
-                     "fusion='pool' with the HEM pooling maps "
-                     "(HGN.from_hierarchy)")
+                     "fusion='auto' or fusion='pool' with the HEM pooling "
+                     "maps (HGN.from_hierarchy)")
         self.weight = Parameter(torch.empty(out_nodes, in_nodes))
         self.bias = Parameter(torch.empty(out_nodes)) if bias else None
         self.reset_parameters()
@@ -172,9 +196,9 @@ class HGN(torch.nn.Module):
     :obj:`mesh_graphs[k - 1]` (HGN: the 48- and 96-node padded HEM levels of
     SMPL). Branch :math:`k` has :obj:`num_blocks[k]` residual blocks
     (two :class:`~pyg_skeleton.nn.SemGraphConv` + batch norm + ReLU layers
-    with a skip, then a :class:`~pyg_skeleton.nn.NonLocalBlock` without
-    grouping) and joins in the last :obj:`num_blocks[k]` of the
-    :math:`S = \max_k` :obj:`num_blocks[k]` stages. As in the official code
+    with a skip, then a :class:`~pyg_skeleton.nn.NonLocalBlock`) and joins
+    in the last :obj:`num_blocks[k]` of the :math:`S = \max_k`
+    :obj:`num_blocks[k]` stages. As in the official code
     with the default :obj:`(4, 4, 2)`:
 
     * an input graph convolution block lifts the 2D joints to
@@ -208,6 +232,30 @@ class HGN(torch.nn.Module):
     model is :obj:`fusion_order='sequential'`,
     :obj:`padded_nodes='uniform'` (:meth:`from_official` loads its weights).
 
+    **Fine meshes.** The official design (small padded levels of 48 and 96
+    nodes) is kept exactly where it applies, and the model stays linear in
+    the number of vertices where it does not:
+
+    * *cross-scale maps* (:obj:`fusion='auto'`, the default): a learned
+      dense :class:`NodeMap` of :math:`N_j \times N_i` weights for every
+      map to or from the skeleton (:math:`J N_k`, linear in the mesh size)
+      and between two mesh branches with :math:`N_i N_j \le`
+      :obj:`DENSE_MAP_MAX_WEIGHTS` (:math:`2^{16}`, *e.g.* 256 x 256); a
+      larger pair of mesh branches is fused through the fixed HEM pooling
+      (fine to coarse) and unpooling (coarse to fine) maps of
+      :obj:`pool_maps`, which :meth:`from_hierarchy` builds. No dense map
+      is built for a pair that does not use one. :obj:`fusion='linear'`
+      forces dense maps everywhere; their total size is checked against
+      the available memory first (a :class:`MemoryError` naming the
+      estimate and :obj:`fusion='auto'`).
+    * *non-local keys*: a branch of more than :obj:`DENSE_MAX_KEYS` (256)
+      nodes max-pools the keys of its non-local blocks per cluster of a
+      coarse heavy-edge-matching level of its graph, as
+      :class:`~pyg_skeleton.nn.SemGCN` does on meshes (at most 256
+      clusters, plus one group of the padded nodes without edges, see
+      ``branch_key_groups``); branches of up to 256 nodes, the
+      skeleton and the official levels included, keep one key per node.
+
     Args:
         skeleton (Skeleton or str): The skeleton of branch 0.
         mesh_graphs (sequence of (Tensor, int)): :obj:`(edge_index,
@@ -220,9 +268,12 @@ class HGN(torch.nn.Module):
             (default: :obj:`(4, 4, 2)`)
         non_local (bool): Follow every block by a non-local block.
             (default: :obj:`True`)
-        fusion (str): :obj:`'linear'` (learned :class:`NodeMap`, official)
-            or :obj:`'pool'` (the fixed maps of :obj:`pool_maps` between mesh
-            branches, learned maps to and from the skeleton).
+        fusion (str): :obj:`'auto'` (learned :class:`NodeMap` where the
+            map is small, :obj:`pool_maps` between large mesh branches, see
+            above), :obj:`'linear'` (learned :class:`NodeMap` for every
+            pair, official) or :obj:`'pool'` (the fixed maps of
+            :obj:`pool_maps` between mesh branches, learned maps to and from
+            the skeleton). (default: :obj:`'auto'`)
         fusion_order (str): :obj:`'parallel'` or :obj:`'sequential'`
             (official), see :class:`MultiScaleFusion`.
         fuse_on_join (bool): Fuse the existing branches before a new one
@@ -231,7 +282,16 @@ class HGN(torch.nn.Module):
             node) aggregates in a graph convolution: :obj:`'self'` or
             :obj:`'uniform'` (official). (default: :obj:`'self'`)
         pool_maps (dict, optional): :obj:`{(i, j): module}` fixed maps from
-            branch :obj:`i` to branch :obj:`j` for :obj:`fusion='pool'`.
+            branch :obj:`i` to branch :obj:`j` for :obj:`fusion='pool'` or
+            :obj:`'auto'` (:meth:`from_hierarchy` passes the HEM pooling and
+            unpooling maps).
+
+    Raises:
+        ValueError: if :obj:`fusion='auto'` needs a pooling map that
+            :obj:`pool_maps` lacks (a large pair of mesh branches).
+        MemoryError: if the dense node maps would not fit in memory
+            (``pyg_skeleton.nn.memory.check_memory``), before any is
+            allocated.
 
     Shapes:
         - **input:** 2D joints :math:`(B, J, F_{in})`, or :math:`(B J,
@@ -247,7 +307,7 @@ class HGN(torch.nn.Module):
                  in_channels: int = 2, hidden_channels: int = 128,
                  out_channels: int = 3,
                  num_blocks: Sequence[int] = (4, 4, 2),
-                 non_local: bool = True, fusion: str = 'linear',
+                 non_local: bool = True, fusion: str = 'auto',
                  fusion_order: str = 'parallel', fuse_on_join: bool = True,
                  pool_maps: Optional[Dict[Tuple[int, int],
                                           torch.nn.Module]] = None,
@@ -276,11 +336,12 @@ class HGN(torch.nn.Module):
             raise ValueError("fusion='pool' needs 'pool_maps' (use "
                              "HGN.from_hierarchy)")
         self.skeleton = skeleton
-        graphs = [_Graph(skeleton.edge_index, skeleton.num_joints)]
-        graphs += [_Graph(torch.as_tensor(ei, dtype=torch.long), n)
+        # (edge_index, num_nodes) of every branch, the skeleton first.
+        graphs = [(skeleton.edge_index, skeleton.num_joints)]
+        graphs += [(torch.as_tensor(ei, dtype=torch.long), int(n))
                    for ei, n in mesh_graphs]
         self.graphs = graphs
-        self.num_nodes = [g.num_joints for g in graphs]
+        self.num_nodes = [n for _, n in graphs]
         self.num_blocks = num_blocks
         self.start = [stages - b for b in num_blocks]
         self.stages = stages
@@ -289,15 +350,35 @@ class HGN(torch.nn.Module):
         self.fusion_order = fusion_order
         self.fuse_on_join = fuse_on_join
         self.padded_nodes = padded_nodes
-        for k, g in enumerate(graphs):
+        for k, (ei, _) in enumerate(graphs):
             # Without self-loops, so that a disjoint batch of whole copies
             # takes the layers' static kernel (Topology.tiles).
-            ei = g.edge_index[:, g.edge_index[0] != g.edge_index[1]]
+            ei = ei[:, ei[0] != ei[1]]
             self.register_buffer(f'_edge_index_{k}', ei, persistent=False)
-        pool_maps = dict(pool_maps or {}) if fusion == 'pool' else {}
+        pool_maps = dict(pool_maps or {}) if fusion != 'linear' else {}
+        pre_joins, joins, fusions = self._plan()
+        # Every map a fusion or join uses, planned first, so that the
+        # memory of the dense ones is checked before any is allocated.
+        uses = [(i, j) for active in list(pre_joins.values()) + list(
+            fusions.values()) for i in active for j in active if i != j]
+        uses += [(i, k) for k, existing in joins.items() for i in existing]
+        kinds = {pair: self._map_kind(*pair, pool_maps) for pair in uses}
+        dense = [(i, j) for i, j in uses if kinds[(i, j)] == 'dense']
+        itemsize = torch.empty((), dtype=torch.get_default_dtype()).itemsize
+        if dense:
+            i, j = max(dense, key=lambda p: self.num_nodes[p[0]] *
+                       self.num_nodes[p[1]])
+            check_memory(
+                'HGN', sum((self.num_nodes[i] + 1) * self.num_nodes[j]
+                           for i, j in dense) * itemsize,
+                f'{len(dense)} dense node maps (the largest '
+                f'{self.num_nodes[j]} x {self.num_nodes[i]})',
+                "use fusion='auto' (the default) with HGN.from_hierarchy: "
+                "dense maps only between small branches, the HEM pooling "
+                "maps between large ones")
 
         def node_map(i: int, j: int) -> torch.nn.Module:
-            if (i, j) in pool_maps:
+            if kinds[(i, j)] == 'pool':
                 return pool_maps[(i, j)]
             return NodeMap(self.num_nodes[i], self.num_nodes[j])
 
@@ -307,41 +388,84 @@ class HGN(torch.nn.Module):
             return MultiScaleFusion([self.num_nodes[i] for i in active],
                                     fusion_order, maps)
 
-        def conv(i: int, o: int, g: _Graph) -> SemGraphConv:
-            return SemGraphConv(i, o, g.edge_index, g.num_joints,
-                                isolated_nodes=padded_nodes)
+        def conv(i: int, o: int, g: Tuple[Tensor, int]) -> SemGraphConv:
+            return SemGraphConv(i, o, *g, isolated_nodes=padded_nodes)
 
         h = hidden_channels
-        self.input = GraphConvBlock(in_channels, h, graphs[0])
+        self.input = GraphConvBlock(in_channels, h, skeleton)
         self.blocks = torch.nn.ModuleList([
             torch.nn.ModuleList([ResGraphBlock(h, g, conv)
                                  for _ in range(num_blocks[k])])
             for k, g in enumerate(graphs)
         ])
+        # One partition per branch, shared by its blocks (None: one key per
+        # node, the official blocks on graphs of up to 256 nodes).
+        self.key_groups = [
+            branch_key_groups(getattr(self, f'_edge_index_{k}'), n)
+            if non_local else None for k, n in enumerate(self.num_nodes)]
         self.non_locals = torch.nn.ModuleList([
-            torch.nn.ModuleList([NonLocalBlock(h) for _ in range(
-                num_blocks[k])] if non_local else [])
+            torch.nn.ModuleList([NonLocalBlock(h, groups=self.key_groups[k])
+                                 for _ in range(num_blocks[k])]
+                                if non_local else [])
             for k in range(len(graphs))
         ])
         self.joins = torch.nn.ModuleDict()
         self.pre_join_fusions = torch.nn.ModuleDict()
         self.fusions = torch.nn.ModuleDict()
+        # Built stage by stage, so that a seed draws the same weights as
+        # before the plan existed.
         for s in range(stages):
-            before = [k for k in range(len(graphs)) if self.start[k] < s]
-            new = [k for k in range(1, len(graphs)) if self.start[k] == s]
-            if new and self.fuse_on_join and len(before) > 1:
-                self.pre_join_fusions[str(s)] = fusion_of(before)
-            for k in new:
-                existing = [i for i in range(k) if self.start[i] <= s]
-                self.joins[str(k)] = _Join([node_map(i, k)
-                                            for i in existing])
-            active = [k for k in range(len(graphs)) if self.start[k] <= s]
-            joining_next = any(self.start[k] == s + 1
-                               for k in range(1, len(graphs)))
-            if len(active) > 1 and (s == stages - 1 or not joining_next):
-                self.fusions[str(s)] = fusion_of(active)
+            if s in pre_joins:
+                self.pre_join_fusions[str(s)] = fusion_of(pre_joins[s])
+            for k, existing in joins.items():
+                if self.start[k] == s:
+                    self.joins[str(k)] = _Join([node_map(i, k)
+                                                for i in existing])
+            if s in fusions:
+                self.fusions[str(s)] = fusion_of(fusions[s])
         self.heads = torch.nn.ModuleList(
             [conv(h, out_channels, g) for g in graphs])
+
+    def _plan(self) -> Tuple[Dict[int, List[int]], Dict[int, List[int]],
+                             Dict[int, List[int]]]:
+        r"""The branches fused before stage :obj:`s` (a branch joins at
+        :obj:`s`), the existing branches each joining branch :obj:`k`
+        starts from, and the branches fused after stage :obj:`s`."""
+        pre_joins, joins, fusions = {}, {}, {}
+        branches = range(len(self.num_nodes))
+        for s in range(self.stages):
+            before = [k for k in branches if self.start[k] < s]
+            new = [k for k in branches if k > 0 and self.start[k] == s]
+            if new and self.fuse_on_join and len(before) > 1:
+                pre_joins[s] = before
+            for k in new:
+                joins[k] = [i for i in range(k) if self.start[i] <= s]
+            active = [k for k in branches if self.start[k] <= s]
+            joining_next = any(self.start[k] == s + 1 for k in branches
+                               if k > 0)
+            if len(active) > 1 and (s == self.stages - 1 or not joining_next):
+                fusions[s] = active
+        return pre_joins, joins, fusions
+
+    def _map_kind(self, i: int, j: int,
+                  pool_maps: Dict[Tuple[int, int], torch.nn.Module]) -> str:
+        r""":obj:`'dense'` (a learned :class:`NodeMap`) or :obj:`'pool'`
+        (:obj:`pool_maps[(i, j)]`) for the map from branch :obj:`i` to
+        branch :obj:`j`."""
+        if self.fusion != 'auto':
+            return 'pool' if (i, j) in pool_maps else 'dense'
+        n_i, n_j = self.num_nodes[i], self.num_nodes[j]
+        # Maps to and from the skeleton are J x N: linear in the mesh size.
+        if i == 0 or j == 0 or n_i * n_j <= DENSE_MAP_MAX_WEIGHTS:
+            return 'dense'
+        if (i, j) in pool_maps:
+            return 'pool'
+        raise ValueError(
+            f"'HGN' with fusion='auto' would need a dense {n_j} x {n_i} map "
+            f"from branch {i} to branch {j} (more than "
+            f"{DENSE_MAP_MAX_WEIGHTS} weights); build the model with "
+            f"HGN.from_hierarchy (HEM pooling maps between mesh branches), "
+            f"pass 'pool_maps', or force dense maps with fusion='linear'")
 
     @classmethod
     def from_hierarchy(cls, skeleton: Union[Skeleton, str], hierarchy,
@@ -352,8 +476,11 @@ class HGN(torch.nn.Module):
         SMPL with 9 levels: :obj:`(-2, -3)`, the 48- and 96-node graphs; the
         coarsest level is replaced by the skeleton). With :obj:`padded`, the
         branches use the padded binary-tree layout (the hierarchy must be
-        built with :obj:`padded=True`); :obj:`fusion='pool'` then fuses mesh
-        branches through the HEM pool (dyadic) and unpool operators.
+        built with :obj:`padded=True`). Mesh branches are fused through
+        the HEM pool (dyadic) and unpool operators between them: every pair
+        with :obj:`fusion='pool'`, the pairs too large for a dense map with
+        the default :obj:`fusion='auto'` (on a fine level, *e.g.* the mesh
+        itself, :obj:`mesh_levels=(2, 0)` and :obj:`padded=False`).
 
         The real sizes of the levels are those of the hierarchy's
         coarsening: the official code's 83 real vertices of the 96-node
@@ -366,7 +493,8 @@ class HGN(torch.nn.Module):
         else:
             graphs = [(hierarchy.edge_index(lv), hierarchy.num_nodes[lv])
                       for lv in levels]
-        if kwargs.get('fusion') == 'pool' and 'pool_maps' not in kwargs:
+        if kwargs.get('fusion', 'auto') != 'linear' and \
+                'pool_maps' not in kwargs:
             maps = {}
             for a, la in enumerate(levels):
                 for b, lb in enumerate(levels):

@@ -1,4 +1,4 @@
-from typing import Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -45,7 +45,11 @@ GRAPH_CONVS: Dict[str, Callable[[int, int, Skeleton], torch.nn.Module]] = {
                                                 s.num_joints),
 }
 
-ConvSpec = Union[str, Callable[[int, int, Skeleton], torch.nn.Module]]
+ConvSpec = Union[str, Callable[[int, int, Any], torch.nn.Module]]
+#: What the block builders take: a skeleton, or the graph a callable
+#: :obj:`ConvSpec` is built on (HGN: a mesh level's
+#: :obj:`(edge_index, num_nodes)`).
+Graph = Union[Skeleton, Tuple[Tensor, int]]
 
 
 def node_batch_norm(bn: torch.nn.BatchNorm1d, x: Tensor) -> Tensor:
@@ -56,9 +60,14 @@ def node_batch_norm(bn: torch.nn.BatchNorm1d, x: Tensor) -> Tensor:
 
 
 class GraphConvBlock(torch.nn.Module):
-    r"""Graph convolution, batch normalisation, ReLU and optional dropout."""
+    r"""Graph convolution, batch normalisation, ReLU and optional dropout.
+
+    :obj:`skeleton` is the graph the convolution is built on: a
+    :class:`~pyg_skeleton.Skeleton` for a named :obj:`conv`, or anything a
+    callable :obj:`conv` takes, *e.g.* a mesh graph :obj:`(edge_index,
+    num_nodes)` (HGN's branches)."""
     def __init__(self, in_channels: int, out_channels: int,
-                 skeleton: Skeleton, conv: ConvSpec = 'sem',
+                 skeleton: Graph, conv: ConvSpec = 'sem',
                  dropout: Optional[float] = None):
         super().__init__()
         self.conv = build_conv(conv, in_channels, out_channels, skeleton)
@@ -72,8 +81,8 @@ class GraphConvBlock(torch.nn.Module):
 
 class ResGraphBlock(torch.nn.Module):
     r"""Two :class:`GraphConvBlock` layers with an identity skip connection
-    (no activation after the sum)."""
-    def __init__(self, channels: int, skeleton: Skeleton,
+    (no activation after the sum), on a graph as :class:`GraphConvBlock`."""
+    def __init__(self, channels: int, skeleton: Graph,
                  conv: ConvSpec = 'sem', dropout: Optional[float] = None):
         super().__init__()
         self.block1 = GraphConvBlock(channels, channels, skeleton, conv,
@@ -86,13 +95,19 @@ class ResGraphBlock(torch.nn.Module):
 
 
 def build_conv(conv: ConvSpec, in_channels: int, out_channels: int,
-               skeleton: Skeleton) -> torch.nn.Module:
-    r"""Builds a graph convolution from a name of :obj:`GRAPH_CONVS` or a
-    callable :obj:`(in_channels, out_channels, skeleton) -> layer`."""
+               skeleton: Graph) -> torch.nn.Module:
+    r"""Builds a graph convolution from a name of :obj:`GRAPH_CONVS` (on a
+    :class:`~pyg_skeleton.Skeleton`) or a callable :obj:`(in_channels,
+    out_channels, graph) -> layer` (given :obj:`skeleton` as it is)."""
     if isinstance(conv, str):
         if conv not in GRAPH_CONVS:
             raise ValueError(f"Unknown graph convolution '{conv}' (choose "
                              f"from {sorted(GRAPH_CONVS)})")
+        if not isinstance(skeleton, Skeleton):
+            raise TypeError(f"The graph convolution '{conv}' is built on a "
+                            f"Skeleton, got {type(skeleton).__name__}; pass "
+                            f"a callable (in_channels, out_channels, graph) "
+                            f"-> layer for other graphs")
         conv = GRAPH_CONVS[conv]
     return conv(in_channels, out_channels, skeleton)
 
