@@ -92,6 +92,9 @@ def khop_edges(edge_index: Tensor, num_nodes: int,
     rowptr[1:] = torch.bincount(src, minlength=n).cumsum(0)
     degree = rowptr[1:] - rowptr[:-1]
 
+    # Imported here: pyg_skeleton.nn imports this module.
+    from pyg_skeleton.nn.memory import check_memory
+
     # Every search starts at its own node; `reached` holds the keys
     # origin * N + node found so far, sorted, for membership tests.
     origin = torch.arange(n)
@@ -104,6 +107,12 @@ def khop_edges(edge_index: Tensor, num_nodes: int,
         total = int(count.sum())
         if total == 0:
             break
+        # About ten int64 arrays of `total` entries (the gathers, the keys
+        # and their sort) before the new pairs are known.
+        check_memory('khop_edges', 80 * total,
+                     f'hop {k} of the {n}-node graph ({total} neighbour '
+                     f'steps from {node.numel()} pairs)',
+                     'use a smaller max_hop')
         start = rowptr[node].repeat_interleave(count)
         first = (count.cumsum(0) - count).repeat_interleave(count)
         nbr = dst[start + torch.arange(total) - first]
