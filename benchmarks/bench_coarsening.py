@@ -4,21 +4,23 @@ against a straightforward pure-Python HEM; pooling/unpooling throughput;
 the same meshes under other vertex numberings (random, breadth-first rings,
 and a grid numbered in concentric rings).
 
-    python benchmarks/bench_coarsening.py [--quick]
+    python benchmarks/bench_coarsening.py [--quick] [--numbering-only]
 
-Writes benchmarks/results/coarsening.md.
+Writes benchmarks/results/coarsening.md (with --numbering-only, only its
+"Vertex numbering" section is measured and replaced).
 """
 import argparse
+import os
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 import _common as common
-from _common import (SHARED, MAKEHUMAN, markdown_table, peak_memory_since,
-                     reset_peak_memory, write_report)
+from _common import (RESULTS, SHARED, MAKEHUMAN, environment,
+                     markdown_table, peak_memory_since, reset_peak_memory,
+                     write_report)
 from pyg_skeleton.mesh import MeshHierarchy, faces_to_edge_index, hem_coarsen
 
 MHR = SHARED / 'data' / 'meshes' / 'mhr' / 'mhr_lods.npz'
@@ -168,16 +170,61 @@ def numbering_rows(named_edges, reps):
                     ('random', torch.randperm(
                         n, generator=torch.Generator().manual_seed(0))[ei]),
                     ('breadth-first rings', bfs_ids(ei, n)[ei])]
-        times, rounds = [], []
-        for _, e in variants:
-            times.append(median_time(
-                lambda: hem_coarsen(e, n, max_nodes=MAX_NODES), reps))
-            rounds.append(hem_coarsen(e, n, max_nodes=MAX_NODES).rounds)
+        rounds = [hem_coarsen(e, n, max_nodes=MAX_NODES).rounds
+                  for _, e in variants]
+        # Interleaved repetitions: a burst of load on the shared machine
+        # slows every numbering alike instead of one of them.
+        runs = [[] for _ in variants]
+        for _ in range(reps):
+            for k, (_, e) in enumerate(variants):
+                runs[k].append(median_time(
+                    lambda: hem_coarsen(e, n, max_nodes=MAX_NODES), 1))
+        times = [statistics.median(r) for r in runs]
         best = min(times)
         for (label, _), t, r in zip(variants, times, rounds):
             rows.append([name, label, f'{t:.3f}', f'{t / best:.2f}',
                          str(r[0]), str(sum(r))])
     return rows
+
+
+NUMBERING_TITLE = '## Vertex numbering'
+NUMBERING_REPS = 5
+
+
+def numbering_section(quick):
+    """The vertex-numbering table with its title and description, as
+    lines."""
+    grid_f, grid_n = ring_grid(100 if quick else 300)
+    named = [(f'grid {int(grid_n ** 0.5)}x{int(grid_n ** 0.5)} '
+              '(numbered in rings)',
+              faces_to_edge_index(torch.from_numpy(grid_f), grid_n), grid_n)]
+    for name, v, f in meshes(True):
+        if name in ('MakeHuman body', 'MHR LOD2') or (
+                not quick and name == 'MHR LOD0'):
+            n = v.shape[0]
+            named.append((name, faces_to_edge_index(
+                torch.from_numpy(np.ascontiguousarray(f)).long(), n), n))
+    rows = numbering_rows(named, NUMBERING_REPS)
+    for row in rows:
+        print(row, flush=True)
+    return [
+        NUMBERING_TITLE, '',
+        'The default `parallel` HEM on the same mesh under other vertex '
+        'numberings: as given, randomly permuted, and in breadth-first '
+        'order from vertex 0 (rings around it), plus a grid numbered in '
+        'concentric rings. For each numbering the clusters are those of '
+        'the sequential `greedy` scheme (tested); vectorised rounds that '
+        'remove less than a tenth of the remaining edges hand the rest to '
+        'one sequential edge scan, so the time no longer depends on the '
+        'numbering (before: a 100x100 grid numbered in rings took 4,680 '
+        'rounds at level 0 and 147 s). The numberings of one mesh are '
+        f'timed in turn, {NUMBERING_REPS} times, and each time is the '
+        'median (s), so that a change in the load of the machine falls on '
+        'all of them; ratio to the best numbering of the same mesh; '
+        'vectorised rounds at level 0 and in all.', '',
+        markdown_table(['mesh', 'numbering', 'HEM parallel (s)',
+                        'ratio to best', 'rounds level 0', 'rounds total'],
+                       rows)]
 
 
 def median_time(fn, reps):
@@ -201,10 +248,31 @@ def main():
                         help='torch threads (default 1: on a shared, '
                         'loaded machine OpenMP barriers of many small ops '
                         'dominate otherwise)')
+    parser.add_argument('--numbering-only', action='store_true',
+                        help='measure only the vertex-numbering table and '
+                        'replace its section in the existing report')
     common.add_device_argument(parser)
     args = parser.parse_args()
     common.use_device(args.device)
     torch.set_num_threads(args.threads)
+    if args.numbering_only:
+        path = RESULTS / 'coarsening.md'
+        text = path.read_text()
+        head, sep, rest = text.partition(NUMBERING_TITLE)
+        if not sep:
+            raise SystemExit(f"{path} has no '{NUMBERING_TITLE}' section; "
+                             f"run the full benchmark first")
+        tail = rest[rest.find('\n## '):] if '\n## ' in rest else '\n'
+        env = ', '.join(f'{k}: {v}' for k, v in environment().items())
+        load = os.getloadavg()[0]
+        section = numbering_section(args.quick) + [
+            '', f'(This section re-measured alone with `--numbering-only` '
+            f'on {time.strftime("%Y-%m-%d")}; {env}; load average '
+            f'{load:.1f} when it ended: the times, not the ratios, grow '
+            f'with the load of the shared machine.)', '']
+        path.write_text(head + '\n'.join(section) + tail)
+        print(f'wrote {path}')
+        return
     # The coarsening is a CPU algorithm; --device moves the pooling.
     device = torch.device('cpu')
 
@@ -264,19 +332,7 @@ def main():
                                   f'{gb / tp:.2f}', f'{tu * 1e3:.1f}',
                                   f'{gb / tu:.2f}'])
 
-    grid_f, grid_n = ring_grid(100 if args.quick else 300)
-    named = [(f'grid {int(grid_n ** 0.5)}x{int(grid_n ** 0.5)} '
-              '(numbered in rings)',
-              faces_to_edge_index(torch.from_numpy(grid_f), grid_n), grid_n)]
-    for name, v, f in meshes(True):
-        if name in ('MakeHuman body', 'MHR LOD2') or (
-                not args.quick and name == 'MHR LOD0'):
-            n = v.shape[0]
-            named.append((name, faces_to_edge_index(
-                torch.from_numpy(np.ascontiguousarray(f)).long(), n), n))
-    numbering = numbering_rows(named, 3)
-    for row in numbering:
-        print(row, flush=True)
+    numbering = numbering_section(args.quick)
 
     lod_rows = []
     if lod0 is not None:
@@ -308,21 +364,7 @@ def main():
         '## Real node counts per level and matching rounds', '',
         markdown_table(['mesh', 'nodes per level', 'parallel rounds'],
                        level_rows), '',
-        '## Vertex numbering', '',
-        'The default `parallel` HEM on the same mesh under other vertex '
-        'numberings: as given, randomly permuted, and in breadth-first '
-        'order from vertex 0 (rings around it), plus a grid numbered in '
-        'concentric rings. For each numbering the clusters are those of '
-        'the sequential `greedy` scheme (tested); vectorised rounds that '
-        'remove less than a tenth of the remaining edges hand the rest to '
-        'one sequential edge scan, so the time no longer depends on the '
-        'numbering (before: a 100x100 grid numbered in rings took 4,680 '
-        'rounds at level 0 and 147 s). Median of 3 runs (s); ratio to the '
-        'best numbering of the same mesh; vectorised rounds at level 0 and '
-        'in all.', '',
-        markdown_table(['mesh', 'numbering', 'HEM parallel (s)',
-                        'ratio to best', 'rounds level 0', 'rounds total'],
-                       numbering), '',
+        *numbering, '',
         '## Our levels beside MHR\'s artist-made levels of detail', '',
         'MHR LOD1..LOD6 are artist-made meshes of the same body as LOD0 at '
         'decreasing resolution. For each, the level of the HEM hierarchy of '

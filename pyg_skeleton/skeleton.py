@@ -607,6 +607,13 @@ class Skeleton:
         tensor: :obj:`0` on the diagonal, :obj:`-1` for unreachable pairs.
         Computed once and cached."""
         if self._hop is None:
+            # Imported here: pyg_skeleton.nn imports this module.
+            from pyg_skeleton.nn.memory import HOP_TABLE_BYTES, check_memory
+            n = self._num_joints
+            check_memory('Skeleton.hop_distance', HOP_TABLE_BYTES * n * n,
+                         f'all-pairs hops of {n} joints', 'use hop_counts() '
+                         'from a few sources, or khop_edges() for the pairs '
+                         'within a few hops')
             self._hop = self._hops_from(torch.arange(self._num_joints))
         return self._hop.clone()
 

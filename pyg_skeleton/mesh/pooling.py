@@ -34,7 +34,19 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from pyg_skeleton.nn.memory import check_memory
+
 POOL_MODES = ('dyadic', 'mean', 'sum')
+
+
+def _check_size(owner: str, x: Tensor, rows: int, num_rows: int,
+                copies: int) -> None:
+    # `copies` buffers of the result's size (the weighted or masked copy and
+    # the output), num_rows of x's rows each: unpooling to a fine level is
+    # up to hundreds of times the size of its input.
+    elements = x.numel() // max(rows, 1) * num_rows
+    check_memory(owner, copies * elements * x.element_size(),
+                 f'{copies} x {elements} features', 'use a smaller batch')
 
 
 def compose_clusters(clusters: List[Tensor], source: int, target: int
@@ -135,6 +147,8 @@ def hem_pool(x: Tensor, index: Tensor, weight: Tensor, num_clusters: int,
 def _pool(x: Tensor, index: Tensor, weight: Tensor, num_clusters: int,
           batch: Optional[Tensor]) -> Tensor:
     # hem_pool without the index checks (HEMPool checks once when built)
+    # The weighted copy of x and the output, at most as large:
+    _check_size('HEMPool', x, 1, 1, 2)
     weight = weight.to(x.dtype).to(x.device)
     index = index.to(x.device)
     if batch is None:
@@ -168,7 +182,9 @@ def hem_unpool(x: Tensor, index: Tensor, mask: Optional[Tensor] = None,
     _check_index(index, (x.size(0) if batch is not None else
                          x.size(-2) if x.dim() >= 2 else 0), 'hem_unpool')
     index = index.to(x.device)
+    copies = 1 if mask is None else 2
     if batch is None:
+        _check_size('hem_unpool', x, x.size(-2), index.numel(), copies)
         out = x.index_select(-2, index)
         if mask is not None:
             out = out * mask.to(out.dtype).to(x.device).unsqueeze(-1)
@@ -178,6 +194,7 @@ def hem_unpool(x: Tensor, index: Tensor, mask: Optional[Tensor] = None,
         raise ValueError(f"hem_unpool: a disjoint batch must hold whole "
                          f"graphs of {num_target} coarse nodes")
     b = x.size(0) // max(num_target, 1)
+    _check_size('hem_unpool', x, x.size(0), b * index.numel(), copies)
     idx = (index.unsqueeze(0) + torch.arange(b, device=x.device).unsqueeze(1)
            * num_target).reshape(-1)
     out = x.index_select(0, idx)
@@ -245,11 +262,15 @@ class HEMUnpool(torch.nn.Module):
             if x.dim() < 2 or x.size(-2) != self.num_clusters:
                 raise ValueError(f"HEMUnpool: expected {self.num_clusters} "
                                  f"nodes on dim -2 (got {list(x.shape)})")
+            _check_size('HEMUnpool', x, self.num_clusters, self.index.numel(),
+                        1 if self.mask is None else 2)
             out = x.index_select(-2, self.index.to(x.device))
             if self.mask is not None:
                 out = out * self.mask.to(out.dtype).to(x.device).unsqueeze(-1)
             return out
         b = x.size(0) // self.num_clusters
+        _check_size('HEMUnpool', x, x.size(0), b * self.index.numel(),
+                    1 if self.mask is None else 2)
         idx = (self.index.unsqueeze(0) + torch.arange(
             b, device=x.device).unsqueeze(1) * self.num_clusters).reshape(-1)
         out = x.index_select(0, idx)

@@ -20,6 +20,12 @@ MIN_CHECKED_BYTES = 2**28
 
 ENV_LIMIT = 'PYG_SKELETON_MEMORY_GB'
 
+#: Bytes per entry of a hop-count table of many sources at once
+#: (:func:`~pyg_skeleton.utils.hop_counts`): the search's int64 (source,
+#: node, hop) triples, their concatenation, the int64 table and the boolean
+#: visited table.
+HOP_TABLE_BYTES = 2 * 3 * 8 + 8 + 1
+
 
 def _available_bytes() -> Optional[float]:
     try:
@@ -72,6 +78,7 @@ def check_memory(owner: str, num_bytes: float, what: str,
         return
     limit = memory_limit()
     if limit is not None and num_bytes > limit:
-        raise MemoryError(f"'{owner}' would allocate {num_bytes / GiB:.1f} "
-                          f"GB for {what}, more than the {limit / GiB:.1f} "
+        # Three significant digits: a limit of 0.05 GB reads as such.
+        raise MemoryError(f"'{owner}' would allocate {num_bytes / GiB:.3g} "
+                          f"GB for {what}, more than the {limit / GiB:.3g} "
                           f"GB available; {alternative}")

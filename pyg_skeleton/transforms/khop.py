@@ -57,7 +57,7 @@ def khop_edges(edge_index: Tensor, num_nodes: int,
     max_hop = check_positive_int(max_hop, 'max_hop')
     edge_index, n = check_edge_index(edge_index, num_nodes)
     # Every node is a source, so a pair's row is its source node.
-    source, target, hop = bfs(edge_index, n, max_hop=max_hop)
+    source, target, hop = bfs(edge_index, n, max_hop=max_hop, owner='khop_edges')
     order = torch.argsort(target * n + source)
     return torch.stack([source[order], target[order]], dim=0), hop[order]
 

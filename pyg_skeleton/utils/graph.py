@@ -194,7 +194,8 @@ def _csr(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
 
 
 def bfs(edge_index: Tensor, num_nodes: int, sources: Tensor | None = None,
-        max_hop: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        max_hop: int | None = None, *,
+        owner: str = 'bfs') -> tuple[Tensor, Tensor, Tensor]:
     r"""Breadth-first search from several sources at once: every node
     reachable from each source within :obj:`max_hop` hops, with its hop
     count (the length of a shortest path along the edges, followed from row
@@ -215,6 +216,8 @@ def bfs(edge_index: Tensor, num_nodes: int, sources: Tensor | None = None,
             (default: :obj:`None`, every node in order)
         max_hop (int, optional): The largest hop :math:`L \geq 1` to
             search. (default: :obj:`None`, no limit)
+        owner (str, optional): The caller named by a :class:`MemoryError`.
+            (default: :obj:`"bfs"`)
 
     Returns:
         :obj:`(row, node, hop)`, each of shape :obj:`[P]`: :obj:`node` lies
@@ -227,7 +230,13 @@ def bfs(edge_index: Tensor, num_nodes: int, sources: Tensor | None = None,
         ValueError: If the graph is invalid (see :func:`check_edge_index`),
             :obj:`sources` is not a 1-D integer tensor of nodes in
             :obj:`[0, N)`, or :obj:`max_hop` is not a positive integer.
+        MemoryError: If a hop's neighbour steps would not fit in memory
+            (see :func:`~pyg_skeleton.nn.memory.check_memory`), before they
+            are gathered.
     """
+    # Imported here: pyg_skeleton.nn imports this module.
+    from pyg_skeleton.nn.memory import check_memory
+
     edge_index, num_nodes = check_edge_index(edge_index, num_nodes)
     if max_hop is not None:
         max_hop = check_positive_int(max_hop, "max_hop")
@@ -260,6 +269,11 @@ def bfs(edge_index: Tensor, num_nodes: int, sources: Tensor | None = None,
             total = int(count.sum())
             if total == 0:
                 break
+            # About ten int64 arrays of `total` entries (the gathers, the
+            # keys and their sort) before the new pairs are known.
+            check_memory(owner, 80 * total,
+                         f'hop {hop} of the {n}-node graph ({total} neighbour '
+                         f'steps from {node.numel()} pairs)', 'use a smaller max_hop')
             start = (rowptr[node] - count.cumsum(0) + count).repeat_interleave(
                 count, output_size=total)
             nbr = col[start + torch.arange(total)]

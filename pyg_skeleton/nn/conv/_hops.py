@@ -90,8 +90,15 @@ class HopConv(NoTorchScript, MessagePassing):
         edge_index, num_nodes = fixed_graph(edge_index, num_nodes)
         self.num_nodes = num_nodes
         if max_hop >= 1:
-            self._pairs, self._pair_hop = khop_edges(edge_index, num_nodes,
-                                                     max_hop)
+            try:
+                self._pairs, self._pair_hop = khop_edges(
+                    edge_index, num_nodes, max_hop)
+            except MemoryError as e:
+                # The same one line, naming the operator and its choices.
+                raise MemoryError(
+                    f"'{self.__class__.__name__}' (hops up to {max_hop}): "
+                    f"{e} (here: a smaller k, L or hops), or SemGraphConv "
+                    f"(one hop)") from None
         else:
             self._pairs = torch.empty(2, 0, dtype=torch.long)
             self._pair_hop = torch.empty(0, dtype=torch.long)
@@ -241,6 +248,14 @@ class HopConv(NoTorchScript, MessagePassing):
                                   self.csr_perm_t)
                 return out.view(x.shape[:-2] + (self.num_nodes,
                                                 self.num_groups, x.size(-1)))
+            # Non-finite features or tracing: one message per stored pair
+            # and channel, and its gradient.
+            check_memory(self.__class__.__name__,
+                         2 * self.hop.numel() * math.prod(x.shape[:-2]) *
+                         x.size(-1) * x.element_size(),
+                         f'messages over {self.hop.numel()} hop pairs',
+                         'use finite features (the sparse product) or a '
+                         'smaller batch')
             sums = self.hop_sums(x, self.hop_edge_index, self.hop, None)
             norm = self.group_norm
         else:

@@ -5,6 +5,7 @@ the graph, the edge weights :math:`a_{ij}`, the bias, the initialisation, the
 input checks and the two ways of aggregating (static batch or
 :obj:`edge_index`) are the same and live in :class:`WeightSharingConv`.
 """
+import math
 from typing import Optional, Tuple
 
 import torch
@@ -16,7 +17,9 @@ from torch_geometric.typing import Adj, Size
 
 from pyg_skeleton.nn._export_guard import NoTorchScript, check_not_jit_traced
 from pyg_skeleton.nn._inference_cache import inference_cached
+from pyg_skeleton.nn.memory import check_memory
 from pyg_skeleton.nn.topology import (
+    TOPOLOGY_DENSE_MAX_NODES,
     Topology,
     check_channels,
     explain_message_without_loops,
@@ -76,6 +79,14 @@ class WeightSharingConv(NoTorchScript, MessagePassing):
         self.topology = topology
         self.num_nodes = topology.num_nodes
 
+        # Per-node and per-edge banks grow with the graph: N or N + E
+        # matrices (float32, as created).
+        check_memory(self.__class__.__name__,
+                     4 * num_weights * in_channels * out_channels,
+                     f'{num_weights} weight matrices {in_channels} x '
+                     f'{out_channels}',
+                     'use a scheme with shared weights (FullSharingConv, '
+                     'SemGraphConv) or fewer channels')
         self.weight = Parameter(
             torch.empty(num_weights, in_channels, out_channels))
         logits = torch.ones(topology.num_slots)
@@ -138,6 +149,17 @@ class WeightSharingConv(NoTorchScript, MessagePassing):
             # aggregation one [N, N] x [N, L C] product, with no transposes
             # in between.
             lead = x.shape[:-2]
+            if n > TOPOLOGY_DENSE_MAX_NODES:
+                # The node-major copy of x, the transformed features, their
+                # aggregate and the output. Skeletons are not checked:
+                # reading the limit would cost a measurable part of their
+                # forward pass, and their buffers are a few times the input.
+                check_memory(self.__class__.__name__,
+                             math.prod(lead) * n * (self.in_channels +
+                                                    3 * self.out_channels) *
+                             x.element_size(),
+                             f'the features of {math.prod(lead)} copies of '
+                             f'the {n}-node graph', 'use a smaller batch')
             x = x.movedim(-2, 0).reshape(n, -1, x.size(-1))
             out = self.transform(x, None, a_neighbor, a_self.view(n, 1, 1))
             # Contiguous, as on the other paths (a node-major view would
@@ -145,6 +167,16 @@ class WeightSharingConv(NoTorchScript, MessagePassing):
             out = out.view((n, ) + lead + (out.size(-1), )).movedim(
                 0, -2).contiguous()
         else:
+            # One message per edge and channel (the gathered features and
+            # their weighted copy), before any features are transformed:
+            check_memory(self.__class__.__name__,
+                         2 * edge_index.size(1) * math.prod(x.shape[:-2]) *
+                         max(self.in_channels, self.out_channels) *
+                         x.element_size(),
+                         f'messages over {edge_index.size(1)} edges',
+                         'for copies of one graph pass a static batch '
+                         '[B, N, C] without edge_index (one sparse product), '
+                         'or a smaller batch')
             out = self.transform(x, edge_index, a_neighbor,
                                  a_self.unsqueeze(-1))
         if self.bias is not None:

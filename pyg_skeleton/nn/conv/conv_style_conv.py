@@ -6,6 +6,7 @@ from torch import Tensor
 from torch_geometric.typing import Adj
 
 from pyg_skeleton.nn.conv._weight_sharing import WeightSharingConv
+from pyg_skeleton.nn.memory import HOP_TABLE_BYTES, check_memory
 from pyg_skeleton.nn.topology import Topology, built_on_cpu
 from pyg_skeleton.skeleton import hop_counts
 
@@ -181,6 +182,10 @@ def component_hops(edge_index: Tensor, num_nodes: int, centre: int) -> Tensor:
                              f"centre needs all-pairs hops (over "
                              f"{MAX_COMPONENT_NODES} nodes); connect the "
                              f"graph or type each component separately")
+        check_memory('ConvStyleConv', HOP_TABLE_BYTES * members.numel() *
+                     num_nodes, f'the hops of a {members.numel()}-node '
+                     f'component (node {first}) without the centre',
+                     'connect the graph or type each component separately')
         ecc = hop_counts(graph, num_nodes, members).max(dim=1).values
         centre_c = members[int(torch.argmin(ecc))]  # first minimum: lowest id
         hop_c = hop_counts(graph, num_nodes, centre_c.view(1))[0]

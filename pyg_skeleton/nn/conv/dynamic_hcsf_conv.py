@@ -10,6 +10,7 @@ from torch_geometric.typing import Adj
 
 from pyg_skeleton.nn.conv._hops import check_hop
 from pyg_skeleton.nn.conv.hcsf_conv import HCSFConv
+from pyg_skeleton.nn.memory import check_memory
 from pyg_skeleton.nn.topology import (
     DENSE_MAX_NODES,
     built_on_cpu,
@@ -195,6 +196,11 @@ class DynamicHCSFConv(HCSFConv):
         n, k = self.num_nodes, self.num_hop_slots
 
         if graph is not None:
+            if candidates == 'all':
+                # The parameter and its initial value, float32.
+                check_memory(name, 2 * 4 * n * k * n,
+                             f'a {n} x {k} x {n} graph weight',
+                             "use candidates='hop'")
             shape = (n, k, n) if candidates == 'all' else (self.hop.numel(), )
             self.graph_weight = Parameter(torch.empty(shape))
         else:
@@ -303,6 +309,7 @@ class DynamicHCSFConv(HCSFConv):
     def _dynamic(self, x: Tensor) -> Tensor:
         # x: [B, T, N, F_in] -> [B, T, N, F_out]
         n, k = self.num_nodes, self.num_hop_slots
+        self._check_dynamic(x)
         adj = self.hop_graphs(x)
         if self.candidates == 'all':
             adj = adj.reshape(adj.size(0), 1, n * k, n)
@@ -311,6 +318,31 @@ class DynamicHCSFConv(HCSFConv):
             weight = adj.view(adj.size(0), 1, -1, 1)
             agg = self.hop_sums(x, self.hop_edge_index, self.hop, weight)
         return self.combine(agg)
+
+    def _check_dynamic(self, x: Tensor):
+        # x: [B, T, N, F_in]. What grows with the candidate pairs: the
+        # offsets of every sample (their product, tanh, scaled and summed
+        # copies: four per pair, plus the embeddings gathered per pair with
+        # candidates='hop'), and with candidates='hop' the messages (gathered
+        # and weighted: two per pair and channel).
+        b, t = x.size(0), x.size(1)
+        n, k = self.num_nodes, self.num_hop_slots
+        offsets = self.theta is not None
+        if self.candidates == 'all':
+            if not offsets:
+                return  # the graph weight is a parameter: [B, N K, C] only
+            num_bytes = 4 * b * n * k * n
+            what = f'{b} x {n} x {k} x {n} dynamic hop graphs'
+            alternative = "use candidates='hop'"
+        else:
+            pairs = self.hop.numel()
+            num_bytes = 2 * b * t * pairs * x.size(-1)
+            if offsets:
+                num_bytes += b * pairs * (4 + 3 * self.embed_channels * t)
+            what = f'messages and offsets over {pairs} hop pairs'
+            alternative = 'use a smaller batch, fewer hops (L) or HCSFConv'
+        check_memory(self.__class__.__name__, num_bytes * x.element_size(),
+                     what, alternative)
 
     def forward(self, x: Tensor, khop_edge_index: Optional[Tensor] = None,
                 khop_distance: Optional[Tensor] = None) -> Tensor:
@@ -349,6 +381,7 @@ class DynamicHCSFConv(HCSFConv):
         n, k = self.num_nodes, self.num_hop_slots
         b = x.size(0) // n
         xs = x.view(b, 1, n, -1)
+        self._check_dynamic(xs)
         adj = self.hop_graphs(xs)
         adj = adj.expand((b, ) + adj.shape[1:])
         src, dst = khop_edge_index

@@ -1,3 +1,4 @@
+import math
 from typing import Optional
 
 import torch
@@ -6,6 +7,7 @@ from torch import Tensor
 from torch_geometric.typing import Adj
 
 from pyg_skeleton.nn.conv._weight_sharing import WeightSharingConv
+from pyg_skeleton.nn.memory import check_memory
 from pyg_skeleton.nn.topology import Topology, built_on_cpu
 
 
@@ -86,6 +88,17 @@ class NoSharingConv(WeightSharingConv):
     def transform(self, x: Tensor, edge_index: Optional[Tensor],
                   a_neighbor: Tensor, a_self: Tensor) -> Tensor:
         t, n = self.topology, self.num_nodes
+        # Every slot's source features, their weighted copy and its message
+        # for every copy of the graph: [copies, N + E, F_in or F_out].
+        copies = (x.size(1) if edge_index is None else
+                  math.prod(x.shape[:-2]) * (x.size(-2) // n))
+        check_memory(self.__class__.__name__,
+                     copies * t.num_slots * (2 * self.in_channels +
+                                             self.out_channels) *
+                     x.element_size(),
+                     f'per-edge features of {copies} x {t.num_slots} slots',
+                     'use PreAggConv or PostAggConv (one matrix per node, no '
+                     'per-edge features) or a smaller batch')
         if edge_index is None:
             # All slots at once on [N, L, F_in]: gather and scale each
             # slot's source by a_ij, one batched product with the per-slot

@@ -14,6 +14,7 @@ from torch_geometric.utils import softmax
 
 from pyg_skeleton.nn._export_guard import NoTorchScript, check_not_jit_traced
 from pyg_skeleton.nn._inference_cache import inference_cached
+from pyg_skeleton.nn.memory import check_memory
 from pyg_skeleton.nn.topology import (
     TOPOLOGY_DENSE_MAX_NODES,
     Topology,
@@ -230,6 +231,8 @@ class SemGraphConv(NoTorchScript, MessagePassing):
             out = self(x.view(lead + (-1, self.num_nodes, x.size(-1))))
             return out.view(lead + (-1, self.out_channels))
         if edge_index is None:
+            if self.num_nodes > TOPOLOGY_DENSE_MAX_NODES:
+                self._check_static(x)
             alpha, weight, pair = inference_cached(
                 self, 'static', (self.logits, self.lin_self.weight,
                                  self.lin_neighbor.weight), self._static)
@@ -240,6 +243,14 @@ class SemGraphConv(NoTorchScript, MessagePassing):
 
         edge_index, a_neighbor, a_self = self.topology.softmax(
             self.logits, edge_index, x.size(-2))
+        # One message per edge and channel (gathered and weighted):
+        check_memory(self.__class__.__name__,
+                     2 * edge_index.size(1) * math.prod(x.shape[:-2]) *
+                     self.out_channels * x.element_size(),
+                     f'messages over {edge_index.size(1)} edges',
+                     'for copies of one graph pass a static batch [B, N, C] '
+                     'without edge_index (one sparse product), or a smaller '
+                     'batch')
         h_self, h_neighbor = F.linear(x, weight).split(self.out_channels,
                                                        dim=-1)
         # propagate_type: (x: Tensor, alpha: Tensor)
@@ -250,6 +261,29 @@ class SemGraphConv(NoTorchScript, MessagePassing):
         if self.bias is not None:
             out = out + self.bias
         return self._uniform(x, weight, out)
+
+    def _check_static(self, x: Tensor):
+        # Graphs of at most TOPOLOGY_DENSE_MAX_NODES nodes are not checked:
+        # reading the limit would cost a measurable part of a skeleton's
+        # forward pass, and their buffers are a few times the input's.
+        n, c, copies = self.num_nodes, self.out_channels, math.prod(
+            x.shape[:-2])
+        if not self.channelwise:
+            # The sparse kernel maps one sample at a time: the output.
+            check_memory(self.__class__.__name__,
+                         copies * n * c * x.element_size(),
+                         f'the features of {copies} copies of the {n}-node '
+                         f'graph', 'use a smaller batch')
+            return
+        # One weight per slot and channel: both maps [..., 2 N, F_out], the
+        # features gathered per slot and weighted, [..., N + E, F_out] each,
+        # and the output.
+        slots = self.topology.num_slots
+        check_memory(self.__class__.__name__,
+                     copies * (2 * slots + 3 * n) * c * x.element_size(),
+                     f'channel-wise messages over {slots} slots of {copies} '
+                     f'copies', "use channelwise=False (one sparse product) "
+                     "or a smaller batch")
 
     def _uniform(self, x: Tensor, weight: Tensor, out: Tensor) -> Tensor:
         r"""Replaces the rows of the nodes without edges by the uniform
