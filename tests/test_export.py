@@ -7,68 +7,46 @@ import warnings
 
 import pytest
 import torch
-from torch_geometric.utils import to_undirected
 
 import pyg_skeleton.nn.conv as psconv
 from pyg_skeleton import Skeleton
 from pyg_skeleton.export import export_onnx, export_program, verify_onnx
-from pyg_skeleton.mesh import Mesh, MeshHierarchy
+from pyg_skeleton.mesh import MeshHierarchy
 from pyg_skeleton.nn import (
     HGN,
-    ConvStyleConv,
     DynamicHCSFConv,
-    FullSharingConv,
-    HCSFConv,
-    KHopConv,
     MixHopSkeletonConv,
     MSHopConv,
     NonLocalBlock,
-    NoSharingConv,
-    PostAggConv,
     PreAggConv,
     SemGCN,
     SemGraphConv,
     SkeletalGNN,
 )
 
+from _helpers import grid_mesh, operator_table, ring
+
 ort = pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')
-
-
-def grid_mesh(rows, cols):
-    idx = torch.arange(rows * cols).view(rows, cols)
-    a, b = idx[:-1, :-1].reshape(-1), idx[:-1, 1:].reshape(-1)
-    c, d = idx[1:, :-1].reshape(-1), idx[1:, 1:].reshape(-1)
-    faces = torch.cat([torch.stack([a, b, d], 1), torch.stack([a, d, c], 1)])
-    return Mesh(torch.rand(rows * cols, 3), faces)
 
 
 # Levels of 80, 41, 21 and 11 nodes (padded: 88, 44, 22).
 HIERARCHY = MeshHierarchy.from_mesh(grid_mesh(10, 8), max_nodes=13,
                                     padded=True)
 H36M = Skeleton.preset('h36m17')
-RING = to_undirected(torch.stack([torch.arange(40), (torch.arange(40) + 1) %
-                                  40]))
 #: name -> (edge_index, num_nodes): a skeleton, and two graphs over 32 nodes
 #: (the CSR kernels of the fixed-graph operators).
 GRAPHS = {
     'h36m17': (H36M.edge_index, 17),
-    'ring40': (RING, 40),
+    'ring40': (ring(40), 40),
     'mesh41': (HIERARCHY.edge_index(1), HIERARCHY.num_nodes[1]),
 }
-#: Every operator, at small widths, on a graph.
+#: Every operator, at small widths, on a graph (the hop mixers over two
+#: hops only), and the non-local block.
 OPERATORS = {
-    'SemGraphConv': lambda e, n: SemGraphConv(4, 6, e, n),
-    'SemGraphConv-channelwise': lambda e, n: SemGraphConv(
-        4, 6, e, n, channelwise=True),
-    'FullSharingConv': lambda e, n: FullSharingConv(4, 6, e, n),
+    **operator_table(4, 6),
     'PreAggConv': lambda e, n: PreAggConv(4, 6, e, n, decoupled=True),
-    'PostAggConv': lambda e, n: PostAggConv(4, 6, e, n),
-    'ConvStyleConv': lambda e, n: ConvStyleConv(4, 6, e, 0, n),
-    'NoSharingConv': lambda e, n: NoSharingConv(4, 6, e, n),
-    'HCSFConv': lambda e, n: HCSFConv(4, 6, e, n),
     'DynamicHCSFConv': lambda e, n: DynamicHCSFConv(4, 6, e, n),
-    'KHopConv': lambda e, n: KHopConv(4, 6, e, n, k=2),
     'MixHopSkeletonConv': lambda e, n: MixHopSkeletonConv(
         4, 6, e, n, hops=(1, 2)),
     'MSHopConv': lambda e, n: MSHopConv(4, 6, e, n, hops=(1, 2)),

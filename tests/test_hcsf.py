@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from torch_geometric.data import Batch, Data
-from torch_geometric.utils import to_undirected
 
 from pyg_skeleton import Skeleton
 from pyg_skeleton.nn.conv.dynamic_hcsf_conv import DynamicHCSFConv
@@ -16,32 +15,17 @@ from pyg_skeleton.nn.conv.mshop_conv import MSHopConv
 from pyg_skeleton.nn.topology import DENSE_MAX_NODES
 from pyg_skeleton.transforms.khop import KHopEdges
 
+from _helpers import random_graph, skeleton_graph
+
 pytestmark = pytest.mark.operator
-
-
-def random_graph(n, extra, seed):
-    """A random tree plus ``extra`` random chords: connected."""
-    g = torch.Generator().manual_seed(seed)
-    edges = [[i, int(torch.randint(0, i, (1, ), generator=g))]
-             for i in range(1, n)]
-    for _ in range(extra):
-        i, j = torch.randint(0, n, (2, ), generator=g).tolist()
-        if i != j:
-            edges.append([i, j])
-    return to_undirected(torch.tensor(edges).t(), num_nodes=n), n
-
-
-def skeleton_graph(name):
-    skeleton = Skeleton.preset(name)
-    return skeleton.edge_index, skeleton.num_joints
 
 
 GRAPHS = {
     'h36m17': skeleton_graph('h36m17'),
     'ntu25': skeleton_graph('ntu25'),
-    'random40': random_graph(40, 12, seed=1),
+    'random40': (random_graph(40, 12, seed=1), 40),
     # more nodes than DENSE_MAX_NODES: message passing over stored pairs
-    'random150': random_graph(150, 60, seed=2),
+    'random150': (random_graph(150, 60, seed=2), 150),
 }
 
 

@@ -1,4 +1,3 @@
-from pathlib import Path
 
 import pytest
 import torch
@@ -6,18 +5,9 @@ import torch
 from pyg_skeleton import Skeleton
 from pyg_skeleton.kinematics import KinematicTree, bone_decompose, forward_kinematics
 
-SHARED = Path(__file__).resolve().parents[2] / 'shared'
-BANDAI = SHARED / 'data' / 'mocap' / 'bandai2_h36m17.npz'
+pytestmark = pytest.mark.usefixtures('one_thread')
+
 H36M = Skeleton.preset('h36m17')
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models: one thread is much faster than two on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def random_pose(*shape, n=17, dtype=torch.float64, seed=0):
@@ -104,11 +94,10 @@ def test_gradcheck(frame):
     assert torch.autograd.gradcheck(lambda p: tree.decompose(p), (pose,))
 
 
-@pytest.mark.skipif(not BANDAI.exists(), reason='Bandai mocap not found in ../shared')
 @pytest.mark.parametrize('frame', ['camera', 'body'])
-def test_round_trip_bandai(frame):
+def test_round_trip_bandai(frame, shared_data):
     from pyg_skeleton.datasets.bandai import BandaiMocap
-    data = BandaiMocap(BANDAI)
+    data = BandaiMocap(shared_data('mocap/bandai2_h36m17.npz'))
     pose = torch.tensor(data.positions[::97], dtype=torch.float64)
     pose = pose - pose[:, :1]
     tree = KinematicTree.from_skeleton(H36M, frame)
