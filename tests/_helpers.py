@@ -6,6 +6,8 @@ Plain functions and tables, since tests parametrize over them at collection
 time; the fixtures (values made per test) are in ``conftest.py``. The tests
 import this module as ``_helpers`` (pytest puts ``tests/`` on the path).
 """
+from __future__ import annotations
+
 from pathlib import Path
 
 import torch

@@ -1,5 +1,7 @@
 """Fixtures and markers shared by the tests (plain helpers and tables are in
 ``_helpers.py``)."""
+from __future__ import annotations
+
 import pytest
 import torch
 

@@ -5,6 +5,8 @@ Every reader must answer with one ``ValueError`` line that names the problem
 and the file (or key), never with an empty or NaN result, a raw numpy/torch
 error or a ``MemoryError``.
 """
+from __future__ import annotations
+
 import hashlib
 import io
 import json
@@ -20,11 +22,23 @@ from pyg_skeleton import Skeleton
 from pyg_skeleton.datasets.bandai import BandaiMocap
 from pyg_skeleton.datasets.bvh import JointMap, parse_bvh, read_bvh, resample
 from pyg_skeleton.datasets.lifting import load_lifting_splits
-from pyg_skeleton.mesh import (HEMPool, HEMUnpool, Mesh, MeshHierarchy, check_mesh,
-                               faces_to_edge_index, hem_coarsen, hem_pool, hem_unpool,
-                               mesh_from_arrays, read_mesh, read_npz, read_obj, read_ply)
+from pyg_skeleton.mesh import (
+    HEMPool,
+    HEMUnpool,
+    Mesh,
+    MeshHierarchy,
+    check_mesh,
+    faces_to_edge_index,
+    hem_coarsen,
+    hem_pool,
+    hem_unpool,
+    mesh_from_arrays,
+    read_mesh,
+    read_npz,
+    read_obj,
+    read_ply,
+)
 from pyg_skeleton.mesh.io import npz_members, read_npz_arrays
-
 
 TET_V = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=float)
 TET_F = np.array([[0, 2, 1], [0, 1, 3], [1, 2, 3], [0, 3, 2]])

@@ -1,12 +1,20 @@
+from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from pyg_skeleton import Skeleton
-from pyg_skeleton.datasets.bvh import (JointMap, bone_lengths, euler_to_matrix,
-                                       forward_kinematics, joint_map_presets,
-                                       load_bvh_positions, parse_bvh, read_bvh, resample)
-
+from pyg_skeleton.datasets.bvh import (
+    JointMap,
+    bone_lengths,
+    euler_to_matrix,
+    forward_kinematics,
+    joint_map_presets,
+    load_bvh_positions,
+    parse_bvh,
+    read_bvh,
+    resample,
+)
 
 
 @pytest.fixture
@@ -170,8 +178,9 @@ def test_samples_match_npz(bandai):
     npz, samples = bandai
     data = np.load(npz, allow_pickle=False)
     files = list(data['seq_file'])
+    joints = JointMap.preset('bandai_h36m17').joints
     assert list(data['bvh_joint_for_h36m'][:10]) == [
-        JointMap.preset('bandai_h36m17').joints[n] for n in Skeleton.preset('h36m17').joint_names[:10]]
+        joints[n] for n in Skeleton.preset('h36m17').joint_names[:10]]
     for path in samples:
         pos, fps = load_bvh_positions(path, 'bandai_h36m17', fps=10)
         s = files.index(path.name)

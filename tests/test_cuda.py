@@ -7,6 +7,8 @@ and model runs on CPU tensors with ``torch.device('meta')`` as the default
 device, so a tensor created without ``device=`` would land on the meta
 device and fail the first operation that mixes it with the CPU input.
 """
+from __future__ import annotations
+
 import argparse
 import copy
 import os
@@ -15,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-
 from torch_geometric.data import Batch, Data
 
 import pyg_skeleton

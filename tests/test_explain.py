@@ -4,9 +4,10 @@ of the input's edges on every path (a disjoint batch of whole copies, which
 otherwise takes the static dense or CSR kernel, and dropped edges), and
 ``GNNExplainer`` explains SemGraphConv and SemGCN.
 """
+from __future__ import annotations
+
 import pytest
 import torch
-
 from torch_geometric.data import Data
 from torch_geometric.explain import Explainer, GNNExplainer
 from torch_geometric.explain.algorithm.utils import clear_masks, set_masks

@@ -2,6 +2,8 @@
 onnxruntime on fresh inputs against eager), torch.export programs, and the
 clear errors of the TorchScript-based tools (torch.jit.script,
 torch.jit.trace, the legacy ONNX exporter)."""
+from __future__ import annotations
+
 import io
 import warnings
 
@@ -194,7 +196,7 @@ def test_onnx_model(tmp_path, name):
 
 
 def test_onnx_bundled_lifter(tmp_path):
-    from pyg_skeleton.lifter import Lifter, PRETRAINED_DIR
+    from pyg_skeleton.lifter import PRETRAINED_DIR, Lifter
     lifter = Lifter.load(PRETRAINED_DIR / 'nosharing.pt')
     lifter.train()  # export_onnx exports in eval mode and restores the mode
     x = torch.randn(1, 17, 3)
@@ -315,8 +317,8 @@ def test_torchscript_of_a_model_raises():
 # pyg-skeleton export #######################################################
 
 def test_cli_export_train_checkpoint(tmp_path, capsys):
-    from pyg_skeleton.cli.main import main
     from pyg_skeleton.cli.export import load_model
+    from pyg_skeleton.cli.main import main
     run = tmp_path / 'run'
     assert main(['train', '--dataset', 'synthetic', '--synthetic-train', '64',
                  '--synthetic-test', '8', '--views', '1', '--batch-size',
@@ -339,7 +341,7 @@ def test_cli_export_train_checkpoint(tmp_path, capsys):
 
 def test_cli_export_lifter_torch_export(tmp_path, capsys):
     from pyg_skeleton.cli.main import main
-    from pyg_skeleton.lifter import Lifter, PRETRAINED_DIR
+    from pyg_skeleton.lifter import PRETRAINED_DIR, Lifter
     out = tmp_path / 'lifter.pt2'
     lifter = str(PRETRAINED_DIR / 'nosharing.pt')
     assert main(['export', '--checkpoint', lifter,
@@ -390,6 +392,7 @@ def test_missing_export_packages_name_the_extra(monkeypatch, tmp_path):
     # onnx, onnxscript and onnxruntime are optional: the error names the
     # extra that installs them, before anything is exported or written.
     import importlib.util
+
     from pyg_skeleton.export import export_onnx, verify_onnx
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, 'find_spec',

@@ -1,9 +1,10 @@
+from __future__ import annotations
+
 import math
 
 import networkx as nx
 import pytest
 import torch
-
 from torch_geometric.data import Batch, Data
 
 from pyg_skeleton import Skeleton
@@ -115,9 +116,9 @@ def make_hcsf(graph, cin=3, cout=8, dtype=torch.float32, seed=0, **kwargs):
 @pytest.mark.parametrize('graph', GRAPHS)
 @pytest.mark.parametrize('hops', [(0, 0), (1, 2), (2, 4)])
 def test_hcsf_matches_dense_reference(graph, hops):
-    s, l = hops
+    S, L = hops
     edge_index, n = GRAPHS[graph]
-    conv = make_hcsf(graph, S=s, L=l, d=0.5)
+    conv = make_hcsf(graph, S=S, L=L, d=0.5)
     x = torch.randn(2, n, 3)
     ref = hcsf_reference(conv, edge_index, x)
     torch.testing.assert_close(conv(x), ref, atol=1e-5, rtol=1e-4)

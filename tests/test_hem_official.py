@@ -6,6 +6,8 @@ commands): cluster for cluster on generated meshes and graphs with many
 ties, on the MakeHuman body and on the MHR levels of detail, plus NumPy
 1.24.4's ``argsort(kind='quicksort')`` on tie-heavy arrays.
 """
+from __future__ import annotations
+
 from pathlib import Path
 
 import numpy as np

@@ -1,3 +1,4 @@
+from __future__ import annotations
 
 import pytest
 import torch
@@ -61,8 +62,8 @@ def test_normalize_keeps_lengths_and_functional_forms():
     pose = tree(lengths, raw, normalize=True)
     torch.testing.assert_close(tree.decompose(pose)[0], lengths.expand(6, 16))
     pose = random_pose(3)
-    l, d = bone_decompose(pose, H36M.parents)
-    torch.testing.assert_close(forward_kinematics(l, d, H36M.parents), pose)
+    lengths, dirs = bone_decompose(pose, H36M.parents)
+    torch.testing.assert_close(forward_kinematics(lengths, dirs, H36M.parents), pose)
 
 
 def test_validation():
@@ -89,7 +90,7 @@ def test_gradcheck(frame):
     g = torch.Generator().manual_seed(2)
     lengths = (torch.rand(2, 16, dtype=torch.float64, generator=g) + 0.5).requires_grad_()
     dirs = torch.randn(2, 16, 3, dtype=torch.float64, generator=g).requires_grad_()
-    assert torch.autograd.gradcheck(lambda l, d: tree(l, d, normalize=True), (lengths, dirs))
+    assert torch.autograd.gradcheck(lambda b, d: tree(b, d, normalize=True), (lengths, dirs))
     pose = random_pose(2, seed=3).requires_grad_()
     assert torch.autograd.gradcheck(lambda p: tree.decompose(p), (pose,))
 

@@ -7,11 +7,12 @@ a dense matrix written here; half precision keeps about three significant
 digits, so outputs and gradients are compared relative to their largest
 entry.
 """
+from __future__ import annotations
+
 import copy
 
 import pytest
 import torch
-
 from torch_geometric.data import Batch, Data
 
 from pyg_skeleton.nn import Topology

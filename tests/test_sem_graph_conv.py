@@ -1,14 +1,14 @@
+from __future__ import annotations
+
 import math
 
 import pytest
 import torch
-
 from torch_geometric.data import Batch, Data
 from torch_geometric.typing import WITH_TORCH_SPARSE
 from torch_geometric.utils import to_undirected
 
-from pyg_skeleton.nn import SemGraphConv
-from pyg_skeleton.nn import topology
+from pyg_skeleton.nn import SemGraphConv, topology
 from pyg_skeleton.nn.topology import TOPOLOGY_DENSE_MAX_NODES
 
 from _helpers import random_graph

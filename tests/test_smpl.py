@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 import os
 import pickle
 import sys
@@ -8,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from pyg_skeleton.mesh import MeshHierarchy, read_mesh, read_npz
 from pyg_skeleton.cli import main
+from pyg_skeleton.mesh import MeshHierarchy, read_mesh, read_npz
 from pyg_skeleton.mesh.smpl import (
     ChumpyStub,
     SparseMatrixStub,
