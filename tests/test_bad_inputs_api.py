@@ -1,6 +1,8 @@
 """Bad inputs across the metrics, losses, kinematics, camera and k-hop APIs:
 each raises a ValueError whose one-line message names the problem, instead
 of a silent number or a raw IndexError / broadcast / ZeroDivisionError."""
+from __future__ import annotations
+
 import math
 
 import numpy as np
@@ -9,11 +11,15 @@ import torch
 from torch_geometric.data import Data
 
 from pyg_skeleton import Skeleton
-from pyg_skeleton.datasets.camera import (CameraRig, denormalize_screen, normalize_screen,
-                                          project, ring_yaws)
+from pyg_skeleton.datasets.camera import (
+    CameraRig,
+    denormalize_screen,
+    normalize_screen,
+    project,
+    ring_yaws,
+)
 from pyg_skeleton.kinematics import KinematicTree
-from pyg_skeleton.metrics import (MetricAccumulator, auc, group_mean, mpjpe, n_mpjpe, p_mpjpe,
-                                  pck)
+from pyg_skeleton.metrics import MetricAccumulator, auc, group_mean, mpjpe, n_mpjpe, p_mpjpe, pck
 from pyg_skeleton.nn.loss import SemGCNLoss
 from pyg_skeleton.nn.models.hgn import HGNLoss
 from pyg_skeleton.transforms.khop import KHopEdges, khop_edges

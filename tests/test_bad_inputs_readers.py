@@ -5,13 +5,14 @@ Every reader must answer with one ``ValueError`` line that names the problem
 and the file (or key), never with an empty or NaN result, a raw numpy/torch
 error or a ``MemoryError``.
 """
+from __future__ import annotations
+
 import hashlib
 import io
 import json
 import struct
 import sys
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,13 +22,23 @@ from pyg_skeleton import Skeleton
 from pyg_skeleton.datasets.bandai import BandaiMocap
 from pyg_skeleton.datasets.bvh import JointMap, parse_bvh, read_bvh, resample
 from pyg_skeleton.datasets.lifting import load_lifting_splits
-from pyg_skeleton.mesh import (HEMPool, HEMUnpool, Mesh, MeshHierarchy, check_mesh,
-                               faces_to_edge_index, hem_coarsen, hem_pool, hem_unpool,
-                               mesh_from_arrays, read_mesh, read_npz, read_obj, read_ply)
+from pyg_skeleton.mesh import (
+    HEMPool,
+    HEMUnpool,
+    Mesh,
+    MeshHierarchy,
+    check_mesh,
+    faces_to_edge_index,
+    hem_coarsen,
+    hem_pool,
+    hem_unpool,
+    mesh_from_arrays,
+    read_mesh,
+    read_npz,
+    read_obj,
+    read_ply,
+)
 from pyg_skeleton.mesh.io import npz_members, read_npz_arrays
-
-SHARED = Path(__file__).resolve().parents[2] / 'shared'
-MOCAP = SHARED / 'data' / 'mocap'
 
 TET_V = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=float)
 TET_F = np.array([[0, 2, 1], [0, 1, 3], [1, 2, 3], [0, 3, 2]])
@@ -524,11 +535,9 @@ def bvh_digest(b):
     return h.hexdigest()[:16]
 
 
-@pytest.mark.skipif(not all((MOCAP / k).exists() for k in REAL_DIGESTS),
-                    reason=f'BVH samples not found under {MOCAP} (../shared beside the repo)')
 @pytest.mark.parametrize('name', sorted(REAL_DIGESTS))
-def test_bvh_real_samples_parse_as_before(name):
-    assert bvh_digest(read_bvh(MOCAP / name)) == REAL_DIGESTS[name]
+def test_bvh_real_samples_parse_as_before(name, shared_data):
+    assert bvh_digest(read_bvh(shared_data(f'mocap/{name}'))) == REAL_DIGESTS[name]
 
 
 GOOD_BVH = ('HIERARCHY\nROOT R\n{\nOFFSET 0 0 0\nCHANNELS 2 Xposition Zrotation\n'

@@ -1,20 +1,32 @@
-from pathlib import Path
+from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from pyg_skeleton import Skeleton
-from pyg_skeleton.datasets.bvh import (JointMap, bone_lengths, euler_to_matrix,
-                                       forward_kinematics, joint_map_presets,
-                                       load_bvh_positions, parse_bvh, read_bvh, resample)
+from pyg_skeleton.datasets.bvh import (
+    JointMap,
+    bone_lengths,
+    euler_to_matrix,
+    forward_kinematics,
+    joint_map_presets,
+    load_bvh_positions,
+    parse_bvh,
+    read_bvh,
+    resample,
+)
 
-SHARED = Path(__file__).resolve().parents[2] / 'shared'
-MOCAP = SHARED / 'data' / 'mocap'
-SAMPLES = sorted((MOCAP / 'bvh_samples').glob('*.bvh'))
-NPZ = MOCAP / 'bandai2_h36m17.npz'
-needs_samples = pytest.mark.skipif(
-    not SAMPLES or not NPZ.exists(),
-    reason=f'Bandai BVH samples / npz not found under {MOCAP} (../shared beside the repo)')
+
+@pytest.fixture
+def bandai(shared_data):
+    """The Bandai samples (shared data): the npz and the BVH files it was
+    made from."""
+    npz, folder = shared_data('mocap/bandai2_h36m17.npz', 'mocap/bvh_samples')
+    samples = sorted(folder.glob('*.bvh'))
+    if not samples:
+        pytest.skip(f'no BVH samples in {folder}')
+    return npz, samples
+
 
 # A two-bone arm with unusual channel orders, a position channel below the
 # root and End Sites.
@@ -162,13 +174,14 @@ def test_resample():
     assert resample(x, 30, None) is x
 
 
-@needs_samples
-def test_samples_match_npz():
-    data = np.load(NPZ, allow_pickle=False)
+def test_samples_match_npz(bandai):
+    npz, samples = bandai
+    data = np.load(npz, allow_pickle=False)
     files = list(data['seq_file'])
+    joints = JointMap.preset('bandai_h36m17').joints
     assert list(data['bvh_joint_for_h36m'][:10]) == [
-        JointMap.preset('bandai_h36m17').joints[n] for n in Skeleton.preset('h36m17').joint_names[:10]]
-    for path in SAMPLES:
+        joints[n] for n in Skeleton.preset('h36m17').joint_names[:10]]
+    for path in samples:
         pos, fps = load_bvh_positions(path, 'bandai_h36m17', fps=10)
         s = files.index(path.name)
         a, n = data['seq_start'][s], data['seq_len'][s]
@@ -177,10 +190,10 @@ def test_samples_match_npz():
         assert np.abs(pos - ref).max() < 1e-3  # ~1 mm (it is exact to float32 in practice)
 
 
-@needs_samples
-def test_samples_rig_and_bone_lengths():
-    data = np.load(NPZ, allow_pickle=False)
-    for path in SAMPLES[:4]:
+def test_samples_rig_and_bone_lengths(bandai):
+    npz, samples = bandai
+    data = np.load(npz, allow_pickle=False)
+    for path in samples[:4]:
         bvh = read_bvh(path)
         joints = [j for j in bvh.joints if not j.end_site]
         assert [j.name for j in joints] == list(data['bvh_joint_names'])

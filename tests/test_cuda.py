@@ -7,6 +7,8 @@ and model runs on CPU tensors with ``torch.device('meta')`` as the default
 device, so a tensor created without ``device=`` would land on the meta
 device and fail the first operation that mixes it with the CPU input.
 """
+from __future__ import annotations
+
 import argparse
 import copy
 import os
@@ -15,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-
 from torch_geometric.data import Batch, Data
 
 import pyg_skeleton
@@ -24,8 +25,7 @@ from pyg_skeleton.metrics import MetricAccumulator, process_group_device
 from pyg_skeleton.nn import DynamicHCSFConv, SemGraphConv
 from pyg_skeleton.nn.models.self_adaptive import temporal_resample
 
-from test_precision import (
-    GRAPHS,
+from _helpers import (
     MODELS,
     build_model,
     build_operator,
@@ -38,9 +38,6 @@ from test_precision import (
 SKELETON = Skeleton.preset('h36m17')
 CASES = list(operator_cases())
 
-requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
-                                   reason='needs a CUDA GPU (none here)')
-
 
 # ------------------------------------------------------- device following
 
@@ -48,7 +45,7 @@ requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
 def test_operator_tensors_follow_the_input_device(name, graph):
     module, n = build_operator(name, graph)
     x = torch.randn(2, n, 8)
-    inputs = disjoint_inputs(name, n, x)
+    inputs = disjoint_inputs(name, graph, x)
     with torch.device('meta'):
         out = module(x)
         out.sum().backward()
@@ -121,7 +118,7 @@ def no_host_sync(monkeypatch):
 def test_validation_off_has_no_host_sync(name, graph, no_host_sync):
     module, n = build_operator(name, graph)
     x = torch.randn(2, n, 8)
-    inputs = disjoint_inputs(name, n, x)
+    inputs = disjoint_inputs(name, graph, x)
     ref, ref_disjoint = module(x), module(*inputs)
     with pyg_skeleton.validation(False):
         no_host_sync()
@@ -313,7 +310,6 @@ def test_cli_rejects_an_unknown_or_absent_device(command, capsys, tmp_path):
 # ------------------------------------------------------------------ CUDA
 
 @pytest.mark.cuda
-@requires_cuda
 @pytest.mark.parametrize('name,graph', CASES)
 def test_cuda_matches_cpu(name, graph):
     """Dense (skeleton) and sparse (ring, CSR kernel) paths on the GPU give
@@ -329,14 +325,13 @@ def test_cuda_matches_cpu(name, graph):
     for key in ref_grads:
         torch.testing.assert_close(grads[key].cpu(), ref_grads[key],
                                    atol=1e-4, rtol=1e-4)
-    inputs = [t.cuda() for t in disjoint_inputs(name, n, x)]
+    inputs = [t.cuda() for t in disjoint_inputs(name, graph, x)]
     disjoint = gpu(*inputs)
     torch.testing.assert_close(disjoint.view_as(out), out, atol=1e-5,
                                rtol=1e-5)
 
 
 @pytest.mark.cuda
-@requires_cuda
 @pytest.mark.parametrize('name,graph', CASES)
 def test_cuda_autocast(name, graph):
     module, n = build_operator(name, graph)
@@ -351,13 +346,12 @@ def test_cuda_autocast(name, graph):
 
 
 @pytest.mark.cuda
-@requires_cuda
 @pytest.mark.parametrize('name,graph', CASES)
 def test_cuda_validation_off_never_syncs(name, graph):
     module, n = build_operator(name, graph)
     gpu = copy.deepcopy(module).cuda()
     x = torch.randn(2, n, 8, device='cuda')
-    inputs = [t.cuda() for t in disjoint_inputs(name, n, x.cpu())]
+    inputs = [t.cuda() for t in disjoint_inputs(name, graph, x.cpu())]
     gpu(x), gpu(*inputs)  # warm-up: lazy initialisations may sync once
     torch.cuda.synchronize()
     with pyg_skeleton.validation(False):
@@ -370,7 +364,6 @@ def test_cuda_validation_off_never_syncs(name, graph):
 
 
 @pytest.mark.cuda
-@requires_cuda
 def test_cuda_nccl_reduction():
     """A one-rank NCCL group: the accumulator's reduction runs on the GPU."""
     if not dist.is_nccl_available():

@@ -2,6 +2,8 @@
 two persons without an edge between them and a permuted Human3.6M skeleton,
 through every operator of ``pyg_skeleton.nn.conv``, SemGCN, SkeletalGNN,
 the camera rigs, the kinematic tree and the command line."""
+from __future__ import annotations
+
 import json
 
 import numpy as np

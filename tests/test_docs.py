@@ -6,9 +6,10 @@ its autosummary stubs, the generated benchmarks page) is built into a
 temporary folder; the HTML must hold MathML and no raw TeX or literal bold
 markers, and the checkout must be unchanged.
 """
+from __future__ import annotations
+
 import importlib.util
 import io
-import os
 import re
 import sys
 from pathlib import Path
@@ -92,8 +93,8 @@ def built(tmp_path_factory):
     finally:
         sys.dont_write_bytecode = old  # conf.py turns it off for the build
     sources = {d: Path(app.env.doc2path(d)) for d in
-               ('api/pyg_skeleton.kinematics', 'generated/pyg_skeleton.kinematics.forward_kinematics',
-                'benchmarks')}
+               ('api/pyg_skeleton.kinematics',
+                'generated/pyg_skeleton.kinematics.forward_kinematics', 'benchmarks')}
     return dict(tmp=tmp, src=src, out=out, warnings=warnings.getvalue(), sources=sources,
                 unchanged=_snapshot(*checkout) == before and _snapshot(src) == src_before)
 
@@ -106,7 +107,8 @@ def test_class_page_has_mathml_and_bullet_shapes(built):
     assert '\\(' not in html and '\\[' not in html
     assert 'mathjax' not in html.lower()
     shapes = html[html.index('<p class="rubric">Shapes</p>'):]
-    assert re.match(r'<p class="rubric">Shapes</p>\s*<ul[^>]*>\s*<li><p><strong>input:</strong>', shapes)
+    assert re.match(r'<p class="rubric">Shapes</p>\s*<ul[^>]*>\s*'
+                    r'<li><p><strong>input:</strong>', shapes)
     assert '**input' not in html and '**output' not in html
 
 
@@ -121,7 +123,8 @@ def test_generated_pages_are_built(built):
 
 
 def test_build_writes_only_into_its_output_folder(built):
-    assert built['unchanged'], 'the build changed files under docs/, notebooks/ or the source folder'
+    assert built['unchanged'], ('the build changed files under docs/, notebooks/ or the source '
+                                'folder')
     # The generated pages are read from the build's own folder.
     for docname, path in built['sources'].items():
         assert path.is_relative_to(built['out'] / '.doctrees'), (docname, path)
@@ -159,11 +162,13 @@ def test_html_checker_flags_raw_tex_and_literal_bold():
     assert check.check_page('<p>node features \\((N, F)\\)</p>')[0].startswith('raw TeX')
     assert check.check_page('<script src="https://cdn/mathjax/tex-mml.js"></script>')
     # Notebook outputs: a library's warning with its install path, a stray repr.
-    tqdm = ('<div class="output stderr"><pre>/opt/venv/lib/python3.11/site-packages/tqdm/auto.py:21: '
+    tqdm = ('<div class="output stderr"><pre>'
+            '/opt/venv/lib/python3.11/site-packages/tqdm/auto.py:21: '
             'TqdmWarning: IProgress not found.</pre></div>')
     assert check.check_page(tqdm)[0].startswith('library path in an output')
     gen = '<pre>&lt;torch._C.Generator at 0x7f3a381ac1d0&gt;</pre>'
-    assert check.check_page(gen) == ['object repr in an output: &lt;torch._C.Generator at 0x7f3a381ac1d0&gt;']
+    assert check.check_page(gen) == [
+        'object repr in an output: &lt;torch._C.Generator at 0x7f3a381ac1d0&gt;']
 
 
 def test_capabilities_are_measured_on_a_mesh_level_past_the_dense_path():
@@ -173,7 +178,8 @@ def test_capabilities_are_measured_on_a_mesh_level_past_the_dense_path():
     assert TOPOLOGY_DENSE_MAX_NODES < mesh.N < 1000
     assert mesh.max_hop > 3 and bool((mesh.edge_index[0] != mesh.edge_index[1]).all())
     row = caps._Checker('SemGraphConv', mesh).run(with_compile=False)
-    assert [row[c] for c in ('static', 'disjoint', 'dynamic')] == ['yes', 'yes', 'no'], row['notes']
+    assert [row[c] for c in ('static', 'disjoint', 'dynamic')] == ['yes', 'yes', 'no'], \
+        row['notes']
     # Both graphs appear in the rendered table; a disagreement names each graph.
     result = {'nodes': {'skeleton': 17, 'mesh': mesh.N},
               'rows': {'skeleton': {'SemGraphConv': dict(row, static='yes')},

@@ -4,41 +4,24 @@ of the input's edges on every path (a disjoint batch of whole copies, which
 otherwise takes the static dense or CSR kernel, and dropped edges), and
 ``GNNExplainer`` explains SemGraphConv and SemGCN.
 """
+from __future__ import annotations
+
 import pytest
 import torch
-
-from torch_geometric.data import Batch, Data
+from torch_geometric.data import Data
 from torch_geometric.explain import Explainer, GNNExplainer
 from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
-from torch_geometric.utils import to_undirected
 
 from pyg_skeleton import Skeleton
-from pyg_skeleton.nn import (
-    ConvStyleConv,
-    DynamicHCSFConv,
-    FullSharingConv,
-    HCSFConv,
-    KHopConv,
-    MixHopSkeletonConv,
-    MSHopConv,
-    NoSharingConv,
-    PostAggConv,
-    PreAggConv,
-    SemGCN,
-    SemGraphConv,
-)
+from pyg_skeleton.nn import DynamicHCSFConv, HCSFConv, SemGCN, SemGraphConv
 from pyg_skeleton.nn.topology import TOPOLOGY_DENSE_MAX_NODES
 from pyg_skeleton.transforms import KHopEdges
+
+from _helpers import disjoint_graph, operator_table, perturb_edge_weights, ring
 
 pytestmark = pytest.mark.operator
 
 SKELETON = Skeleton.preset('h36m17')
-
-
-def ring(n):
-    i = torch.arange(n)
-    return to_undirected(torch.stack([i, (i + 1) % n]), num_nodes=n)
-
 
 # A skeleton (dense products) and a ring above the dense limit (CSR kernel).
 GRAPHS = {
@@ -47,23 +30,10 @@ GRAPHS = {
 }
 
 OPERATORS = {
-    'SemGraphConv': lambda ei, n: SemGraphConv(4, 5, ei, n),
-    'SemGraphConv-channelwise': lambda ei, n: SemGraphConv(
-        4, 5, ei, n, channelwise=True),
-    'FullSharingConv': lambda ei, n: FullSharingConv(4, 5, ei, n),
-    'PreAggConv': lambda ei, n: PreAggConv(4, 5, ei, n),
-    'PostAggConv': lambda ei, n: PostAggConv(4, 5, ei, n),
-    'ConvStyleConv': lambda ei, n: ConvStyleConv(4, 5, ei, 0, n),
-    'NoSharingConv': lambda ei, n: NoSharingConv(4, 5, ei, n),
-    'HCSFConv': lambda ei, n: HCSFConv(4, 5, ei, n),
-    'DynamicHCSFConv': lambda ei, n: DynamicHCSFConv(4, 5, ei, n, alpha=0.5),
+    **operator_table(4, 5),
     'DynamicHCSFConv-hop': lambda ei, n: DynamicHCSFConv(
         4, 5, ei, n, candidates='hop', alpha=0.5),
-    'KHopConv': lambda ei, n: KHopConv(4, 5, ei, n, k=2),
-    'MixHopSkeletonConv': lambda ei, n: MixHopSkeletonConv(4, 5, ei, n),
-    'MSHopConv': lambda ei, n: MSHopConv(4, 5, ei, n),
 }
-HOP_OPERATORS = {name for name in OPERATORS if 'Hop' in name or 'HCSF' in name}
 CASES = [(name, graph) for name in OPERATORS for graph in GRAPHS]
 
 
@@ -73,17 +43,10 @@ def setup(name, graph, copies=2):
     torch.manual_seed(0)
     ei, n = GRAPHS[graph]
     conv = OPERATORS[name](ei, n)
-    with torch.no_grad():
-        for key, p in conv.named_parameters():
-            if key in ('logits', 'graph_weight'):
-                p.add_(0.3 * torch.randn_like(p))
+    perturb_edge_weights(conv)
     x = torch.randn(copies * n, 4)
-    if name in HOP_OPERATORS:
-        data = KHopEdges(3)(Data(edge_index=ei, num_nodes=n))
-        batch = Batch.from_data_list([data] * copies)
-        return conv, x, batch.khop_edge_index, (batch.khop_distance, )
-    batch = Batch.from_data_list([Data(edge_index=ei, num_nodes=n)] * copies)
-    return conv, x, batch.edge_index, ()
+    edge_index, *extra = disjoint_graph(name, ei, n, copies)
+    return conv, x, edge_index, tuple(extra)
 
 
 def masked(conv, x, edge_index, extra, mask):

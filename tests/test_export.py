@@ -2,73 +2,53 @@
 onnxruntime on fresh inputs against eager), torch.export programs, and the
 clear errors of the TorchScript-based tools (torch.jit.script,
 torch.jit.trace, the legacy ONNX exporter)."""
+from __future__ import annotations
+
 import io
 import warnings
 
 import pytest
 import torch
-from torch_geometric.utils import to_undirected
 
 import pyg_skeleton.nn.conv as psconv
 from pyg_skeleton import Skeleton, validation
 from pyg_skeleton.export import export_onnx, export_program, verify_onnx
-from pyg_skeleton.mesh import Mesh, MeshHierarchy
+from pyg_skeleton.mesh import MeshHierarchy
 from pyg_skeleton.nn import (
     HGN,
-    ConvStyleConv,
     DynamicHCSFConv,
-    FullSharingConv,
-    HCSFConv,
-    KHopConv,
     MixHopSkeletonConv,
     MSHopConv,
     NonLocalBlock,
-    NoSharingConv,
-    PostAggConv,
     PreAggConv,
     SemGCN,
     SemGraphConv,
     SkeletalGNN,
 )
 
+from _helpers import grid_mesh, operator_table, ring
+
 ort = pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')
-
-
-def grid_mesh(rows, cols):
-    idx = torch.arange(rows * cols).view(rows, cols)
-    a, b = idx[:-1, :-1].reshape(-1), idx[:-1, 1:].reshape(-1)
-    c, d = idx[1:, :-1].reshape(-1), idx[1:, 1:].reshape(-1)
-    faces = torch.cat([torch.stack([a, b, d], 1), torch.stack([a, d, c], 1)])
-    return Mesh(torch.rand(rows * cols, 3), faces)
 
 
 # Levels of 80, 41, 21 and 11 nodes (padded: 88, 44, 22).
 HIERARCHY = MeshHierarchy.from_mesh(grid_mesh(10, 8), max_nodes=13,
                                     padded=True)
 H36M = Skeleton.preset('h36m17')
-RING = to_undirected(torch.stack([torch.arange(40), (torch.arange(40) + 1) %
-                                  40]))
 #: name -> (edge_index, num_nodes): a skeleton, and two graphs over 32 nodes
 #: (the CSR kernels of the fixed-graph operators).
 GRAPHS = {
     'h36m17': (H36M.edge_index, 17),
-    'ring40': (RING, 40),
+    'ring40': (ring(40), 40),
     'mesh41': (HIERARCHY.edge_index(1), HIERARCHY.num_nodes[1]),
 }
-#: Every operator, at small widths, on a graph.
+#: Every operator, at small widths, on a graph (the hop mixers over two
+#: hops only), and the non-local block.
 OPERATORS = {
-    'SemGraphConv': lambda e, n: SemGraphConv(4, 6, e, n),
-    'SemGraphConv-channelwise': lambda e, n: SemGraphConv(
-        4, 6, e, n, channelwise=True),
-    'FullSharingConv': lambda e, n: FullSharingConv(4, 6, e, n),
+    **operator_table(4, 6),
     'PreAggConv': lambda e, n: PreAggConv(4, 6, e, n, decoupled=True),
-    'PostAggConv': lambda e, n: PostAggConv(4, 6, e, n),
-    'ConvStyleConv': lambda e, n: ConvStyleConv(4, 6, e, 0, n),
-    'NoSharingConv': lambda e, n: NoSharingConv(4, 6, e, n),
-    'HCSFConv': lambda e, n: HCSFConv(4, 6, e, n),
     'DynamicHCSFConv': lambda e, n: DynamicHCSFConv(4, 6, e, n),
-    'KHopConv': lambda e, n: KHopConv(4, 6, e, n, k=2),
     'MixHopSkeletonConv': lambda e, n: MixHopSkeletonConv(
         4, 6, e, n, hops=(1, 2)),
     'MSHopConv': lambda e, n: MSHopConv(4, 6, e, n, hops=(1, 2)),
@@ -216,7 +196,7 @@ def test_onnx_model(tmp_path, name):
 
 
 def test_onnx_bundled_lifter(tmp_path):
-    from pyg_skeleton.lifter import Lifter, PRETRAINED_DIR
+    from pyg_skeleton.lifter import PRETRAINED_DIR, Lifter
     lifter = Lifter.load(PRETRAINED_DIR / 'nosharing.pt')
     lifter.train()  # export_onnx exports in eval mode and restores the mode
     x = torch.randn(1, 17, 3)
@@ -358,8 +338,8 @@ def test_torchscript_of_a_model_raises():
 # pyg-skeleton export #######################################################
 
 def test_cli_export_train_checkpoint(tmp_path, capsys):
-    from pyg_skeleton.cli.main import main
     from pyg_skeleton.cli.export import load_model
+    from pyg_skeleton.cli.main import main
     run = tmp_path / 'run'
     assert main(['train', '--dataset', 'synthetic', '--synthetic-train', '64',
                  '--synthetic-test', '8', '--views', '1', '--batch-size',
@@ -382,7 +362,7 @@ def test_cli_export_train_checkpoint(tmp_path, capsys):
 
 def test_cli_export_lifter_torch_export(tmp_path, capsys):
     from pyg_skeleton.cli.main import main
-    from pyg_skeleton.lifter import Lifter, PRETRAINED_DIR
+    from pyg_skeleton.lifter import PRETRAINED_DIR, Lifter
     out = tmp_path / 'lifter.pt2'
     lifter = str(PRETRAINED_DIR / 'nosharing.pt')
     assert main(['export', '--checkpoint', lifter,
@@ -433,6 +413,7 @@ def test_missing_export_packages_name_the_extra(monkeypatch, tmp_path):
     # onnx, onnxscript and onnxruntime are optional: the error names the
     # extra that installs them, before anything is exported or written.
     import importlib.util
+
     from pyg_skeleton.export import export_onnx, verify_onnx
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, 'find_spec',

@@ -1,6 +1,8 @@
 """Human3.6M with real 2D inputs and cameras: a tiny fake dataset in the
 VideoPose3D layout whose 2D are exact projections of the 3D through known
 cameras, checked with independent NumPy geometry."""
+from __future__ import annotations
+
 import json
 import warnings
 
@@ -9,8 +11,12 @@ import pytest
 
 from pyg_skeleton.datasets import load_lifting
 from pyg_skeleton.datasets.camera import denormalize_screen
-from pyg_skeleton.datasets.h36m import (H36MCamera, h36m_camera_samples, load_h36m_cameras,
-                                        quaternion_to_matrix)
+from pyg_skeleton.datasets.h36m import (
+    H36MCamera,
+    h36m_camera_samples,
+    load_h36m_cameras,
+    quaternion_to_matrix,
+)
 from pyg_skeleton.datasets.lifting import load_lifting_splits
 
 KEEP = [0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27]  # 32 -> 17, by hand
@@ -255,6 +261,7 @@ class _RunsCode:
 @pytest.mark.parametrize('protocol', [2, 3, 5])
 def test_videopose3d_files_load_without_allow_pickle(tmp_path, monkeypatch, protocol):
     import pickle
+
     from pyg_skeleton.datasets.h36m import load_h36m_2d, load_h36m_3d
     p3, p2, pc, pos3, pos2, _ = write_dataset(tmp_path)
     # the reader never calls np.load(allow_pickle=True) nor pickle.load
@@ -295,8 +302,9 @@ def test_videopose3d_files_load_without_allow_pickle(tmp_path, monkeypatch, prot
 
 @pytest.mark.parametrize('call', ['system', 'eval'])
 def test_h36m_file_that_runs_code_is_refused(tmp_path, call):
-    import os
     import builtins
+    import os
+
     from pyg_skeleton.datasets.h36m import load_h36m_2d, load_h36m_3d
     marker = tmp_path / 'pwned'
     payload = (_RunsCode(os.system, f'touch {marker}') if call == 'system'

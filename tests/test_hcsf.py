@@ -1,11 +1,11 @@
+from __future__ import annotations
+
 import math
 
 import networkx as nx
 import pytest
 import torch
-
 from torch_geometric.data import Batch, Data
-from torch_geometric.utils import to_undirected
 
 from pyg_skeleton import Skeleton
 from pyg_skeleton.nn.conv.dynamic_hcsf_conv import DynamicHCSFConv
@@ -16,32 +16,17 @@ from pyg_skeleton.nn.conv.mshop_conv import MSHopConv
 from pyg_skeleton.nn.topology import DENSE_MAX_NODES
 from pyg_skeleton.transforms.khop import KHopEdges
 
+from _helpers import random_graph, skeleton_graph
+
 pytestmark = pytest.mark.operator
-
-
-def random_graph(n, extra, seed):
-    """A random tree plus ``extra`` random chords: connected."""
-    g = torch.Generator().manual_seed(seed)
-    edges = [[i, int(torch.randint(0, i, (1, ), generator=g))]
-             for i in range(1, n)]
-    for _ in range(extra):
-        i, j = torch.randint(0, n, (2, ), generator=g).tolist()
-        if i != j:
-            edges.append([i, j])
-    return to_undirected(torch.tensor(edges).t(), num_nodes=n), n
-
-
-def skeleton_graph(name):
-    skeleton = Skeleton.preset(name)
-    return skeleton.edge_index, skeleton.num_joints
 
 
 GRAPHS = {
     'h36m17': skeleton_graph('h36m17'),
     'ntu25': skeleton_graph('ntu25'),
-    'random40': random_graph(40, 12, seed=1),
+    'random40': (random_graph(40, 12, seed=1), 40),
     # more nodes than DENSE_MAX_NODES: message passing over stored pairs
-    'random150': random_graph(150, 60, seed=2),
+    'random150': (random_graph(150, 60, seed=2), 150),
 }
 
 
@@ -131,9 +116,9 @@ def make_hcsf(graph, cin=3, cout=8, dtype=torch.float32, seed=0, **kwargs):
 @pytest.mark.parametrize('graph', GRAPHS)
 @pytest.mark.parametrize('hops', [(0, 0), (1, 2), (2, 4)])
 def test_hcsf_matches_dense_reference(graph, hops):
-    s, l = hops
+    S, L = hops
     edge_index, n = GRAPHS[graph]
-    conv = make_hcsf(graph, S=s, L=l, d=0.5)
+    conv = make_hcsf(graph, S=S, L=L, d=0.5)
     x = torch.randn(2, n, 3)
     ref = hcsf_reference(conv, edge_index, x)
     torch.testing.assert_close(conv(x), ref, atol=1e-5, rtol=1e-4)

@@ -6,6 +6,8 @@ commands): cluster for cluster on generated meshes and graphs with many
 ties, on the MakeHuman body and on the MHR levels of detail, plus NumPy
 1.24.4's ``argsort(kind='quicksort')`` on tie-heavy arrays.
 """
+from __future__ import annotations
+
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +23,6 @@ from pyg_skeleton.mesh.coarsening import (
 )
 
 DATA = Path(__file__).resolve().parent / 'data'
-SHARED = Path(__file__).resolve().parents[2] / 'shared'
-MESHES = SHARED / 'data' / 'meshes'
 
 
 def _argsort_cases():
@@ -119,11 +119,9 @@ def test_official_generated(name):
 @pytest.mark.parametrize('name,key', [
     ('makehuman', None), ('mhr_lod3', 'lod3'), ('mhr_lod4', 'lod4'),
     ('mhr_lod5', 'lod5'), ('mhr_lod6', 'lod6')])
-def test_official_meshes(name, key):
-    path = (MESHES / 'makehuman_body.npz' if key is None
-            else MESHES / 'mhr' / 'mhr_lods.npz')
-    if not path.exists():
-        pytest.skip(f'{path} not available (shared data)')
+def test_official_meshes(name, key, shared_data):
+    path = shared_data('meshes/makehuman_body.npz' if key is None
+                       else 'meshes/mhr/mhr_lods.npz')
     if key is None:
         mesh = read_npz(path)
     else:
@@ -136,10 +134,8 @@ def test_official_meshes(name, key):
     _check_against_official(c, z, name)
 
 
-def test_official_makehuman_hgn_levels():
-    path = MESHES / 'makehuman_body.npz'
-    if not path.exists():
-        pytest.skip(f'{path} not available (shared data)')
+def test_official_makehuman_hgn_levels(shared_data):
+    path = shared_data('meshes/makehuman_body.npz')
     mesh = read_npz(path)
     h = MeshHierarchy.from_mesh(mesh, levels=9, padded=True,
                                 method='official')

@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 import json
 import re
 import warnings
@@ -8,10 +10,18 @@ import torch
 
 from pyg_skeleton import Skeleton
 from pyg_skeleton.datasets import synthetic_poses
-from pyg_skeleton.keypoints import (KeypointFormat, Keypoints, get_format, keypoint_formats,
-                                    read_array, read_coco, read_keypoints, read_mediapipe,
-                                    read_openpose)
-from pyg_skeleton.keypoints import readers
+from pyg_skeleton.keypoints import (
+    KeypointFormat,
+    Keypoints,
+    get_format,
+    keypoint_formats,
+    read_array,
+    read_coco,
+    read_keypoints,
+    read_mediapipe,
+    read_openpose,
+    readers,
+)
 
 # Names at a few indices, written from the formats' public definitions
 # (COCO categories, AlphaPose Halpe-26, COCO-WholeBody, MediaPipe's
@@ -280,7 +290,8 @@ def test_from_skeleton():
     src = np.random.default_rng(6).uniform(0, 100, (2, 5, 2))
     out, mask = fmt.convert(src)
     want = {'Hip': src[:, 0], 'LHip': src[:, 1], 'RHip': src[:, 2],
-            'Spine': (src[:, 0] + src[:, 3]) / 2, 'Head': src[:, 3] + 1.5 * (src[:, 4] - src[:, 3]),
+            'Spine': (src[:, 0] + src[:, 3]) / 2,
+            'Head': src[:, 3] + 1.5 * (src[:, 4] - src[:, 3]),
             'Thorax': (src[:, 1] + src[:, 2] + src[:, 3]) / 3}
     for name in H36M:
         j = H36M.index(name)

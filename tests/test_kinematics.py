@@ -1,4 +1,4 @@
-from pathlib import Path
+from __future__ import annotations
 
 import pytest
 import torch
@@ -6,18 +6,9 @@ import torch
 from pyg_skeleton import Skeleton
 from pyg_skeleton.kinematics import KinematicTree, bone_decompose, forward_kinematics
 
-SHARED = Path(__file__).resolve().parents[2] / 'shared'
-BANDAI = SHARED / 'data' / 'mocap' / 'bandai2_h36m17.npz'
+pytestmark = pytest.mark.usefixtures('one_thread')
+
 H36M = Skeleton.preset('h36m17')
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models: one thread is much faster than two on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def random_pose(*shape, n=17, dtype=torch.float64, seed=0):
@@ -71,8 +62,8 @@ def test_normalize_keeps_lengths_and_functional_forms():
     pose = tree(lengths, raw, normalize=True)
     torch.testing.assert_close(tree.decompose(pose)[0], lengths.expand(6, 16))
     pose = random_pose(3)
-    l, d = bone_decompose(pose, H36M.parents)
-    torch.testing.assert_close(forward_kinematics(l, d, H36M.parents), pose)
+    lengths, dirs = bone_decompose(pose, H36M.parents)
+    torch.testing.assert_close(forward_kinematics(lengths, dirs, H36M.parents), pose)
 
 
 def test_validation():
@@ -99,16 +90,15 @@ def test_gradcheck(frame):
     g = torch.Generator().manual_seed(2)
     lengths = (torch.rand(2, 16, dtype=torch.float64, generator=g) + 0.5).requires_grad_()
     dirs = torch.randn(2, 16, 3, dtype=torch.float64, generator=g).requires_grad_()
-    assert torch.autograd.gradcheck(lambda l, d: tree(l, d, normalize=True), (lengths, dirs))
+    assert torch.autograd.gradcheck(lambda b, d: tree(b, d, normalize=True), (lengths, dirs))
     pose = random_pose(2, seed=3).requires_grad_()
     assert torch.autograd.gradcheck(lambda p: tree.decompose(p), (pose,))
 
 
-@pytest.mark.skipif(not BANDAI.exists(), reason='Bandai mocap not found in ../shared')
 @pytest.mark.parametrize('frame', ['camera', 'body'])
-def test_round_trip_bandai(frame):
+def test_round_trip_bandai(frame, shared_data):
     from pyg_skeleton.datasets.bandai import BandaiMocap
-    data = BandaiMocap(BANDAI)
+    data = BandaiMocap(shared_data('mocap/bandai2_h36m17.npz'))
     pose = torch.tensor(data.positions[::97], dtype=torch.float64)
     pose = pose - pose[:, :1]
     tree = KinematicTree.from_skeleton(H36M, frame)

@@ -1,6 +1,7 @@
+from __future__ import annotations
+
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,8 +24,7 @@ from pyg_skeleton.lifter import (
     pretrained_lifters,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / 'shared' / 'data' / 'mocap' / 'cmu'
+from _helpers import ROOT, SHARED_DATA
 
 
 @pytest.fixture(scope='module')
@@ -70,19 +70,19 @@ def test_builtin_motion_ships_its_acknowledgement():
     assert CMU_ACKNOWLEDGEMENT in (ROOT / 'NOTICE').read_text()
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason='needs ../shared/data/mocap/cmu (the CMU data)')
-def test_builtin_motion_rebuilds_from_shared():
+def test_builtin_motion_rebuilds_from_shared(shared_data):
+    cmu = shared_data('mocap/cmu')
     import importlib.util
     spec = importlib.util.spec_from_file_location('build', ROOT / 'scripts' /
                                                   'build_builtin_motion.py')
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
-    fresh = build.build(ROOT.parent / 'shared')
+    fresh = build.build(SHARED_DATA.parent)
     with np.load(BUILTIN_MOTION_PATH, allow_pickle=False) as z:
         for k in ('positions_mm', 'sequence', 'valid', 'seq_names', 'seq_split'):
             assert np.array_equal(z[k], fresh[k]), k
         # int16 millimetres hold the source to half a millimetre
-        src = np.load(SHARED / 'cmu_bvh_h36m17.npz', allow_pickle=False)['positions']
+        src = np.load(cmu / 'cmu_bvh_h36m17.npz', allow_pickle=False)['positions']
         assert np.abs(z['positions_mm'][-len(src):] / 1000.0 - src).max() <= 0.0005 + 1e-7
 
 

@@ -1,10 +1,21 @@
+from __future__ import annotations
+
 import numpy as np
 import pytest
 import torch
 
-from pyg_skeleton.metrics import (MetricAccumulator, auc, group_mean, mpjpe, mpvpe, n_mpjpe,
-                                  p_mpjpe, pck, procrustes_align, scale_align)
-
+from pyg_skeleton.metrics import (
+    MetricAccumulator,
+    auc,
+    group_mean,
+    mpjpe,
+    mpvpe,
+    n_mpjpe,
+    p_mpjpe,
+    pck,
+    procrustes_align,
+    scale_align,
+)
 
 # ---------------------------------------------------------------- references
 

@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 import copy
 import math
 
@@ -7,7 +9,7 @@ from torch.func import functional_call
 
 from pyg_skeleton.nn.non_local import NonLocalBlock
 
-pytestmark = pytest.mark.operator
+pytestmark = [pytest.mark.operator, pytest.mark.usefixtures('one_thread')]
 
 # SemGCN's 16-joint groups (equal sizes) and the 17-joint groups of the
 # weight-sharing fork (one group of three).
@@ -16,17 +18,6 @@ GROUPS16 = [[2, 3], [5, 6], [1, 4], [0, 7], [8, 9], [14, 15], [11, 12],
 GROUPS17 = [[2, 3], [5, 6], [1, 4], [0, 7], [8, 9, 10], [15, 16], [12, 13],
             [11, 14]]
 AFFINITIES = ['concatenation', 'embedded_gaussian']
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """The tensors here are tiny: intra-op threads only add overhead, and on
-    a busy 2-core machine OpenMP contention makes train-mode BatchNorm (and
-    so the float64 gradchecks) orders of magnitude slower."""
-    num_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(num_threads)
 
 
 def num_nodes_of(groups, default=7):

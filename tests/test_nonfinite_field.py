@@ -2,13 +2,24 @@
 layer's receptive field, on the dense small-graph path as on the
 message-passing path (``0 * nan`` in a dense product used to spread it to
 every joint)."""
+from __future__ import annotations
+
 import pytest
 import torch
 
 from pyg_skeleton import Skeleton
-from pyg_skeleton.nn.conv import (ConvStyleConv, FullSharingConv, HCSFConv, KHopConv,
-                                  MixHopSkeletonConv, MSHopConv, NoSharingConv, PostAggConv,
-                                  PreAggConv, SemGraphConv)
+from pyg_skeleton.nn.conv import (
+    ConvStyleConv,
+    FullSharingConv,
+    HCSFConv,
+    KHopConv,
+    MixHopSkeletonConv,
+    MSHopConv,
+    NoSharingConv,
+    PostAggConv,
+    PreAggConv,
+    SemGraphConv,
+)
 from pyg_skeleton.nn.topology import Topology
 from pyg_skeleton.transforms.khop import khop_edges
 

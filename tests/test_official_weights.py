@@ -8,6 +8,8 @@ row softmax; an empty row is therefore uniform over all nodes. They read the
 official parameter layout (names and shapes of the official modules), which
 the tests build at random and save as the official scripts do.
 """
+from __future__ import annotations
+
 import math
 import pickle
 

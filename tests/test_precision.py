@@ -7,36 +7,28 @@ a dense matrix written here; half precision keeps about three significant
 digits, so outputs and gradients are compared relative to their largest
 entry.
 """
+from __future__ import annotations
+
 import copy
 
 import pytest
 import torch
-
 from torch_geometric.data import Batch, Data
-from torch_geometric.utils import to_undirected
 
-from pyg_skeleton import Skeleton
-from pyg_skeleton.nn import (
-    HGN,
-    ConvStyleConv,
-    DynamicHCSFConv,
-    FullSharingConv,
-    HCSFConv,
-    KHopConv,
-    MixHopSkeletonConv,
-    MSHopConv,
-    NonLocalBlock,
-    NoSharingConv,
-    PostAggConv,
-    PreAggConv,
-    SemGCN,
-    SemGraphConv,
-    SkeletalGNN,
-    TemporalSkeletalGNN,
-    Topology,
+from pyg_skeleton.nn import Topology
+
+from _helpers import (
+    H36M17,
+    KERNEL_GRAPHS,
+    KERNEL_OPERATORS,
+    MODELS,
+    build_model,
+    build_operator,
+    disjoint_inputs,
+    first,
+    forward_backward,
+    operator_cases,
 )
-from pyg_skeleton.nn.topology import DENSE_MAX_NODES, TOPOLOGY_DENSE_MAX_NODES
-from pyg_skeleton.transforms import KHopEdges
 
 pytestmark = pytest.mark.operator
 
@@ -46,105 +38,12 @@ HALF = [torch.bfloat16, torch.float16]
 TOL = {torch.bfloat16: 4e-2, torch.float16: 8e-3}
 
 
-def ring(n):
-    i = torch.arange(n)
-    return to_undirected(torch.stack([i, (i + 1) % n]), num_nodes=n)
-
-
-SKELETON = Skeleton.preset('h36m17')
-# name -> (edge_index, num_nodes): a skeleton on the dense paths, a ring
-# above the Topology's dense limit (CSR kernel) and one above the hop
-# operators' dense limit (message passing over hop pairs).
-GRAPHS = {
-    'h36m17': (SKELETON.edge_index, 17),
-    'ring40': (ring(TOPOLOGY_DENSE_MAX_NODES + 8), TOPOLOGY_DENSE_MAX_NODES + 8),
-    'ring136': (ring(DENSE_MAX_NODES + 8), DENSE_MAX_NODES + 8),
-}
-
-OPERATORS = {
-    'SemGraphConv': lambda ei, n: SemGraphConv(8, 6, ei, n),
-    'SemGraphConv-channelwise': lambda ei, n: SemGraphConv(
-        8, 6, ei, n, channelwise=True),
-    'FullSharingConv': lambda ei, n: FullSharingConv(8, 6, ei, n),
-    'PreAggConv': lambda ei, n: PreAggConv(8, 6, ei, n),
-    'PostAggConv': lambda ei, n: PostAggConv(8, 6, ei, n),
-    'ConvStyleConv': lambda ei, n: ConvStyleConv(8, 6, ei, 0, n),
-    'NoSharingConv': lambda ei, n: NoSharingConv(8, 6, ei, n),
-    'HCSFConv': lambda ei, n: HCSFConv(8, 6, ei, n),
-    'DynamicHCSFConv': lambda ei, n: DynamicHCSFConv(8, 6, ei, n, alpha=0.5),
-    'DynamicHCSFConv-hop-rand': lambda ei, n: DynamicHCSFConv(
-        8, 6, ei, n, graph='rand', candidates='hop', alpha=0.5),
-    'KHopConv': lambda ei, n: KHopConv(8, 6, ei, n, k=2),
-    'MixHopSkeletonConv': lambda ei, n: MixHopSkeletonConv(8, 6, ei, n),
-    'MSHopConv': lambda ei, n: MSHopConv(8, 6, ei, n),
-}
-HOP_OPERATORS = {name for name in OPERATORS if 'Hop' in name or 'HCSF' in name}
-
-
-def operator_cases():
-    for name in OPERATORS:
-        for graph in GRAPHS:
-            # The ring of 136 nodes only matters to the hop operators.
-            if graph == 'ring136' and name not in HOP_OPERATORS:
-                continue
-            yield name, graph
-
-
-def build_operator(name, graph):
-    torch.manual_seed(0)
-    ei, n = GRAPHS[graph]
-    module = OPERATORS[name](ei, n)
-    with torch.no_grad():  # trained-like edge weights, not the uniform start
-        for key, p in module.named_parameters():
-            if key in ('logits', 'graph_weight'):
-                p.add_(0.3 * torch.randn_like(p))
-    return module, n
-
-
-MESH_LEVELS = [(ring(48), 48), (ring(96), 96)]
-MODELS = {
-    'SemGCN': lambda: (SemGCN('h36m17', 2, 16, 3, num_layers=1,
-                              non_local=True), (4, 17, 2)),
-    'SkeletalGNN': lambda: (SkeletalGNN('h36m17', 2, hidden_channels=16,
-                                        dynamic=True), (4, 17, 2)),
-    'TemporalSkeletalGNN': lambda: (TemporalSkeletalGNN(
-        SKELETON, hidden_channels=16, dynamic=True, dropout=0.0), (2, 5, 17, 2)),
-    'NonLocalBlock': lambda: (NonLocalBlock(8, groups=SKELETON.groups),
-                              (4, 17, 8)),
-    # Mesh levels above the dense limit: the CSR kernel inside a model.
-    'HGN': lambda: (HGN(SKELETON, MESH_LEVELS,
-                        hidden_channels=16, num_blocks=(1, 1, 1)), (4, 17, 2)),
-}
-
-
-def build_model(name):
-    torch.manual_seed(0)
-    model, shape = MODELS[name]()
-    return model.eval(), torch.randn(shape)
-
-
-def first(out):
-    return out[0] if isinstance(out, (list, tuple)) else out
-
-
 def assert_close_rel(actual, expected, tol, what):
     actual, expected = actual.float(), expected.float()
     scale = expected.abs().max().clamp(min=1e-6)
     err = (actual - expected).abs().max() / scale
     assert torch.isfinite(actual).all(), f'{what}: non-finite values'
     assert err <= tol, f'{what}: relative error {float(err):.3g} > {tol}'
-
-
-def forward_backward(module, x):
-    x = x.detach().requires_grad_()
-    out = first(module(x))
-    # A fixed, non-uniform output weighting so the gradients are not
-    # dominated by one sum.
-    g = torch.linspace(-1, 1, out.numel()).view(out.shape)
-    (out.float() * g).sum().backward()
-    grads = {k: p.grad for k, p in module.named_parameters()
-             if p.grad is not None}
-    return out, x.grad, grads
 
 
 # ------------------------------------------------------------ CSR kernel
@@ -160,7 +59,7 @@ def dense_adjacency(topology, value):
 
 @pytest.mark.parametrize('dtype', HALF)
 def test_csr_aggregate_half_precision(dtype):
-    ei, n = GRAPHS['ring40']
+    ei, n = KERNEL_GRAPHS['ring40']
     topo = Topology(ei, n)
     torch.manual_seed(0)
     value = torch.rand(topo.num_edges)
@@ -186,7 +85,7 @@ def test_csr_aggregate_half_precision(dtype):
 def test_csr_aggregate_pair_half_precision(dtype):
     """The pair product with the linear map inside the kernel, and its
     recomputing backward."""
-    ei, n = GRAPHS['ring40']
+    ei, n = KERNEL_GRAPHS['ring40']
     topo = Topology(ei, n)
     torch.manual_seed(0)
     alpha = torch.rand(topo.num_slots)
@@ -219,7 +118,7 @@ def test_csr_autocast_mixed_dtypes():
     features: the kernel computes in float32 and returns autocast's dtype,
     as a dense product would (this raised 'expected m1 and m2 to have the
     same dtype' in HGN)."""
-    ei, n = GRAPHS['ring40']
+    ei, n = KERNEL_GRAPHS['ring40']
     topo = Topology(ei, n)
     torch.manual_seed(0)
     alpha = torch.rand(topo.num_slots, requires_grad=True)
@@ -273,26 +172,12 @@ def test_operator_autocast(name, graph):
         assert_close_rel(grads[key], ref_grads[key], tol, f'grad of {key}')
 
 
-def disjoint_inputs(name, n, x):
-    """A disjoint batch of the samples of x: the operator's
-    (x, edge_index[, khop_distance])."""
-    ei = GRAPHS[next(g for g in GRAPHS if GRAPHS[g][1] == n)][0]
-    if name in HOP_OPERATORS:
-        data = KHopEdges(3)(Data(edge_index=ei, num_nodes=n))
-        batch = Batch.from_data_list([data] * x.size(0))
-        return x.reshape(-1, x.size(-1)), batch.khop_edge_index, \
-            batch.khop_distance
-    batch = Batch.from_data_list([Data(edge_index=ei, num_nodes=n)] *
-                                 x.size(0))
-    return x.reshape(-1, x.size(-1)), batch.edge_index
-
-
 @pytest.mark.parametrize('dtype', [torch.bfloat16])
 @pytest.mark.parametrize('name,graph', list(operator_cases()))
 def test_operator_half_disjoint_batch(name, graph, dtype):
     module, n = build_operator(name, graph)
     x = torch.randn(2, n, 8)
-    inputs = disjoint_inputs(name, n, x)
+    inputs = disjoint_inputs(name, graph, x)
     ref = module(*inputs)
     half = copy.deepcopy(module).to(dtype)
     out = half(inputs[0].to(dtype), *inputs[1:])
@@ -307,7 +192,7 @@ def test_operator_meta_device(name, graph):
     module, n = build_operator(name, graph)
     x = torch.randn(2, n, 8)
     ref = module(x)
-    inputs = disjoint_inputs(name, n, x)
+    inputs = disjoint_inputs(name, graph, x)
     ref_disjoint = module(*inputs)
     meta = copy.deepcopy(module).to('meta')
     xm = x.to('meta').requires_grad_()
@@ -355,7 +240,7 @@ def test_model_meta_device(name):
 
 def test_semgcn_meta_disjoint_batch():
     model, x = build_model('SemGCN')
-    batch = Batch.from_data_list([Data(edge_index=SKELETON.edge_index,
+    batch = Batch.from_data_list([Data(edge_index=H36M17.edge_index,
                                        num_nodes=17)] * x.size(0))
     flat = x.reshape(-1, 2)
     ref = model(flat, batch.edge_index, batch.batch)
@@ -365,17 +250,17 @@ def test_semgcn_meta_disjoint_batch():
     assert out.device.type == 'meta' and out.shape == ref.shape
 
 
-@pytest.mark.parametrize('name', list(OPERATORS) + list(MODELS))
+@pytest.mark.parametrize('name', list(KERNEL_OPERATORS) + list(MODELS))
 def test_construct_on_meta_device(name):
     """Built under 'with torch.device("meta")': the graph structures are
     computed on the CPU, then every parameter and buffer is on the meta
     device, and the module infers its output shape."""
-    if name in OPERATORS:
-        ei, n = GRAPHS['ring40']
-        ref = OPERATORS[name](ei, n)
+    if name in KERNEL_OPERATORS:
+        ei, n = KERNEL_GRAPHS['ring40']
+        ref = KERNEL_OPERATORS[name](ei, n)
         x = torch.randn(2, n, 8)
         with torch.device('meta'):
-            module = OPERATORS[name](ei, n)
+            module = KERNEL_OPERATORS[name](ei, n)
     else:
         ref, x = build_model(name)
         with torch.device('meta'):

@@ -1,6 +1,8 @@
 """The pieces of ``benchmarks/run_accuracy.py`` that decide reported numbers:
 input perturbations, clip rendering, the paper-ordering statistic and the
 parameter-budget width search."""
+from __future__ import annotations
+
 import sys
 from pathlib import Path
 

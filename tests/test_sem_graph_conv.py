@@ -1,15 +1,17 @@
+from __future__ import annotations
+
 import math
 
 import pytest
 import torch
-
 from torch_geometric.data import Batch, Data
 from torch_geometric.typing import WITH_TORCH_SPARSE
 from torch_geometric.utils import to_undirected
 
-from pyg_skeleton.nn import SemGraphConv
-from pyg_skeleton.nn import topology
+from pyg_skeleton.nn import SemGraphConv, topology
 from pyg_skeleton.nn.topology import TOPOLOGY_DENSE_MAX_NODES
+
+from _helpers import random_graph
 
 pytestmark = pytest.mark.operator
 
@@ -19,20 +21,6 @@ H36M17_PARENTS = [-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15]
 def tree_edge_index(parents):
     edges = [[c, p] for c, p in enumerate(parents) if p >= 0]
     return to_undirected(torch.tensor(edges).t(), num_nodes=len(parents))
-
-
-def random_graph(n, extra, seed):
-    """A random tree plus ``extra`` random chords: connected, any degree."""
-    g = torch.Generator().manual_seed(seed)
-    parents = [-1] + [int(torch.randint(0, i, (1, ), generator=g))
-                      for i in range(1, n)]
-    edges = [[c, p] for c, p in enumerate(parents) if p >= 0]
-    for _ in range(extra):
-        i, j = torch.randint(0, n, (2, ), generator=g).tolist()
-        if i != j:
-            edges.append([i, j])
-    ei = torch.tensor(edges).t()
-    return to_undirected(ei, num_nodes=n), n
 
 
 def dense_reference(conv, x, edge_index=None):
@@ -78,9 +66,9 @@ def make_conv(edge_index, n, cin=5, cout=7, channelwise=False, seed=0,
 
 GRAPHS = {
     'h36m17': (tree_edge_index(H36M17_PARENTS), 17),
-    'random30': random_graph(30, 15, seed=1),
+    'random30': (random_graph(30, 15, seed=1), 30),
     # more nodes than TOPOLOGY_DENSE_MAX_NODES: the sparse CSR kernel
-    'random300': random_graph(300, 200, seed=2),
+    'random300': (random_graph(300, 200, seed=2), 300),
 }
 
 
@@ -341,7 +329,8 @@ def test_sparse_kernel_gradients_match_dense_reference():
 def test_sparse_kernel_with_frozen_inputs(frozen):
     # The kernel's backward skips what needs no gradient: every remaining
     # gradient must still match, with and without a bias.
-    edge_index, n = random_graph(40, 20, seed=2)
+    n = 40
+    edge_index = random_graph(n, 20, seed=2)
     assert n > TOPOLOGY_DENSE_MAX_NODES
     for bias in [True, False]:
         conv = make_conv(edge_index, n, dtype=torch.float64, bias=bias)

@@ -1,7 +1,8 @@
+from __future__ import annotations
+
 import pytest
 import torch
-
-from torch_geometric.data import Batch, Data
+from torch_geometric.data import Batch
 
 from pyg_skeleton import Skeleton
 from pyg_skeleton.nn import SemGCN, SemGCNLoss, SemGraphConv

@@ -1,6 +1,7 @@
+from __future__ import annotations
+
 import pytest
 import torch
-
 from torch_geometric.data import Batch
 
 from pyg_skeleton import Skeleton

@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 import os
 import pickle
 import sys
@@ -8,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from pyg_skeleton.mesh import MeshHierarchy, read_mesh, read_npz
 from pyg_skeleton.cli import main
+from pyg_skeleton.mesh import MeshHierarchy, read_mesh, read_npz
 from pyg_skeleton.mesh.smpl import (
     ChumpyStub,
     SparseMatrixStub,
@@ -194,8 +196,6 @@ def test_claimed_sizes_are_checked_before_allocating(tmp_path, fake_chumpy):
 # ------------------------------------------- the SMPL path to HGN's graphs
 
 DATA = Path(__file__).resolve().parent / 'data'
-MAKEHUMAN = (Path(__file__).resolve().parents[2] / 'shared' / 'data' /
-             'meshes' / 'makehuman_body.npz')
 
 
 def write_smpl_layout(path, vertices, faces, Ch):
@@ -305,10 +305,8 @@ def test_coarsen_cli_reads_smpl_without_keys(tmp_path, fake_chumpy, capsys):
     assert '4 vertices, 4 faces' in capsys.readouterr().out
 
 
-def test_hgn_hierarchy_of_makehuman_as_smpl(tmp_path, fake_chumpy):
-    if not MAKEHUMAN.exists():
-        pytest.skip(f'{MAKEHUMAN} not available (shared data)')
-    mesh = read_npz(MAKEHUMAN)
+def test_hgn_hierarchy_of_makehuman_as_smpl(tmp_path, fake_chumpy, shared_data):
+    mesh = read_npz(shared_data('meshes/makehuman_body.npz'))
     write_smpl_layout(tmp_path / 'body.pkl', mesh.vertices.numpy(),
                       mesh.faces.numpy(), fake_chumpy)
     h = MeshHierarchy.hgn(tmp_path / 'body.pkl')

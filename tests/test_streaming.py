@@ -1,6 +1,8 @@
 """Streaming inference (pyg_skeleton.inference.Stream): frame by frame equal
 to the offline batch for single-frame models and lifters, and to the model
 run on each causal window for temporal models."""
+from __future__ import annotations
+
 import numpy as np
 import pytest
 import torch

@@ -1,5 +1,7 @@
 """Synthetic poses on several skeletons, checked with independent NumPy
 geometry on the generated positions."""
+from __future__ import annotations
+
 import json
 from pathlib import Path
 
@@ -8,9 +10,14 @@ import pytest
 
 from pyg_skeleton import Skeleton
 from pyg_skeleton.datasets import load_lifting
-from pyg_skeleton.datasets.synthetic import (BODY_SCALE_CLIP, BONE_SCALE_CLIP,
-                                             SYNTHETIC_SKELETONS, body_parents, synthetic_body,
-                                             synthetic_poses)
+from pyg_skeleton.datasets.synthetic import (
+    BODY_SCALE_CLIP,
+    BONE_SCALE_CLIP,
+    SYNTHETIC_SKELETONS,
+    body_parents,
+    synthetic_body,
+    synthetic_poses,
+)
 
 TABLE = json.loads((Path(__file__).resolve().parents[1] / 'pyg_skeleton' / 'data'
                     / 'synthetic_bodies.json').read_text())['bodies']

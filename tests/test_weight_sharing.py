@@ -1,9 +1,10 @@
+from __future__ import annotations
+
 import math
 
 import networkx as nx
 import pytest
 import torch
-
 from torch_geometric.data import Batch, Data
 from torch_geometric.utils import to_undirected
 
@@ -19,6 +20,8 @@ from pyg_skeleton.nn import (
 )
 from pyg_skeleton.nn.models.semgcn import GRAPH_CONVS
 from pyg_skeleton.nn.topology import TOPOLOGY_DENSE_MAX_NODES
+
+from _helpers import random_graph
 
 pytestmark = pytest.mark.operator
 
@@ -36,18 +39,6 @@ VARIANTS = {
     'conv_style': (ConvStyleConv, {}),
     'no_sharing': (NoSharingConv, {}),
 }
-
-
-def random_graph(n, extra, seed):
-    """A random tree plus ``extra`` random chords (so cycles, any degree)."""
-    g = torch.Generator().manual_seed(seed)
-    edges = [[i, int(torch.randint(0, i, (1, ), generator=g))]
-             for i in range(1, n)]
-    for _ in range(extra):
-        i, j = torch.randint(0, n, (2, ), generator=g).tolist()
-        if i != j:
-            edges.append([i, j])
-    return to_undirected(torch.tensor(edges).t(), num_nodes=n)
 
 
 # name -> (edge_index, num_nodes, centre)

@@ -70,11 +70,35 @@ DENSE_MAX_NODES = 128
 #: were within run-to-run noise on 17- to 25-joint skeletons.
 TOPOLOGY_DENSE_MAX_NODES = 32
 
-# The CSR kernels below are used only with patterns built here, which are
-# valid by construction; PyTorch warns on every first use that CSR support is
-# in beta, which says nothing to our users.
-warnings.filterwarnings('ignore', message='Sparse CSR tensor support is in '
-                        'beta state')
+#: Whether a CSR tensor was built here yet (see :func:`_csr_tensor`).
+_CSR_BUILT = False
+
+
+def _csr_tensor(crow: Tensor, col: Tensor, value: Tensor,
+                size: tuple[int, int]) -> Tensor:
+    r"""The CSR tensor of a pattern built here, on the values' device
+    (without one, the default device is used)."""
+    global _CSR_BUILT
+
+    def build() -> Tensor:
+        return torch.sparse_csr_tensor(crow, col, value, size,
+                                       device=value.device,
+                                       check_invariants=False)
+
+    if _CSR_BUILT:
+        return build()
+    # PyTorch warns on the first CSR construction of a process that CSR
+    # support is in beta, which says nothing to our users (the patterns are
+    # valid by construction). Silenced for that construction only: the
+    # process's filters stay as they are, and later calls pay nothing (a
+    # catch_warnings on every call shows in the time of a one-pose forward,
+    # and is not thread-safe).
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='Sparse CSR tensor support '
+                                'is in beta state')
+        adj = build()
+    _CSR_BUILT = True
+    return adj
 
 
 _VALIDATION = True
@@ -326,10 +350,7 @@ class _CSRMatmul(torch.autograd.Function):
                 crow_t: Tensor, col_t: Tensor, perm_t: Tensor) -> Tensor:
         x = x.contiguous()
         size = (crow.numel() - 1, crow_t.numel() - 1)
-        # On the operands' device: without one, the default device is used.
-        adj = torch.sparse_csr_tensor(crow, col, value, size,
-                                      device=value.device,
-                                      check_invariants=False)
+        adj = _csr_tensor(crow, col, value, size)
         h = _Features(x, weight, size[1])
         out = x.new_empty(x.size(0), size[0], h.channels)
         # beta=0 lets the kernel write into the slice: mm(..., out=) with a
@@ -351,13 +372,9 @@ class _CSRMatmul(torch.autograd.Function):
         h = _Features(x, weight, size[1])
         grad_value = grad_x = grad_weight = grad_bias = None
         if need_value:
-            acc = torch.sparse_csr_tensor(crow, col, torch.zeros_like(value),
-                                          size, device=value.device,
-                                          check_invariants=False)
+            acc = _csr_tensor(crow, col, torch.zeros_like(value), size)
         if need_x or need_weight:
-            adj_t = torch.sparse_csr_tensor(crow_t, col_t, value[perm_t],
-                                            size[::-1], device=value.device,
-                                            check_invariants=False)
+            adj_t = _csr_tensor(crow_t, col_t, value[perm_t], size[::-1])
             grad_x = torch.empty_like(x) if need_x else None
             if weight is None:
                 grad_h = grad_x

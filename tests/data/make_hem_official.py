@@ -7,8 +7,14 @@ Run (NumPy 1.24.4, SciPy 1.11.4, Python 3.11):
     python make_hem_fixtures.py OFFICIAL_DIR SHARED_MESHES OUT_DIR
 OFFICIAL_DIR holds the two official files, unchanged; np.bool (removed in
 NumPy 1.24) is set to bool and torch stubbed before they are imported."""
-import contextlib, io, sys, types
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+import types
 from pathlib import Path
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import Delaunay
@@ -56,7 +62,10 @@ def torus_faces(m, k):
 def uv_sphere_faces(lat, lon):
     # poles 0 and 1, rings of lon vertices
     f = []
-    ring = lambda i, j: 2 + i * lon + j % lon
+
+    def ring(i, j):
+        return 2 + i * lon + j % lon
+
     for j in range(lon):
         f.append([0, ring(0, j), ring(0, j + 1)])
         f.append([1, ring(lat - 1, j + 1), ring(lat - 1, j)])

@@ -11,6 +11,8 @@ inputs with McIlroy's "killer adversary" run against the package's
 introsort port, which drive the quicksort past its depth limit into the
 heapsort fallback. The second (NumPy 1.24.4) stores NumPy's own argsort of
 every array."""
+from __future__ import annotations
+
 import sys
 
 import numpy as np
