@@ -19,10 +19,9 @@ AFFINITIES = ('concatenation', 'embedded_gaussian')
 
 # Once the affinity of one graph has more than DENSE_MAX_KEYS ** 2 entries
 # (N K), the concatenation affinity is evaluated by sorting the keys (exact,
-# O((N + K) log K)) instead of through the dense [B, N, K] affinity: forward
-# and backward on one CPU thread (B = 8, F = 64) the two take the same time
-# at about N = K = 200, and the sorted form is 2.4x faster at 512, 8x at
-# 1,048, and 1.7x at N = 13,380 with K = 159 pooled keys.
+# O((N + K) log K)) instead of through the dense [B, N, K] affinity: the
+# two take the same time at about this size, and the sorted form pulls ahead
+# as the graph grows (timings in docs/design_notes.rst).
 DENSE_MAX_KEYS = 256
 
 # The embedded Gaussian is evaluated over blocks of queries, recomputed in
@@ -311,10 +310,9 @@ class NonLocalBlock(NoTorchScript, torch.nn.Module):
             self.num_nodes = sum(len(group) for group in self.groups)
             # Groups as rows of a [K, S] table of node indices, shorter
             # groups padded with their first node and masked out, so that
-            # pooling is one gather and one max (a scatter-max over a
-            # group-id vector took 4x as long forward and 2.4x as long
-            # forward and backward on one CPU thread, with identical
-            # results).
+            # pooling is one gather and one max (faster than a scatter-max
+            # over a group-id vector, with identical results; timings in
+            # docs/design_notes.rst).
             size = max(len(group) for group in self.groups)
             slots = torch.tensor([group + group[:1] * (size - len(group))
                                   for group in self.groups])

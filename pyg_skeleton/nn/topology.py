@@ -64,10 +64,9 @@ DENSE_MAX_NODES = 128
 #: :class:`Topology` aggregates over graphs with at most this many nodes
 #: with a dense matrix product, over larger ones with a sparse CSR product.
 #: Its graphs are one-hop, about five slots per node on skeletons and body
-#: meshes: on one CPU thread at B = 64, C = 128 (forward + backward of
-#: :meth:`Topology.aggregate_pair`) the CSR product was 2.4x faster than
-#: the dense one on a 48-node HEM level and 3x on a 96-node one, and the two
-#: were within run-to-run noise on 17- to 25-joint skeletons.
+#: meshes: the two products take the same time on skeletons, and the CSR
+#: product wins from the first HEM levels on (timings in
+#: ``docs/design_notes.rst``).
 TOPOLOGY_DENSE_MAX_NODES = 32
 
 #: Whether a CSR tensor was built here yet (see :func:`_csr_tensor`).

@@ -93,8 +93,9 @@ class NodeMap(torch.nn.Module):
         if x.dim() == 2:
             out = self.weight @ x
             return out if self.bias is None else out + self.bias.unsqueeze(-1)
-        # bmm with the matrix expanded over the batch is 1.3-1.8x faster
-        # than a broadcasting matmul, which copies x to make one product.
+        # bmm with the matrix expanded over the batch, not a broadcasting
+        # matmul, which copies x to make one product (timings in
+        # docs/design_notes.rst).
         x3 = x.reshape(-1, self.in_nodes, x.size(-1))
         weight = self.weight.expand(x3.size(0), -1, -1)
         if self.bias is None:
