@@ -12,6 +12,8 @@ and inputs under ``with torch.device(DEVICE)`` (graphs read from files stay
 on the CPU until an operator takes them), child processes inherit it, and
 the results header records it.
 """
+from __future__ import annotations
+
 import json
 import os
 import platform
@@ -23,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 import torch_geometric.typing as pyg_typing
 from torch_geometric.utils import to_undirected
 

@@ -9,6 +9,8 @@ and a grid numbered in concentric rings).
 Writes benchmarks/results/coarsening.md (with --numbering-only, only its
 "Vertex numbering" section is measured and replaced).
 """
+from __future__ import annotations
+
 import argparse
 import os
 import statistics
@@ -17,11 +19,19 @@ import time
 import numpy as np
 import torch
 
-import _common as common
-from _common import (RESULTS, SHARED, MAKEHUMAN, environment,
-                     markdown_table, peak_memory_since, reset_peak_memory,
-                     write_report)
 from pyg_skeleton.mesh import MeshHierarchy, faces_to_edge_index, hem_coarsen
+
+import _common as common
+from _common import (
+    MAKEHUMAN,
+    RESULTS,
+    SHARED,
+    environment,
+    markdown_table,
+    peak_memory_since,
+    reset_peak_memory,
+    write_report,
+)
 
 MHR = SHARED / 'data' / 'meshes' / 'mhr' / 'mhr_lods.npz'
 MAX_NODES = 49

@@ -21,11 +21,12 @@ S=5, L=7, d=1/8.
 Usage: ``python benchmarks/bench_hcsf.py [--quick]``. Writes
 ``benchmarks/results/hcsf_{with,without}_torch_sparse.md``.
 """
+from __future__ import annotations
+
 import argparse
 import sys
 
 import torch
-
 from torch_geometric.data import Batch
 
 from pyg_skeleton import Skeleton

@@ -38,6 +38,8 @@ Writes ``benchmarks/results/latency.md``.
 
     python benchmarks/bench_latency.py [--quick] [--threads 1 2] [--batches 1 8 64]
 """
+from __future__ import annotations
+
 import argparse
 import json
 import statistics
@@ -50,14 +52,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import child_json, environment, markdown_table, write_report  # noqa: E402
-
 from pyg_skeleton import validation  # noqa: E402
 from pyg_skeleton.export import export_onnx  # noqa: E402
 from pyg_skeleton.lifter import PRETRAINED_DIR, Lifter  # noqa: E402
 from pyg_skeleton.nn import SemGCN  # noqa: E402
-from pyg_skeleton.skeleton import Skeleton  # noqa: E402
 
+from _common import child_json, environment, markdown_table, write_report  # noqa: E402
 
 # ---------------------------------------------------------- the dense model
 
@@ -144,6 +144,7 @@ def products_only(model: SemGCN):
     norm, ReLU or residual sum)."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
+
     from pyg_skeleton.nn import SemGraphConv
     convs = [m for m in model.modules() if isinstance(m, SemGraphConv)]
     nodes, inits, inputs, outputs = [], [], {}, []
@@ -309,7 +310,8 @@ def main():
         body += [f"Dense model check: max difference to SemGCN {res['dense_check']:.2g}.", '']
     env = environment()
     print(json.dumps(env))
-    path = write_report('latency', 'Lifting latency: eager, compiled, onnxruntime', '\n'.join(body))
+    path = write_report('latency', 'Lifting latency: eager, compiled, onnxruntime',
+                        '\n'.join(body))
     print(path.read_text())
 
 

@@ -37,6 +37,8 @@ Usage: ``python benchmarks/bench_operators.py [--quick]``. Writes
 follows ``torch_geometric.typing.WITH_TORCH_SPARSE``; run it once in an
 environment without torch-sparse for the other file).
 """
+from __future__ import annotations
+
 import argparse
 import ctypes
 import json
@@ -51,16 +53,26 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as common  # noqa: E402
 from bench_sem_graph_conv import DenseSemGraphConv  # noqa: E402
 from bench_weight_sharing import DenseWeightSharing  # noqa: E402
 
 from pyg_skeleton import Skeleton  # noqa: E402
 from pyg_skeleton.nn import NonLocalBlock  # noqa: E402
 from pyg_skeleton.nn.conv import (  # noqa: E402
-    ConvStyleConv, DynamicHCSFConv, FullSharingConv, HCSFConv, KHopConv,
-    MixHopSkeletonConv, MSHopConv, NoSharingConv, PostAggConv, PreAggConv,
-    SemGraphConv)
+    ConvStyleConv,
+    DynamicHCSFConv,
+    FullSharingConv,
+    HCSFConv,
+    KHopConv,
+    MixHopSkeletonConv,
+    MSHopConv,
+    NoSharingConv,
+    PostAggConv,
+    PreAggConv,
+    SemGraphConv,
+)
+
+import _common as common  # noqa: E402
 
 MHR = common.SHARED / 'data' / 'meshes' / 'mhr' / 'mhr_lods.npz'
 GiB = 2**30

@@ -33,6 +33,8 @@ and two of its HEM levels, one round; ``--ops 'A;B'`` picks operators).
 Writes
 ``benchmarks/results/scaling.md`` and ``scaling.png``.
 """
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -42,17 +44,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from torch_geometric.utils import remove_self_loops, to_undirected
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as common  # noqa: E402
 import bench_operators as bo  # noqa: E402
 
 from pyg_skeleton import Skeleton  # noqa: E402
 from pyg_skeleton.mesh import MeshHierarchy, hem_coarsen  # noqa: E402
 from pyg_skeleton.nn import HGN, SemGCN  # noqa: E402
 from pyg_skeleton.nn.conv import HCSFConv  # noqa: E402
+
+import _common as common  # noqa: E402
 
 GiB = 2**30
 DENSE_REF = 'SemGraphConv dense (reference)'

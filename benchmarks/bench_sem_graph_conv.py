@@ -18,13 +18,14 @@ mesh (13,380 vertices, 80,268 directed edges; B=8, C=64).
 Usage: ``python benchmarks/bench_sem_graph_conv.py [--quick]``. Writes
 ``benchmarks/results/sem_graph_conv_{with,without}_torch_sparse.md``.
 """
+from __future__ import annotations
+
 import argparse
 import json
 import statistics
 import sys
 
 import torch
-
 from torch_geometric.data import Batch, Data
 from torch_geometric.typing import WITH_TORCH_SPARSE
 

@@ -15,6 +15,8 @@ of the repeats is kept. Writes ``benchmarks/results/training.md``.
 
     python benchmarks/bench_training.py [--quick] [--models a,b]
 """
+from __future__ import annotations
+
 import argparse
 import csv
 import os
@@ -27,12 +29,12 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as common  # noqa: E402
-from _common import markdown_table, write_report  # noqa: E402
-
 from pyg_skeleton import Skeleton  # noqa: E402
 from pyg_skeleton.cli import main as cli_main  # noqa: E402
 from pyg_skeleton.datasets import TensorBatches, load_lifting  # noqa: E402
+
+import _common as common  # noqa: E402
+from _common import markdown_table, write_report  # noqa: E402
 
 
 class DenseSemConv(nn.Module):

@@ -19,12 +19,13 @@ edge weights.
 Usage: ``python benchmarks/bench_weight_sharing.py [--quick] [--threads T]``.
 Writes ``benchmarks/results/weight_sharing_{with,without}_torch_sparse.md``.
 """
+from __future__ import annotations
+
 import argparse
 import statistics
 import sys
 
 import torch
-
 from torch_geometric.data import Batch, Data
 
 from pyg_skeleton import Skeleton

@@ -33,18 +33,36 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import markdown_table, write_report  # noqa: E402
-
 from pyg_skeleton import Skeleton  # noqa: E402
 from pyg_skeleton.datasets.bandai import BandaiMocap  # noqa: E402
 from pyg_skeleton.datasets.camera import (  # noqa: E402
-    CameraRig, look_at_rotation, normalize_screen, project, root_relative)
+    CameraRig,
+    look_at_rotation,
+    normalize_screen,
+    project,
+    root_relative,
+)
 from pyg_skeleton.datasets.synthetic import synthetic_poses  # noqa: E402
 from pyg_skeleton.metrics import mpjpe, p_mpjpe  # noqa: E402
 from pyg_skeleton.nn.models.self_adaptive import (  # noqa: E402
-    MOTION_RELATIONS, POSE_RELATIONS, RELATIONS, LatentLifter, MotionAE, PoseAAE,
-    RelationNet, adapt, adaptation_losses, inplane_rotate, random_inplane_rotate, relation_pair,
-    train_motion_ae, train_pose_aae, train_relation_net, train_source_lifter)
+    POSE_RELATIONS,
+    RELATIONS,
+    LatentLifter,
+    MotionAE,
+    PoseAAE,
+    RelationNet,
+    adapt,
+    adaptation_losses,
+    inplane_rotate,
+    random_inplane_rotate,
+    relation_pair,
+    train_motion_ae,
+    train_pose_aae,
+    train_relation_net,
+    train_source_lifter,
+)
+
+from _common import markdown_table, write_report  # noqa: E402
 
 ATTRIBUTION = (
     "Motion data: Bandai-Namco-Research-Motiondataset-2, © 2022 Bandai Namco Research Inc., "

@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import List
 
 _SKIP = re.compile(r'<(pre|code|script|style|textarea)\b.*?</\1>', re.S | re.I)
 _VAR_KEYWORD = re.compile(r'<strong>\*\*\w+</strong>')
@@ -32,7 +31,7 @@ _OUTPUT_PROBLEMS = [
 ]
 
 
-def check_page(text: str) -> List[str]:
+def check_page(text: str) -> list[str]:
     """The problems of one page, as ``'what: excerpt'`` strings."""
     found = []
     if _MATHJAX.search(text):

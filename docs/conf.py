@@ -12,6 +12,8 @@ and the example notebooks in ``notebooks/`` are executed by myst-nb. Everything
 generated goes under the output folder (``_ext/generated_pages.py``), nothing
 into the checkout; ``python docs/check_html.py OUTPUT`` checks the built pages.
 """
+from __future__ import annotations
+
 import os
 import sys
 from pathlib import Path

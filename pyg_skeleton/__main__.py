@@ -8,6 +8,8 @@ them from a keypoint file as a user would, and trains a small lifter from
 scratch (about a minute on 2 CPU cores; outputs go to a new temporary
 folder unless ``demo --out DIR`` is given; nothing is downloaded).
 """
+from __future__ import annotations
+
 import sys
 
 from pyg_skeleton.cli.main import main

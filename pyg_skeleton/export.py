@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Sequence, Tuple, Union
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -64,7 +65,7 @@ class OnnxExport:
     #: checked runs and outputs.
     max_abs_diff: float
     #: The batch sizes the file was run at.
-    batch_sizes: List[int] = field(default_factory=list)
+    batch_sizes: list[int] = field(default_factory=list)
 
 
 def _is_batched(t: Any) -> bool:
@@ -74,7 +75,7 @@ def _is_batched(t: Any) -> bool:
     return isinstance(t, Tensor) and t.is_floating_point() and t.dim() >= 3
 
 
-def _as_tuple(example_inputs) -> Tuple[Any, ...]:
+def _as_tuple(example_inputs) -> tuple[Any, ...]:
     if isinstance(example_inputs, Tensor):
         return (example_inputs, )
     if not isinstance(example_inputs, (tuple, list)) or not example_inputs:
@@ -83,8 +84,8 @@ def _as_tuple(example_inputs) -> Tuple[Any, ...]:
     return tuple(example_inputs)
 
 
-def _with_batch(inputs: Tuple[Any, ...], batch: int,
-                generator: torch.Generator) -> Tuple[Any, ...]:
+def _with_batch(inputs: tuple[Any, ...], batch: int,
+                generator: torch.Generator) -> tuple[Any, ...]:
     r"""Fresh standard-normal values for every batched input (see
     :func:`_is_batched`), with :obj:`batch` samples; other inputs (an
     :obj:`edge_index`, a single graph's features) are kept."""
@@ -98,7 +99,7 @@ def _with_batch(inputs: Tuple[Any, ...], batch: int,
     return tuple(out)
 
 
-def _dynamic_shapes(inputs: Tuple[Any, ...], dynamic_batch: bool):
+def _dynamic_shapes(inputs: tuple[Any, ...], dynamic_batch: bool):
     if not dynamic_batch:
         return None
     if not any(_is_batched(t) for t in inputs):
@@ -109,8 +110,8 @@ def _dynamic_shapes(inputs: Tuple[Any, ...], dynamic_batch: bool):
     return tuple({0: batch} if _is_batched(t) else None for t in inputs)
 
 
-def _example_for_export(inputs: Tuple[Any, ...],
-                        dynamic_batch: bool) -> Tuple[Any, ...]:
+def _example_for_export(inputs: tuple[Any, ...],
+                        dynamic_batch: bool) -> tuple[Any, ...]:
     # torch.export specialises sizes 0 and 1: a dynamic batch is traced
     # at B = 2 (the exported program still accepts B = 1, which
     # export_onnx checks).
@@ -155,8 +156,8 @@ def export_program(model: torch.nn.Module, example_inputs,
         model.train(was_training)
 
 
-def _check_batch_sizes(inputs: Tuple[Any, ...], dynamic_batch: bool,
-                       batch_sizes: Sequence[int] = None) -> List[int]:
+def _check_batch_sizes(inputs: tuple[Any, ...], dynamic_batch: bool,
+                       batch_sizes: Sequence[int] = None) -> list[int]:
     batched = [t for t in inputs if _is_batched(t)]
     if not batched:
         return [0]  # no batch dimension: run the example's shapes once
@@ -167,7 +168,7 @@ def _check_batch_sizes(inputs: Tuple[Any, ...], dynamic_batch: bool,
     return sorted({b, 1, b + 3}) if dynamic_batch else [b]
 
 
-def verify_onnx(model: torch.nn.Module, path: Union[str, os.PathLike],
+def verify_onnx(model: torch.nn.Module, path: str | os.PathLike,
                 example_inputs, batch_sizes: Sequence[int] = None,
                 atol: float = ATOL, rtol: float = RTOL, seed: int = 0,
                 dynamic_batch: bool = True) -> OnnxExport:
@@ -207,7 +208,7 @@ def verify_onnx(model: torch.nn.Module, path: Union[str, os.PathLike],
         raise RuntimeError(f"{path}: the ONNX graph takes {len(names)} "
                            f"inputs, the model {len(tensors)}")
 
-    def run(fresh: Tuple[Any, ...]) -> List[Tensor]:
+    def run(fresh: tuple[Any, ...]) -> list[Tensor]:
         feed = {
             n: t.detach().cpu().numpy()
             for n, t in zip(names, (t for t in fresh if isinstance(t, Tensor)))
@@ -224,7 +225,7 @@ def verify_program(model: torch.nn.Module,
                    batch_sizes: Sequence[int] = None, atol: float = ATOL,
                    rtol: float = RTOL, seed: int = 0,
                    dynamic_batch: bool = True, name: str = 'the program'
-                   ) -> Tuple[float, List[int]]:
+                   ) -> tuple[float, list[int]]:
     r"""Runs :obj:`program` (of :func:`export_program`) on fresh random
     inputs as :func:`verify_onnx` does, against :obj:`model`.
 
@@ -237,7 +238,7 @@ def verify_program(model: torch.nn.Module,
     """
     module = program.module()
 
-    def run(fresh: Tuple[Any, ...]) -> List[Tensor]:
+    def run(fresh: tuple[Any, ...]) -> list[Tensor]:
         with torch.no_grad():
             return [t for t in tree_leaves(module(*fresh))
                     if isinstance(t, Tensor)]
@@ -248,7 +249,7 @@ def verify_program(model: torch.nn.Module,
 
 
 def _compare(model, run, inputs, name, runtime, batch_sizes, atol, rtol,
-             seed, dynamic_batch) -> Tuple[float, List[int]]:
+             seed, dynamic_batch) -> tuple[float, list[int]]:
     r"""Runs :obj:`run` and :obj:`model` in evaluation mode on fresh inputs
     at each batch size; returns the largest difference and the batch sizes,
     raises a :class:`RuntimeError` naming :obj:`name` beyond the
@@ -308,7 +309,7 @@ def _searchsorted_onnx(sorted_sequence, values, out_int32=False, right=False,
 
 
 def export_onnx(model: torch.nn.Module, example_inputs,
-                path: Union[str, os.PathLike], dynamic_batch: bool = True,
+                path: str | os.PathLike, dynamic_batch: bool = True,
                 opset_version: int = None, verify: bool = True,
                 atol: float = ATOL, rtol: float = RTOL) -> OnnxExport:
     r"""Exports :obj:`model` to an ONNX file with the dynamo exporter

@@ -22,13 +22,13 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 import torch
-
 from torch import Tensor
 
 from pyg_skeleton.lifter import DEFAULT_LIFTER, Lifter
@@ -69,12 +69,12 @@ class LiftResult:
     mask: np.ndarray
     frame: np.ndarray
     person: np.ndarray
-    frame_names: List[str]
-    joint_names: List[str]
+    frame_names: list[str]
+    joint_names: list[str]
     model: str
     source: str
     smoothed: float = 0.0
-    warnings: List[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.poses)
@@ -84,7 +84,7 @@ class LiftResult:
         """At least two frames, at most one person in each."""
         return len(self) > 1 and len(np.unique(self.frame)) == len(self.frame)
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         def row(i):
             p = self.poses[i]
             return {'frame': int(self.frame[i]), 'frame_name': self.frame_names[self.frame[i]],
@@ -99,7 +99,7 @@ class LiftResult:
                 'smoothing_sigma_frames': self.smoothed, 'joint_names': self.joint_names,
                 'poses': [row(i) for i in range(len(self))]}
 
-    def save(self, out: Union[str, Path], plots: bool = True) -> List[Path]:
+    def save(self, out: str | Path, plots: bool = True) -> list[Path]:
         r"""Writes ``poses3d.npz`` and ``poses3d.json`` into the folder
         :obj:`out` (created), and with :obj:`plots` ``lift.png`` (up to 8
         poses: 2D input beside the upright 3D skeleton) and, for a
@@ -122,7 +122,7 @@ class LiftResult:
         name = f'frame {name}' if name.isdigit() else name
         return name if self.is_sequence else f'{name}, person {self.person[i]}'
 
-    def plot(self, out: Union[str, Path]) -> List[Path]:
+    def plot(self, out: str | Path) -> list[Path]:
         """Draws ``lift.png`` (and ``lift.gif`` for a sequence) into :obj:`out`."""
         from pyg_skeleton.files import atomic_output
         from pyg_skeleton.plotting import animate_lifted, plot_lifted
@@ -174,7 +174,7 @@ def gaussian_smooth(poses: np.ndarray, frame: np.ndarray, sigma: float) -> np.nd
     return result.astype(poses.dtype)
 
 
-def load_intrinsics(spec: Union[str, Path, Dict[str, Any]]) -> Dict[str, Any]:
+def load_intrinsics(spec: str | Path | dict[str, Any]) -> dict[str, Any]:
     r"""Camera intrinsics from a JSON file or dict: ``focal_length`` (one
     number or :math:`(f_x, f_y)`, pixels), ``center`` :math:`(c_x, c_y)`
     (default: the image centre) and optionally ``width`` and ``height``.
@@ -208,13 +208,14 @@ def load_intrinsics(spec: Union[str, Path, Dict[str, Any]]) -> Dict[str, Any]:
     for name, v in (('focal_length', f), ('center', c), ('width/height', size)):
         if v is not None and not (np.isfinite(v).all() and (name == 'center' or (v > 0).all())):
             raise ValueError(f"{where}: {name} must be finite"
-                             + ('' if name == 'center' else ' and positive') + f", got {v.tolist()}")
+                             + ('' if name == 'center' else ' and positive')
+                             + f", got {v.tolist()}")
     return {'focal_length': f, 'center': c, 'image_size': size}
 
 
 def _camera_warnings(uv: np.ndarray, mask: np.ndarray, ok: np.ndarray,
-                     intrinsics: Optional[Dict[str, Any]],
-                     image_size: Optional[np.ndarray]) -> List[str]:
+                     intrinsics: dict[str, Any] | None,
+                     image_size: np.ndarray | None) -> list[str]:
     out = []
     both = ok & mask[:, _PELVIS] & mask[:, _THORAX]
     if both.any():
@@ -252,7 +253,7 @@ def _camera_warnings(uv: np.ndarray, mask: np.ndarray, ok: np.ndarray,
     return out
 
 
-def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
+def resolve_device(device: str | torch.device | None) -> torch.device:
     r"""The :class:`torch.device` of :obj:`device` (a name such as
     :obj:`'cpu'`, :obj:`'cuda'` or :obj:`'cuda:1'`, a device, or :obj:`None`
     for the CPU).
@@ -276,12 +277,12 @@ def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
     return device
 
 
-def lift(source: Any, *, format: Optional[str] = None,
-         image_size: Optional[Sequence[float]] = None,
-         intrinsics: Union[str, Path, Dict[str, Any], None] = None,
-         model: Union[str, Lifter] = DEFAULT_LIFTER, checkpoint: Union[str, Path, None] = None,
+def lift(source: Any, *, format: str | None = None,
+         image_size: Sequence[float] | None = None,
+         intrinsics: str | Path | dict[str, Any] | None = None,
+         model: str | Lifter = DEFAULT_LIFTER, checkpoint: str | Path | None = None,
          min_confidence: float = 0.3, smooth: float = 0.0, flip: bool = True,
-         device: Union[str, torch.device, None] = None) -> LiftResult:
+         device: str | torch.device | None = None) -> LiftResult:
     r"""Lifts 2D keypoints to root-relative 3D poses (see the module docs).
 
     Args:
@@ -362,7 +363,7 @@ def lift(source: Any, *, format: Optional[str] = None,
     else:
         lifter, name = Lifter.pretrained(model), model
 
-    messages: List[str] = []
+    messages: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         uv, mask = kp.convert('h36m17', min_confidence=min_confidence)
@@ -449,7 +450,7 @@ class Stream:
 
     def reset(self) -> None:
         r"""Forgets the buffered frames (a new sequence starts)."""
-        self._buffer: Optional[Tensor] = None
+        self._buffer: Tensor | None = None
         self._count = 0
 
     @property

@@ -179,7 +179,8 @@ class KinematicTree(torch.nn.Module):
                       frame_joints: Sequence[int] | None = None, eps: float = 1e-8
                       ) -> KinematicTree:
         r"""Builds the tree of a :class:`~pyg_skeleton.Skeleton` (which must
-        have :attr:`~pyg_skeleton.Skeleton.parents`); its flip pairs give the default body frame."""
+        have :attr:`~pyg_skeleton.Skeleton.parents`); its flip pairs give the default body
+        frame."""
         if skeleton.parents is None:
             raise ValueError("the skeleton has no parents tree")
         return cls(skeleton.parents, frame, frame_joints, skeleton.flip_pairs, eps)
@@ -265,7 +266,8 @@ class KinematicTree(torch.nn.Module):
                 that every output bone has exactly the given length (use this
                 for raw network outputs). (default: :obj:`False`)
             root_positions (torch.Tensor, optional): Positions
-                :obj:`[..., R, 3]` of the roots (in :attr:`Skeleton.roots <pyg_skeleton.Skeleton.roots>` order);
+                :obj:`[..., R, 3]` of the roots (in
+                :attr:`Skeleton.roots <pyg_skeleton.Skeleton.roots>` order);
                 each tree is built from its root. (default: :obj:`None`,
                 every root at the origin)
         """

@@ -25,8 +25,9 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,7 +45,7 @@ PRETRAINED_DIR = Path(__file__).resolve().parent / 'data' / 'pretrained'
 DEFAULT_LIFTER = 'nosharing'
 
 #: Architecture name -> (graph convolution of :data:`GRAPH_CONVS`, default width).
-ARCHITECTURES: Dict[str, Dict[str, Any]] = {
+ARCHITECTURES: dict[str, dict[str, Any]] = {
     'semgcn': {'conv': 'sem', 'hidden_channels': 128},
     # no sharing at SemGCN's parameter count: the most accurate family of
     # benchmarks/results/accuracy_weight_sharing.md
@@ -69,8 +70,8 @@ class Lifter(torch.nn.Module):
         - **output:** :obj:`[*, 17, 3]` metres, camera frame, root at zero
     """
 
-    def __init__(self, arch: str = 'semgcn', hidden_channels: Optional[int] = None,
-                 num_layers: int = 4, card: Optional[Dict[str, Any]] = None):
+    def __init__(self, arch: str = 'semgcn', hidden_channels: int | None = None,
+                 num_layers: int = 4, card: dict[str, Any] | None = None):
         super().__init__()
         from pyg_skeleton.nn.models.semgcn import SemGCN
         if arch not in ARCHITECTURES:
@@ -88,7 +89,7 @@ class Lifter(torch.nn.Module):
         self.skeleton = Skeleton.preset('h36m17')
         self.net = SemGCN(self.skeleton, in_channels=3, hidden_channels=hidden,
                           num_layers=num_layers, conv=ARCHITECTURES[arch]['conv'])
-        self.card: Dict[str, Any] = dict(card or {})
+        self.card: dict[str, Any] = dict(card or {})
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.net(x)
@@ -126,11 +127,11 @@ class Lifter(torch.nn.Module):
 
     # ------------------------------------------------------------- files
 
-    def options(self) -> Dict[str, Any]:
+    def options(self) -> dict[str, Any]:
         return {'arch': self.arch, 'hidden_channels': self.hidden_channels,
                 'num_layers': self.num_layers}
 
-    def save(self, path: Union[str, Path]) -> None:
+    def save(self, path: str | Path) -> None:
         """Writes the lifter (options, weights, card) for :meth:`load`."""
         from pyg_skeleton.files import atomic_save
         atomic_save({'format': LIFTER_FORMAT, 'options': self.options(),
@@ -139,7 +140,7 @@ class Lifter(torch.nn.Module):
                      'card': self.card}, Path(path))
 
     @classmethod
-    def load(cls, path: Union[str, Path]) -> 'Lifter':
+    def load(cls, path: str | Path) -> Lifter:
         r"""Reads a file of :meth:`save` safely (see the module docs).
 
         Raises:
@@ -185,7 +186,7 @@ class Lifter(torch.nn.Module):
         return lifter
 
     @classmethod
-    def pretrained(cls, name: str = DEFAULT_LIFTER) -> 'Lifter':
+    def pretrained(cls, name: str = DEFAULT_LIFTER) -> Lifter:
         """A bundled lifter by name (:func:`pretrained_lifters`)."""
         names = pretrained_lifters()
         if name not in names:
@@ -198,7 +199,7 @@ class Lifter(torch.nn.Module):
                 f"num_layers={self.num_layers}")
 
 
-def pretrained_lifters() -> List[str]:
+def pretrained_lifters() -> list[str]:
     """Names of the bundled lifters."""
     return sorted(p.stem for p in PRETRAINED_DIR.glob('*.pt'))
 
@@ -210,7 +211,7 @@ def _mpjpe_mm(pred: Tensor, y: Tensor) -> Tensor:
 @torch.no_grad()
 def evaluate_lifter(lifter: Lifter, poses: np.ndarray, cameras: WildCameras, seed: int = 0,
                     noise_px: float = 0.0, drop: int = 0, flip: bool = True,
-                    bone_scale: bool = False) -> Dict[str, float]:
+                    bone_scale: bool = False) -> dict[str, float]:
     r"""MPJPE and P-MPJPE (mm) of a lifter on world poses :obj:`[F, 17, 3]`
     seen through one random camera each (seeded), with optional Gaussian
     pixel noise and :obj:`drop` random joints masked per pose."""
@@ -231,9 +232,9 @@ def evaluate_lifter(lifter: Lifter, poses: np.ndarray, cameras: WildCameras, see
 
 def train_lifter(lifter: Lifter, poses: np.ndarray, *, steps: int, batch_size: int = 256,
                  lr: float = 1e-3, final_lr: float = 1e-5, seed: int = 0,
-                 cameras: Optional[WildCameras] = None,
-                 log: Optional[Callable[[str], None]] = print, log_every: int = 500,
-                 validate: Optional[Callable[[Lifter], float]] = None) -> Dict[str, Any]:
+                 cameras: WildCameras | None = None,
+                 log: Callable[[str], None] | None = print, log_every: int = 500,
+                 validate: Callable[[Lifter], float] | None = None) -> dict[str, Any]:
     r"""Trains a lifter on world poses :obj:`[F, 17, 3]` with fresh random
     views every step (:func:`~pyg_skeleton.datasets.wild.render_wild`): Adam,
     a cosine learning rate from :obj:`lr` to :obj:`final_lr`, MPJPE loss.
@@ -254,7 +255,7 @@ def train_lifter(lifter: Lifter, poses: np.ndarray, *, steps: int, batch_size: i
     torch.manual_seed(seed)
     poses = np.asarray(poses, dtype=np.float64)
     opt = torch.optim.Adam(lifter.parameters(), lr=lr)
-    history: List[Dict[str, float]] = []
+    history: list[dict[str, float]] = []
     best = (math.inf, 0, None)
     loss_sum, t0 = 0.0, time.perf_counter()
     lifter.train()

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Dict, Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -60,7 +60,7 @@ def process_group_device() -> torch.device:
     return torch.device('cpu')
 
 
-def _check(pred: Tensor, target: Tensor, mask: Optional[Tensor]) -> Tensor:
+def _check(pred: Tensor, target: Tensor, mask: Tensor | None) -> Tensor:
     if pred.shape != target.shape or pred.dim() < 2:
         raise ValueError(f"expected predicted and target joints of the same shape [..., N, D], "
                          f"got {list(pred.shape)} and {list(target.shape)}")
@@ -136,7 +136,7 @@ def joint_errors(pred: Tensor, target: Tensor) -> Tensor:
     return (pred - target).norm(dim=-1)
 
 
-def mpjpe(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None,
+def mpjpe(pred: Tensor, target: Tensor, mask: Tensor | None = None,
           reduction: str = 'mean') -> Tensor:
     r"""Mean per-joint position error.
 
@@ -159,14 +159,14 @@ def mpjpe(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None,
     return _reduce(joint_errors(pred, target), m, reduction)
 
 
-def mpvpe(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None,
+def mpvpe(pred: Tensor, target: Tensor, mask: Tensor | None = None,
           reduction: str = 'mean') -> Tensor:
     r"""Mean per-vertex position error of meshes :obj:`[..., V, 3]`; the
     same computation as :func:`mpjpe` over vertices."""
     return mpjpe(pred, target, mask, reduction)
 
 
-def procrustes_align(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None,
+def procrustes_align(pred: Tensor, target: Tensor, mask: Tensor | None = None,
                      scale: bool = True) -> Tensor:
     r"""Aligns :obj:`pred` to :obj:`target` with the similarity transform
     :math:`s R p + t` minimising the (masked) squared error, per sample.
@@ -216,7 +216,7 @@ def procrustes_align(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None
     return aligned.to(dtype)
 
 
-def scale_align(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+def scale_align(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
     r"""Rescales :obj:`pred` by the least-squares optimal factor
     :math:`s = \langle p, t \rangle / \langle p, p \rangle` per sample (the
     alignment of N-MPJPE)."""
@@ -226,14 +226,14 @@ def scale_align(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> 
     return pred * (num / den)
 
 
-def p_mpjpe(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None,
+def p_mpjpe(pred: Tensor, target: Tensor, mask: Tensor | None = None,
             reduction: str = 'mean') -> Tensor:
     r"""MPJPE after Procrustes alignment with scale (Protocol #2); see
     :func:`procrustes_align` and :func:`mpjpe` for the arguments."""
     return mpjpe(procrustes_align(pred, target, mask), target, mask, reduction)
 
 
-def n_mpjpe(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None,
+def n_mpjpe(pred: Tensor, target: Tensor, mask: Tensor | None = None,
             reduction: str = 'mean') -> Tensor:
     r"""MPJPE after the optimal scale of the prediction (no rotation or
     translation); see :func:`scale_align`."""
@@ -241,7 +241,7 @@ def n_mpjpe(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None,
 
 
 def pck(pred: Tensor, target: Tensor, threshold: float = 0.15,
-        mask: Optional[Tensor] = None, reduction: str = 'mean') -> Tensor:
+        mask: Tensor | None = None, reduction: str = 'mean') -> Tensor:
     r"""3D percentage of correct keypoints: the fraction of joints within
     :obj:`threshold` (in the unit of the poses; :obj:`0.15` is 150 mm for
     poses in metres). Returns fractions in :math:`[0, 1]`.
@@ -256,7 +256,7 @@ def pck(pred: Tensor, target: Tensor, threshold: float = 0.15,
 
 
 def auc(pred: Tensor, target: Tensor, max_threshold: float = 0.15, num_thresholds: int = 31,
-        mask: Optional[Tensor] = None, reduction: str = 'mean') -> Tensor:
+        mask: Tensor | None = None, reduction: str = 'mean') -> Tensor:
     r"""Area under the PCK curve: the mean of :func:`pck` over
     :obj:`num_thresholds` evenly spaced thresholds from 0 to
     :obj:`max_threshold` (inclusive), as in the MPI-INF-3DHP protocol.
@@ -275,8 +275,8 @@ def auc(pred: Tensor, target: Tensor, max_threshold: float = 0.15, num_threshold
     return _reduce(frac, m, reduction)
 
 
-def group_mean(values: Tensor, labels: Tensor, num_groups: Optional[int] = None,
-               weights: Optional[Tensor] = None) -> Tensor:
+def group_mean(values: Tensor, labels: Tensor, num_groups: int | None = None,
+               weights: Tensor | None = None) -> Tensor:
     r"""Averages per-sample :obj:`values` :obj:`[B]` per integer label
     :obj:`[B]` (e.g. action or content id). Returns :obj:`[num_groups]`,
     :obj:`nan` for groups without samples (or with zero total weight).
@@ -353,8 +353,8 @@ class MetricAccumulator:
         self.group_counts = torch.zeros(max(num_groups, 1), dtype=torch.float64)
 
     @torch.no_grad()
-    def update(self, pred: Tensor, target: Tensor, mask: Optional[Tensor] = None,
-               groups: Optional[Tensor] = None) -> None:
+    def update(self, pred: Tensor, target: Tensor, mask: Tensor | None = None,
+               groups: Tensor | None = None) -> None:
         if pred.shape != target.shape or pred.dim() < 2 or pred.size(-2) != self.num_joints:
             raise ValueError(f"'MetricAccumulator' expects predicted and target joints of the "
                              f"same shape [..., {self.num_joints}, D], got {list(pred.shape)} "
@@ -413,10 +413,10 @@ class MetricAccumulator:
     def _factor(self, name: str) -> float:
         return 100.0 if name in ('pck', 'auc') else self.scale
 
-    def compute(self, group_names: Optional[Sequence[str]] = None) -> Dict[str, object]:
+    def compute(self, group_names: Sequence[str] | None = None) -> dict[str, object]:
         r"""Returns a dict with the overall value of every metric, and
         :obj:`'per_joint'` and :obj:`'per_group'` dicts of lists."""
-        out: Dict[str, object] = {}
+        out: dict[str, object] = {}
         total = self.joint_counts.sum()
         for k, name in enumerate(self.METRICS):
             out[name] = float(_ratio(self.joint_sums[k].sum(), total) * self._factor(name))

@@ -11,8 +11,8 @@ right limbs in red, the trunk in black.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -113,9 +113,9 @@ def _draw_3d(ax, pose, skeleton, truth=None, title: str = '', radius: float = 1.
     ax.set_title(title, fontsize=8)
 
 
-def plot_lifted(uv: np.ndarray, mask: Optional[np.ndarray], poses: np.ndarray, skeleton,
-                path: Union[str, Path], titles: Optional[List[str]] = None,
-                truth: Optional[np.ndarray] = None, suptitle: str = '') -> None:
+def plot_lifted(uv: np.ndarray, mask: np.ndarray | None, poses: np.ndarray, skeleton,
+                path: str | Path, titles: list[str] | None = None,
+                truth: np.ndarray | None = None, suptitle: str = '') -> None:
     r"""One row per sample: the 2D input (pixels, :obj:`[K, N, 2]` with a
     mask :obj:`[K, N]`) beside its 3D pose (:obj:`[K, N, 3]`, camera frame,
     drawn upright), with the ground truth in grey when given. Writes a PNG."""
@@ -144,8 +144,8 @@ def plot_lifted(uv: np.ndarray, mask: Optional[np.ndarray], poses: np.ndarray, s
     plt.close(fig)
 
 
-def animate_lifted(uv: np.ndarray, mask: Optional[np.ndarray], poses: np.ndarray, skeleton,
-                   path: Union[str, Path], fps: float = 15.0, title: str = '',
+def animate_lifted(uv: np.ndarray, mask: np.ndarray | None, poses: np.ndarray, skeleton,
+                   path: str | Path, fps: float = 15.0, title: str = '',
                    max_frames: int = 90) -> None:
     r"""An animated GIF of a sequence: the 2D input beside the upright 3D
     pose, frame by frame (at most :obj:`max_frames`, evenly picked)."""

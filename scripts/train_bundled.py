@@ -28,8 +28,13 @@ import torch
 
 from pyg_skeleton.datasets.builtin import CMU_ACKNOWLEDGEMENT, builtin_motion
 from pyg_skeleton.datasets.wild import BONE_SCALE, WildCameras
-from pyg_skeleton.lifter import ARCHITECTURES, PRETRAINED_DIR, Lifter, evaluate_lifter, \
-    train_lifter
+from pyg_skeleton.lifter import (
+    ARCHITECTURES,
+    PRETRAINED_DIR,
+    Lifter,
+    evaluate_lifter,
+    train_lifter,
+)
 
 STEPS = {'nosharing': 6000, 'semgcn': 3000}
 

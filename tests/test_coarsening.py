@@ -1,9 +1,10 @@
+from __future__ import annotations
+
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
 from torch_geometric.utils import to_undirected
 
 from pyg_skeleton.mesh import (
@@ -343,7 +344,9 @@ def test_save_load(hierarchy, tmp_path):
 
 def test_coarsen_cli(tmp_path, capsys):
     import argparse
+
     import numpy as np
+
     from pyg_skeleton.mesh import coarsen_cli
     faces = grid_faces(8, 9).numpy()
     verts = np.random.default_rng(0).random((72, 3))

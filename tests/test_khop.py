@@ -1,7 +1,8 @@
+from __future__ import annotations
+
 import networkx as nx
 import pytest
 import torch
-
 from torch_geometric.data import Batch, Data
 from torch_geometric.utils import to_undirected
 

@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 import struct
 import sys
 from pathlib import Path
@@ -7,7 +9,7 @@ import pytest
 import torch
 
 from pyg_skeleton.mesh import (
-    Mesh,
+    builtin,
     check_mesh,
     connected_components,
     faces_to_edge_index,
@@ -18,7 +20,6 @@ from pyg_skeleton.mesh import (
     read_ply,
     split_quads,
 )
-from pyg_skeleton.mesh import builtin
 
 SHARED = Path(__file__).resolve().parents[2] / 'shared'
 MAKEHUMAN = SHARED / 'data' / 'meshes' / 'makehuman_body.npz'

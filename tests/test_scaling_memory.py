@@ -2,6 +2,8 @@
 (issue 25): no [B, N, N] affinity, no dense cross-scale map that is not used,
 no per-pair message tensor of the far hops. The size of every tensor an
 operation creates is recorded with a dispatch mode, forward and backward."""
+from __future__ import annotations
+
 import re
 
 import pytest

@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 import math
 
 import numpy as np
@@ -8,10 +10,29 @@ from pyg_skeleton import Skeleton
 from pyg_skeleton.datasets.camera import normalize_screen, project
 from pyg_skeleton.datasets.synthetic import synthetic_poses
 from pyg_skeleton.nn.models.self_adaptive import (
-    RELATIONS, LatentLifter, MotionAE, PoseAAE, RelationNet, adapt, adaptation_losses,
-    contrastive_loss, flip_backward, flip_inplane, inplane_rotate, mirror, random_inplane_rotate,
-    relation_pair, reverse_time, slow_backward, temporal_contrastive_loss, temporal_resample,
-    train_motion_ae, train_pose_aae, train_relation_net, train_source_lifter)
+    RELATIONS,
+    LatentLifter,
+    MotionAE,
+    PoseAAE,
+    RelationNet,
+    adapt,
+    adaptation_losses,
+    contrastive_loss,
+    flip_backward,
+    flip_inplane,
+    inplane_rotate,
+    mirror,
+    random_inplane_rotate,
+    relation_pair,
+    reverse_time,
+    slow_backward,
+    temporal_contrastive_loss,
+    temporal_resample,
+    train_motion_ae,
+    train_pose_aae,
+    train_relation_net,
+    train_source_lifter,
+)
 
 H36M = Skeleton.preset('h36m17')
 

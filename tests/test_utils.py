@@ -1,5 +1,7 @@
 r"""``pyg_skeleton.utils``: each graph algorithm against networkx or a naive
 loop, and the validators' one-line errors."""
+from __future__ import annotations
+
 import networkx as nx
 import pytest
 import torch

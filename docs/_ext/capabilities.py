@@ -39,18 +39,18 @@ import json
 import os
 import re
 import sys
-import traceback
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any
 
 YES, NO, NA = 'yes', 'no', '--'
 B, T, C_IN, C_OUT = 3, 5, 4, 8
-EDGE_PARAM = re.compile(r'(^|\.)(logits?|edge_weights?|graph_weights?|alpha|graph|adj\w*|mask)$', re.I)
+EDGE_PARAM = re.compile(
+    r'(^|\.)(logits?|edge_weights?|graph_weights?|alpha|graph|adj\w*|mask)$', re.I)
 
 # name -> (call style, constructor kwargs beyond (in, out, edge_index)).
 # Call styles: 'edge' (conv(x, edge_index)), 'khop' (conv(x, khop_edge_index,
 # khop_distance)), 'nonlocal' (block(x, batch)).
-RECIPES: Dict[str, Tuple[str, Dict[str, Any]]] = {
+RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
     'SemGraphConv': ('edge', {}),
     'FullSharingConv': ('edge', {}),
     'PreAggConv': ('edge', {'decoupled': True}),
@@ -99,9 +99,11 @@ def skeleton_graph() -> Graph:
 
 
 def mesh_graph() -> Graph:
-    """Level 1 of the HEM hierarchy of a triangulated ``GRID`` (self-loops of merged pairs dropped)."""
+    """Level 1 of the HEM hierarchy of a triangulated ``GRID`` (self-loops of merged
+    pairs dropped)."""
     import torch
     from torch_geometric.utils import remove_self_loops
+
     from pyg_skeleton.mesh import MeshHierarchy, mesh_from_arrays
     rows, cols = GRID
     y, x = torch.meshgrid(torch.arange(rows, dtype=torch.float),
@@ -117,8 +119,9 @@ def mesh_graph() -> Graph:
     return Graph('mesh', edge_index, hierarchy.num_nodes[1], 0)
 
 
-def operator_names() -> List[str]:
-    """Every operator class: the convolutions of ``pyg_skeleton.nn.conv`` plus the non-local block."""
+def operator_names() -> list[str]:
+    """Every operator class: the convolutions of ``pyg_skeleton.nn.conv`` plus the
+    non-local block."""
     import pyg_skeleton.nn.conv as conv
     return list(conv.__all__) + ['NonLocalBlock']
 
@@ -132,6 +135,7 @@ def _first_line(exc: BaseException) -> str:
 class _Checker:
     def __init__(self, name: str, graph: Graph):
         import torch
+
         import pyg_skeleton.nn as nn
         self.torch = torch
         self.name = name
@@ -142,7 +146,7 @@ class _Checker:
             raise KeyError(f'no constructor recipe for {name}: add one to RECIPES in {__file__}')
         self.style, kwargs = RECIPES[name]
         self.kwargs = {k: (graph.centre if v == 'CENTRE' else v) for k, v in kwargs.items()}
-        self.notes: List[str] = []
+        self.notes: list[str] = []
 
     # -- construction and calls ---------------------------------------------------
     def build(self, **extra):
@@ -264,8 +268,8 @@ class _Checker:
             raise AssertionError('compiled output differs')
         return YES
 
-    def run(self, with_compile: bool = True) -> Dict[str, str]:
-        row: Dict[str, str] = {}
+    def run(self, with_compile: bool = True) -> dict[str, str]:
+        row: dict[str, str] = {}
         try:
             op = self.build()
         except Exception as exc:
@@ -296,6 +300,7 @@ class _null:
 # -- caching -------------------------------------------------------------------------------
 def _fingerprint() -> str:
     import torch
+
     import pyg_skeleton
     h = hashlib.sha256()
     root = Path(pyg_skeleton.__file__).parent
@@ -312,9 +317,10 @@ def _fingerprint() -> str:
     return h.hexdigest()
 
 
-def collect(cache_dir: Optional[Path] = None, with_compile: Optional[bool] = None
-            ) -> Dict[str, Any]:
-    """Run every check on both graphs; reuse ``cache_dir/capabilities.json`` when the sources are unchanged.
+def collect(cache_dir: Path | None = None, with_compile: bool | None = None
+            ) -> dict[str, Any]:
+    """Run every check on both graphs; reuse ``cache_dir/capabilities.json`` when the
+    sources are unchanged.
 
     Returns ``{'nodes': {graph: N}, 'rows': {graph: {operator: row}}}``.
     ``PYG_SKELETON_DOCS_COMPILE=0`` skips the compile column (it then reads
@@ -332,8 +338,9 @@ def collect(cache_dir: Optional[Path] = None, with_compile: Optional[bool] = Non
         except (ValueError, KeyError):
             pass
     import warnings
+
     import torch
-    result: Dict[str, Any] = {'nodes': {}, 'rows': {}}
+    result: dict[str, Any] = {'nodes': {}, 'rows': {}}
     # One thread: the inputs are tiny, and on a busy machine waiting threads
     # made the checks several times slower.
     threads = torch.get_num_threads()
@@ -347,7 +354,8 @@ def collect(cache_dir: Optional[Path] = None, with_compile: Optional[bool] = Non
                 for name in operator_names():
                     try:
                         rows[name] = _Checker(name, graph).run(with_compile)
-                    except Exception as exc:  # a missing recipe or import problem: show it, do not hide the row
+                    # A missing recipe or import problem: show it, do not hide the row.
+                    except Exception as exc:
                         rows[name] = {c: NO for c in COLUMNS} | {'notes': [_first_line(exc)]}
     finally:
         torch.set_num_threads(threads)
@@ -357,14 +365,14 @@ def collect(cache_dir: Optional[Path] = None, with_compile: Optional[bool] = Non
     return result
 
 
-def _cell(values: Dict[str, str]) -> str:
+def _cell(values: dict[str, str]) -> str:
     """One value when both graphs agree, else each graph's value."""
     if len(set(values.values())) == 1:
         return next(iter(values.values()))
     return '; '.join(f'{graph}: {value}' for graph, value in values.items())
 
 
-def to_rst(result: Dict[str, Any]) -> List[str]:
+def to_rst(result: dict[str, Any]) -> list[str]:
     nodes, rows = result['nodes'], result['rows']
     graphs = list(rows)
     names = list(rows[graphs[0]])
@@ -396,8 +404,8 @@ def to_rst(result: Dict[str, Any]) -> List[str]:
 
 # -- Sphinx -------------------------------------------------------------------------------
 def setup(app):
-    from docutils.parsers.rst import Directive
     from docutils import nodes
+    from docutils.parsers.rst import Directive
     from docutils.statemachine import StringList
 
     class OperatorCapabilities(Directive):

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Dict, List
 
 from sphinx.project import Project
 
@@ -53,7 +52,7 @@ def _title(path: Path) -> str:
     return first[0][2:].strip() if first and first[0].startswith('# ') else path.stem
 
 
-def _variant(stem: str, stems: List[str]) -> str:
+def _variant(stem: str, stems: list[str]) -> str:
     """What tells ``stem`` apart from the other files of its group, as a heading."""
     prefix = os.path.commonprefix(stems)
     prefix = prefix[:prefix.rfind('_') + 1] if '_' in prefix else ''
@@ -73,7 +72,7 @@ def benchmarks_page(results: Path, page_dir: Path) -> str:
     png_files = sorted(results.glob('*.png')) if results.is_dir() else []
     if not md_files:
         parts.append('\nNo result files were found when these pages were built.\n')
-    groups: Dict[str, List[Path]] = {}
+    groups: dict[str, list[Path]] = {}
     for path in md_files:
         groups.setdefault(_title(path), []).append(path)
     for title, paths in groups.items():
@@ -158,7 +157,8 @@ def _add_generated_sources(app) -> None:
 
 
 def _move_notebook_outputs(app) -> None:
-    """Send the executed notebooks, which myst-nb writes beside the output folder, into the doctree folder."""
+    """Send the executed notebooks, which myst-nb writes beside the output folder, into
+    the doctree folder."""
     config = getattr(app.env, 'mystnb_config', None)
     if config is None:
         return

@@ -52,6 +52,7 @@ def _draw(path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
     from matplotlib.collections import LineCollection, PolyCollection
+
     from pyg_skeleton.mesh import MeshHierarchy, makehuman_body
 
     mesh = makehuman_body()

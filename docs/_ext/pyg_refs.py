@@ -15,6 +15,8 @@
   (``GRAPH_CONVS`` shows ``dict.__doc__``). This handler uses the ``#:``
   comment of the module that defines the name instead, or nothing.
 """
+from __future__ import annotations
+
 from sphinx.util import logging
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ def _data_docstring(app, what, name, obj, options, lines):
     if not type_doc or '\n'.join(lines).strip() != _clean(type_doc):
         return
     import sys
+
     from sphinx.pycode import ModuleAnalyzer
     short = name.rsplit('.', 1)[-1]
     comment = None

@@ -1,4 +1,6 @@
 """``python -m pyg_skeleton.cli``: the same as ``python -m pyg_skeleton``."""
+from __future__ import annotations
+
 import sys
 
 from pyg_skeleton.cli.main import main

@@ -111,7 +111,8 @@ def run(args) -> int:
     # 3. a small lifter trained from scratch
     torch.manual_seed(args.seed)
     small = Lifter('nosharing', hidden_channels=16)
-    print(f"3. training a small lifter from scratch ({sum(p.numel() for p in small.parameters()):,}"
+    size = sum(p.numel() for p in small.parameters())
+    print(f"3. training a small lifter from scratch ({size:,}"
           f" parameters, {args.steps} steps of 128 poses):", flush=True)
     info = train_lifter(small, train.positions, steps=args.steps, batch_size=128, lr=2e-3,
                         seed=args.seed, cameras=cams, log_every=max(args.steps // 4, 1),

@@ -32,7 +32,7 @@ import errno
 import importlib
 import sys
 import traceback
-from typing import Any, Dict, List, Optional, Union
+from typing import Any
 
 from .. import __version__
 
@@ -43,7 +43,7 @@ PROG = 'pyg-skeleton'
 
 #: Subcommand name -> ``"module[:attribute]"`` or an object with ``HELP``,
 #: ``add_arguments`` and ``run``.
-SUBCOMMANDS: Dict[str, Union[str, Any]] = {
+SUBCOMMANDS: dict[str, str | Any] = {
     'train': 'pyg_skeleton.cli.train:train_command',
     'evaluate': 'pyg_skeleton.cli.train:evaluate_command',
     'demo': 'pyg_skeleton.cli.demo',
@@ -57,12 +57,12 @@ class CLIError(Exception):
     """An error reported as one line on stderr (exit code 2)."""
 
 
-def register_subcommand(name: str, command: Union[str, Any]) -> None:
+def register_subcommand(name: str, command: str | Any) -> None:
     """Adds a subcommand (see the module docs)."""
     SUBCOMMANDS[name] = command
 
 
-def _resolve(spec: Union[str, Any]) -> Any:
+def _resolve(spec: str | Any) -> Any:
     if not isinstance(spec, str):
         return spec
     module, _, attr = spec.partition(':')
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _given_options(argv: List[str], args: argparse.Namespace) -> set:
+def _given_options(argv: list[str], args: argparse.Namespace) -> set:
     """The options of :obj:`argv` written by the user: parsed again with
     every default of the subcommand replaced by a marker."""
     not_given = object()  # not a str: argparse would convert a str default
@@ -109,7 +109,7 @@ USER_ERRNOS = {errno.ENOSPC: 'disk full', errno.EDQUOT: 'disk quota exceeded',
                errno.EPERM: 'not permitted', errno.EROFS: 'not writable (read-only file system)'}
 
 
-def user_error_message(e: BaseException) -> Optional[str]:
+def user_error_message(e: BaseException) -> str | None:
     """The one-line message of an error the user can fix, :obj:`None` for
     any other (a bug, shown with its traceback)."""
     if isinstance(e, CLIError):
@@ -123,7 +123,7 @@ def user_error_message(e: BaseException) -> Optional[str]:
     return None
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()

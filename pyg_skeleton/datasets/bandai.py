@@ -20,8 +20,8 @@ content and style labels (see ``shared/data/mocap/README.md``).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -43,7 +43,7 @@ OPTIONAL = ('fps', 'joint_names', 'parents', 'bvh_joint_for_h36m', 'bvh_joint_na
             'bvh_parents', 'actor_bvh_offsets_m', 'head_top_m', 'license')
 
 
-def _names(arrays: Dict[str, np.ndarray], key: str, path: Path) -> List[str]:
+def _names(arrays: dict[str, np.ndarray], key: str, path: Path) -> list[str]:
     a = arrays[key]
     if a.ndim != 1 or a.dtype.kind not in 'US':
         raise ValueError(f"{path}: {key} must be a 1-D array of strings, got {a.dtype} "
@@ -51,7 +51,7 @@ def _names(arrays: Dict[str, np.ndarray], key: str, path: Path) -> List[str]:
     return [str(s) for s in a]
 
 
-def _labels(arrays: Dict[str, np.ndarray], key: str, length: int, bound: Optional[int],
+def _labels(arrays: dict[str, np.ndarray], key: str, length: int, bound: int | None,
             path: Path, low: int = 0) -> np.ndarray:
     r"""Integer array :obj:`[length]` with values in ``[low, bound)`` (no
     upper bound if :obj:`None`) as int64."""
@@ -68,7 +68,7 @@ def _labels(arrays: Dict[str, np.ndarray], key: str, length: int, bound: Optiona
     return a
 
 
-def bandai_label(path: Union[str, Path]) -> str:
+def bandai_label(path: str | Path) -> str:
     r"""The name under which a file of the Bandai layout is reported: the
     data set's name for the converted Bandai-Namco file
     (:obj:`BANDAI_FILE`), else the file's own name (another recording in the
@@ -79,7 +79,7 @@ def bandai_label(path: Union[str, Path]) -> str:
     return f'{name} (Bandai layout)'
 
 
-def default_bandai_path() -> Optional[Path]:
+def default_bandai_path() -> Path | None:
     """``shared/data/mocap/bandai2_h36m17.npz`` beside the repository
     checkout (``<repo>/../shared``), or :obj:`None` if absent."""
     path = (Path(__file__).resolve().parents[3] / 'shared' / 'data' / 'mocap'
@@ -110,7 +110,7 @@ class BandaiMocap:
             runs past the last frame.
     """
 
-    def __init__(self, path: Union[str, Path, None] = None):
+    def __init__(self, path: str | Path | None = None):
         if path is None:
             path = default_bandai_path()
             if path is None:
@@ -185,10 +185,10 @@ class BandaiMocap:
         return len(self.seq_file)
 
     @property
-    def actors(self) -> List[int]:
+    def actors(self) -> list[int]:
         return sorted(set(self.seq_actor.tolist()))
 
-    def _ids(self, values, names: List[str], what: str) -> List[int]:
+    def _ids(self, values, names: list[str], what: str) -> list[int]:
         out = []
         for v in values:
             if isinstance(v, str):
@@ -199,9 +199,9 @@ class BandaiMocap:
                 out.append(int(v))
         return out
 
-    def subset(self, actors: Optional[Sequence[int]] = None,
-               contents: Optional[Sequence[Union[int, str]]] = None,
-               styles: Optional[Sequence[Union[int, str]]] = None) -> np.ndarray:
+    def subset(self, actors: Sequence[int] | None = None,
+               contents: Sequence[int | str] | None = None,
+               styles: Sequence[int | str] | None = None) -> np.ndarray:
         """Frame indices with the given actors, contents and styles (ids or
         names); :obj:`None` keeps all."""
         keep = np.ones(len(self), dtype=bool)
@@ -213,7 +213,7 @@ class BandaiMocap:
             keep &= np.isin(self.style, self._ids(styles, self.style_names, 'style'))
         return np.nonzero(keep)[0]
 
-    def split(self, test_actor: int = 2, **kwargs) -> Tuple[np.ndarray, np.ndarray]:
+    def split(self, test_actor: int = 2, **kwargs) -> tuple[np.ndarray, np.ndarray]:
         """Actor-wise split: frames of all other actors for training, of
         :obj:`test_actor` for testing. Note that actor and style are
         confounded in this data (each style by one actor)."""
@@ -222,7 +222,7 @@ class BandaiMocap:
         train = [a for a in self.actors if a != test_actor]
         return self.subset(actors=train, **kwargs), self.subset(actors=[test_actor], **kwargs)
 
-    def sequences(self, actors=None, contents=None, styles=None) -> Iterator[Dict]:
+    def sequences(self, actors=None, contents=None, styles=None) -> Iterator[dict]:
         """Yields one dict per sequence: ``file``, ``actor``, ``content``,
         ``style``, ``positions`` :obj:`[T, J, 3]`."""
         keep = np.ones(self.num_sequences, dtype=bool)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List
 
 import numpy as np
 
@@ -42,9 +41,9 @@ class BuiltinMotion:
     """
     positions: np.ndarray
     sequence: np.ndarray
-    sequence_names: List[str]
-    subjects: List[str]
-    actions: List[str]
+    sequence_names: list[str]
+    subjects: list[str]
+    actions: list[str]
     fps: float
 
     def __len__(self) -> int:

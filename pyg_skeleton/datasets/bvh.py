@@ -53,9 +53,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -73,7 +73,7 @@ class BVHJoint:
     name: str
     parent: int
     offset: np.ndarray
-    channels: List[str] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)
     channel_start: int = 0
     end_site: bool = False
 
@@ -88,7 +88,7 @@ class BVH:
         motion (numpy.ndarray): Channel values :obj:`[T, C]` (float64).
         frame_time (float): Seconds per frame.
     """
-    joints: List[BVHJoint]
+    joints: list[BVHJoint]
     motion: np.ndarray
     frame_time: float
 
@@ -101,11 +101,11 @@ class BVH:
         return self.motion.shape[0]
 
     @property
-    def joint_names(self) -> List[str]:
+    def joint_names(self) -> list[str]:
         return [j.name for j in self.joints]
 
     @property
-    def parents(self) -> List[int]:
+    def parents(self) -> list[int]:
         return [j.parent for j in self.joints]
 
     @property
@@ -139,7 +139,7 @@ def parse_bvh(text: str, source: str = '<string>') -> BVH:
     toks = list(_tokens(head))
     pos = 0
 
-    def take(expected: Optional[str] = None) -> str:
+    def take(expected: str | None = None) -> str:
         nonlocal pos
         if pos >= len(toks):
             raise ValueError(f"{source}: unexpected end of HIERARCHY"
@@ -168,14 +168,14 @@ def parse_bvh(text: str, source: str = '<string>') -> BVH:
     if not toks or toks[0][0] != 'HIERARCHY':
         raise ValueError(f"{source}: not a BVH file (does not start with HIERARCHY)")
     take('HIERARCHY')
-    joints: List[BVHJoint] = []
+    joints: list[BVHJoint] = []
     num_channels = 0
-    stack: List[int] = []
+    stack: list[int] = []
     # Joint names so far, and for each End Site base name the next suffix to
     # try: a set and a counter keep naming linear in the number of End Sites
     # (rebuilding the set per End Site made large files quadratic).
     names = set()
-    next_suffix: Dict[str, int] = {}
+    next_suffix: dict[str, int] = {}
 
     while pos < len(toks):
         tok, line = toks[pos]
@@ -187,7 +187,7 @@ def parse_bvh(text: str, source: str = '<string>') -> BVH:
             take('{')
             take('OFFSET')
             offset = np.array([finite_number(), finite_number(), finite_number()])
-            channels: List[str] = []
+            channels: list[str] = []
             if pos < len(toks) and toks[pos][0] == 'CHANNELS':
                 take()
                 count = number()
@@ -237,7 +237,7 @@ def parse_bvh(text: str, source: str = '<string>') -> BVH:
         raise ValueError(f"{source}: empty HIERARCHY")
 
     lines = [ln for ln in motion_text.splitlines() if ln.strip()]
-    header: Dict[str, str] = {}
+    header: dict[str, str] = {}
     for ln in lines[:2]:
         key, _, value = ln.partition(':')
         header[key.strip().lower()] = value.strip()
@@ -271,7 +271,7 @@ def parse_bvh(text: str, source: str = '<string>') -> BVH:
     return BVH(joints, motion, frame_time)
 
 
-def read_bvh(path: Union[str, Path]) -> BVH:
+def read_bvh(path: str | Path) -> BVH:
     """Reads a BVH file.
 
     Raises:
@@ -357,7 +357,7 @@ def forward_kinematics(bvh: BVH, position_mode: str = 'replace',
     return (pos, rot) if return_rotations else pos
 
 
-def joint_map_presets() -> List[str]:
+def joint_map_presets() -> list[str]:
     """Names of the joint maps shipped with the package."""
     return sorted(p.stem for p in JOINT_MAP_DIR.glob('*.json'))
 
@@ -375,8 +375,8 @@ class JointMap:
         name (str, optional): Name of the map.
     """
 
-    def __init__(self, joints: Dict[str, Union[str, dict]], scale: float = 1.0,
-                 target: Optional[str] = None, name: Optional[str] = None):
+    def __init__(self, joints: dict[str, str | dict], scale: float = 1.0,
+                 target: str | None = None, name: str | None = None):
         if not joints:
             raise ValueError("a joint map needs at least one joint")
         self.joints = dict(joints)
@@ -402,7 +402,7 @@ class JointMap:
                 raise ValueError(f"joint {tgt!r}: expected a joint name or a dict, got {spec!r}")
 
     @classmethod
-    def from_dict(cls, d: dict) -> 'JointMap':
+    def from_dict(cls, d: dict) -> JointMap:
         """A map from a dict of the JSON layout (see the module docs).
 
         Raises:
@@ -418,7 +418,7 @@ class JointMap:
         return cls(d['joints'], d.get('scale', 1.0), d.get('target'), d.get('name'))
 
     @classmethod
-    def load(cls, path: Union[str, Path]) -> 'JointMap':
+    def load(cls, path: str | Path) -> JointMap:
         """Reads a JSON joint map.
 
         Raises:
@@ -432,7 +432,7 @@ class JointMap:
             raise ValueError(f"{path}: {str(e).splitlines()[0]}") from None
 
     @classmethod
-    def preset(cls, name: str) -> 'JointMap':
+    def preset(cls, name: str) -> JointMap:
         path = JOINT_MAP_DIR / f'{name}.json'
         if not path.exists():
             raise ValueError(f"unknown joint map {name!r} (choose from {joint_map_presets()})")
@@ -443,12 +443,12 @@ class JointMap:
                 'joints': self.joints}
 
     @property
-    def target_names(self) -> List[str]:
+    def target_names(self) -> list[str]:
         return list(self.joints)
 
-    def source_joints(self) -> List[str]:
+    def source_joints(self) -> list[str]:
         """All source joints the map reads."""
-        names: List[str] = []
+        names: list[str] = []
         for spec in self.joints.values():
             if isinstance(spec, str):
                 names.append(spec)
@@ -491,7 +491,7 @@ class JointMap:
         return np.stack(out, axis=-2)
 
 
-def resample(positions: np.ndarray, src_fps: float, dst_fps: Optional[float]) -> np.ndarray:
+def resample(positions: np.ndarray, src_fps: float, dst_fps: float | None) -> np.ndarray:
     r"""Resamples a sequence :obj:`[T, ...]` from :obj:`src_fps` to
     :obj:`dst_fps`. An integer ratio keeps every k-th frame starting at frame
     0 (no filtering, as the Bandai conversion); otherwise frames are linearly
@@ -516,9 +516,9 @@ def resample(positions: np.ndarray, src_fps: float, dst_fps: Optional[float]) ->
     return (1 - w) * positions[i0] + w * positions[i1]
 
 
-def load_bvh_positions(path: Union[str, Path], joint_map: Union[str, dict, JointMap, None] =
-                       'bandai_h36m17', fps: Optional[float] = None,
-                       position_mode: str = 'replace') -> Tuple[np.ndarray, float]:
+def load_bvh_positions(path: str | Path, joint_map: str | dict | JointMap | None =
+                       'bandai_h36m17', fps: float | None = None,
+                       position_mode: str = 'replace') -> tuple[np.ndarray, float]:
     r"""Reads a BVH file and returns mapped joint positions in metres.
 
     Args:

@@ -25,8 +25,8 @@ input (:func:`flip_test`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Tuple, Union
 
 import numpy as np
 import torch
@@ -69,8 +69,8 @@ def look_at_rotation(cam_pos: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.stack([r, d, f], axis=-2)
 
 
-def project(points_cam: np.ndarray, focal: Union[float, Tuple[float, float]],
-            center: Tuple[float, float]) -> np.ndarray:
+def project(points_cam: np.ndarray, focal: float | tuple[float, float],
+            center: tuple[float, float]) -> np.ndarray:
     """Pinhole projection of camera-frame points :obj:`[..., 3]` to pixels."""
     fx, fy = (focal, focal) if np.isscalar(focal) else focal
     fx, fy = _check_positive(fx, 'focal'), _check_positive(fy, 'focal')
@@ -137,8 +137,8 @@ class CameraRig:
             the pelvis, for ``mpi_inf_3dhp17``). (default: :obj:`0`)
     """
     num_views: int = 4
-    distance: Union[float, Tuple[float, float]] = 5.0
-    cam_height: Union[float, Tuple[float, float]] = 1.4
+    distance: float | tuple[float, float] = 5.0
+    cam_height: float | tuple[float, float] = 1.4
     focal: float = 1000.0
     width: int = 1000
     height: int = 1000
@@ -147,13 +147,13 @@ class CameraRig:
     root: int = 0
 
     @classmethod
-    def train(cls, num_views: int = 4, root: int = 0) -> 'CameraRig':
+    def train(cls, num_views: int = 4, root: int = 0) -> CameraRig:
         """Randomised views for training: any yaw, 4--6 m, 0.8--1.8 m high."""
         _check_count(num_views, 'num_views')
         return cls(num_views, (4.0, 6.0), (0.8, 1.8), random_yaw=True, root=root)
 
     @classmethod
-    def test(cls, num_views: int = 4, root: int = 0) -> 'CameraRig':
+    def test(cls, num_views: int = 4, root: int = 0) -> CameraRig:
         """A fixed ring of views at 5 m and 1.4 m high, for evaluation."""
         _check_count(num_views, 'num_views')
         return cls(num_views, 5.0, 1.4, random_yaw=False, root=root)

@@ -78,9 +78,10 @@ import math
 import pickle
 import warnings
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any
 
 import numpy as np
 
@@ -151,7 +152,7 @@ def _read_npz_member(zf: zipfile.ZipFile, key: str) -> np.ndarray:
     return array
 
 
-def _load_pickled_npz(path: Union[str, Path], key: str):
+def _load_pickled_npz(path: str | Path, key: str):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Human3.6M file not found: {path}")
@@ -189,7 +190,7 @@ def _load_pickled_npz(path: Union[str, Path], key: str):
     return data, meta
 
 
-def load_h36m_3d(path: Union[str, Path]) -> Dict[str, Dict[str, np.ndarray]]:
+def load_h36m_3d(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
     """Loads ``positions_3d`` (subject -> action -> :obj:`[T, 32, 3]`) with
     the restricted unpickler (see the module docs).
 
@@ -202,7 +203,7 @@ def load_h36m_3d(path: Union[str, Path]) -> Dict[str, Dict[str, np.ndarray]]:
     return _load_pickled_npz(path, 'positions_3d')[0]
 
 
-def load_h36m_2d(path: Union[str, Path]) -> Tuple[Dict[str, Dict[str, List[np.ndarray]]], dict]:
+def load_h36m_2d(path: str | Path) -> tuple[dict[str, dict[str, list[np.ndarray]]], dict]:
     """Loads ``positions_2d`` (subject -> action -> list of :obj:`[T, J, 2]`
     per camera) and ``metadata``, like :func:`load_h36m_3d`."""
     data, meta = _load_pickled_npz(path, 'positions_2d')
@@ -231,7 +232,7 @@ class H36MPoses:
             (``'S1/Walking 1'``: one recorded sequence).
     """
 
-    def __init__(self, path_3d: Union[str, Path], subjects: Optional[Sequence[str]] = None,
+    def __init__(self, path_3d: str | Path, subjects: Sequence[str] | None = None,
                  frame_step: int = 1):
         data = load_h36m_3d(path_3d)
         subjects = sorted(data) if subjects is None else list(subjects)
@@ -242,7 +243,7 @@ class H36MPoses:
         self.subject_names = subjects
         self.action_names = sorted({action_name(a) for s in subjects for a in data[s]})
         pos, subj, act, take = [], [], [], []
-        self.take_names: List[str] = []
+        self.take_names: list[str] = []
         for si, s in enumerate(subjects):
             for a in sorted(data[s]):
                 p = np.asarray(data[s][a], dtype=np.float64)
@@ -270,7 +271,7 @@ class H36MPoses:
         return np.nonzero(np.isin(self.subject, ids))[0]
 
     def split(self, train: Sequence[str] = TRAIN_SUBJECTS,
-              test: Sequence[str] = TEST_SUBJECTS) -> Tuple[np.ndarray, np.ndarray]:
+              test: Sequence[str] = TEST_SUBJECTS) -> tuple[np.ndarray, np.ndarray]:
         """Frame indices of the standard protocol (train S1 S5 S6 S7 S8,
         test S9 S11)."""
         return self.subset(train), self.subset(test)
@@ -402,7 +403,7 @@ def _no_json_constant(name: str):
     raise ValueError(f"{name} is not a number of JSON")
 
 
-def load_h36m_cameras(path: Union[str, Path, dict]) -> Dict[str, List[H36MCamera]]:
+def load_h36m_cameras(path: str | Path | dict) -> dict[str, list[H36MCamera]]:
     r"""Reads a cameras JSON file (format in the module docs).
 
     Args:
@@ -450,10 +451,10 @@ def load_h36m_cameras(path: Union[str, Path, dict]) -> Dict[str, List[H36MCamera
     return out
 
 
-def h36m_camera_samples(path_3d: Union[str, Path], path_2d: Union[str, Path],
-                        cameras: Union[str, Path, dict], subjects: Optional[Sequence[str]] = None,
+def h36m_camera_samples(path_3d: str | Path, path_2d: str | Path,
+                        cameras: str | Path | dict, subjects: Sequence[str] | None = None,
                         frame_step: int = 1,
-                        max_mismatch: float = MAX_FRAME_MISMATCH) -> Dict[str, Any]:
+                        max_mismatch: float = MAX_FRAME_MISMATCH) -> dict[str, Any]:
     r"""Pairs every 2D frame of ``data_2d_h36m_<name>.npz`` with the 3D pose
     of ``data_3d_h36m.npz`` seen by the same camera.
 
@@ -516,7 +517,7 @@ def h36m_camera_samples(path_3d: Union[str, Path], path_2d: Union[str, Path],
     camera_ids = sorted({c.id for s in subjects for c in cams[s]})
     out = {k: [] for k in ('x', 'y', 'root', 'pixels', 'subject', 'action', 'take', 'camera',
                            'frame')}
-    take_names: List[str] = []
+    take_names: list[str] = []
     trimmed = []
     for si, s in enumerate(subjects):
         for a in sorted(data3[s]):
@@ -565,7 +566,7 @@ def h36m_camera_samples(path_3d: Union[str, Path], path_2d: Union[str, Path],
                       UserWarning, stacklevel=2)
     if not out['x']:
         raise ValueError(f"{path_3d}: no sequences for subjects {subjects}")
-    res: Dict[str, Any] = {k: np.concatenate(v) for k, v in out.items()}
+    res: dict[str, Any] = {k: np.concatenate(v) for k, v in out.items()}
     for k in ('x', 'y', 'root', 'pixels'):
         res[k] = res[k].astype(np.float32)
     res.update(subject_names=subjects, action_names=action_names, take_names=take_names,

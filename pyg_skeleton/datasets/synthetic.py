@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Tuple, Union
+from typing import Any
 
 import numpy as np
 
@@ -81,26 +81,26 @@ BONE_SCALE_CLIP = (0.88, 1.12)
 _TABLES = json.loads(BODY_FILE.read_text())
 
 #: Body tables of the presets (name -> table, see the module docs).
-SYNTHETIC_SKELETONS: Dict[str, Dict[str, Any]] = {
+SYNTHETIC_SKELETONS: dict[str, dict[str, Any]] = {
     name: dict(body, name=name) for name, body in _TABLES['bodies'].items()}
 
 #: Joint maps of the other presets onto a body table (name -> map, see the
 #: module docs).
-JOINT_MAPS: Dict[str, Dict[str, Any]] = {
+JOINT_MAPS: dict[str, dict[str, Any]] = {
     name: dict(m, name=name) for name, m in _TABLES['joint_maps'].items()}
 
 
-def synthetic_skeletons() -> List[str]:
+def synthetic_skeletons() -> list[str]:
     """The skeleton presets :func:`synthetic_poses` draws poses of."""
     return sorted(set(SYNTHETIC_SKELETONS) | set(JOINT_MAPS))
 
 #: The ``h36m17`` body as joint -> (parent, rest direction, mean length in m).
-H36M17_BODY: Dict[str, Tuple[str, Tuple[float, ...], float]] = {
+H36M17_BODY: dict[str, tuple[str, tuple[float, ...], float]] = {
     j['name']: (j['parent'] or '', tuple(j['direction']), j['length'])
     for j in SYNTHETIC_SKELETONS['h36m17']['joints']}
 
 
-def check_body(body: Dict[str, Any]) -> Dict[str, Any]:
+def check_body(body: dict[str, Any]) -> dict[str, Any]:
     r"""Checks a body table (format in the module docs) and returns it with
     its defaults filled in (``limits`` zero, ``mirror`` empty).
 
@@ -168,7 +168,7 @@ def check_body(body: Dict[str, Any]) -> Dict[str, Any]:
     return {'name': name, 'joints': joints, 'mirror': mirror}
 
 
-def synthetic_body(skeleton: Union[str, Dict[str, Any]] = 'h36m17') -> Dict[str, Any]:
+def synthetic_body(skeleton: str | dict[str, Any] = 'h36m17') -> dict[str, Any]:
     r"""The checked body table of a preset name or of a table of your own.
 
     Raises:
@@ -199,7 +199,7 @@ def _is_joint_map(skeleton: Any) -> bool:
         isinstance(skeleton, dict) and isinstance(skeleton.get('joints'), dict))
 
 
-def check_joint_map(joint_map: Union[str, Dict[str, Any]]) -> Dict[str, Any]:
+def check_joint_map(joint_map: str | dict[str, Any]) -> dict[str, Any]:
     r"""Checks a joint map (a preset name of :obj:`JOINT_MAPS` or a map of
     your own, format in the module docs) against its body table and returns
     it with every entry as :obj:`{'joint': name, 'offset': [x, y, z]}`.
@@ -255,7 +255,7 @@ def check_joint_map(joint_map: Union[str, Dict[str, Any]]) -> Dict[str, Any]:
     return {'name': name, 'body': body_name, 'joints': joints}
 
 
-def _output_order(body: Dict[str, Any]) -> List[str]:
+def _output_order(body: dict[str, Any]) -> list[str]:
     from pyg_skeleton.skeleton import Skeleton
     names = [j['name'] for j in body['joints']]
     if body['name'] in Skeleton.presets():
@@ -263,7 +263,7 @@ def _output_order(body: Dict[str, Any]) -> List[str]:
     return names
 
 
-def body_parents(body: Dict[str, Any]) -> List[int]:
+def body_parents(body: dict[str, Any]) -> list[int]:
     r"""Parent indices (:obj:`-1` for the root) of the joints of a body
     table, in the joint order of :func:`synthetic_poses` (the preset's order
     for a preset, else the table's)."""
@@ -272,7 +272,7 @@ def body_parents(body: Dict[str, Any]) -> List[int]:
     return [-1 if parent[n] is None else order.index(parent[n]) for n in order]
 
 
-def _from_skeleton(skeleton: Any) -> Union[str, Dict[str, Any]]:
+def _from_skeleton(skeleton: Any) -> str | dict[str, Any]:
     """The body table or joint map of a :class:`~pyg_skeleton.Skeleton`
     (anything else is returned as it is)."""
     from pyg_skeleton.skeleton import Skeleton
@@ -287,7 +287,7 @@ def _from_skeleton(skeleton: Any) -> Union[str, Dict[str, Any]]:
                      f"smpl24 body, see pyg_skeleton.datasets.synthetic) to its JSON file")
 
 
-def synthetic_poses(num: int, seed: int = 0, skeleton: Union[str, Dict[str, Any]] = 'h36m17',
+def synthetic_poses(num: int, seed: int = 0, skeleton: str | dict[str, Any] = 'h36m17',
                     bone_scale_std: float = 0.04, body_scale_std: float = 0.06,
                     floor: bool = True) -> np.ndarray:
     r"""Samples :obj:`num` **synthetic** world poses :obj:`[num, N, 3]`
@@ -342,7 +342,7 @@ def synthetic_poses(num: int, seed: int = 0, skeleton: Union[str, Dict[str, Any]
     return pos.astype(np.float32)
 
 
-def _sample_body(body: Dict[str, Any], num: int, rng: np.random.Generator,
+def _sample_body(body: dict[str, Any], num: int, rng: np.random.Generator,
                  bone_scale_std: float, body_scale_std: float):
     """Forward kinematics of :obj:`num` random poses of a checked body
     table: positions :obj:`[num, J, 3]` in the table's order (root at the

@@ -28,8 +28,8 @@ and the mask as the third channel.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -40,11 +40,11 @@ from .camera import look_at_rotation
 __all__ = ['WildCameras', 'BONE_SCALE', 'scale_bones', 'corrupt_keypoints',
            'normalize_keypoints', 'render_wild']
 
-Range = Tuple[float, float]
+Range = tuple[float, float]
 
 #: Per-bone log-uniform scale ranges of :func:`scale_bones` for the
 #: ``h36m17`` layout, by child joint name (see the module docs).
-BONE_SCALE: Dict[str, Range] = {
+BONE_SCALE: dict[str, Range] = {
     'RHip': (0.45, 1.2), 'LHip': (0.45, 1.2),
     'RKnee': (0.85, 1.15), 'LKnee': (0.85, 1.15),
     'RFoot': (0.85, 1.15), 'LFoot': (0.85, 1.15),
@@ -116,7 +116,7 @@ class WildCameras:
             raise ValueError(f"WildCameras.width must be at least 1, got {self.width}")
 
     @classmethod
-    def lab(cls) -> 'WildCameras':
+    def lab(cls) -> WildCameras:
         """Studio-like cameras: chest height, 4--6 m, one focal length, little roll."""
         return cls(distance=(4.0, 6.0), elevation=(-5.0, 10.0), roll=(-3.0, 3.0),
                    focal=(1.0, 1.0), off_centre=0.2, aspect=(1.0, 1.0))
@@ -125,7 +125,7 @@ class WildCameras:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     def sample(self, poses: np.ndarray, rng: np.random.Generator,
-               shared: bool = False, root: int = 0) -> Dict[str, np.ndarray]:
+               shared: bool = False, root: int = 0) -> dict[str, np.ndarray]:
         r"""One random camera per pose, or one for all.
 
         Args:
@@ -179,8 +179,8 @@ class WildCameras:
             'roll': np.rad2deg(roll)}, joint)
 
     @staticmethod
-    def _project(poses: np.ndarray, cam: Dict[str, np.ndarray],
-                 root: int) -> Dict[str, np.ndarray]:
+    def _project(poses: np.ndarray, cam: dict[str, np.ndarray],
+                 root: int) -> dict[str, np.ndarray]:
         rot, pos = cam['rotation'], cam['position']
         if len(rot) == 1 and len(poses) > 1:
             rot, pos = np.repeat(rot, len(poses), 0), np.repeat(pos, len(poses), 0)
@@ -193,8 +193,8 @@ class WildCameras:
 
 
 def scale_bones(poses: np.ndarray, parents: Sequence[int], names: Sequence[str],
-                rng: np.random.Generator, ranges: Optional[Dict[str, Range]] = None,
-                flip_pairs: Sequence[Tuple[int, int]] = ()) -> np.ndarray:
+                rng: np.random.Generator, ranges: dict[str, Range] | None = None,
+                flip_pairs: Sequence[tuple[int, int]] = ()) -> np.ndarray:
     r"""Scales every bone of :obj:`[F, N, 3]` poses by a log-uniform factor
     of its range (``BONE_SCALE`` by default; bones not listed keep their
     length), the same for a left bone and its right twin, and rebuilds the
@@ -222,7 +222,7 @@ _LIMB_ENDS = ((2, 3), (5, 6), (12, 13), (15, 16))
 
 def corrupt_keypoints(uv: np.ndarray, rng: np.random.Generator, noise: Range = (0.0, 0.08),
                       outlier_prob: float = 0.01, drop_prob: float = 0.4,
-                      max_drop: int = 3) -> Tuple[np.ndarray, np.ndarray]:
+                      max_drop: int = 3) -> tuple[np.ndarray, np.ndarray]:
     r"""Detector-like corruption of clean pixels :obj:`[F, N, 2]`.
 
     Args:
@@ -288,7 +288,7 @@ def normalize_keypoints(uv, mask=None) -> Tensor:
 
 def render_wild(poses: np.ndarray, rng: np.random.Generator, cameras: WildCameras,
                 skeleton, *, bone_scale: bool = True, corrupt: bool = True,
-                flip: bool = True) -> Tuple[Tensor, Tensor, Dict[str, np.ndarray]]:
+                flip: bool = True) -> tuple[Tensor, Tensor, dict[str, np.ndarray]]:
     r"""One augmented lifting sample per world pose :obj:`[F, N, 3]`: body
     proportions (:func:`scale_bones`), a random camera, a random horizontal
     flip and detector-like corruption (:func:`corrupt_keypoints`).

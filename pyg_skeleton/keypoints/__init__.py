@@ -74,9 +74,18 @@ missing (confidence 0). Files are never unpickled; JSON files and arrays
 over :data:`MAX_FILE_BYTES` (1 GiB) are refused, and array headers are
 checked against the bytes present before anything is allocated.
 """
+from __future__ import annotations
+
 from .formats import KeypointFormat, get_format, keypoint_formats
-from .readers import (MAX_FILE_BYTES, Keypoints, read_array, read_coco, read_keypoints,
-                      read_mediapipe, read_openpose)
+from .readers import (
+                      MAX_FILE_BYTES,
+                      Keypoints,
+                      read_array,
+                      read_coco,
+                      read_keypoints,
+                      read_mediapipe,
+                      read_openpose,
+)
 
 __all__ = ['KeypointFormat', 'get_format', 'keypoint_formats', 'Keypoints', 'read_keypoints',
            'read_coco', 'read_openpose', 'read_mediapipe', 'read_array', 'MAX_FILE_BYTES']

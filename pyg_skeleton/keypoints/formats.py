@@ -12,9 +12,10 @@ import json
 import math
 import warnings
 from collections import Counter
-from functools import lru_cache
+from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,15 +31,15 @@ FORMAT_DIR = Path(__file__).parent / 'formats'
 _DICT_KEYS = {'name', 'joint_names', 'flip_pairs', 'targets', 'confidence_range', 'source',
               'notes'}
 
-JointSpec = Union[None, str, Dict[str, Any]]
+JointSpec = None | str | dict[str, Any]
 
 
-def keypoint_formats() -> List[str]:
+def keypoint_formats() -> list[str]:
     r"""Returns the sorted names of the shipped keypoint formats."""
     return sorted(path.stem for path in FORMAT_DIR.glob('*.json'))
 
 
-def get_format(format: Union[str, 'KeypointFormat']) -> 'KeypointFormat':
+def get_format(format: str | KeypointFormat) -> KeypointFormat:
     r"""Returns a shipped format by name, or :obj:`format` itself.
 
     Args:
@@ -56,8 +57,8 @@ def get_format(format: Union[str, 'KeypointFormat']) -> 'KeypointFormat':
     return KeypointFormat.preset(format)
 
 
-@lru_cache(maxsize=None)
-def _preset_joint_names(target: str) -> Optional[Tuple[str, ...]]:
+@cache
+def _preset_joint_names(target: str) -> tuple[str, ...] | None:
     # Joint names of a skeleton preset (None if `target` is not one); cached
     # because every format file checks its maps against them.
     if target not in Skeleton.presets():
@@ -65,7 +66,7 @@ def _preset_joint_names(target: str) -> Optional[Tuple[str, ...]]:
     return tuple(Skeleton.preset(target).joint_names)
 
 
-def _point(value: Any, index: Dict[str, int], where: str) -> Dict[int, float]:
+def _point(value: Any, index: dict[str, int], where: str) -> dict[int, float]:
     # A point is a source joint name or a list of names (their centroid);
     # returned as {source index: weight}.
     names = [value] if isinstance(value, str) else value
@@ -75,14 +76,14 @@ def _point(value: Any, index: Dict[str, int], where: str) -> Dict[int, float]:
     unknown = [n for n in names if n not in index]
     if unknown:
         raise ValueError(f"{where}: unknown source joint {unknown[0]!r}")
-    weights: Dict[int, float] = {}
+    weights: dict[int, float] = {}
     for name in names:
         weights[index[name]] = weights.get(index[name], 0.0) + 1.0 / len(names)
     return weights
 
 
-def _compile_spec(spec: JointSpec, index: Dict[str, int],
-                  where: str) -> Optional[Dict[int, float]]:
+def _compile_spec(spec: JointSpec, index: dict[str, int],
+                  where: str) -> dict[int, float] | None:
     # {source index: weight} of one target joint, None for a masked joint.
     if spec is None:
         return None
@@ -103,7 +104,7 @@ def _compile_spec(spec: JointSpec, index: Dict[str, int],
         raise ValueError(f"{where}: 'midpoint' and 'lerp' take two points, got {ends!r}")
     if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
         raise ValueError(f"{where}: 't' must be a finite number, got {t!r}")
-    weights: Dict[int, float] = {}
+    weights: dict[int, float] = {}
     for end, w in zip(ends, (1.0 - t, float(t))):
         for j, v in _point(end, index, where).items():
             weights[j] = weights.get(j, 0.0) + w * v
@@ -149,9 +150,9 @@ class KeypointFormat:
 
     def __init__(self, name: str, joint_names: Sequence[str],
                  flip_pairs: Sequence[Sequence[int]] = (),
-                 targets: Optional[Dict[str, Dict[str, JointSpec]]] = None,
+                 targets: dict[str, dict[str, JointSpec]] | None = None,
                  confidence_range: Sequence[float] = (0.0, 1.0),
-                 source: Optional[str] = None):
+                 source: str | None = None):
         self.name = str(name)
         self.joint_names = [str(n) for n in joint_names]
         self.source = source
@@ -175,13 +176,13 @@ class KeypointFormat:
             raise ValueError(f"keypoint format {self.name!r}: confidence_range must be "
                              f"(low, high) with low < high, got {confidence_range}")
         self.confidence_range = (low, high)
-        self.targets: Dict[str, Dict[str, JointSpec]] = {}
+        self.targets: dict[str, dict[str, JointSpec]] = {}
         # target -> (weights [J_t, J] float64, sources [J_t, J] bool, defined [J_t] bool)
-        self._matrices: Dict[str, Tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._matrices: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for target, joint_map in (targets or {}).items():
             self._add_target(str(target), joint_map)
 
-    def _add_target(self, target: str, joint_map: Dict[str, JointSpec]) -> None:
+    def _add_target(self, target: str, joint_map: dict[str, JointSpec]) -> None:
         where = f"keypoint format {self.name!r}, target {target!r}"
         if not isinstance(joint_map, dict) or not joint_map:
             raise ValueError(f"{where}: the joint map must be a non-empty dict "
@@ -215,7 +216,7 @@ class KeypointFormat:
     # ------------------------------------------------------------------ build
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> 'KeypointFormat':
+    def from_dict(cls, d: dict[str, Any]) -> KeypointFormat:
         r"""Builds a format from a dict in the schema of the format files.
 
         Args:
@@ -237,7 +238,7 @@ class KeypointFormat:
         return cls(d['name'], d['joint_names'], d.get('flip_pairs', ()), d.get('targets'),
                    d.get('confidence_range', (0.0, 1.0)), d.get('source'))
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         r"""Returns a JSON-ready description that :meth:`from_dict` reads
         back."""
         return {'name': self.name, 'source': self.source, 'joint_names': list(self.joint_names),
@@ -246,7 +247,7 @@ class KeypointFormat:
                 'targets': {t: dict(m) for t, m in self.targets.items()}}
 
     @classmethod
-    def load(cls, path: Union[str, Path]) -> 'KeypointFormat':
+    def load(cls, path: str | Path) -> KeypointFormat:
         r"""Loads a format from a JSON file.
 
         Args:
@@ -269,7 +270,7 @@ class KeypointFormat:
             raise ValueError(f"{path}: {e}") from None
 
     @classmethod
-    def preset(cls, name: str) -> 'KeypointFormat':
+    def preset(cls, name: str) -> KeypointFormat:
         r"""Loads a shipped format.
 
         Args:
@@ -288,8 +289,8 @@ class KeypointFormat:
 
     @classmethod
     def from_skeleton(cls, skeleton: Skeleton,
-                      joint_map: Optional[Dict[str, JointSpec]] = None,
-                      target: str = 'h36m17', name: Optional[str] = None) -> 'KeypointFormat':
+                      joint_map: dict[str, JointSpec] | None = None,
+                      target: str = 'h36m17', name: str | None = None) -> KeypointFormat:
         r"""Uses any :class:`~pyg_skeleton.Skeleton` as a keypoint format.
 
         Args:
@@ -334,7 +335,7 @@ class KeypointFormat:
         r"""Number of joints :obj:`J` of the format."""
         return len(self.joint_names)
 
-    def target_joint_names(self, target: str = 'h36m17') -> List[str]:
+    def target_joint_names(self, target: str = 'h36m17') -> list[str]:
         r"""Joint names of a target, in output order.
 
         Raises:
@@ -352,7 +353,7 @@ class KeypointFormat:
 
     def convert(self, uv: Any, confidence: Any = None, target: str = 'h36m17',
                 min_confidence: float = 0.3,
-                source: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray]:
+                source: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         r"""Converts keypoints of this format to a target skeleton.
 
         A source joint is visible if its coordinates are finite and its
@@ -418,7 +419,7 @@ class KeypointFormat:
                               "they stay fully masked", stacklevel=2)
         return uv_t, mask_t
 
-    def check_confidence(self, confidence: np.ndarray, source: Optional[str] = None) -> None:
+    def check_confidence(self, confidence: np.ndarray, source: str | None = None) -> None:
         r"""Checks that finite confidences lie in ``confidence_range``.
 
         Raises:

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,7 @@ __all__ = ['Keypoints', 'read_keypoints', 'read_coco', 'read_openpose', 'read_me
 #: Files (and .npz members) larger than this are refused before they are read.
 MAX_FILE_BYTES = 1 << 30
 
-ImageSize = Union[Tuple[float, float], np.ndarray]
+ImageSize = tuple[float, float] | np.ndarray
 
 # Joint counts that name one format unambiguously in files without a format
 # of their own (.npy / .npz). 17 is left out on purpose: COCO, Human3.6M and
@@ -62,12 +63,12 @@ class Keypoints:
     confidence: np.ndarray
     frame: np.ndarray
     person: np.ndarray
-    frame_names: List[str]
-    image_size: Optional[ImageSize]
+    frame_names: list[str]
+    image_size: ImageSize | None
     format: str
     source: str
     # The format itself, for formats that are not shipped presets.
-    keypoint_format: Optional[KeypointFormat] = field(default=None, repr=False, compare=False)
+    keypoint_format: KeypointFormat | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         self.uv = np.asarray(self.uv, dtype=np.float32)
@@ -93,7 +94,7 @@ class Keypoints:
         return len(self.frame_names)
 
     def convert(self, target: str = 'h36m17',
-                min_confidence: float = 0.3) -> Tuple[np.ndarray, np.ndarray]:
+                min_confidence: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
         r"""Converts to a target skeleton with
         :meth:`KeypointFormat.convert`; warnings and errors name the file.
 
@@ -113,7 +114,7 @@ class Keypoints:
 
 # ------------------------------------------------------------------ helpers
 
-def _natural_key(name: str) -> List[Any]:
+def _natural_key(name: str) -> list[Any]:
     # 'frame_2' before 'frame_10': digit runs compare as numbers.
     return [(0, int(part), '') if part.isdigit() else (1, 0, part)
             for part in re.split(r'(\d+)', name)]
@@ -139,7 +140,7 @@ def _load_json(path: Path) -> Any:
         raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
 
 
-def _image_size(value: Any, path: Path) -> Tuple[float, float]:
+def _image_size(value: Any, path: Path) -> tuple[float, float]:
     try:
         w, h = (float(v) for v in value)
     except (TypeError, ValueError):
@@ -150,8 +151,8 @@ def _image_size(value: Any, path: Path) -> Tuple[float, float]:
     return w, h
 
 
-def _format_of_rows(rows: List[np.ndarray], format: Union[str, KeypointFormat, None],
-                    path: Path, by_count: Dict[int, str], kind: str,
+def _format_of_rows(rows: list[np.ndarray], format: str | KeypointFormat | None,
+                    path: Path, by_count: dict[int, str], kind: str,
                     what: str) -> KeypointFormat:
     # every person of a file has the same joint count, which names the format
     counts = {len(r) for r in rows}
@@ -160,8 +161,8 @@ def _format_of_rows(rows: List[np.ndarray], format: Union[str, KeypointFormat, N
     return _resolve_format(format, counts.pop(), path, by_count, kind)
 
 
-def _resolve_format(format: Union[str, KeypointFormat, None], num_joints: int, path: Path,
-                    by_count: Dict[int, str], kind: str) -> KeypointFormat:
+def _resolve_format(format: str | KeypointFormat | None, num_joints: int, path: Path,
+                    by_count: dict[int, str], kind: str) -> KeypointFormat:
     if format is not None:
         fmt = get_format(format)
         if fmt.num_joints != num_joints:
@@ -192,8 +193,8 @@ def _triplets(values: Any, path: Path, where: str) -> np.ndarray:
 
 
 def _finish(path: Path, fmt: KeypointFormat, uv: np.ndarray, confidence: np.ndarray,
-            frame: Sequence[int], person: Sequence[int], frame_names: List[str],
-            image_size: Optional[ImageSize]) -> Keypoints:
+            frame: Sequence[int], person: Sequence[int], frame_names: list[str],
+            image_size: ImageSize | None) -> Keypoints:
     # Common checks and the missing-joint convention of every reader.
     uv = np.asarray(uv, dtype=np.float64).reshape(-1, fmt.num_joints, 2)
     confidence = np.asarray(confidence, dtype=np.float64).reshape(-1, fmt.num_joints)
@@ -214,7 +215,7 @@ def _finish(path: Path, fmt: KeypointFormat, uv: np.ndarray, confidence: np.ndar
 
 # ------------------------------------------------------------------ readers
 
-def read_coco(path: Union[str, Path], format: Union[str, KeypointFormat, None] = None,
+def read_coco(path: str | Path, format: str | KeypointFormat | None = None,
               image_size: Any = None, data: Any = None) -> Keypoints:
     r"""Reads a COCO keypoint **results** or **annotation** JSON file.
 
@@ -274,9 +275,9 @@ def read_coco(path: Union[str, Path], format: Union[str, KeypointFormat, None] =
                    [str(i) for i in images], size)
 
 
-def _positions(frame: Sequence[int]) -> List[int]:
+def _positions(frame: Sequence[int]) -> list[int]:
     # Position of every sample among the samples of its frame.
-    counter: Dict[int, int] = {}
+    counter: dict[int, int] = {}
     person = []
     for f in frame:
         person.append(counter.get(f, 0))
@@ -284,7 +285,7 @@ def _positions(frame: Sequence[int]) -> List[int]:
     return person
 
 
-def _people(ids: List[Any], frame: List[int], path: Path) -> List[int]:
+def _people(ids: list[Any], frame: list[int], path: Path) -> list[int]:
     # Track ids when every person has a non-negative one, else positions.
     if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
         return _positions(frame)
@@ -297,7 +298,7 @@ def _people(ids: List[Any], frame: List[int], path: Path) -> List[int]:
 
 
 def _read_coco_annotations(path: Path, data: dict, format: Any,
-                           size: Optional[Tuple[float, float]]) -> Keypoints:
+                           size: tuple[float, float] | None) -> Keypoints:
     images, annotations = data['images'], data['annotations']
     if not isinstance(images, list) or not isinstance(annotations, list):
         raise ValueError(f"{path}: 'images' and 'annotations' must be lists")
@@ -339,7 +340,7 @@ def _read_coco_annotations(path: Path, data: dict, format: Any,
                    _people([a.get('track_id') for a in kept], frame, path), names, size)
 
 
-def read_openpose(path: Union[str, Path], format: Union[str, KeypointFormat, None] = None,
+def read_openpose(path: str | Path, format: str | KeypointFormat | None = None,
                   image_size: Any = None) -> Keypoints:
     r"""Reads OpenPose JSON output: a folder of per-frame
     :obj:`*_keypoints.json` files (frames in natural sort order, so
@@ -408,7 +409,7 @@ def read_openpose(path: Union[str, Path], format: Union[str, KeypointFormat, Non
                    size)
 
 
-def _mediapipe_people(frame: Any, path: Path, f: int) -> List[List[dict]]:
+def _mediapipe_people(frame: Any, path: Path, f: int) -> list[list[dict]]:
     # The people of one MediaPipe frame: a list of 33 landmarks, a list of
     # such lists (the Tasks API's pose_landmarks), a dict wrapping either,
     # or empty / null for no person.
@@ -428,7 +429,7 @@ def _mediapipe_people(frame: Any, path: Path, f: int) -> List[List[dict]]:
                      "{x, y, z, visibility}, a list of such lists, or null")
 
 
-def read_mediapipe(path: Union[str, Path], format: Union[str, KeypointFormat, None] = None,
+def read_mediapipe(path: str | Path, format: str | KeypointFormat | None = None,
                    image_size: Any = None, data: Any = None) -> Keypoints:
     r"""Reads MediaPipe Pose landmarks from JSON.
 
@@ -517,7 +518,7 @@ def _load_array(path: Path) -> np.ndarray:
     return arr
 
 
-def read_array(path: Union[str, Path], format: Union[str, KeypointFormat, None] = None,
+def read_array(path: str | Path, format: str | KeypointFormat | None = None,
                image_size: Any = None) -> Keypoints:
     r"""Reads keypoints of one person per frame from a :obj:`.npy` or
     :obj:`.npz` array (:obj:`.npz`: the array named :obj:`keypoints`, else
@@ -585,7 +586,7 @@ def read_array(path: Union[str, Path], format: Union[str, KeypointFormat, None] 
                    [str(t) for t in range(num)], size)
 
 
-def read_keypoints(path: Union[str, Path], format: Union[str, KeypointFormat, None] = None,
+def read_keypoints(path: str | Path, format: str | KeypointFormat | None = None,
                    image_size: Any = None) -> Keypoints:
     r"""Reads any supported detector output, choosing the reader by the
     file suffix, the JSON structure, or a folder (OpenPose).

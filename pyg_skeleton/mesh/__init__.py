@@ -1,4 +1,13 @@
 r"""Body meshes: reading, checking, HEM coarsening, pooling and hierarchies."""
+from __future__ import annotations
+
+from .builtin import MAKEHUMAN_BODY_PATH, makehuman_body
+from .coarsening import (
+    Coarsening,
+    binary_tree_permutations,
+    hem_coarsen,
+)
+from .hierarchy import MeshHierarchy
 from .io import (
     Mesh,
     check_mesh,
@@ -11,15 +20,8 @@ from .io import (
     read_ply,
     split_quads,
 )
-from .coarsening import (
-    Coarsening,
-    binary_tree_permutations,
-    hem_coarsen,
-)
 from .pooling import HEMPool, HEMUnpool, hem_pool, hem_unpool, pool_weights
-from .hierarchy import MeshHierarchy
-from .smpl import SMPLModel, SafeModelUnpickler, load_smpl, safe_load_pickle
-from .builtin import MAKEHUMAN_BODY_PATH, makehuman_body
+from .smpl import SafeModelUnpickler, SMPLModel, load_smpl, safe_load_pickle
 
 __all__ = [
     'Mesh',

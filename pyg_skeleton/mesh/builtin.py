@@ -21,7 +21,8 @@ from .io import Mesh, check_mesh, read_npz_arrays
 __all__ = ['MAKEHUMAN_BODY_PATH', 'makehuman_body']
 
 #: The packaged MakeHuman hm08 body mesh.
-MAKEHUMAN_BODY_PATH = Path(__file__).resolve().parents[1] / 'data' / 'meshes' / 'makehuman_body.npz'
+MAKEHUMAN_BODY_PATH = (Path(__file__).resolve().parents[1] / 'data' / 'meshes'
+                       / 'makehuman_body.npz')
 
 
 @functools.lru_cache(maxsize=1)

@@ -97,12 +97,10 @@ padded ordering (the 96/48 padded sizes of HGN).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
-
 from torch_geometric.utils import coalesce
 
 from .io import as_index_tensor
@@ -132,32 +130,32 @@ class Coarsening:
     PyG's layout (both directions, coalesced, with the self-loops of merged
     pairs); they are built on first access.
     """
-    num_nodes: List[int]
-    clusters: List[Tensor]
-    rounds: List[int]
-    graphs: List[Tuple[Tensor, Tensor, Tensor, Tensor]]
-    _full: Optional[List[Tuple[Tensor, Tensor]]] = None
+    num_nodes: list[int]
+    clusters: list[Tensor]
+    rounds: list[int]
+    graphs: list[tuple[Tensor, Tensor, Tensor, Tensor]]
+    _full: list[tuple[Tensor, Tensor]] | None = None
 
     @property
     def num_levels(self) -> int:
         return len(self.clusters)
 
-    def _build(self) -> List[Tuple[Tensor, Tensor]]:
+    def _build(self) -> list[tuple[Tensor, Tensor]]:
         if self._full is None:
             self._full = [_full_edge_index(u, v, w, d, n) for (u, v, w, d), n
                           in zip(self.graphs, self.num_nodes)]
         return self._full
 
     @property
-    def edge_index(self) -> List[Tensor]:
+    def edge_index(self) -> list[Tensor]:
         return [ei for ei, _ in self._build()]
 
     @property
-    def edge_weight(self) -> List[Tensor]:
+    def edge_weight(self) -> list[Tensor]:
         return [ew for _, ew in self._build()]
 
 
-def _ranks(degree: Tensor, order: str, generator: Optional[torch.Generator]
+def _ranks(degree: Tensor, order: str, generator: torch.Generator | None
            ) -> Tensor:
     n = degree.numel()
     if order == 'degree':
@@ -174,7 +172,7 @@ def _ranks(degree: Tensor, order: str, generator: Optional[torch.Generator]
 
 
 def _undirected(edge_index: Tensor, edge_weight: Tensor, n: int,
-                reduce: str = 'amax') -> Tuple[Tensor, Tensor, Tensor]:
+                reduce: str = 'amax') -> tuple[Tensor, Tensor, Tensor]:
     r"""One entry :math:`u < v` per undirected edge (self-loops dropped;
     parallel edges merged by :obj:`reduce`), sorted by :math:`(u, v)`."""
     row, col = edge_index
@@ -189,7 +187,7 @@ def _undirected(edge_index: Tensor, edge_weight: Tensor, n: int,
 
 
 def _full_edge_index(u: Tensor, v: Tensor, w: Tensor, diag: Tensor, n: int
-                     ) -> Tuple[Tensor, Tensor]:
+                     ) -> tuple[Tensor, Tensor]:
     r"""Both directions plus the non-zero diagonal, sorted row-major."""
     loops = (diag != 0).nonzero().view(-1)
     row = torch.cat([u, v, loops])
@@ -233,7 +231,7 @@ def _number_clusters(partner: Tensor, rank: Tensor) -> Tensor:
 
 
 def match_parallel(u: Tensor, v: Tensor, w: Tensor, diag: Tensor,
-                   rank: Tensor, score: str = 'xavier') -> Tuple[Tensor, int]:
+                   rank: Tensor, score: str = 'xavier') -> tuple[Tensor, int]:
     r"""One level of vectorised locally-dominant matching (see the module
     docstring) on undirected edges :math:`u < v` with weights :obj:`w` and
     self-loop weights :obj:`diag`. Returns :obj:`(partner, rounds)`,
@@ -308,8 +306,8 @@ def _scan(u: Tensor, v: Tensor, prio: Tensor, partner: Tensor) -> None:
     # sorted already (a structured numbering is what stalls the rounds).
     order = torch.argsort(prio, descending=True, stable=True)
     taken = bytearray(partner.numel())
-    mu: List[int] = []
-    mv: List[int] = []
+    mu: list[int] = []
+    mv: list[int] = []
     # Iterating memoryviews of the int64 arrays creates each Python int on
     # the fly: about half the time of building two lists with tolist().
     for a, b in zip(memoryview(u[order].numpy()),
@@ -365,7 +363,7 @@ def match_greedy(u: Tensor, v: Tensor, w: Tensor, diag: Tensor,
 _SMALL_QUICKSORT = 15
 
 
-def _aheapsort(v: list, a: List[int], lo: int, n: int) -> None:
+def _aheapsort(v: list, a: list[int], lo: int, n: int) -> None:
     r"""NumPy's index heapsort of ``a[lo:lo + n]`` by the keys :obj:`v`
     (the introsort fallback), with its 1-based heap indexing."""
     def sift(tmp: int, i: int, size: int) -> None:
@@ -417,7 +415,7 @@ def legacy_argsort(values) -> np.ndarray:
     return np.asarray(_introsort(v.tolist()), dtype=np.int64)
 
 
-def _introsort(v: list) -> List[int]:
+def _introsort(v: list) -> list[int]:
     r"""The index introsort of :func:`legacy_argsort` on any list whose
     items compare with :obj:`<`."""
     num = len(v)
@@ -425,7 +423,7 @@ def _introsort(v: list) -> List[int]:
     if num < 2:
         return a
     pl, pr = 0, num - 1
-    stack: List[Tuple[int, int, int]] = []
+    stack: list[tuple[int, int, int]] = []
     depth = 2 * (num.bit_length() - 1)  # npy_get_msb(num) * 2
     while True:
         if depth < 0:
@@ -554,7 +552,7 @@ def _coarsen(u: Tensor, v: Tensor, w: Tensor, diag: Tensor, cluster: Tensor,
 
 
 def coarsen_graph(edge_index: Tensor, edge_weight: Tensor, cluster: Tensor,
-                  num_clusters: int) -> Tuple[Tensor, Tensor]:
+                  num_clusters: int) -> tuple[Tensor, Tensor]:
     r"""The coarse graph :math:`\mathbf{P}^{\top} \mathbf{W} \mathbf{P}`
     of a symmetric weighted graph (both directions given): edges relabelled
     by :obj:`cluster` and summed (intra-cluster edges become self-loops)."""
@@ -564,12 +562,12 @@ def coarsen_graph(edge_index: Tensor, edge_weight: Tensor, cluster: Tensor,
 
 
 def hem_coarsen(edge_index: Tensor, num_nodes: int, *,
-                levels: Optional[int] = None,
-                max_nodes: Optional[int] = None,
-                edge_weight: Optional[Tensor] = None,
+                levels: int | None = None,
+                max_nodes: int | None = None,
+                edge_weight: Tensor | None = None,
                 score: str = 'xavier', order: str = 'degree',
                 method: str = 'parallel',
-                seed: Optional[int] = None) -> Coarsening:
+                seed: int | None = None) -> Coarsening:
     r"""Coarsens a graph by repeated heavy edge matching.
 
     Args:
@@ -672,8 +670,8 @@ def hem_coarsen(edge_index: Tensor, num_nodes: int, *,
     return out
 
 
-def binary_tree_permutations(clusters: List[Tensor], num_nodes: List[int]
-                             ) -> List[Tensor]:
+def binary_tree_permutations(clusters: list[Tensor], num_nodes: list[int]
+                             ) -> list[Tensor]:
     r"""Defferrard et al.'s binary-tree ordering with fake nodes.
 
     From the coarsest level (identity order) down, every coarse position

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -40,16 +40,16 @@ class MeshHierarchy:
     Build it with :meth:`from_mesh` or :meth:`from_edge_index`.
     """
     def __init__(self, coarsening: Coarsening, *,
-                 pos: Optional[Tensor] = None, padded: bool = False,
-                 meta: Optional[Dict[str, Any]] = None):
-        self.num_nodes: List[int] = [int(n) for n in coarsening.num_nodes]
-        self.weighted_edge_index: List[Tensor] = list(coarsening.edge_index)
-        self.edge_weight: List[Tensor] = list(coarsening.edge_weight)
-        self.clusters: List[Tensor] = list(coarsening.clusters)
-        self.rounds: List[int] = list(coarsening.rounds)
+                 pos: Tensor | None = None, padded: bool = False,
+                 meta: dict[str, Any] | None = None):
+        self.num_nodes: list[int] = [int(n) for n in coarsening.num_nodes]
+        self.weighted_edge_index: list[Tensor] = list(coarsening.edge_index)
+        self.edge_weight: list[Tensor] = list(coarsening.edge_weight)
+        self.clusters: list[Tensor] = list(coarsening.clusters)
+        self.rounds: list[int] = list(coarsening.rounds)
         self.pos = pos
-        self.meta: Dict[str, Any] = dict(meta or {})
-        self.perms: Optional[List[Tensor]] = (
+        self.meta: dict[str, Any] = dict(meta or {})
+        self.perms: list[Tensor] | None = (
             binary_tree_permutations(self.clusters, self.num_nodes)
             if padded else None)
 
@@ -57,10 +57,10 @@ class MeshHierarchy:
 
     @classmethod
     def from_edge_index(cls, edge_index: Tensor, num_nodes: int, *,
-                        levels: Optional[int] = None,
-                        max_nodes: Optional[int] = None,
-                        pos: Optional[Tensor] = None, padded: bool = False,
-                        **kwargs) -> 'MeshHierarchy':
+                        levels: int | None = None,
+                        max_nodes: int | None = None,
+                        pos: Tensor | None = None, padded: bool = False,
+                        **kwargs) -> MeshHierarchy:
         r"""Coarsens :obj:`edge_index` with :func:`hem_coarsen`
         (:obj:`score`, :obj:`order`, :obj:`method`, :obj:`seed`,
         :obj:`edge_weight` pass through)."""
@@ -72,9 +72,9 @@ class MeshHierarchy:
         return cls(c, pos=pos, padded=padded, meta=meta)
 
     @classmethod
-    def from_mesh(cls, mesh: Mesh, *, levels: Optional[int] = None,
-                  max_nodes: Optional[int] = None, padded: bool = False,
-                  **kwargs) -> 'MeshHierarchy':
+    def from_mesh(cls, mesh: Mesh, *, levels: int | None = None,
+                  max_nodes: int | None = None, padded: bool = False,
+                  **kwargs) -> MeshHierarchy:
         r"""Coarsens the edge graph of a :class:`Mesh`; its vertices become
         :obj:`pos` of level 0."""
         ei = faces_to_edge_index(mesh.faces, mesh.num_vertices)
@@ -83,7 +83,7 @@ class MeshHierarchy:
                                    padded=padded, **kwargs)
 
     @classmethod
-    def hgn(cls, source: Union[Mesh, str, Path]) -> 'MeshHierarchy':
+    def hgn(cls, source: Mesh | str | Path) -> MeshHierarchy:
         r"""HGN's mesh hierarchy (Li et al., "Hierarchical Graph Networks
         for 3D Human Pose Estimation", BMVC 2021): :obj:`HGN_LEVELS` levels
         of the official HEM (:obj:`method='official'`, see
@@ -224,7 +224,7 @@ class MeshHierarchy:
                          mask=self.real_mask(t))
 
     def pool(self, x: Tensor, source: int = 0, target: int = -1,
-             mode: str = 'dyadic', batch: Optional[Tensor] = None) -> Tensor:
+             mode: str = 'dyadic', batch: Tensor | None = None) -> Tensor:
         r"""Pools features ``[..., n_source, C]`` (or a disjoint batch with
         :obj:`batch`) to level :obj:`target`; see
         :func:`~pyg_skeleton.mesh.hem_pool` for the modes."""
@@ -234,7 +234,7 @@ class MeshHierarchy:
                         self.num_nodes[t], batch)
 
     def unpool(self, x: Tensor, source: int = -1, target: int = 0,
-               batch: Optional[Tensor] = None) -> Tensor:
+               batch: Tensor | None = None) -> Tensor:
         r"""Copies coarse features of level :obj:`source` to the nodes of
         the finer level :obj:`target`."""
         return self.unpool_op(source, target)(x, batch)
@@ -249,7 +249,7 @@ class MeshHierarchy:
 
     # -- reporting and persistence ---------------------------------------
 
-    def summary(self) -> List[Dict[str, Any]]:
+    def summary(self) -> list[dict[str, Any]]:
         r"""One row per level: nodes, padded nodes, undirected edges (no
         self-loops), self-loops, matching rounds."""
         rows = []
@@ -267,7 +267,7 @@ class MeshHierarchy:
             })
         return rows
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         r"""Plain tensors, lists, ints and strings only (loadable with
         :obj:`torch.load(weights_only=True)`)."""
         return {
@@ -285,8 +285,8 @@ class MeshHierarchy:
         }
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any], source: str = 'MeshHierarchy dict'
-                  ) -> 'MeshHierarchy':
+    def from_dict(cls, d: dict[str, Any], source: str = 'MeshHierarchy dict'
+                  ) -> MeshHierarchy:
         r"""The hierarchy of a :meth:`to_dict` dict, after checking every
         entry: shapes, dtypes and index ranges against the node counts,
         finite positive edge weights, finite positions, cluster maps that
@@ -327,11 +327,11 @@ class MeshHierarchy:
         out.perms = perms
         return out
 
-    def save(self, path: Union[str, Path]) -> None:
+    def save(self, path: str | Path) -> None:
         torch.save(self.to_dict(), path)
 
     @classmethod
-    def load(cls, path: Union[str, Path]) -> 'MeshHierarchy':
+    def load(cls, path: str | Path) -> MeshHierarchy:
         r"""Loads a hierarchy written by ``save`` (with
         :obj:`weights_only=True`: plain tensors and containers only).
 
@@ -371,8 +371,8 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-def _tensor_list(d: Dict[str, Any], key: str, length: int, source: str
-                 ) -> List[Any]:
+def _tensor_list(d: dict[str, Any], key: str, length: int, source: str
+                 ) -> list[Any]:
     value = d.get(key)
     if not isinstance(value, (list, tuple)):
         raise ValueError(f"{source}: {key!r} must be a list of {length} "
@@ -383,7 +383,7 @@ def _tensor_list(d: Dict[str, Any], key: str, length: int, source: str
     return list(value)
 
 
-def _index_tensor(value: Any, shape: Tuple[int, ...], bound: int, what: str
+def _index_tensor(value: Any, shape: tuple[int, ...], bound: int, what: str
                   ) -> Tensor:
     r"""An integer tensor of :obj:`shape` (:obj:`-1`: any size) with values
     in ``[0, bound)``."""
@@ -402,7 +402,7 @@ def _index_tensor(value: Any, shape: Tuple[int, ...], bound: int, what: str
     return value
 
 
-def _checked_levels(d: Dict[str, Any], source: str):
+def _checked_levels(d: dict[str, Any], source: str):
     r"""The checked per-level entries of a saved hierarchy."""
     num_nodes = d.get('num_nodes')
     if (not isinstance(num_nodes, (list, tuple)) or not num_nodes or not all(

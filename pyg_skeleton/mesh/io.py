@@ -36,20 +36,19 @@ import math
 import os
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor
-
 from torch_geometric.data import Data
 
 from pyg_skeleton.utils import as_index_tensor, faces_to_edges
 from pyg_skeleton.utils import connected_components as graph_components
 
-PathLike = Union[str, Path]
+PathLike = str | Path
 
 
 @dataclass
@@ -60,8 +59,8 @@ class Mesh:
     group selection or a cleanup)."""
     vertices: Tensor
     faces: Tensor
-    vertex_map: Optional[Tensor] = None
-    meta: Dict[str, object] = field(default_factory=dict)
+    vertex_map: Tensor | None = None
+    meta: dict[str, object] = field(default_factory=dict)
 
     @property
     def num_vertices(self) -> int:
@@ -92,8 +91,8 @@ class Mesh:
 # Graph helpers
 
 
-def faces_to_edge_index(faces: Union[Tensor, np.ndarray],
-                        num_nodes: Optional[int] = None) -> Tensor:
+def faces_to_edge_index(faces: Tensor | np.ndarray,
+                        num_nodes: int | None = None) -> Tensor:
     r"""Undirected :obj:`edge_index` of a triangle (or polygon) face array
     ``[F, k]``: :func:`pyg_skeleton.utils.faces_to_edges` of the faces in
     PyG's ``[k, F]`` layout.
@@ -109,8 +108,8 @@ def faces_to_edge_index(faces: Union[Tensor, np.ndarray],
     return faces_to_edges(faces.t(), num_nodes, name='faces')
 
 
-def connected_components(edge_index: Union[Tensor, np.ndarray],
-                         num_nodes: int) -> Tuple[int, np.ndarray]:
+def connected_components(edge_index: Tensor | np.ndarray,
+                         num_nodes: int) -> tuple[int, np.ndarray]:
     r""":func:`pyg_skeleton.utils.connected_components` with the labels as
     a NumPy array. Returns :obj:`(count, labels)`, labels numbered
     ``0..count-1`` in order of each component's smallest node."""
@@ -141,7 +140,7 @@ def split_quads(vertices: np.ndarray, quads: np.ndarray) -> np.ndarray:
     return np.stack([t1, t2], 1).reshape(-1, 3)
 
 
-def _polygons_to_triangles(vertices: np.ndarray, polygons: List[np.ndarray],
+def _polygons_to_triangles(vertices: np.ndarray, polygons: list[np.ndarray],
                            require_triangles: bool, source: str) -> np.ndarray:
     out = []
     for poly in polygons:
@@ -166,9 +165,9 @@ def _polygons_to_triangles(vertices: np.ndarray, polygons: List[np.ndarray],
     return np.concatenate(out).astype(np.int64)
 
 
-def _group_polygons(faces: List[List[int]]) -> List[np.ndarray]:
+def _group_polygons(faces: list[list[int]]) -> list[np.ndarray]:
     # triangles first, then quads, ...; file order within each size
-    by_size: Dict[int, List[List[int]]] = {}
+    by_size: dict[int, list[list[int]]] = {}
     for f in faces:
         by_size.setdefault(len(f), []).append(f)
     return [np.asarray(by_size[k], dtype=np.int64) for k in sorted(by_size)]
@@ -202,7 +201,7 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def npz_members(path: PathLike) -> Dict[str, Tuple[Tuple[int, ...],
+def npz_members(path: PathLike) -> dict[str, tuple[tuple[int, ...],
                                                    np.dtype]]:
     r"""Checks every array of an :obj:`.npz` archive without loading it and
     returns :obj:`{key: (shape, dtype)}`.
@@ -284,8 +283,8 @@ def read_npy_array(path: PathLike) -> np.ndarray:
         return np.lib.format.read_array(fh, allow_pickle=False)
 
 
-def read_npz_arrays(path: PathLike, keys: Optional[Sequence[str]] = None, *,
-                    required: Sequence[str] = ()) -> Dict[str, np.ndarray]:
+def read_npz_arrays(path: PathLike, keys: Sequence[str] | None = None, *,
+                    required: Sequence[str] = ()) -> dict[str, np.ndarray]:
     r"""Loads plain arrays from an :obj:`.npz` archive after
     :func:`npz_members` has checked every member's header against its size
     (never with :obj:`allow_pickle`).
@@ -328,7 +327,7 @@ def read_npz_arrays(path: PathLike, keys: Optional[Sequence[str]] = None, *,
 # Readers
 
 
-def _finish(path: Path, v: np.ndarray, polys: List[np.ndarray],
+def _finish(path: Path, v: np.ndarray, polys: list[np.ndarray],
             require_triangles: bool) -> np.ndarray:
     r"""Checks a reader's vertices and polygons and triangulates them: an
     empty or non-finite result is an error, never a mesh."""
@@ -346,7 +345,7 @@ def _finish(path: Path, v: np.ndarray, polys: List[np.ndarray],
     return _polygons_to_triangles(v, polys, require_triangles, str(path))
 
 
-def read_obj(path: PathLike, *, groups: Optional[Sequence[str]] = None,
+def read_obj(path: PathLike, *, groups: Sequence[str] | None = None,
              require_triangles: bool = False,
              scale: float = 1.0) -> Mesh:
     r"""Reads a Wavefront OBJ file (:obj:`v` and :obj:`f` records; texture
@@ -375,9 +374,9 @@ def read_obj(path: PathLike, *, groups: Optional[Sequence[str]] = None,
                          f"file")
     text = raw.decode('utf-8', errors='replace')
     del raw
-    verts: List[List[float]] = []
-    faces: List[List[int]] = []
-    face_lines: List[int] = []
+    verts: list[list[float]] = []
+    faces: list[list[int]] = []
+    face_lines: list[int] = []
     wanted = None if groups is None else set(groups)
     current = ['default']
     seen_groups = set()
@@ -460,7 +459,7 @@ def _ply_header(raw: bytes, path: Path):
                          f"data)")
     header = raw[:end].decode('ascii', errors='replace').splitlines()
     fmt = None
-    elements: List[Tuple[str, int, list]] = []
+    elements: list[tuple[str, int, list]] = []
     for line in header[1:]:
         parts = line.split()
         if not parts or parts[0] in ('comment', 'obj_info'):
@@ -496,10 +495,10 @@ def _ply_header(raw: bytes, path: Path):
     return fmt, elements, newline + 1
 
 
-def _ply_ascii(body: bytes, elements, path: Path) -> Dict[str, dict]:
+def _ply_ascii(body: bytes, elements, path: Path) -> dict[str, dict]:
     tokens = body.split()
     pos = 0
-    data: Dict[str, dict] = {}
+    data: dict[str, dict] = {}
     for name, count, props in elements:
         if all(p[1] != 'list' for p in props):
             n = len(props)
@@ -516,7 +515,7 @@ def _ply_ascii(body: bytes, elements, path: Path) -> Dict[str, dict]:
             pos += n * count
             data[name] = {p[0]: block[:, i] for i, p in enumerate(props)}
             continue
-        rows: Dict[str, list] = {p[0]: [] for p in props}
+        rows: dict[str, list] = {p[0]: [] for p in props}
         for row in range(count):
             for p in props:
                 if pos >= len(tokens):
@@ -543,9 +542,9 @@ def _ply_ascii(body: bytes, elements, path: Path) -> Dict[str, dict]:
 
 
 def _ply_binary(buf: memoryview, elements, endian: str, path: Path
-                ) -> Dict[str, dict]:
+                ) -> dict[str, dict]:
     pos = 0
-    data: Dict[str, dict] = {}
+    data: dict[str, dict] = {}
 
     def truncated(name, row=None):
         at = '' if row is None else f" (row {row})"
@@ -605,7 +604,7 @@ def _ply_binary(buf: memoryview, elements, endian: str, path: Path
     return data
 
 
-def _integral_faces(values, path: Path, k: int) -> List[int]:
+def _integral_faces(values, path: Path, k: int) -> list[int]:
     out = []
     for t in values:
         if not float(t).is_integer():
@@ -674,8 +673,8 @@ def read_ply(path: PathLike, *, require_triangles: bool = False) -> Mesh:
 SMPL_KEYS = ('v_template', 'f')
 
 
-def read_npz(path: PathLike, *, vertices_key: Optional[str] = None,
-             faces_key: Optional[str] = None,
+def read_npz(path: PathLike, *, vertices_key: str | None = None,
+             faces_key: str | None = None,
              require_triangles: bool = False) -> Mesh:
     r"""Reads vertices and faces (``[F, 3]`` or ``[F, 4]``) from an
     :obj:`.npz` archive of plain arrays (checked and loaded with

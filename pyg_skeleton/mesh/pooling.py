@@ -29,8 +29,6 @@ and then unpooling reproduces a constant signal exactly.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
-
 import torch
 from torch import Tensor
 
@@ -49,7 +47,7 @@ def _check_size(owner: str, x: Tensor, rows: int, num_rows: int,
                  f'{copies} x {elements} features', 'use a smaller batch')
 
 
-def compose_clusters(clusters: List[Tensor], source: int, target: int
+def compose_clusters(clusters: list[Tensor], source: int, target: int
                      ) -> Tensor:
     r"""The map from the nodes of level :obj:`source` to those of level
     :obj:`target` (:obj:`source <= target`)."""
@@ -66,7 +64,7 @@ def compose_clusters(clusters: List[Tensor], source: int, target: int
     return index
 
 
-def pool_weights(clusters: List[Tensor], source: int, target: int,
+def pool_weights(clusters: list[Tensor], source: int, target: int,
                  mode: str = 'dyadic') -> Tensor:
     r"""Per-node pooling weights :math:`w_i` of level :obj:`source` into
     level :obj:`target` (float64)."""
@@ -91,7 +89,7 @@ def pool_weights(clusters: List[Tensor], source: int, target: int,
 
 
 def _batched_index(index: Tensor, num_target: int, num_rows: int,
-                   batch: Optional[Tensor], what: str) -> Tensor:
+                   batch: Tensor | None, what: str) -> Tensor:
     n = index.numel()
     if num_rows % n != 0:
         raise ValueError(f"{what}: a disjoint batch must hold whole graphs "
@@ -119,7 +117,7 @@ def _check_index(index: Tensor, num_target: int, what: str) -> None:
 
 
 def hem_pool(x: Tensor, index: Tensor, weight: Tensor, num_clusters: int,
-             batch: Optional[Tensor] = None) -> Tensor:
+             batch: Tensor | None = None) -> Tensor:
     r"""Weighted scatter-sum pooling :math:`\mathbf{x}_c = \sum_{\pi(i) = c}
     w_i \mathbf{x}_i`.
 
@@ -145,7 +143,7 @@ def hem_pool(x: Tensor, index: Tensor, weight: Tensor, num_clusters: int,
 
 
 def _pool(x: Tensor, index: Tensor, weight: Tensor, num_clusters: int,
-          batch: Optional[Tensor]) -> Tensor:
+          batch: Tensor | None) -> Tensor:
     # hem_pool without the index checks (HEMPool checks once when built)
     # The weighted copy of x and the output, at most as large:
     _check_size('HEMPool', x, 1, 1, 2)
@@ -164,8 +162,8 @@ def _pool(x: Tensor, index: Tensor, weight: Tensor, num_clusters: int,
     return out.index_add(0, idx, x * w)
 
 
-def hem_unpool(x: Tensor, index: Tensor, mask: Optional[Tensor] = None,
-               batch: Optional[Tensor] = None) -> Tensor:
+def hem_unpool(x: Tensor, index: Tensor, mask: Tensor | None = None,
+               batch: Tensor | None = None) -> Tensor:
     r"""Unpooling by copying each coarse node to its fine nodes,
     :math:`\mathbf{x}_i = \mathbf{x}_{\pi(i)}` (times :obj:`mask[i]` when a
     0/1 mask of real fine nodes is given). Layouts as :func:`hem_pool`; for a
@@ -222,7 +220,7 @@ class HEMPool(torch.nn.Module):
     def num_nodes(self) -> int:
         return self.index.numel()
 
-    def forward(self, x: Tensor, batch: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, batch: Tensor | None = None) -> Tensor:
         return _pool(x, self.index, self.weight, self.num_clusters, batch)
 
     def matrix(self) -> Tensor:
@@ -244,7 +242,7 @@ class HEMUnpool(torch.nn.Module):
     with a stored :obj:`index`, and an optional mask that zeroes padded fake
     nodes)."""
     def __init__(self, index: Tensor, num_clusters: int,
-                 mask: Optional[Tensor] = None):
+                 mask: Tensor | None = None):
         super().__init__()
         _check_index(index, int(num_clusters), 'HEMUnpool')
         if mask is not None and mask.shape != index.shape:
@@ -254,7 +252,7 @@ class HEMUnpool(torch.nn.Module):
         self.register_buffer('mask', None if mask is None else mask.bool())
         self.num_clusters = int(num_clusters)
 
-    def forward(self, x: Tensor, batch: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, batch: Tensor | None = None) -> Tensor:
         if batch is not None and x.size(0) % self.num_clusters != 0:
             raise ValueError(f"HEMUnpool: a disjoint batch must hold whole "
                              f"graphs of {self.num_clusters} nodes")
@@ -284,8 +282,8 @@ class HEMUnpool(torch.nn.Module):
                 f'{self.index.numel()})')
 
 
-def pool_unpool_pair(clusters: List[Tensor], source: int, target: int,
-                     mode: str = 'dyadic') -> Tuple[HEMPool, HEMUnpool]:
+def pool_unpool_pair(clusters: list[Tensor], source: int, target: int,
+                     mode: str = 'dyadic') -> tuple[HEMPool, HEMUnpool]:
     r"""A :class:`HEMPool` and :class:`HEMUnpool` between two levels of a
     list of cluster maps."""
     index = compose_clusters(clusters, source, target)

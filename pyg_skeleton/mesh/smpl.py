@@ -23,13 +23,12 @@ Human3.6M reader (:mod:`pyg_skeleton.datasets.h36m`).
 """
 from __future__ import annotations
 
+import importlib
 import io
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
-
-import importlib
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,7 +42,7 @@ class ChumpyStub:
     pickled state. :meth:`to_array` returns the array payload (the state's
     :obj:`x`)."""
     def __init__(self, *args, **kwargs):
-        self.state: Dict[str, Any] = {}
+        self.state: dict[str, Any] = {}
 
     def __setstate__(self, state):
         self.state = dict(state) if isinstance(state, dict) else {
@@ -73,7 +72,7 @@ class SparseMatrixStub:
     fmt = 'csc'
 
     def __init__(self, *args, **kwargs):
-        self.state: Dict[str, Any] = {}
+        self.state: dict[str, Any] = {}
 
     def __setstate__(self, state):
         if not isinstance(state, dict):
@@ -193,9 +192,9 @@ def _safe_array_reconstruct(subtype, shape, dtype):
     return _numpy_global('numpy.core.multiarray', '_reconstruct')(subtype, shape, dtype)
 
 
-def _numpy_allowed() -> Dict[Tuple[str, str], Any]:
+def _numpy_allowed() -> dict[tuple[str, str], Any]:
     # protocol-2 pickles store the arrays' bytes as _codecs.encode(str, 'latin1')
-    allowed: Dict[Tuple[str, str], Any] = {
+    allowed: dict[tuple[str, str], Any] = {
         ('numpy', 'ndarray'): np.ndarray, ('numpy', 'dtype'): np.dtype,
         ('_codecs', 'encode'): _safe_codecs_encode}
     for core in ('numpy.core', 'numpy._core'):
@@ -219,10 +218,10 @@ class RestrictedUnpickler(pickle.Unpickler):
     empty array that NumPy's pickles start from) and of the Latin-1 byte
     strings of protocol-2 pickles.
     """
-    ALLOWED: Dict[Tuple[str, str], Any] = {}
+    ALLOWED: dict[tuple[str, str], Any] = {}
     CONTENT = 'plain containers'
 
-    def resolve(self, module: str, name: str) -> Optional[Any]:
+    def resolve(self, module: str, name: str) -> Any | None:
         """The object for a global outside ``ALLOWED`` (default: none)."""
         return None
 
@@ -238,7 +237,7 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 
 #: Allow-list of ``RestrictedUnpickler`` for plain NumPy arrays.
-NUMPY_GLOBALS: Dict[Tuple[str, str], Any] = _numpy_allowed()
+NUMPY_GLOBALS: dict[tuple[str, str], Any] = _numpy_allowed()
 
 # harmless builtins chumpy states use (plain containers) and the base class
 # that copyreg._reconstructor names
@@ -258,7 +257,7 @@ class SafeModelUnpickler(RestrictedUnpickler):
                **{(m, k): v for m in ('builtins', '__builtin__') for k, v in _BUILTINS.items()}}
     CONTENT = 'numpy arrays, scipy sparse matrices and chumpy arrays (SMPL-family model files)'
 
-    def resolve(self, module: str, name: str) -> Optional[Any]:
+    def resolve(self, module: str, name: str) -> Any | None:
         if module.startswith('scipy.sparse') and name in _SPARSE:
             return _SPARSE[name]
         if module == 'chumpy' or module.startswith('chumpy.'):
@@ -266,7 +265,7 @@ class SafeModelUnpickler(RestrictedUnpickler):
         return None
 
 
-def safe_load_pickle(source: Union[str, Path, bytes]) -> Any:
+def safe_load_pickle(source: str | Path | bytes) -> Any:
     r"""Unpickles a model file (path or bytes) with
     :class:`SafeModelUnpickler` (Latin-1 decoding of Python-2 strings)."""
     data = source if isinstance(source, bytes) else Path(source).read_bytes()
@@ -295,14 +294,14 @@ class SMPLModel:
     v_template: Tensor
     faces: Tensor
     J_regressor: Tensor
-    arrays: Dict[str, np.ndarray] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
     kind: str = 'unknown'
 
     def to_mesh(self) -> Mesh:
         return Mesh(self.v_template.clone(), self.faces.clone(), None,
                     {'source': f'{self.kind} template'})
 
-    def joints(self, vertices: Optional[Tensor] = None) -> Tensor:
+    def joints(self, vertices: Tensor | None = None) -> Tensor:
         r"""Joint positions :math:`\mathbf{J} \mathbf{V}` of
         :obj:`vertices` ``[..., V, 3]`` (default: the template)."""
         v = self.v_template if vertices is None else vertices
@@ -312,7 +311,7 @@ class SMPLModel:
 _KINDS = {6890: 'smpl', 10475: 'smplx', 778: 'mano'}
 
 
-def load_smpl(path: Union[str, Path]) -> SMPLModel:
+def load_smpl(path: str | Path) -> SMPLModel:
     r"""Loads the template vertices (:obj:`v_template`), faces (:obj:`f`)
     and joint regressor (:obj:`J_regressor`) of a SMPL, SMPL-X or MANO
     model file (:obj:`.pkl` as distributed, or :obj:`.npz`), without
@@ -338,7 +337,7 @@ def load_smpl(path: Union[str, Path]) -> SMPLModel:
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a dict of arrays, got "
                          f"{type(raw).__name__}")
-    arrays: Dict[str, np.ndarray] = {}
+    arrays: dict[str, np.ndarray] = {}
     for key, value in raw.items():
         try:
             value = _to_numpy(value)

@@ -13,6 +13,8 @@ and the dynamo ONNX exporter see :func:`torch.compiler.is_compiling` and
 take the traceable path instead, so they are the supported ways to export
 (:mod:`pyg_skeleton.export`).
 """
+from __future__ import annotations
+
 import torch
 
 ALTERNATIVES = ("export with torch.onnx.export(..., dynamo=True) or "

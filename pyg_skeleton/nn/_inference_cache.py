@@ -15,11 +15,13 @@ tensor can never reuse its address and pass for the old one. Under
 :func:`torch.compile` and :func:`torch.export` nothing is cached: the
 values must be traced from the parameters.
 """
-from typing import Any, Callable, Sequence
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
-
 from torch_geometric import is_compiling
 
 

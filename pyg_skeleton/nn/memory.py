@@ -9,9 +9,10 @@ physical memory elsewhere) or, if set, the environment variable
 ``PYG_SKELETON_MEMORY_GB`` (a number of GiB; ``0`` or ``inf`` switches the
 check off).
 """
+from __future__ import annotations
+
 import math
 import os
-from typing import Optional
 
 import torch
 
@@ -27,7 +28,7 @@ ENV_LIMIT = 'PYG_SKELETON_MEMORY_GB'
 HOP_TABLE_BYTES = 2 * 3 * 8 + 8 + 1
 
 
-def _available_bytes() -> Optional[float]:
+def _available_bytes() -> float | None:
     try:
         with open('/proc/meminfo') as f:
             for line in f:
@@ -41,7 +42,7 @@ def _available_bytes() -> Optional[float]:
         return None
 
 
-def memory_limit() -> Optional[float]:
+def memory_limit() -> float | None:
     r"""The number of bytes an operator may allocate at once, or
     :obj:`None` for no limit (see the module's description)."""
     value = os.environ.get(ENV_LIMIT)

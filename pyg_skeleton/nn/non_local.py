@@ -1,12 +1,13 @@
+from __future__ import annotations
+
 import math
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import BatchNorm1d, Linear, Parameter
 from torch.utils.checkpoint import checkpoint
-
 from torch_geometric.utils import to_dense_batch
 
 from pyg_skeleton.nn._export_guard import NoTorchScript, check_not_jit_traced
@@ -31,7 +32,7 @@ CHUNK_ELEMENTS = 2**26
 
 
 def _concat_dense(a: Tensor, b: Tensor, g: Tensor,
-                  key_mask: Optional[Tensor]) -> Tensor:
+                  key_mask: Tensor | None) -> Tensor:
     r"""The concatenation affinity's :math:`\mathbf{y}_i = \frac{1}{K}
     \sum_k \mathrm{ReLU}(a_i + b_k) \mathbf{g}_k` through the dense
     :obj:`[B, N, K]` affinity."""
@@ -46,7 +47,7 @@ def _concat_dense(a: Tensor, b: Tensor, g: Tensor,
 
 
 def _concat_sorted(a: Tensor, b: Tensor, g: Tensor,
-                   key_mask: Optional[Tensor]) -> Tensor:
+                   key_mask: Tensor | None) -> Tensor:
     r""":func:`_concat_dense` in :math:`O(K \log K + N \log K)` time and
     :math:`O((N + K) F')` memory, exact up to rounding.
 
@@ -89,7 +90,7 @@ def _concat_sorted(a: Tensor, b: Tensor, g: Tensor,
 
 
 def _gaussian_dense(theta: Tensor, phi: Tensor, g: Tensor,
-                    key_mask: Optional[Tensor]) -> Tensor:
+                    key_mask: Tensor | None) -> Tensor:
     r"""The embedded Gaussian's :math:`\mathbf{y}_i = \sum_k
     \mathrm{softmax}_k(\boldsymbol{\theta}_i^{\top}
     \boldsymbol{\phi}_k) \mathbf{g}_k` through the dense
@@ -103,7 +104,7 @@ def _gaussian_dense(theta: Tensor, phi: Tensor, g: Tensor,
 
 
 def _gaussian_chunked(theta: Tensor, phi: Tensor, g: Tensor,
-                      key_mask: Optional[Tensor]) -> Tensor:
+                      key_mask: Tensor | None) -> Tensor:
     r""":func:`_gaussian_dense` over blocks of queries, each recomputed in
     the backward pass, so that at most :obj:`CHUNK_ELEMENTS` affinities
     exist at a time: :math:`O(B \cdot \mathrm{chunk} \cdot K)` memory
@@ -121,7 +122,7 @@ MESH_KEY_GROUPS = 256
 
 
 def mesh_groups(edge_index: Tensor, num_nodes: int,
-                max_groups: int = MESH_KEY_GROUPS) -> List[List[int]]:
+                max_groups: int = MESH_KEY_GROUPS) -> list[list[int]]:
     r"""Groups of the nodes of a mesh for the keys of a
     :class:`NonLocalBlock`: the clusters of the first heavy-edge-matching
     level (:func:`~pyg_skeleton.mesh.hem_coarsen`) with at most
@@ -275,8 +276,8 @@ class NonLocalBlock(NoTorchScript, torch.nn.Module):
     def __init__(
         self,
         in_channels: int,
-        inter_channels: Optional[int] = None,
-        groups: Optional[Sequence[Sequence[int]]] = None,
+        inter_channels: int | None = None,
+        groups: Sequence[Sequence[int]] | None = None,
         affinity: str = 'concatenation',
         batch_norm: bool = True,
     ):
@@ -301,9 +302,9 @@ class NonLocalBlock(NoTorchScript, torch.nn.Module):
         self.affinity = affinity
         self.batch_norm = batch_norm
 
-        self.groups: Optional[List[List[int]]] = None
-        self.num_nodes: Optional[int] = None
-        self.num_groups: Optional[int] = None
+        self.groups: list[list[int]] | None = None
+        self.num_nodes: int | None = None
+        self.num_groups: int | None = None
         if groups is not None:
             self.groups = check_partition(groups)
             self.num_groups = len(self.groups)
@@ -357,7 +358,7 @@ class NonLocalBlock(NoTorchScript, torch.nn.Module):
             torch.nn.init.zeros_(self.out.weight)
             torch.nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: Tensor, batch: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, batch: Tensor | None = None) -> Tensor:
         r"""Runs the block.
 
         Args:
@@ -436,7 +437,7 @@ class NonLocalBlock(NoTorchScript, torch.nn.Module):
             h = self.bn(h)
         return x + h
 
-    def _attend(self, x: Tensor, key_mask: Optional[Tensor]) -> Tensor:
+    def _attend(self, x: Tensor, key_mask: Tensor | None) -> Tensor:
         r"""Computes :math:`\mathbf{W}_{out} \mathbf{y} + \mathbf{b}_{out}` on
         dense node features :obj:`[B, N, F]`; :obj:`key_mask` of shape
         :obj:`[B, N]` marks the real (non-padded) nodes."""

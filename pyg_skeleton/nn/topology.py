@@ -32,17 +32,18 @@ Input checks cost host synchronisations (on a GPU, every data-dependent
 check waits for the device): :func:`set_validation` turns them off for
 production, where inputs are known to be well formed.
 """
+from __future__ import annotations
+
 import contextlib
 import functools
 import math
 import warnings
+from collections.abc import Iterator
 from numbers import Integral
-from typing import Iterator, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
 from torch_geometric import is_compiling
 from torch_geometric.typing import Adj, SparseTensor
 from torch_geometric.utils import (
@@ -289,7 +290,7 @@ def edge_index_of(adj: Adj) -> Tensor:
 
 
 def fixed_graph(edge_index: Adj,
-                num_nodes: Optional[int] = None) -> Tuple[Tensor, int]:
+                num_nodes: int | None = None) -> tuple[Tensor, int]:
     r"""Validates the graph an operator is built for and returns it as a
     CPU :obj:`edge_index` with its number of nodes (inferred from
     :obj:`edge_index` when :obj:`None`).
@@ -344,8 +345,8 @@ class _CSRMatmul(torch.autograd.Function):
     as every one of their pages is faulted in anew.
     """
     @staticmethod
-    def forward(ctx, value: Tensor, x: Tensor, weight: Optional[Tensor],
-                bias: Optional[Tensor], crow: Tensor, col: Tensor,
+    def forward(ctx, value: Tensor, x: Tensor, weight: Tensor | None,
+                bias: Tensor | None, crow: Tensor, col: Tensor,
                 crow_t: Tensor, col_t: Tensor, perm_t: Tensor) -> Tensor:
         x = x.contiguous()
         size = (crow.numel() - 1, crow_t.numel() - 1)
@@ -403,8 +404,8 @@ class _CSRMatmul(torch.autograd.Function):
                 None, None)
 
 
-def _csr_matmul(value: Tensor, x: Tensor, weight: Optional[Tensor],
-                bias: Optional[Tensor], *pattern: Tensor) -> Tensor:
+def _csr_matmul(value: Tensor, x: Tensor, weight: Tensor | None,
+                bias: Tensor | None, *pattern: Tensor) -> Tensor:
     r"""Applies :class:`_CSRMatmul` in any floating dtype and under
     :func:`torch.autocast`.
 
@@ -427,7 +428,7 @@ def _csr_matmul(value: Tensor, x: Tensor, weight: Optional[Tensor],
     if dtype in (torch.float16, torch.bfloat16):
         dtype = torch.float32
 
-    def cast(t: Optional[Tensor]) -> Optional[Tensor]:
+    def cast(t: Tensor | None) -> Tensor | None:
         return None if t is None else t.to(dtype)
 
     with torch.autocast(device_type, enabled=False):
@@ -448,7 +449,7 @@ class _Features:
     r"""The per-sample operand ``H[b]`` of :class:`_CSRMatmul`: ``x[b]``, or
     ``x[b] @ weight^T`` read as ``[K, C]``, computed on demand into one
     reused buffer."""
-    def __init__(self, x: Tensor, weight: Optional[Tensor], rows: int):
+    def __init__(self, x: Tensor, weight: Tensor | None, rows: int):
         self.x, self.weight = x, weight
         if weight is None:
             self.channels = x.size(-1)
@@ -465,7 +466,7 @@ class _Features:
 
 
 def _csr_pattern(row: Tensor, col: Tensor, num_rows: int,
-                 num_cols: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+                 num_cols: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     r"""The CSR pattern of entries :obj:`(row, col)` sorted row-major, and of
     its transpose: :obj:`(crow, crow_t, col_t, perm_t)`, with
     :obj:`perm_t` carrying values over to the transpose."""
@@ -494,7 +495,7 @@ class Topology(torch.nn.Module):
             (default: :obj:`None`, inferred from :obj:`edge_index`)
     """
     @built_on_cpu
-    def __init__(self, edge_index: Adj, num_nodes: Optional[int] = None):
+    def __init__(self, edge_index: Adj, num_nodes: int | None = None):
         super().__init__()
         edge_index, num_nodes = fixed_graph(edge_index, num_nodes)
         edge_index, _ = remove_self_loops(edge_index)
@@ -553,7 +554,7 @@ class Topology(torch.nn.Module):
         return torch.stack([self.src, self.dst], dim=0)
 
     def lookup(self, edge_index: Adj,
-               num_nodes: int) -> Tuple[Tensor, Tensor, Tensor]:
+               num_nodes: int) -> tuple[Tensor, Tensor, Tensor]:
         r"""Maps the edges of a graph built from copies of this topology back
         to their slots.
 
@@ -646,9 +647,9 @@ class Topology(torch.nn.Module):
     def softmax(
         self,
         logits: Tensor,
-        edge_index: Optional[Adj] = None,
-        num_nodes: Optional[int] = None,
-    ) -> Tuple[Optional[Tensor], Tensor, Tensor]:
+        edge_index: Adj | None = None,
+        num_nodes: int | None = None,
+    ) -> tuple[Tensor | None, Tensor, Tensor]:
         r"""Normalises per-slot logits with a softmax over each target's
         incoming edges and its self-loop (SemGCN's :math:`\rho_i`).
 
@@ -685,7 +686,7 @@ class Topology(torch.nn.Module):
         return edge_index, alpha[:num_edges], alpha[num_edges:]
 
     def aggregate(self, value: Tensor, h: Tensor,
-                  self_value: Optional[Tensor] = None) -> Tensor:
+                  self_value: Tensor | None = None) -> Tensor:
         r"""Computes :math:`\mathbf{y}_i = \sum_{j \in \mathcal{N}(i)}
         a_{ij} \mathbf{h}_j` over the neighbour edges, plus
         :math:`a_{ii} \mathbf{h}_i` when :obj:`self_value` is given.
@@ -763,8 +764,8 @@ class Topology(torch.nn.Module):
                               alpha).view((n, 2 * n) + alpha.shape[1:])
 
     def aggregate_pair(self, alpha: Tensor, x: Tensor, weight: Tensor,
-                       bias: Optional[Tensor] = None,
-                       pair_matrix: Optional[Tensor] = None) -> Tensor:
+                       bias: Tensor | None = None,
+                       pair_matrix: Tensor | None = None) -> Tensor:
         r"""Computes :math:`\mathbf{y}_i = a_{ii} \mathbf{s}_i +
         \sum_{j \in \mathcal{N}(i)} a_{ij} \mathbf{t}_j + \mathbf{b}` for
         two linear maps of the node features,

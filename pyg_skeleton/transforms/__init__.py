@@ -1,4 +1,6 @@
 r"""Graph transforms for skeletons and meshes."""
+from __future__ import annotations
+
 from .khop import KHopEdges, khop_edges
 
 __all__ = [

@@ -8,11 +8,10 @@ shortest-path length. :func:`khop_edges` lists every pair with
 list on a :class:`~torch_geometric.data.Data` object so that disjoint
 :class:`~torch_geometric.data.Batch` objects carry it.
 """
-from typing import Tuple
+from __future__ import annotations
 
 import torch
 from torch import Tensor
-
 from torch_geometric.data import Data
 from torch_geometric.data.datapipes import functional_transform
 from torch_geometric.transforms import BaseTransform
@@ -21,7 +20,7 @@ from pyg_skeleton.utils import bfs, check_edge_index, check_positive_int
 
 
 def khop_edges(edge_index: Tensor, num_nodes: int,
-               max_hop: int) -> Tuple[Tensor, Tensor]:
+               max_hop: int) -> tuple[Tensor, Tensor]:
     r"""Returns all pairs of nodes at most :obj:`max_hop` hops apart.
 
     A pair :math:`(j, i)` is listed when the shortest path from :math:`j` to

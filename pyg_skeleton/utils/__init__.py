@@ -1,6 +1,8 @@
 r"""Graph algorithms and input checks: breadth-first search and hop counts,
 edge lookup, connected components, faces to edges, and the validators of
 graphs, index arrays and node partitions."""
+from __future__ import annotations
+
 from .graph import (
     BFS_BLOCK_ENTRIES,
     as_index_tensor,

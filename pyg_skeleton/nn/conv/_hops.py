@@ -19,14 +19,14 @@ Aggregating before transforming is the order of the HCSF figure (the input
 is multiplied by the hop matrices, then channel-squeezed) and lets the
 operators fold their per-hop weights and fusion projections into one matrix.
 """
+from __future__ import annotations
+
 import math
 import warnings
 from numbers import Real
-from typing import List, Optional
 
 import torch
 from torch import Tensor
-
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj
 
@@ -85,7 +85,7 @@ class HopConv(NoTorchScript, MessagePassing):
 
     # ------------------------------------------------------------ building
 
-    def _build_hops(self, edge_index: Adj, num_nodes: Optional[int],
+    def _build_hops(self, edge_index: Adj, num_nodes: int | None,
                     max_hop: int):
         edge_index, num_nodes = fixed_graph(edge_index, num_nodes)
         self.num_nodes = num_nodes
@@ -209,7 +209,7 @@ class HopConv(NoTorchScript, MessagePassing):
                 f"or a disjoint batch")
 
     def hop_sums(self, x: Tensor, edge_index: Tensor, hop: Tensor,
-                 edge_weight: Optional[Tensor]) -> Tensor:
+                 edge_weight: Tensor | None) -> Tensor:
         r"""Returns :math:`\sum_{j \in \mathcal{N}_k(i)} w_{ji}
         \mathbf{x}_j` for every node and hop slot :math:`k`, as
         :obj:`[..., num_nodes, K, F]`; :obj:`edge_index` includes the
@@ -219,8 +219,8 @@ class HopConv(NoTorchScript, MessagePassing):
                              edge_weight=edge_weight)
         return out.unflatten(-2, (x.size(-2), self.num_hop_slots))
 
-    def aggregate_hops(self, x: Tensor, khop_edge_index: Optional[Tensor] = None,
-                       khop_distance: Optional[Tensor] = None) -> Tensor:
+    def aggregate_hops(self, x: Tensor, khop_edge_index: Tensor | None = None,
+                       khop_distance: Tensor | None = None) -> Tensor:
         r"""Returns the group aggregates :math:`\mathbf{s}_{i,g}`,
         :obj:`[..., num_nodes, G, F_in]`."""
         if khop_edge_index is None:
@@ -296,11 +296,11 @@ class HopConv(NoTorchScript, MessagePassing):
                                 self.membership.to(x.dtype))
         return sums * norm.to(x.dtype).unsqueeze(-1)
 
-    def message(self, x_j: Tensor, edge_weight: Optional[Tensor]) -> Tensor:
+    def message(self, x_j: Tensor, edge_weight: Tensor | None) -> Tensor:
         return x_j if edge_weight is None else x_j * edge_weight
 
     def aggregate(self, inputs: Tensor, index: Tensor, hop: Tensor,
-                  dim_size: Optional[int] = None) -> Tensor:
+                  dim_size: int | None = None) -> Tensor:
         # One output row per (target, hop slot): row i * K + k.
         assert dim_size is not None
         return self.aggr_module(inputs, index * self.num_hop_slots + hop,
@@ -309,7 +309,7 @@ class HopConv(NoTorchScript, MessagePassing):
 
 
 
-def squeezed_widths(out_channels: int, S: int, L: int, d: float) -> List[int]:
+def squeezed_widths(out_channels: int, S: int, L: int, d: float) -> list[int]:
     r"""The widths :math:`\max(1, \mathrm{round}(C_{out} d^{k - S}))` of the
     far hops :math:`k = S+1..L` (Python's :func:`round`, halves to even)."""
     return [max(1, round(out_channels * d**(k - S)))

@@ -5,13 +5,13 @@ the graph, the edge weights :math:`a_{ij}`, the bias, the initialisation, the
 input checks and the two ways of aggregating (static batch or
 :obj:`edge_index`) are the same and live in :class:`WeightSharingConv`.
 """
+from __future__ import annotations
+
 import math
-from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 from torch.nn import Parameter
-
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj, Size
 
@@ -59,7 +59,7 @@ class WeightSharingConv(NoTorchScript, MessagePassing):
     rather than :meth:`~torch.Tensor.view` on it.
     """
     #: Hyperparameters shown by :meth:`__repr__` after the sizes.
-    _repr_keys: Tuple[str, ...] = ('edge_weights', )
+    _repr_keys: tuple[str, ...] = ('edge_weights', )
 
     def __init__(self, in_channels: int, out_channels: int,
                  topology: Topology, num_weights: int,
@@ -114,7 +114,7 @@ class WeightSharingConv(NoTorchScript, MessagePassing):
             bound = 1.0 / self.out_channels**0.5
             torch.nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: Tensor, edge_index: Optional[Adj] = None) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Adj | None = None) -> Tensor:
         check_not_jit_traced(self.__class__.__name__)
         if x.dim() < 2 or x.size(-1) != self.in_channels:
             raise ValueError(f"'{self.__class__.__name__}' expects node "
@@ -183,7 +183,7 @@ class WeightSharingConv(NoTorchScript, MessagePassing):
             out = out + self.bias
         return out
 
-    def transform(self, x: Tensor, edge_index: Optional[Tensor],
+    def transform(self, x: Tensor, edge_index: Tensor | None,
                   a_neighbor: Tensor, a_self: Tensor) -> Tensor:
         r"""The scheme's weighted sum, without the bias.
 
@@ -198,8 +198,8 @@ class WeightSharingConv(NoTorchScript, MessagePassing):
         """
         raise NotImplementedError
 
-    def aggregate_neighbors(self, edge_index: Optional[Tensor], alpha: Tensor,
-                            h: Tensor, a_self: Optional[Tensor] = None,
+    def aggregate_neighbors(self, edge_index: Tensor | None, alpha: Tensor,
+                            h: Tensor, a_self: Tensor | None = None,
                             size: Size = None) -> Tensor:
         r"""Computes :math:`\sum_{j \in \mathcal{N}(i)} a_{ij}
         \mathbf{h}_j` over the neighbour edges, plus the self term
@@ -218,11 +218,11 @@ class WeightSharingConv(NoTorchScript, MessagePassing):
         return alpha.unsqueeze(-1) * x_j
 
     def explain_message(self, inputs: Tensor,
-                        dim_size: Optional[int]) -> Tensor:
+                        dim_size: int | None) -> Tensor:
         return explain_message_without_loops(self, inputs)
 
     def per_node(self, x: Tensor, weight: Tensor,
-                 edge_index: Optional[Tensor]) -> Tensor:
+                 edge_index: Tensor | None) -> Tensor:
         r"""Applies one matrix per node, :math:`\mathbf{x}_v^{\top}
         \mathbf{W}_{v \bmod N}`, with :obj:`weight` of shape
         :obj:`[N, F_in, F_out]`, in the layout of :meth:`transform`."""

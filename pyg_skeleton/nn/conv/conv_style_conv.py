@@ -1,8 +1,7 @@
-from typing import Optional
+from __future__ import annotations
 
 import torch
 from torch import Tensor
-
 from torch_geometric.typing import Adj
 
 from pyg_skeleton.nn.conv._weight_sharing import WeightSharingConv
@@ -99,7 +98,7 @@ class ConvStyleConv(WeightSharingConv):
 
     @built_on_cpu
     def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
-                 centre: Optional[int], num_nodes: Optional[int] = None,
+                 centre: int | None, num_nodes: int | None = None,
                  edge_weights: str = 'learnable', bias: bool = True,
                  **kwargs):
         topology = Topology(edge_index, num_nodes)
@@ -130,7 +129,7 @@ class ConvStyleConv(WeightSharingConv):
         n = self.num_nodes
         return self.hop[src % n] >= self.hop[dst % n]
 
-    def transform(self, x: Tensor, edge_index: Optional[Tensor],
+    def transform(self, x: Tensor, edge_index: Tensor | None,
                   a_neighbor: Tensor, a_self: Tensor) -> Tensor:
         if edge_index is None:
             farther = self.farther

@@ -1,9 +1,8 @@
-from typing import Optional, Tuple, Union
+from __future__ import annotations
 
 import torch
 from torch import Tensor
 from torch.nn import Parameter
-
 from torch_geometric import is_compiling
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj
@@ -153,12 +152,12 @@ class DynamicHCSFConv(HCSFConv):
 
     @built_on_cpu
     def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
-                 num_nodes: Optional[int] = None, S: int = 1, L: int = 2,
+                 num_nodes: int | None = None, S: int = 1, L: int = 2,
                  d: float = 1 / 8,
-                 fusion: Union[str, Tuple[str, str]] = 'concat',
-                 graph: Optional[str] = 'ori', offset: bool = True,
-                 alpha: Union[str, float] = 'learn', alpha_init: float = 0.0,
-                 embed_channels: Optional[int] = None,
+                 fusion: str | tuple[str, str] = 'concat',
+                 graph: str | None = 'ori', offset: bool = True,
+                 alpha: str | float = 'learn', alpha_init: float = 0.0,
+                 embed_channels: int | None = None,
                  temporal_kernel: int = 1, temporal_stride: int = 1,
                  temporal_dilation: int = 1, candidates: str = 'auto',
                  normalize: bool = True, bias: bool = True, **kwargs):
@@ -296,7 +295,7 @@ class DynamicHCSFConv(HCSFConv):
         r"""Returns :math:`\mathbf{A}_k` for :obj:`x` :obj:`[B, T, N, F_in]`,
         laid out as :meth:`offsets` (with a leading dimension of one when
         there is no offset)."""
-        weight: Optional[Tensor] = None
+        weight: Tensor | None = None
         if self.graph_weight is not None:
             weight = self.graph_weight.unsqueeze(0)
         if self.theta is not None:
@@ -344,8 +343,8 @@ class DynamicHCSFConv(HCSFConv):
         check_memory(self.__class__.__name__, num_bytes * x.element_size(),
                      what, alternative)
 
-    def forward(self, x: Tensor, khop_edge_index: Optional[Tensor] = None,
-                khop_distance: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, khop_edge_index: Tensor | None = None,
+                khop_distance: Tensor | None = None) -> Tensor:
         self._check_features(x)
         n = self.num_nodes
         if khop_edge_index is not None:
@@ -410,7 +409,7 @@ class DynamicHCSFConv(HCSFConv):
         return self.combine(agg.view(b, 1, n, k, -1)).reshape(b * n, -1)
 
     def _check_batch(self, x: Tensor, khop_edge_index: Tensor,
-                     khop_distance: Optional[Tensor]):
+                     khop_distance: Tensor | None):
         n = self.num_nodes
         if x.size(0) % n != 0:
             raise ValueError(f"'{self.__class__.__name__}': the input has "

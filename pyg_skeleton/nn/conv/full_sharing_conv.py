@@ -1,7 +1,6 @@
-from typing import Optional
+from __future__ import annotations
 
 from torch import Tensor
-
 from torch_geometric.typing import Adj
 
 from pyg_skeleton.nn.conv._weight_sharing import WeightSharingConv
@@ -83,7 +82,7 @@ class FullSharingConv(WeightSharingConv):
 
     @built_on_cpu
     def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
-                 num_nodes: Optional[int] = None, decoupled: bool = False,
+                 num_nodes: int | None = None, decoupled: bool = False,
                  edge_weights: str = 'learnable', bias: bool = True,
                  **kwargs):
         super().__init__(in_channels, out_channels,
@@ -91,7 +90,7 @@ class FullSharingConv(WeightSharingConv):
                          2 if decoupled else 1, edge_weights, bias, **kwargs)
         self.decoupled = decoupled
 
-    def transform(self, x: Tensor, edge_index: Optional[Tensor],
+    def transform(self, x: Tensor, edge_index: Tensor | None,
                   a_neighbor: Tensor, a_self: Tensor) -> Tensor:
         # The last matrix is the neighbour one (the only one when not
         # decoupled).

@@ -1,8 +1,7 @@
-from typing import List, Optional, Tuple, Union
+from __future__ import annotations
 
 import torch
 from torch import Tensor
-
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.typing import Adj
 
@@ -145,9 +144,9 @@ class HCSFConv(HopConv):
     """
     @built_on_cpu
     def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
-                 num_nodes: Optional[int] = None, S: int = 1, L: int = 2,
+                 num_nodes: int | None = None, S: int = 1, L: int = 2,
                  d: float = 1 / 8,
-                 fusion: Union[str, Tuple[str, str]] = 'concat',
+                 fusion: str | tuple[str, str] = 'concat',
                  normalize: bool = True, bias: bool = True, **kwargs):
         super().__init__(in_channels, out_channels, **kwargs)
         name = self.__class__.__name__
@@ -166,10 +165,10 @@ class HCSFConv(HopConv):
         self.L = self._clip_hop(L, 'L')
         self.S = self._clip_hop(S, 'S')
         self.d = float(d)
-        self.fusion: Tuple[str, str] = (fusion[0], fusion[1])
+        self.fusion: tuple[str, str] = (fusion[0], fusion[1])
         self._set_groups(torch.eye(self.L + 1, dtype=torch.bool), normalize)
 
-        self.squeezed: List[int] = squeezed_widths(out_channels, self.S,
+        self.squeezed: list[int] = squeezed_widths(out_channels, self.S,
                                                    self.L, self.d)
         widths = [out_channels] * (self.S + 1) + self.squeezed
         self.lins = torch.nn.ModuleList(
@@ -206,7 +205,7 @@ class HCSFConv(HopConv):
 
     # ------------------------------------------------------------ weights
 
-    def _close_maps(self, fold_fuse: bool) -> List[Tensor]:
+    def _close_maps(self, fold_fuse: bool) -> list[Tensor]:
         # [F_in, F_out] maps of the close hops, up to F_k's product.
         out = self.out_channels
         maps = [lin.weight.t() for lin in self.lins[:self.S + 1]]
@@ -219,9 +218,9 @@ class HCSFConv(HopConv):
             maps = [m @ head for m in maps]
         return maps
 
-    def _far_maps(self) -> List[Tensor]:
+    def _far_maps(self) -> list[Tensor]:
         # [F_in, F_out] maps of the far hops, through P_a or U_k.
-        maps: List[Tensor] = []
+        maps: list[Tensor] = []
         if self.L == self.S:
             return maps
         if self.lin_fuse is not None:
@@ -266,8 +265,8 @@ class HCSFConv(HopConv):
             out = out + self.bias
         return out
 
-    def forward(self, x: Tensor, khop_edge_index: Optional[Tensor] = None,
-                khop_distance: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, khop_edge_index: Tensor | None = None,
+                khop_distance: Tensor | None = None) -> Tensor:
         self._check_features(x)
         agg = self.aggregate_hops(x, khop_edge_index, khop_distance)
         return self.combine(agg)

@@ -1,8 +1,7 @@
-from typing import Optional
+from __future__ import annotations
 
 import torch
 from torch import Tensor
-
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.typing import Adj
 
@@ -55,7 +54,7 @@ class KHopConv(HopConv):
     """
     @built_on_cpu
     def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
-                 num_nodes: Optional[int] = None, k: int = 1,
+                 num_nodes: int | None = None, k: int = 1,
                  normalize: bool = True, bias: bool = True, **kwargs):
         super().__init__(in_channels, out_channels, **kwargs)
         k = check_hop(k, 'k', 0, self.__class__.__name__)
@@ -70,8 +69,8 @@ class KHopConv(HopConv):
         super().reset_parameters()
         self.lin.reset_parameters()
 
-    def forward(self, x: Tensor, khop_edge_index: Optional[Tensor] = None,
-                khop_distance: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, khop_edge_index: Tensor | None = None,
+                khop_distance: Tensor | None = None) -> Tensor:
         self._check_features(x)
         agg = self.aggregate_hops(x, khop_edge_index, khop_distance)
         return self.lin(agg.squeeze(-2))

@@ -1,8 +1,9 @@
-from typing import List, Optional, Sequence
+from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.typing import Adj
 
@@ -18,7 +19,7 @@ def hop_membership(hops: Sequence[int]) -> Tensor:
     return mask
 
 
-def check_hops(conv: HopConv, hops: Sequence[int]) -> List[int]:
+def check_hops(conv: HopConv, hops: Sequence[int]) -> list[int]:
     name = conv.__class__.__name__
     hops = [check_hop(k, 'hop in hops', 0, name) for k in hops]
     if not hops:
@@ -77,7 +78,7 @@ class MixHopSkeletonConv(HopConv):
     """
     @built_on_cpu
     def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
-                 num_nodes: Optional[int] = None,
+                 num_nodes: int | None = None,
                  hops: Sequence[int] = (1, 5, 7), normalize: bool = True,
                  bias: bool = True, **kwargs):
         super().__init__(in_channels, out_channels, **kwargs)
@@ -106,8 +107,8 @@ class MixHopSkeletonConv(HopConv):
         if self.bias is not None:
             torch.nn.init.zeros_(self.bias)
 
-    def forward(self, x: Tensor, khop_edge_index: Optional[Tensor] = None,
-                khop_distance: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, khop_edge_index: Tensor | None = None,
+                khop_distance: Tensor | None = None) -> Tensor:
         self._check_features(x)
         agg = self.aggregate_hops(x, khop_edge_index, khop_distance)
         out = torch.cat([lin(agg[..., g, :]) for g, lin in

@@ -1,9 +1,9 @@
+from __future__ import annotations
+
 import math
-from typing import Optional
 
 import torch
 from torch import Tensor
-
 from torch_geometric.typing import Adj
 
 from pyg_skeleton.nn.conv._weight_sharing import WeightSharingConv
@@ -78,14 +78,14 @@ class NoSharingConv(WeightSharingConv):
     """
     @built_on_cpu
     def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
-                 num_nodes: Optional[int] = None,
+                 num_nodes: int | None = None,
                  edge_weights: str = 'learnable', bias: bool = True,
                  **kwargs):
         topology = Topology(edge_index, num_nodes)
         super().__init__(in_channels, out_channels, topology,
                          topology.num_slots, edge_weights, bias, **kwargs)
 
-    def transform(self, x: Tensor, edge_index: Optional[Tensor],
+    def transform(self, x: Tensor, edge_index: Tensor | None,
                   a_neighbor: Tensor, a_self: Tensor) -> Tensor:
         t, n = self.topology, self.num_nodes
         # Every slot's source features, their weighted copy and its message

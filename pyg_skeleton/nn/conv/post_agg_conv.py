@@ -1,7 +1,6 @@
-from typing import Optional
+from __future__ import annotations
 
 from torch import Tensor
-
 from torch_geometric.typing import Adj
 
 from pyg_skeleton.nn.conv._weight_sharing import WeightSharingConv
@@ -85,7 +84,7 @@ class PostAggConv(WeightSharingConv):
 
     @built_on_cpu
     def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
-                 num_nodes: Optional[int] = None, decoupled: bool = False,
+                 num_nodes: int | None = None, decoupled: bool = False,
                  edge_weights: str = 'learnable', bias: bool = True,
                  **kwargs):
         topology = Topology(edge_index, num_nodes)
@@ -94,7 +93,7 @@ class PostAggConv(WeightSharingConv):
                          edge_weights, bias, **kwargs)
         self.decoupled = decoupled
 
-    def transform(self, x: Tensor, edge_index: Optional[Tensor],
+    def transform(self, x: Tensor, edge_index: Tensor | None,
                   a_neighbor: Tensor, a_self: Tensor) -> Tensor:
         n = self.num_nodes
         if not self.decoupled:

@@ -1,11 +1,11 @@
+from __future__ import annotations
+
 import math
-from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Parameter
-
 from torch_geometric import is_compiling
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.dense.linear import Linear
@@ -137,7 +137,7 @@ class SemGraphConv(NoTorchScript, MessagePassing):
     """
     @built_on_cpu
     def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
-                 num_nodes: Optional[int] = None, channelwise: bool = False,
+                 num_nodes: int | None = None, channelwise: bool = False,
                  bias: bool = True, isolated_nodes: str = 'self', **kwargs):
         kwargs.setdefault('aggr', 'add')
         kwargs.setdefault('node_dim', -2)
@@ -188,7 +188,7 @@ class SemGraphConv(NoTorchScript, MessagePassing):
             bound = 1.0 / math.sqrt(fan)
             torch.nn.init.uniform_(self.bias, -bound, bound)
 
-    def edge_weights(self) -> Tuple[Tensor, Tensor]:
+    def edge_weights(self) -> tuple[Tensor, Tensor]:
         r"""Returns the normalised edge weights :math:`a_{ij}` the layer has
         learned, as :obj:`(edge_index, alpha)`: the graph's edges including
         self-loops, :obj:`[2, N + |E|]` (row 0 sources :math:`j`, row 1
@@ -198,7 +198,7 @@ class SemGraphConv(NoTorchScript, MessagePassing):
                         num_nodes=self.num_nodes)
         return self.topology.edge_index, alpha
 
-    def _static(self) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    def _static(self) -> tuple[Tensor, Tensor, Tensor | None]:
         # What the static kernel needs from the parameters alone (kept
         # between calls in inference, see inference_cached): the slot
         # weights, both linear maps as one ([2 F_out, F_in], self first)
@@ -211,7 +211,7 @@ class SemGraphConv(NoTorchScript, MessagePassing):
             pair = self.topology.pair_matrix(alpha)
         return alpha, weight, pair
 
-    def forward(self, x: Tensor, edge_index: Optional[Adj] = None) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Adj | None = None) -> Tensor:
         check_not_jit_traced(self.__class__.__name__)
         if x.dim() < 2 or x.size(-1) != self.in_channels:
             raise ValueError(f"'{self.__class__.__name__}' expects node "
@@ -307,7 +307,7 @@ class SemGraphConv(NoTorchScript, MessagePassing):
         return alpha * x_j
 
     def explain_message(self, inputs: Tensor,
-                        dim_size: Optional[int]) -> Tensor:
+                        dim_size: int | None) -> Tensor:
         return explain_message_without_loops(self, inputs)
 
     def __repr__(self) -> str:

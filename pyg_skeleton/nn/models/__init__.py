@@ -1,7 +1,9 @@
-from .semgcn import GRAPH_CONVS, SemGCN
+from __future__ import annotations
+
 from .hgn import HGN, HGNLoss, MultiScaleFusion, NodeMap
 from .official import load_official_state_dict
 from .self_adaptive import LatentLifter, MotionAE, PoseAAE, RelationNet
+from .semgcn import GRAPH_CONVS, SemGCN
 from .skeletal_gnn import SkeletalGNN, SkeletalGNNAction, TemporalSkeletalGNN
 
 __all__ = [

@@ -4,7 +4,7 @@ Estimation" <https://arxiv.org/abs/2111.11927>`_ (Li et al., BMVC 2021)."""
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -27,7 +27,7 @@ PADDED_NODES = ('self', 'uniform')
 
 
 def branch_key_groups(edge_index: Tensor, num_nodes: int
-                      ) -> Optional[List[List[int]]]:
+                      ) -> list[list[int]] | None:
     r"""The key groups of the non-local blocks of an HGN branch: :obj:`None`
     (one key per node, as the official code) for a graph of at most
     :obj:`DENSE_MAX_KEYS` (256) nodes; otherwise the clusters of a coarse
@@ -133,7 +133,7 @@ class MultiScaleFusion(torch.nn.Module):
     Inputs and outputs are lists of ``[..., N_k, C]`` tensors.
     """
     def __init__(self, num_nodes: Sequence[int], order: str = 'parallel',
-                 maps: Optional[Dict[Tuple[int, int], torch.nn.Module]] = None):
+                 maps: dict[tuple[int, int], torch.nn.Module] | None = None):
         super().__init__()
         if order not in FUSION_ORDERS:
             raise ValueError(f"Unknown fusion order '{order}' (choose from "
@@ -155,7 +155,7 @@ class MultiScaleFusion(torch.nn.Module):
                     self.maps[f'{i}_{j}'] = NodeMap(self.num_nodes[i],
                                                     self.num_nodes[j])
 
-    def forward(self, xs: Sequence[Tensor]) -> List[Tensor]:
+    def forward(self, xs: Sequence[Tensor]) -> list[Tensor]:
         if len(xs) != len(self.num_nodes):
             raise ValueError(f"'MultiScaleFusion' expects "
                              f"{len(self.num_nodes)} inputs (got {len(xs)})")
@@ -178,7 +178,7 @@ class MultiScaleFusion(torch.nn.Module):
 class _Join(torch.nn.Module):
     r"""Starts a new branch as :math:`\sum_i T_{i \to k}(\mathbf{X}_i)` over
     the existing branches."""
-    def __init__(self, maps: List[torch.nn.Module]):
+    def __init__(self, maps: list[torch.nn.Module]):
         super().__init__()
         self.maps = torch.nn.ModuleList(maps)
 
@@ -303,15 +303,14 @@ class HGN(torch.nn.Module):
           layouts :math:`(B N_k, F_{out})`)
     """
     @built_on_cpu
-    def __init__(self, skeleton: Union[Skeleton, str],
-                 mesh_graphs: Sequence[Tuple[Tensor, int]],
+    def __init__(self, skeleton: Skeleton | str,
+                 mesh_graphs: Sequence[tuple[Tensor, int]],
                  in_channels: int = 2, hidden_channels: int = 128,
                  out_channels: int = 3,
                  num_blocks: Sequence[int] = (4, 4, 2),
                  non_local: bool = True, fusion: str = 'auto',
                  fusion_order: str = 'parallel', fuse_on_join: bool = True,
-                 pool_maps: Optional[Dict[Tuple[int, int],
-                                          torch.nn.Module]] = None,
+                 pool_maps: dict[tuple[int, int], torch.nn.Module] | None = None,
                  padded_nodes: str = 'self'):
         super().__init__()
         if isinstance(skeleton, str):
@@ -383,13 +382,13 @@ class HGN(torch.nn.Module):
                 return pool_maps[(i, j)]
             return NodeMap(self.num_nodes[i], self.num_nodes[j])
 
-        def fusion_of(active: List[int]) -> MultiScaleFusion:
+        def fusion_of(active: list[int]) -> MultiScaleFusion:
             maps = {(a, b): node_map(i, j) for a, i in enumerate(active)
                     for b, j in enumerate(active) if i != j}
             return MultiScaleFusion([self.num_nodes[i] for i in active],
                                     fusion_order, maps)
 
-        def conv(i: int, o: int, g: Tuple[Tensor, int]) -> SemGraphConv:
+        def conv(i: int, o: int, g: tuple[Tensor, int]) -> SemGraphConv:
             return SemGraphConv(i, o, *g, isolated_nodes=padded_nodes)
 
         h = hidden_channels
@@ -427,8 +426,8 @@ class HGN(torch.nn.Module):
         self.heads = torch.nn.ModuleList(
             [conv(h, out_channels, g) for g in graphs])
 
-    def _plan(self) -> Tuple[Dict[int, List[int]], Dict[int, List[int]],
-                             Dict[int, List[int]]]:
+    def _plan(self) -> tuple[dict[int, list[int]], dict[int, list[int]],
+                             dict[int, list[int]]]:
         r"""The branches fused before stage :obj:`s` (a branch joins at
         :obj:`s`), the existing branches each joining branch :obj:`k`
         starts from, and the branches fused after stage :obj:`s`."""
@@ -449,7 +448,7 @@ class HGN(torch.nn.Module):
         return pre_joins, joins, fusions
 
     def _map_kind(self, i: int, j: int,
-                  pool_maps: Dict[Tuple[int, int], torch.nn.Module]) -> str:
+                  pool_maps: dict[tuple[int, int], torch.nn.Module]) -> str:
         r""":obj:`'dense'` (a learned :class:`NodeMap`) or :obj:`'pool'`
         (:obj:`pool_maps[(i, j)]`) for the map from branch :obj:`i` to
         branch :obj:`j`."""
@@ -469,9 +468,9 @@ class HGN(torch.nn.Module):
             f"pass 'pool_maps', or force dense maps with fusion='linear'")
 
     @classmethod
-    def from_hierarchy(cls, skeleton: Union[Skeleton, str], hierarchy,
+    def from_hierarchy(cls, skeleton: Skeleton | str, hierarchy,
                        mesh_levels: Sequence[int] = (-2, -3),
-                       padded: bool = True, **kwargs) -> 'HGN':
+                       padded: bool = True, **kwargs) -> HGN:
         r"""An HGN whose mesh branches are levels of a
         :class:`~pyg_skeleton.mesh.MeshHierarchy`, coarsest first (HGN on
         SMPL with 9 levels: :obj:`(-2, -3)`, the 48- and 96-node graphs; the
@@ -515,9 +514,9 @@ class HGN(torch.nn.Module):
 
     @classmethod
     def from_official(cls, source, mesh_graphs,
-                      skeleton: Union[Skeleton, str] = 'h36m17',
+                      skeleton: Skeleton | str = 'h36m17',
                       mesh_levels: Sequence[int] = (-2, -3),
-                      **kwargs) -> 'HGN':
+                      **kwargs) -> HGN:
         r"""An HGN with the weights of an official checkpoint (the
         official code's :obj:`torch.save` of :obj:`{'model_state_dict':
         ..., ...}`, with or without :class:`~torch.nn.DataParallel`'s
@@ -558,13 +557,13 @@ class HGN(torch.nn.Module):
         return hgn_from_official(cls, source, mesh_graphs, skeleton,
                                  mesh_levels, **kwargs)
 
-    def real_masks(self) -> List[Optional[Tensor]]:
+    def real_masks(self) -> list[Tensor | None]:
         r"""Per mesh branch, the boolean mask of real (non-fake) nodes when
         built by :meth:`from_hierarchy` with :obj:`padded=True`."""
         return [getattr(self, f'real_mask_{k}', None)
                 for k in range(1, len(self.graphs))]
 
-    def _disjoint(self, k: int, b: int) -> Tuple[Tensor, Tensor]:
+    def _disjoint(self, k: int, b: int) -> tuple[Tensor, Tensor]:
         ei = getattr(self, f'_edge_index_{k}')
         n = self.num_nodes[k]
         offset = torch.arange(b, device=ei.device) * n
@@ -572,8 +571,8 @@ class HGN(torch.nn.Module):
         batch = torch.arange(b, device=ei.device).repeat_interleave(n)
         return batched, batch
 
-    def forward(self, x: Tensor, batch: Optional[Tensor] = None
-                ) -> List[Tensor]:
+    def forward(self, x: Tensor, batch: Tensor | None = None
+                ) -> list[Tensor]:
         disjoint = batch is not None
         if disjoint:
             if x.dim() != 2 or x.size(0) % self.num_nodes[0] != 0:
@@ -592,12 +591,12 @@ class HGN(torch.nn.Module):
         def flat(t: Tensor) -> Tensor:
             return t.reshape(-1, t.size(-1)) if disjoint else t
 
-        def fuse(module: MultiScaleFusion, ids: List[int]) -> None:
+        def fuse(module: MultiScaleFusion, ids: list[int]) -> None:
             out = module([dense(xs[k], k) for k in ids])
             for k, y in zip(ids, out):
                 xs[k] = flat(y)
 
-        xs: List[Optional[Tensor]] = [None] * len(self.graphs)
+        xs: list[Tensor | None] = [None] * len(self.graphs)
         xs[0] = self.input(x, ctx[0][0])
         for s in range(self.stages):
             key = str(s)
@@ -653,11 +652,11 @@ class HGNLoss(torch.nn.Module):
         self.reduction = reduction
 
     @classmethod
-    def official(cls) -> 'HGNLoss':
+    def official(cls) -> HGNLoss:
         return cls(100.0, 1.0, 'mean')
 
     def _term(self, pred: Tensor, target: Tensor,
-              mask: Optional[Tensor]) -> Tensor:
+              mask: Tensor | None) -> Tensor:
         if pred.shape != target.shape:
             raise ValueError(f"'HGNLoss' got a prediction of shape "
                              f"{list(pred.shape)} for a target of shape "
@@ -676,7 +675,7 @@ class HGNLoss(torch.nn.Module):
 
     def forward(self, pose: Tensor, meshes: Sequence[Tensor],
                 target_pose: Tensor, target_meshes: Sequence[Tensor],
-                masks: Optional[Sequence[Optional[Tensor]]] = None
+                masks: Sequence[Tensor | None] | None = None
                 ) -> Tensor:
         if len(meshes) != len(target_meshes):
             raise ValueError("'HGNLoss' needs one target per mesh")

@@ -28,9 +28,10 @@ as follows:
 * HGN's node-axis :obj:`Conv1d` maps :obj:`fc_{a}_{b}_{t}` (weight
   :obj:`[N_b, N_a, 1]`) become :class:`~pyg_skeleton.nn.NodeMap` weights.
 """
-from collections.abc import Mapping
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -50,10 +51,10 @@ OFFICIAL_FILL = -9e15
 #: ``model_state_dict``).
 STATE_KEYS = ('state_dict', 'model_state_dict')
 
-Source = Union[str, Path, Mapping]
+Source = str | Path | Mapping
 
 
-def load_official_state_dict(source: Source) -> Dict[str, Tensor]:
+def load_official_state_dict(source: Source) -> dict[str, Tensor]:
     r"""Reads an official checkpoint safely and returns its model state
     dict.
 
@@ -112,14 +113,14 @@ def load_official_state_dict(source: Source) -> Dict[str, Tensor]:
 class _Mapper:
     r"""Moves tensors of an official state dict into our names and layouts,
     checking shapes, and reports missing and unused official keys."""
-    def __init__(self, state: Dict[str, Tensor], model: str):
+    def __init__(self, state: dict[str, Tensor], model: str):
         self.state = state
         self.model = model
         self.used = set()
-        self.missing: List[str] = []
-        self.out: Dict[str, Tensor] = {}
+        self.missing: list[str] = []
+        self.out: dict[str, Tensor] = {}
 
-    def take(self, key: str, shape: Sequence[int]) -> Optional[Tensor]:
+    def take(self, key: str, shape: Sequence[int]) -> Tensor | None:
         if key not in self.state:
             self.missing.append(key)
             return None
@@ -131,7 +132,7 @@ class _Mapper:
                              f"{list(shape)}")
         return value
 
-    def put(self, name: str, value: Optional[Tensor]) -> None:
+    def put(self, name: str, value: Tensor | None) -> None:
         if value is not None:
             self.out[name] = value
 
@@ -169,7 +170,7 @@ class _Mapper:
                      self.take(f'{key}.bias', (conv.out_channels, )))
 
     def conv(self, key: str, ours: str, conv: torch.nn.Module,
-             official_keys: Optional[Tensor] = None) -> None:
+             official_keys: Tensor | None = None) -> None:
         if official_keys is None:  # the official adjacency is A + I
             official_keys = conv.topology.key.cpu()
         if isinstance(conv, SemGraphConv) and not conv.channelwise:
@@ -190,12 +191,12 @@ class _Mapper:
                      self.take(f'{key}.num_batches_tracked', ()))
 
     def conv_block(self, key: str, ours: str, block: torch.nn.Module,
-                   official_keys: Optional[Tensor] = None) -> None:
+                   official_keys: Tensor | None = None) -> None:
         self.conv(f'{key}.gconv', f'{ours}.conv', block.conv, official_keys)
         self.batch_norm(f'{key}.bn', f'{ours}.bn', block.bn)
 
     def res_block(self, key: str, ours: str, block: torch.nn.Module,
-                  official_keys: Optional[Tensor] = None) -> None:
+                  official_keys: Tensor | None = None) -> None:
         self.conv_block(f'{key}.gconv1', f'{ours}.block1', block.block1,
                         official_keys)
         self.conv_block(f'{key}.gconv2', f'{ours}.block2', block.block2,
@@ -252,7 +253,7 @@ class _Mapper:
         module.load_state_dict(state, strict=False)
 
 
-def _require(state: Dict[str, Tensor], key: str, model: str) -> Tensor:
+def _require(state: dict[str, Tensor], key: str, model: str) -> Tensor:
     if key not in state:
         raise ValueError(f"The official {model} state dict has no '{key}' "
                          f"(is it a {model} checkpoint?)")
@@ -266,7 +267,7 @@ SKELETON_BY_NNZ = {46: 'h36m16', 49: 'h36m17'}
 
 
 def semgcn_from_official(cls, source: Source, skeleton=None,
-                         conv: Optional[str] = None, **kwargs):
+                         conv: str | None = None, **kwargs):
     r"""See :meth:`pyg_skeleton.nn.SemGCN.from_official`."""
     from pyg_skeleton.skeleton import Skeleton
     state = load_official_state_dict(source)

@@ -1,8 +1,10 @@
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
-
 from torch_geometric.typing import Adj
 
 from pyg_skeleton.nn.conv import (
@@ -23,7 +25,7 @@ from pyg_skeleton.skeleton import Skeleton
 
 #: Graph convolutions a :class:`SemGCN` backbone can be built with, by name.
 #: Each entry builds a layer ``(in_channels, out_channels, skeleton)``.
-GRAPH_CONVS: Dict[str, Callable[[int, int, Skeleton], torch.nn.Module]] = {
+GRAPH_CONVS: dict[str, Callable[[int, int, Skeleton], torch.nn.Module]] = {
     'sem': lambda i, o, s: SemGraphConv(i, o, s.edge_index, s.num_joints),
     'sem_channelwise': lambda i, o, s: SemGraphConv(
         i, o, s.edge_index, s.num_joints, channelwise=True),
@@ -45,11 +47,11 @@ GRAPH_CONVS: Dict[str, Callable[[int, int, Skeleton], torch.nn.Module]] = {
                                                 s.num_joints),
 }
 
-ConvSpec = Union[str, Callable[[int, int, Any], torch.nn.Module]]
+ConvSpec = str | Callable[[int, int, Any], torch.nn.Module]
 #: What the block builders take: a skeleton, or the graph a callable
 #: :obj:`ConvSpec` is built on (HGN: a mesh level's
 #: :obj:`(edge_index, num_nodes)`).
-Graph = Union[Skeleton, Tuple[Tensor, int]]
+Graph = Skeleton | tuple[Tensor, int]
 
 
 def node_batch_norm(bn: torch.nn.BatchNorm1d, x: Tensor) -> Tensor:
@@ -68,13 +70,13 @@ class GraphConvBlock(torch.nn.Module):
     num_nodes)` (HGN's branches)."""
     def __init__(self, in_channels: int, out_channels: int,
                  skeleton: Graph, conv: ConvSpec = 'sem',
-                 dropout: Optional[float] = None):
+                 dropout: float | None = None):
         super().__init__()
         self.conv = build_conv(conv, in_channels, out_channels, skeleton)
         self.bn = torch.nn.BatchNorm1d(out_channels)
         self.dropout = torch.nn.Dropout(dropout) if dropout else None
 
-    def forward(self, x: Tensor, edge_index: Optional[Adj] = None) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Adj | None = None) -> Tensor:
         x = node_batch_norm(self.bn, self.conv(x, edge_index)).relu()
         return x if self.dropout is None else self.dropout(x)
 
@@ -83,14 +85,14 @@ class ResGraphBlock(torch.nn.Module):
     r"""Two :class:`GraphConvBlock` layers with an identity skip connection
     (no activation after the sum), on a graph as :class:`GraphConvBlock`."""
     def __init__(self, channels: int, skeleton: Graph,
-                 conv: ConvSpec = 'sem', dropout: Optional[float] = None):
+                 conv: ConvSpec = 'sem', dropout: float | None = None):
         super().__init__()
         self.block1 = GraphConvBlock(channels, channels, skeleton, conv,
                                      dropout)
         self.block2 = GraphConvBlock(channels, channels, skeleton, conv,
                                      dropout)
 
-    def forward(self, x: Tensor, edge_index: Optional[Adj] = None) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Adj | None = None) -> Tensor:
         return x + self.block2(self.block1(x, edge_index), edge_index)
 
 
@@ -161,10 +163,10 @@ class SemGCN(torch.nn.Module):
           :math:`(B N, F_{out})`
     """
     @built_on_cpu
-    def __init__(self, skeleton: Union[Skeleton, str], in_channels: int = 2,
+    def __init__(self, skeleton: Skeleton | str, in_channels: int = 2,
                  hidden_channels: int = 128, out_channels: int = 3,
                  num_layers: int = 4, non_local: bool = False,
-                 dropout: Optional[float] = None, conv: ConvSpec = 'sem'):
+                 dropout: float | None = None, conv: ConvSpec = 'sem'):
         super().__init__()
         if isinstance(skeleton, str):
             skeleton = Skeleton.preset(skeleton)
@@ -194,8 +196,8 @@ class SemGCN(torch.nn.Module):
                                  skeleton)
 
     @classmethod
-    def from_official(cls, source, skeleton: Union[Skeleton, str, None] = None,
-                      conv: Optional[str] = None, **kwargs) -> 'SemGCN':
+    def from_official(cls, source, skeleton: Skeleton | str | None = None,
+                      conv: str | None = None, **kwargs) -> SemGCN:
         r"""A SemGCN with the weights of an official checkpoint:
         garyzhao/SemGCN's :obj:`ckpt_*.pth.tar` (:obj:`{'state_dict': ...,
         'epoch': ..., ...}`) or the decoupled pre-aggregation model of the
@@ -230,8 +232,8 @@ class SemGCN(torch.nn.Module):
         from pyg_skeleton.nn.models.official import semgcn_from_official
         return semgcn_from_official(cls, source, skeleton, conv, **kwargs)
 
-    def forward(self, x: Tensor, edge_index: Optional[Adj] = None,
-                batch: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Adj | None = None,
+                batch: Tensor | None = None) -> Tensor:
         if self.non_local and edge_index is not None and batch is None:
             raise ValueError("'SemGCN' with non-local blocks needs the "
                              "'batch' vector of a disjoint batch")

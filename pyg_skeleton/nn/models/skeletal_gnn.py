@@ -12,13 +12,16 @@ supplementary's training details (Sec. 1.1.2 and 2.1.3):
 There is no official code: layer order inside blocks, residual placement
 and the temporal strides are our choices, stated in each docstring.
 """
-from typing import Any, Dict, Optional, Sequence, Union
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from pyg_skeleton.nn.conv.dynamic_hcsf_conv import DynamicHCSFConv
 from pyg_skeleton.nn.conv._hops import HopConv
+from pyg_skeleton.nn.conv.dynamic_hcsf_conv import DynamicHCSFConv
 from pyg_skeleton.nn.conv.hcsf_conv import HCSFConv
 from pyg_skeleton.nn.conv.khop_conv import KHopConv
 from pyg_skeleton.nn.conv.mixhop_skeleton_conv import MixHopSkeletonConv
@@ -28,13 +31,13 @@ from pyg_skeleton.nn.topology import built_on_cpu
 from pyg_skeleton.skeleton import Skeleton
 
 
-def _skeleton(skeleton: Union[Skeleton, str]) -> Skeleton:
+def _skeleton(skeleton: Skeleton | str) -> Skeleton:
     return Skeleton.preset(skeleton) if isinstance(skeleton, str) else skeleton
 
 
 #: Hop-based layers a Skeletal GNN network can be built from (the HCSF
 #: layer and the baselines of the supplementary's Tab. 6), by name.
-HOP_CONVS: Dict[str, type] = {
+HOP_CONVS: dict[str, type] = {
     'hcsf': HCSFConv,
     'khop': KHopConv,
     'mixhop': MixHopSkeletonConv,
@@ -59,8 +62,8 @@ def hcsf_layer(in_channels: int, out_channels: int, skeleton: Skeleton,
                skeleton.num_joints, **kwargs)
 
 
-def _conv_kwargs(conv: str, defaults: Dict[str, Any],
-                 kwargs: Dict[str, Any]) -> Dict[str, Any]:
+def _conv_kwargs(conv: str, defaults: dict[str, Any],
+                 kwargs: dict[str, Any]) -> dict[str, Any]:
     # The hop settings S, L, d exist only for HCSF layers.
     return {**defaults, **kwargs} if conv == 'hcsf' else dict(kwargs)
 
@@ -86,7 +89,7 @@ class _HCSFBlock(torch.nn.Module):
     def __init__(self, in_channels: int, out_channels: int,
                  skeleton: Skeleton, dynamic: bool, dropout: float,
                  negative_slope: float, conv: str,
-                 conv_kwargs: Dict[str, Any]):
+                 conv_kwargs: dict[str, Any]):
         super().__init__()
         self.conv = hcsf_layer(in_channels, out_channels, skeleton, dynamic,
                                conv, **conv_kwargs)
@@ -94,8 +97,8 @@ class _HCSFBlock(torch.nn.Module):
         self.act = torch.nn.LeakyReLU(negative_slope)
         self.dropout = torch.nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, khop_edge_index: Optional[Tensor] = None,
-                khop_distance: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, khop_edge_index: Tensor | None = None,
+                khop_distance: Tensor | None = None) -> Tensor:
         x = self.conv(x, khop_edge_index, khop_distance)
         return self.dropout(self.act(node_batch_norm(self.bn, x)))
 
@@ -140,7 +143,7 @@ class SkeletalGNN(torch.nn.Module):
           channels
     """
     @built_on_cpu
-    def __init__(self, skeleton: Union[Skeleton, str], in_channels: int = 2,
+    def __init__(self, skeleton: Skeleton | str, in_channels: int = 2,
                  hidden_channels: int = 128, out_channels: int = 3,
                  num_blocks: int = 2, dynamic: bool = False,
                  dropout: float = 0.25, negative_slope: float = 0.2,
@@ -164,8 +167,8 @@ class SkeletalGNN(torch.nn.Module):
         self.output = hcsf_layer(hidden_channels, out_channels, skeleton,
                                  dynamic, conv, **conv_kwargs)
 
-    def forward(self, x: Tensor, khop_edge_index: Optional[Tensor] = None,
-                khop_distance: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, khop_edge_index: Tensor | None = None,
+                khop_distance: Tensor | None = None) -> Tensor:
         x = self.input(x, khop_edge_index, khop_distance)
         for first, second in self.blocks:
             x = x + second(first(x, khop_edge_index, khop_distance),
@@ -212,7 +215,7 @@ class TemporalSkeletalGNN(torch.nn.Module):
         - **output:** 3D pose sequences :math:`(B, T, N, F_{out})`
     """
     @built_on_cpu
-    def __init__(self, skeleton: Union[Skeleton, str], in_channels: int = 2,
+    def __init__(self, skeleton: Skeleton | str, in_channels: int = 2,
                  hidden_channels: int = 128, out_channels: int = 3,
                  num_blocks: int = 2, temporal_kernel: int = 3,
                  dynamic: bool = False, offset_kernel: int = 3,
@@ -264,7 +267,7 @@ class _ActionBlock(torch.nn.Module):
     def __init__(self, in_channels: int, out_channels: int,
                  skeleton: Skeleton, stride: int, temporal_kernel: int,
                  dynamic: bool, dropout: float, conv: str,
-                 conv_kwargs: Dict[str, Any]):
+                 conv_kwargs: dict[str, Any]):
         super().__init__()
         self.conv = hcsf_layer(in_channels, out_channels, skeleton, dynamic,
                                conv, **conv_kwargs)
@@ -274,7 +277,7 @@ class _ActionBlock(torch.nn.Module):
         self.bn2 = torch.nn.BatchNorm1d(out_channels)
         self.dropout = torch.nn.Dropout(dropout)
         if in_channels == out_channels and stride == 1:
-            self.residual: Optional[torch.nn.Module] = None
+            self.residual: torch.nn.Module | None = None
         else:
             self.residual = TemporalConv(in_channels, out_channels, 1, stride)
             self.bn_res = torch.nn.BatchNorm1d(out_channels)
@@ -329,7 +332,7 @@ class SkeletalGNNAction(torch.nn.Module):
         - **output:** logits :math:`(B, \text{num\_classes})`
     """
     @built_on_cpu
-    def __init__(self, skeleton: Union[Skeleton, str], num_classes: int,
+    def __init__(self, skeleton: Skeleton | str, num_classes: int,
                  in_channels: int = 3,
                  channels: Sequence[int] = (64, 64, 64, 128, 128, 128, 256,
                                             256, 256),
