@@ -1,0 +1,89 @@
+"""The pieces of ``benchmarks/run_domain_shift.py`` that decide reported
+numbers: the rendering of source, prior and target clips, the camera
+distributions of the shift, and the gap-closed statistic."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks'))
+ds = pytest.importorskip('run_domain_shift')
+
+from pyg_skeleton import Skeleton  # noqa: E402
+from pyg_skeleton.datasets.wild import normalize_keypoints  # noqa: E402
+from pyg_skeleton.nn.models.self_adaptive import inplane_rotate, mirror  # noqa: E402
+
+H36M = Skeleton.preset('h36m17')
+
+
+def walking_clips(num, length=5, seed=0):
+    """World clips (y up) of one random pose drifting 10 cm per frame."""
+    rng = np.random.default_rng(seed)
+    pose = rng.normal(size=(17, 3)) * 0.3 + [0, 1, 0]
+    pose[0] = [0, 1, 0]
+    step = np.array([0.1, 0, 0])
+    clip = np.stack([pose + t * step for t in range(length)])
+    return np.repeat(clip[None], num, axis=0).astype(np.float32)
+
+
+def test_render_centres_scales_and_keeps_one_camera_per_clip():
+    clips = walking_clips(4)
+    static = np.repeat(clips[:, :1], 5, axis=1)          # subjects that do not move
+    x, y = ds.render(static, ds.WILD['wide'], np.random.default_rng(0))
+    assert x.shape == (4, 5, 17, 2) and y.shape == (4, 5, 17, 3)
+    # centred on the joints' mean, unit RMS radius
+    assert torch.allclose(x.mean(-2), torch.zeros(4, 5, 2), atol=1e-5)
+    assert torch.allclose(x.square().sum(-1).mean(-1), torch.ones(4, 5), atol=1e-4)
+    # one static camera per clip: a static subject gives the same view in every frame
+    assert torch.allclose(x, x[:, :1].expand_as(x), atol=1e-5)
+    assert torch.allclose(y, y[:, :1].expand_as(y), atol=1e-5)
+    # root-relative, and bone lengths kept (a rigid camera)
+    assert torch.all(y[..., 0, :] == 0)
+    bones = np.linalg.norm(static[0, 0] - static[0, 0, :1], axis=-1)
+    assert np.allclose(y[0, 0].norm(dim=-1).numpy(), bones, atol=1e-5)
+
+
+def test_camera_distributions_match_the_issue():
+    for cam in ds.WILD.values():
+        assert cam.elevation == (30.0, 60.0)
+        assert cam.roll[0] <= -45 and cam.roll[1] >= 45
+        assert cam.distance[1] <= 3.0
+    assert ds.WILD['wide'].focal[1] < 1.0 < ds.WILD['tele'].focal[0]
+    assert ds.LAB.roll == (-3.0, 3.0) and ds.LAB.focal == (1.0, 1.0)
+    assert ds.LAB.distance == (4.0, 6.0) and ds.LAB.elevation[1] <= 10.0
+    # the sampled target cameras really are high and rolled
+    rng = np.random.default_rng(1)
+    out = ds.WILD['tele'].sample(walking_clips(1)[0], rng)
+    assert np.all((out['elevation'] >= 30) & (out['elevation'] <= 60))
+
+
+def test_relations_commute_with_the_input_normalisation():
+    """Mirroring and in-plane rotation of the image, then normalising, equal
+    the relation applied to the normalised input: the 2D relation pairs used
+    during adaptation are those of the rendered views."""
+    uv = torch.rand(6, 17, 2) * 800 + 100
+    x = normalize_keypoints(uv)[..., :2]
+    # about the image centre (the principal point) and about the origin alike
+    for c in (500.0, 0.0):
+        rot = normalize_keypoints(inplane_rotate(uv - c, 50.0) + c)[..., :2]
+        assert torch.allclose(rot, inplane_rotate(x, 50.0), atol=1e-5)
+    flipped = normalize_keypoints(mirror(uv - 500, H36M) + 500)[..., :2]
+    assert torch.allclose(flipped, mirror(x, H36M), atol=1e-5)
+
+
+def test_gap_closed_by_hand():
+    # source 200 mm, oracle 100 mm: adapting to 175 mm closes a quarter
+    assert ds.gap_closed(200.0, 175.0, 100.0) == pytest.approx(0.25)
+    assert ds.gap_closed(np.array([200.0, 80.0]), np.array([210.0, 60.0]),
+                         np.array([100.0, 40.0])) == pytest.approx([-0.1, 0.5])
+
+
+def test_source_frames_come_from_the_builtin_train_split_at_10_fps():
+    from pyg_skeleton.datasets.builtin import builtin_motion
+    frames = ds.source_frames(50, np.random.default_rng(0))
+    assert frames.shape == (50, 17, 3)
+    pool = {p.tobytes() for _, seq in builtin_motion('train').sequences() for p in seq[::3]}
+    assert all(f.tobytes() in pool for f in frames)
+    assert len({f.tobytes() for f in frames}) == 50      # drawn without replacement
