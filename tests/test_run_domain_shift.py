@@ -87,3 +87,41 @@ def test_source_frames_come_from_the_builtin_train_split_at_10_fps():
     pool = {p.tobytes() for _, seq in builtin_motion('train').sequences() for p in seq[::3]}
     assert all(f.tobytes() in pool for f in frames)
     assert len({f.tobytes() for f in frames}) == 50      # drawn without replacement
+
+
+def test_camera_variants_remove_one_factor_at_a_time():
+    from dataclasses import asdict
+    variants = ds.camera_variants()
+    for i, kind in enumerate(('wide', 'tele')):
+        full = asdict(ds.WILD[kind])
+        assert asdict(variants['target cameras'][i]) == full
+        changed = {k for k, v in asdict(variants['no roll'][i]).items() if v != full[k]}
+        assert changed == {'roll'} and variants['no roll'][i].roll == (0.0, 0.0)
+        lab_elev = variants['lab elevation (-5 to 10 deg)'][i]
+        assert {k for k, v in asdict(lab_elev).items() if v != full[k]} == {'elevation'}
+        assert lab_elev.elevation == ds.LAB.elevation
+    assert variants['lab cameras (people and motion only)'] == ds.LAB
+
+
+def test_orientation_errors_rotate_about_the_named_camera_axes():
+    y = torch.randn(4, 17, 3)
+    elev = ds.ORIENTATION_ERRORS['elevation off by 30 deg'](y)
+    roll = ds.ORIENTATION_ERRORS['roll off by 30 deg'](y)
+    c, s = np.cos(np.radians(30)), np.sin(np.radians(30))
+    rx = torch.tensor([[1, 0, 0], [0, c, -s], [0, s, c]], dtype=torch.float32)
+    rz = torch.tensor([[c, -s, 0], [s, c, 0], [0, 0, 1]], dtype=torch.float32)
+    assert torch.allclose(elev, y @ rx.T, atol=1e-6)
+    assert torch.allclose(roll, y @ rz.T, atol=1e-6)
+
+
+def test_mean_pose_baseline_by_hand():
+    # validation poses average to all-zeros but joint 1 at (0, 0.5, 0); the
+    # test poses put joint 1 at (0, 0.3, 0) and (0, 0.9, 0), other joints at 0
+    val = torch.zeros(2, 17, 3)
+    val[0, 1, 1], val[1, 1, 1] = 0.2, 0.8
+    test = torch.zeros(2, 17, 3)
+    test[0, 1, 1], test[1, 1, 1] = 0.3, 0.9
+    ctx = {'targets': {'val': (None, None, None, val), 'test': (None, None, None, test)}}
+    err, _ = ds.mean_pose_baseline(ctx)
+    # joint 1 is off by 0.2 and 0.4 m, the other 16 joints exact
+    assert err == pytest.approx(1000 * (0.2 + 0.4) / 2 / 17, rel=1e-5)
