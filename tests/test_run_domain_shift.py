@@ -125,3 +125,36 @@ def test_mean_pose_baseline_by_hand():
     err, _ = ds.mean_pose_baseline(ctx)
     # joint 1 is off by 0.2 and 0.4 m, the other 16 joints exact
     assert err == pytest.approx(1000 * (0.2 + 0.4) / 2 / 17, rel=1e-5)
+
+
+def _fake_results():
+    """Two seeds of the structure run_seed returns (after a JSON round trip,
+    as --dump / --load store it)."""
+    import json
+    rel = {name: 0.01 for name in ds.RELATIONS}
+    shift = {k: (200.0, 80.0, 100.0, 50.0) for k in ds.camera_variants()}
+    results = []
+    for src, ada, orc in ((200.0, 175.0, 100.0), (300.0, 300.0, 100.0)):
+        results.append({
+            'rows': {'source only': (src, 80.0, rel), 'adapted (selected setting)':
+                     (ada, 70.0, rel)},
+            'oracle': (orc, 50.0), 'mean_pose': (220.0, 150.0), 'shift': shift,
+            'trajectory': [(0, src, 80.0, 0.5), (10, ada, 70.0, 0.1)], 'rel_ideal': rel,
+            'rel_oracle': rel, 'rel_oracle_sum': 0.05, 'source_domain': 100.0,
+            'aae_target': 50.0, 'aae_fixed_target': 50.0, 'aae_source': 60.0,
+            **{f'rel_ideal {k}': rel for k in ds.ORIENTATION_ERRORS}})
+    return json.loads(json.dumps(results))
+
+
+def test_report_states_the_mean_gap_closed(tmp_path):
+    import argparse
+    args = argparse.Namespace(quick=True, out=str(tmp_path / 'report'), load=None)
+    cfg = dict(target='target cameras', n_source=10, n_prior_clips=10, n_target_clips=10,
+               adapt_steps=10, hidden=8)
+    ds.report(_fake_results(), cfg, args, [0, 1], 1.0)
+    text = (tmp_path / 'report.md').read_text()
+    # seed 0 closes (200 - 175) / (200 - 100) = 25%, seed 1 0%: mean 12.5%, printed as 12%
+    assert '**gap closed: 12%** (per seed 25% / 0%' in text
+    # P-MPJPE: (80 - 70) / (80 - 50) = 33% for both seeds
+    assert 'On P-MPJPE: 33% (per seed 33% / 33%)' in text
+    assert '| oracle (target labels of the validation actor) | 100.0 |' in text
