@@ -54,7 +54,6 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import markdown_table, write_report  # noqa: E402
 from run_self_adaptive import ATTRIBUTION, evaluate, windows  # noqa: E402
 
 from pyg_skeleton import Skeleton  # noqa: E402
@@ -78,6 +77,8 @@ from pyg_skeleton.nn.models.self_adaptive import (  # noqa: E402
     train_relation_net,
     train_source_lifter,
 )
+
+from _common import markdown_table, write_report  # noqa: E402
 
 THETA = 50.0        # in-plane relation angle (the paper's best)
 LAB = WildCameras.lab()

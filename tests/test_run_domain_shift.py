@@ -1,6 +1,8 @@
 """The pieces of ``benchmarks/run_domain_shift.py`` that decide reported
 numbers: the rendering of source, prior and target clips, the camera
 distributions of the shift, and the gap-closed statistic."""
+from __future__ import annotations
+
 import sys
 from pathlib import Path
 

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 # (module, title, intro, [(section title, predicate on (name, object))])
-Section = Tuple[str, callable]
+Section = tuple[str, callable]
 
 
 def _is_loss(name, obj):
     return inspect.isclass(obj) and name.endswith('Loss')
 
 
-def _pages() -> List[Tuple[str, str, str, List[Section]]]:
+def _pages() -> list[tuple[str, str, str, list[Section]]]:
     conv_all = set(importlib.import_module('pyg_skeleton.nn.conv').__all__)
     models_all = set(importlib.import_module('pyg_skeleton.nn.models').__all__)
     return [
@@ -87,7 +87,7 @@ def _pages() -> List[Tuple[str, str, str, List[Section]]]:
     ]
 
 
-def api_pages(modules: Optional[Sequence[str]] = None) -> Dict[str, str]:
+def api_pages(modules: Sequence[str] | None = None) -> dict[str, str]:
     """The reStructuredText of one page per subpackage, by module name.
 
     ``modules`` limits the pages to those modules (a small test build).

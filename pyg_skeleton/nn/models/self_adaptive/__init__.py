@@ -59,7 +59,7 @@ does not close the gap to a target-supervised lifter either: most of that gap
 is camera elevation, which none of the relations can see (a lifter exact but
 for a 30 degree elevation error has lower relation losses than the oracle),
 and the relation losses fall below the oracle's while the error does not."""
-
+from __future__ import annotations
 
 from .models import LatentLifter, MotionAE, PoseAAE, RelationNet
 from .relations import (
