@@ -185,7 +185,7 @@ def test_every_option_named_in_a_message_exists():
     options = {'--debug', '--no-deps'}
     for sub in parser.subcommand_parsers.values():
         options |= set(sub._option_string_actions)
-    for path in ('cli/train.py', 'cli/models.py', 'datasets/lifting.py',
+    for path in ('cli/train.py', 'nn/models/registry.py', 'datasets/lifting.py',
                  'datasets/synthetic.py', 'mesh/coarsen_cli.py'):
         text = (REPO / 'pyg_skeleton' / path).read_text()
         named = set(re.findall(r'--[a-z][a-z0-9-]*[a-z0-9]', text))
@@ -212,8 +212,8 @@ def test_hgn_trains_and_evaluates_on_a_mesh_file(tmp_path, capsys):
 
 
 def test_hgn_mesh_hierarchy_file_and_missing_builtin(tmp_path, monkeypatch):
-    from pyg_skeleton.cli import models
     from pyg_skeleton.mesh import MeshHierarchy
+    from pyg_skeleton.nn.models import registry
     from pyg_skeleton.mesh.io import read_mesh
     mesh = sphere_obj(tmp_path / 'ball.obj')
     sk = Skeleton.preset('h36m17')
@@ -231,7 +231,7 @@ def test_hgn_mesh_hierarchy_file_and_missing_builtin(tmp_path, monkeypatch):
     # without the built-in mesh the advice names train's --mesh option
     def no_mesh():
         raise FileNotFoundError('no built-in mesh')
-    monkeypatch.setattr(models, 'body_hierarchy', no_mesh)
+    monkeypatch.setattr(registry, 'body_hierarchy', no_mesh)
     with pytest.raises(ValueError, match='give --mesh FILE') as e:
         build_model('hgn', sk, argparse.Namespace())
     train = build_parser().subcommand_parsers['train']

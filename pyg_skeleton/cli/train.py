@@ -77,6 +77,7 @@ from torch import Tensor
 from pyg_skeleton.cli.main import CLIError
 from pyg_skeleton.cli.models import MODELS, build_model, canonical_model_name
 from pyg_skeleton.files import _os_error, atomic_output, atomic_save, atomic_write_text
+from pyg_skeleton.nn.norm import convert_dist_batchnorm
 from pyg_skeleton.plotting import NO_PLOTS
 from pyg_skeleton.skeleton import Skeleton
 
@@ -310,49 +311,6 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 # ------------------------------------------------------------- distributed
-
-class DistBatchNorm1d(torch.nn.BatchNorm1d):
-    r"""Batch normalisation with statistics over the global batch of all
-    ranks (a differentiable all-reduce of the sums), for CPU / gloo where
-    :class:`torch.nn.SyncBatchNorm` is unavailable."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or not (dist.is_available() and dist.is_initialized()):
-            return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-        c = x.size(1)
-        flat = x.transpose(0, 1).reshape(c, -1) if x.dim() > 2 else x.t()
-        local = torch.cat([flat.sum(1), flat.square().sum(1),
-                           flat.new_tensor([float(flat.size(1))])])
-        total = all_reduce(local)
-        n = total[-1]
-        mean = total[:c] / n
-        var = (total[c:2 * c] / n - mean.square()).clamp_min(0)
-        with torch.no_grad():
-            m = self.momentum if self.momentum is not None else 0.1
-            self.running_mean.mul_(1 - m).add_(m * mean.detach())
-            self.running_var.mul_(1 - m).add_(m * var.detach() * n / (n - 1).clamp_min(1))
-            self.num_batches_tracked += 1
-        shape = [1, c] + [1] * (x.dim() - 2)
-        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        if self.affine:
-            y = y * self.weight.view(shape) + self.bias.view(shape)
-        return y
-
-
-def convert_dist_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
-    """Replaces every :class:`torch.nn.BatchNorm1d` by :class:`DistBatchNorm1d`
-    (same parameters and buffers)."""
-    for name, child in module.named_children():
-        if type(child) is torch.nn.BatchNorm1d:
-            new = DistBatchNorm1d(child.num_features, child.eps, child.momentum, child.affine,
-                                  child.track_running_stats)
-            new.load_state_dict(child.state_dict())
-            setattr(module, name, new)
-        else:
-            convert_dist_batchnorm(child)
-    return module
-
 
 def setup_distributed():
     """``(rank, world_size, device)`` from the torchrun environment."""
