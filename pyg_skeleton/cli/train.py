@@ -112,8 +112,6 @@ RESUME_ADJUSTABLE = ('epochs', 'max_steps', 'checkpoint_every', 'eval_batch_size
 #: Options that name data files: never taken from a checkpoint unasked.
 DATA_PATH_OPTIONS = ('data', 'inputs_2d', 'cameras', 'mesh')
 
-_BUILTIN_DATASETS = ('synthetic', 'bandai', 'h36m')
-
 # name -> (type, lowest, highest, None allowed); float ranges are closed
 # unless marked ')' (val_fraction, dropout: [0, 1)). The upper bounds of
 # sizes keep a mistyped (or crafted) value from allocating without limit.
@@ -197,7 +195,8 @@ def add_data_arguments(p: argparse.ArgumentParser, defaults: bool = True,
     d = (lambda v: v) if defaults else (lambda v: None)
     asked = '' if defaults else ' (default: as trained)'
     p.add_argument('--dataset', default=d('synthetic'),
-                   help="'synthetic' (built-in), 'bandai', 'h36m' or an .npz path"
+                   help="'synthetic' (built-in), 'bandai', 'h36m', a name of "
+                        "pyg_skeleton.datasets.lifting.register_dataset or an .npz path"
                         + (asked or ' (default: %(default)s)'))
     p.add_argument('--data', default=None,
                    help='data file: bandai2_h36m17.npz (default: ../shared/data/mocap when '
@@ -744,7 +743,8 @@ def _same_path(a: Any, b: Any) -> bool:
 
 
 def _is_file_dataset(name: Any) -> bool:
-    return isinstance(name, str) and name not in _BUILTIN_DATASETS
+    from pyg_skeleton.datasets.lifting import DATASETS
+    return isinstance(name, str) and name not in DATASETS
 
 
 def _load_resume_args(args) -> Dict[str, Any]:
