@@ -1,6 +1,7 @@
 """The library trainer (pyg_skeleton.training): Trainer, TrainConfig and the
 JSON config files of ``pyg-skeleton train --config``."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -75,6 +76,23 @@ def test_fit_a_model_and_data_of_ones_own(tmp_path):
         pytest.approx(now['mpjpe'], rel=1e-6)
 
 
+def test_resumed_fit_reaches_the_weights_of_an_uninterrupted_one(tmp_path):
+    config = TrainConfig(**TINY, epochs=2, val_fraction=0.0)
+    Trainer(config=config.replace(out=str(tmp_path / 'whole')), log=quiet).fit()
+    part = config.replace(epochs=1, out=str(tmp_path / 'part'))
+    Trainer(config=part, log=quiet).fit()
+    resumed = Trainer(config=part.replace(epochs=2, resume=True), log=quiet)
+    resumed.fit()
+    assert [row['epoch'] for row in resumed.history] == [1, 2]
+    whole = torch.load(tmp_path / 'whole' / 'last.pt', weights_only=True)['model']
+    again = torch.load(tmp_path / 'part' / 'last.pt', weights_only=True)['model']
+    for name, weight in whole.items():
+        torch.testing.assert_close(again[name], weight, rtol=0, atol=0)
+    # the options that define the run cannot change on resume
+    with pytest.raises(TrainingError, match=r"the run has lr=0\.001, not 0\.01"):
+        Trainer(config=part.replace(epochs=3, resume=True, lr=0.01), log=quiet).fit()
+
+
 def test_fit_refuses_a_folder_holding_a_run(tmp_path):
     (tmp_path / 'run').mkdir()
     (tmp_path / 'run' / 'last.pt').write_bytes(b'x')
@@ -115,6 +133,8 @@ def test_config_defaults_and_out_dir():
         (256, 1e-3, 10, 0.1)
     assert str(config.out_dir) == 'runs/semgcn-synthetic'
     assert str(config.replace(dataset='data/poses.npz').out_dir) == 'runs/semgcn-poses'
+    # paths are kept as the strings a checkpoint stores
+    assert config.replace(out=Path('runs') / 'x').out == str(Path('runs') / 'x')
     with pytest.raises(ConfigError, match='views must be at least 1'):
         config.replace(views=0)
 

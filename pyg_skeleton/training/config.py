@@ -2,7 +2,7 @@ r"""The options of a lifting training run, with their defaults and checks in
 one place: :class:`TrainConfig`.
 
 Every option is a field of :class:`TrainConfig`; the field's metadata gives
-its type and range, checked when a config is made (:meth:`TrainConfig.check`
+its type and range, checked when a config is made (:func:`check_options`
 checks a plain dict the same way, e.g. the options stored in a checkpoint).
 A JSON file of options (:func:`read_config_file`) names the fields as keys:
 ``{"epochs": 20, "lr": 0.0005}``; it is data, never code.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
@@ -112,8 +113,9 @@ class TrainConfig:
     samples: int = _opt(4, int, 0, 10 ** 6, run=False)
 
     def __post_init__(self):
-        if isinstance(self.out, Path):
-            self.out = str(self.out)
+        for f in dataclasses.fields(self):  # paths as the strings a checkpoint stores
+            if f.metadata['kind'] is str and isinstance(getattr(self, f.name), os.PathLike):
+                setattr(self, f.name, os.fspath(getattr(self, f.name)))
         check_options(dataclasses.asdict(self))
 
     @classmethod
@@ -143,11 +145,6 @@ class TrainConfig:
         :obj:`overrides` over them (as a command line over its ``--config``
         file)."""
         return cls(**{**read_config_file(path), **overrides})
-
-    @staticmethod
-    def check(values: Dict[str, Any], where: Optional[str] = None) -> None:
-        """Checks the options of a dict (:func:`check_options`)."""
-        check_options(values, where)
 
 
 _FIELDS = {f.name: f.metadata for f in dataclasses.fields(TrainConfig)}

@@ -8,11 +8,14 @@ from typing import Tuple
 import torch
 import torch.distributed as dist
 
-__all__ = ['setup_distributed', 'is_distributed', 'all_reduce_sum']
+__all__ = ['setup_distributed']
 
 
 def setup_distributed() -> Tuple[int, int, torch.device]:
-    """``(rank, world_size, device)`` from the torchrun environment."""
+    """``(rank, world_size, device)`` from the torchrun environment
+    (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``), with the process group
+    initialised (``nccl`` on GPUs, ``gloo`` on CPUs) when there are several
+    processes; a single process runs on the GPU when there is one."""
     world = int(os.environ.get('WORLD_SIZE', '1'))
     if world <= 1:
         dev = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
@@ -27,16 +30,3 @@ def setup_distributed() -> Tuple[int, int, torch.device]:
     if not dist.is_initialized():
         dist.init_process_group(backend)
     return rank, world, dev
-
-
-def is_distributed() -> bool:
-    """Whether a process group of several processes is initialised."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sums :obj:`tensor` over the processes, in place (a no-op in a single
-    process)."""
-    if is_distributed():
-        dist.all_reduce(tensor)
-    return tensor

@@ -73,7 +73,7 @@ from pyg_skeleton.plotting import NO_PLOTS
 from pyg_skeleton.skeleton import Skeleton
 
 from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, plain, save_checkpoint
-from .config import RUN_OPTIONS, TrainConfig, TrainingError
+from .config import RESUME_ADJUSTABLE, RUN_OPTIONS, TrainConfig, TrainingError
 from .distributed import setup_distributed
 from .evaluation import evaluate, mean_pose_baseline, report_table
 from .outputs import (
@@ -368,6 +368,12 @@ class Trainer:
         best, best_epoch = float('inf'), 0
         if args.resume:
             ckpt = load_checkpoint(out / 'last.pt')
+            for key in RUN_OPTIONS:
+                old = ckpt['args'].get(key, run_options[key])
+                if key not in RESUME_ADJUSTABLE and old != run_options[key]:
+                    raise TrainingError(f"{out / 'last.pt'}: the run has {key}={old!r}, not "
+                                        f"{run_options[key]!r}; a resumed run keeps the options "
+                                        f"that define it")
             try:
                 model.load_state_dict(ckpt['model'])
                 optimizer.load_state_dict(ckpt['optimizer'])
