@@ -80,7 +80,7 @@ def load_checkpoint(path: Path) -> Dict[str, Any]:
     """Reads a checkpoint of ``train`` (``torch.load`` with
     ``weights_only=True``) and checks what it holds: the format, the keys
     and their types, the digest (when present), finite and plausible
-    weights (|w| up to :data:`MAX_ABS_WEIGHT`) and mean pose, the skeleton,
+    weights (magnitudes up to ``MAX_ABS_WEIGHT``) and mean pose, the skeleton,
     every stored option (:func:`check_options`) and, before any model is
     built, that ``hidden_channels`` and ``num_layers`` fit the weights.
 

@@ -27,9 +27,9 @@ class TrainingError(ValueError):
 
 
 class ConfigError(TrainingError):
-    """A bad option value: :attr:`option` (the field name), :attr:`value`,
-    :attr:`problem` (e.g. ``'must be at least 1'``) and :attr:`where` (the
-    file it comes from, or :obj:`None`)."""
+    """A bad option value, with attributes ``option`` (the field name),
+    ``value``, ``problem`` (e.g. ``'must be at least 1'``) and ``where``
+    (the file it comes from, or :obj:`None`)."""
 
     def __init__(self, option: str, value: Any, problem: str, where: Optional[str] = None,
                  stored: bool = False):
@@ -125,8 +125,8 @@ class TrainConfig:
 
     @property
     def out_dir(self) -> Path:
-        """The output folder: :obj:`out`, by default
-        ``runs/<model>-<dataset>``."""
+        """Where the run writes its outputs (``out``, by default
+        ``runs/<model>-<dataset>``)."""
         if self.out is not None:
             return Path(self.out)
         return Path('runs') / f'{self.model}-{Path(str(self.dataset)).stem}'

@@ -230,7 +230,7 @@ def make_model(name: str, skeleton: Skeleton, config, sample_x: Tensor) -> torch
 class Trainer:
     r"""Trains a 2D-to-3D lifting model with the options of a
     :class:`TrainConfig` (see the module docs for what a run does and
-    writes); ``pyg-skeleton train`` runs :meth:`fit`.
+    writes); ``pyg-skeleton train`` runs its ``fit()``.
 
     Args:
         model (torch.nn.Module, optional): The model, mapping 2D poses
@@ -245,17 +245,13 @@ class Trainer:
         config (TrainConfig, optional): The options. (default:
             :obj:`TrainConfig()`)
         data (tuple, optional): ``(train, val, test)``
-            :class:`~pyg_skeleton.datasets.lifting.LiftingData` splits
+            :class:`~pyg_skeleton.datasets.lifting.LiftingTensors` splits
             (``val`` may be :obj:`None`). (default: :obj:`None`: those of
             :func:`load_data` for :obj:`config`)
-        skeleton (Skeleton, optional): The skeleton of the model and the
-            data. (default: :obj:`None`: ``config.skeleton``)
+        skeleton (pyg_skeleton.Skeleton, optional): The skeleton of the
+            model and the data. (default: :obj:`None`: ``config.skeleton``)
         log (callable, optional): ``log(text, err=False)`` for the run's
-            lines. (default: a :class:`~pyg_skeleton.training.outputs.RunLog`:
-            the console and ``train.log``)
-
-    Raises:
-        ConfigError: Through :class:`TrainConfig`, a bad option.
+            lines. (default: a ``RunLog``: the console and ``train.log``)
     """
 
     def __init__(self, model: Optional[torch.nn.Module] = None,
@@ -647,8 +643,8 @@ class Trainer:
         Args:
             checkpoint (str or Path, optional): A ``best.pt`` or
                 ``last.pt``. (default: :obj:`None`: the trainer's model)
-            data (LiftingData, optional): The poses to score. (default: the
-                test split)
+            data (LiftingTensors, optional): The poses to score. (default:
+                the test split)
             flip (bool, optional): Test-time flip augmentation. (default:
                 ``config.flip_test``)
             batch_size (int, optional): (default: ``config.eval_batch_size``)
