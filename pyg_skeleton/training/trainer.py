@@ -402,24 +402,7 @@ class Trainer:
         if train.synthetic:
             label += ' [SYNTHETIC DATA]'
         if main_rank:
-            out.mkdir(parents=True, exist_ok=True)
-            check_output_folder(out)
-            if args.overwrite and not args.resume:
-                for name in OUTPUT_NAMES:
-                    (out / name).unlink(missing_ok=True)
-            n_params = sum(p.numel() for p in model.parameters())
-            # written before the first step: a run that dies early still says what it was
-            atomic_write_text(out / 'config.json', json.dumps(run_config(
-                args, skeleton, train, val, test, n_params, world, device, total_steps,
-                global_step), indent=1))
-            if isinstance(log, RunLog):
-                log.open(out / 'train.log', append=args.resume)
-            log(f"pyg-skeleton train: {label}")
-            log(f"  {len(train):,} training / "
-                + (f"{len(val):,} validation / " if val is not None else '')
-                + f"{len(test):,} test samples, {n_params:,} parameters, "
-                f"{world} process(es), batch {args.batch_size}, {total_steps} steps"
-                + (f", resuming at step {global_step}" if args.resume else ''))
+            self._write_start(label, world, device, total_steps, global_step)
 
         def check_finite(what: str) -> None:
             # on every rank (the weights agree), so that all of them stop
@@ -599,39 +582,74 @@ class Trainer:
                   'args': plain(run_options)}
         self.report = report
         if main_rank:
-            atomic_write_text(out / 'report.json', json.dumps(report, indent=1))
-            if not args.no_plots:
-                try:
-                    if history:
-                        atomic_output(out / 'curves.png',
-                                      lambda path: plot_curves(history, path, label))
-                    k = min(args.samples, len(test))
-                    idx = torch.linspace(0, len(test) - 1, k).long()
-                    model.eval()
-                    with torch.no_grad():
-                        pred = model(test.x[idx].to(device)).cpu()
-                    atomic_output(out / 'samples.png',
-                                  lambda path: plot_samples(pred, test.y[idx], skeleton, path,
-                                                            label, test.x[idx]))
-                except ImportError as e:
-                    if not (e.name or '').startswith('matplotlib'):
-                        raise
-                    log(NO_PLOTS, err=True)
-            log(report_table(final, baseline, f"Final test metrics: {label}"))
-            if not best_epoch:
-                log('\nno best.pt: every epoch was exploding')
-            elif val is not None:
-                log(f"\nbest.pt: epoch {best_epoch} (lowest validation MPJPE {best:.1f} mm): "
-                    f"test MPJPE {best_final['mpjpe']:.1f} mm, P-MPJPE "
-                    f"{best_final['p_mpjpe']:.1f} mm")
-            elif best_step != global_step:
-                log(f'\nno validation split (--val-fraction 0): best.pt is the last checkpoint '
-                    f'that was not exploding (epoch {best_epoch})')
-            else:
-                log('\nno validation split (--val-fraction 0): best.pt is the last checkpoint')
-            written = [name for name in OUTPUT_NAMES if (out / name).is_file()]
-            log(f"\noutputs in {out}/ ({', '.join(sorted(written))})")
+            self._write_report(report, val is not None, test, device)
         return report
+
+    def _write_start(self, label: str, world: int, device, total_steps: int,
+                     global_step: int) -> None:
+        """The output folder, ``config.json`` and the opening lines of the
+        log (``train.log``), before the first step."""
+        args, out, log, model = self.config, self.out, self.log, self.model
+        train, val, test = self.data
+        out.mkdir(parents=True, exist_ok=True)
+        check_output_folder(out)
+        if args.overwrite and not args.resume:
+            for name in OUTPUT_NAMES:
+                (out / name).unlink(missing_ok=True)
+        n_params = sum(p.numel() for p in model.parameters())
+        # written before the first step: a run that dies early still says what it was
+        atomic_write_text(out / 'config.json', json.dumps(run_config(
+            args, self.skeleton, train, val, test, n_params, world, device, total_steps,
+            global_step), indent=1))
+        if isinstance(log, RunLog):
+            log.open(out / 'train.log', append=args.resume)
+        log(f"pyg-skeleton train: {label}")
+        log(f"  {len(train):,} training / "
+            + (f"{len(val):,} validation / " if val is not None else '')
+            + f"{len(test):,} test samples, {n_params:,} parameters, "
+            f"{world} process(es), batch {args.batch_size}, {total_steps} steps"
+            + (f", resuming at step {global_step}" if args.resume else ''))
+
+    def _write_report(self, report: Dict[str, Any], validated: bool, test, device) -> None:
+        """``report.json``, the plots and the closing lines of the log."""
+        args, out, log, label = self.config, self.out, self.log, report['label']
+        atomic_write_text(out / 'report.json', json.dumps(report, indent=1))
+        if not args.no_plots:
+            try:
+                self._plot(label, test, device)
+            except ImportError as e:
+                if not (e.name or '').startswith('matplotlib'):
+                    raise
+                log(NO_PLOTS, err=True)
+        log(report_table(report['final'], report['baseline'], f"Final test metrics: {label}"))
+        best = report['best']
+        if not best['epoch']:
+            log('\nno best.pt: every epoch was exploding')
+        elif validated:
+            log(f"\nbest.pt: epoch {best['epoch']} (lowest validation MPJPE "
+                f"{best['val_mpjpe']:.1f} mm): test MPJPE {best['test']['mpjpe']:.1f} mm, "
+                f"P-MPJPE {best['test']['p_mpjpe']:.1f} mm")
+        elif best['step'] != report['steps']:
+            log(f'\nno validation split (--val-fraction 0): best.pt is the last checkpoint '
+                f'that was not exploding (epoch {best["epoch"]})')
+        else:
+            log('\nno validation split (--val-fraction 0): best.pt is the last checkpoint')
+        written = [name for name in OUTPUT_NAMES if (out / name).is_file()]
+        log(f"\noutputs in {out}/ ({', '.join(sorted(written))})")
+
+    def _plot(self, label: str, test, device) -> None:
+        """``curves.png`` and ``samples.png`` (needs matplotlib)."""
+        history, model, skeleton = self.history, self.model, self.skeleton
+        if history:
+            atomic_output(self.out / 'curves.png', lambda path: plot_curves(history, path, label))
+        k = min(self.config.samples, len(test))
+        idx = torch.linspace(0, len(test) - 1, k).long()
+        model.eval()
+        with torch.no_grad():
+            pred = model(test.x[idx].to(device)).cpu()
+        atomic_output(self.out / 'samples.png',
+                      lambda path: plot_samples(pred, test.y[idx], skeleton, path, label,
+                                                test.x[idx]))
 
     def evaluate(self, checkpoint: Optional[Path] = None, data=None,
                  flip: Optional[bool] = None,
