@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pyg_skeleton.cli import MODELS, build_model, main
-from pyg_skeleton.cli.train import CRASH_ENV
+from pyg_skeleton.training.trainer import CRASH_ENV
 from pyg_skeleton import Skeleton
 
 SHARED = Path(__file__).resolve().parents[2] / 'shared'
@@ -277,7 +277,7 @@ def test_best_checkpoint_tracks_validation_not_test(tmp_path, capsys, monkeypatc
     # A constructed case: the validation MPJPE is lowest at epoch 2, the test
     # MPJPE at epoch 3. best.pt must be epoch 2's, and the report must give
     # the test metrics of both the best and the last weights.
-    import pyg_skeleton.cli.train as train_mod
+    import pyg_skeleton.training.trainer as train_mod  # the training loop's evaluate
     real = train_mod.evaluate
     script = {'val': [50.0, 30.0, 40.0], 'test': [50.0, 40.0, 30.0]}
     calls = {'val': 0, 'test': 0}

@@ -16,7 +16,8 @@ import pytest
 from pyg_skeleton.files import write_atomic
 import torch
 
-import pyg_skeleton.cli.train as train_mod
+import pyg_skeleton.cli.train as cli_train
+import pyg_skeleton.training.trainer as train_mod  # the training loop
 from pyg_skeleton.cli import main
 from pyg_skeleton.cli.main import build_parser
 
@@ -422,4 +423,4 @@ def test_given_options_tell_defaults_from_choices():
     assert _given_options(argv, args) == {'resume', 'lr', 'flip_test', 'out'}
     # a namespace built without main(): the options that differ from the defaults
     ns = build_parser().parse_args(['train', '--epochs', '3', '--lr', '0.001'])
-    assert train_mod.given_options(ns) == {'epochs'}
+    assert cli_train.given_options(ns) == {'epochs'}

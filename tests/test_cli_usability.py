@@ -16,7 +16,7 @@ import torch
 from pyg_skeleton import Skeleton
 from pyg_skeleton.cli import MODELS, build_model, main
 from pyg_skeleton.cli.main import build_parser
-from pyg_skeleton.cli.train import CRASH_ENV
+from pyg_skeleton.training.trainer import CRASH_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 # a tiny, fast run: 100 synthetic poses x 2 views, small model
@@ -185,7 +185,8 @@ def test_every_option_named_in_a_message_exists():
     options = {'--debug', '--no-deps'}
     for sub in parser.subcommand_parsers.values():
         options |= set(sub._option_string_actions)
-    for path in ('cli/train.py', 'cli/models.py', 'datasets/lifting.py',
+    for path in ('cli/train.py', 'training/trainer.py', 'training/outputs.py',
+                 'training/checkpoint.py', 'nn/models/registry.py', 'datasets/lifting.py',
                  'datasets/synthetic.py', 'mesh/coarsen_cli.py'):
         text = (REPO / 'pyg_skeleton' / path).read_text()
         named = set(re.findall(r'--[a-z][a-z0-9-]*[a-z0-9]', text))
@@ -212,8 +213,8 @@ def test_hgn_trains_and_evaluates_on_a_mesh_file(tmp_path, capsys):
 
 
 def test_hgn_mesh_hierarchy_file_and_missing_builtin(tmp_path, monkeypatch):
-    from pyg_skeleton.cli import models
     from pyg_skeleton.mesh import MeshHierarchy
+    from pyg_skeleton.nn.models import registry
     from pyg_skeleton.mesh.io import read_mesh
     mesh = sphere_obj(tmp_path / 'ball.obj')
     sk = Skeleton.preset('h36m17')
@@ -231,7 +232,7 @@ def test_hgn_mesh_hierarchy_file_and_missing_builtin(tmp_path, monkeypatch):
     # without the built-in mesh the advice names train's --mesh option
     def no_mesh():
         raise FileNotFoundError('no built-in mesh')
-    monkeypatch.setattr(models, 'body_hierarchy', no_mesh)
+    monkeypatch.setattr(registry, 'body_hierarchy', no_mesh)
     with pytest.raises(ValueError, match='give --mesh FILE') as e:
         build_model('hgn', sk, argparse.Namespace())
     train = build_parser().subcommand_parsers['train']

@@ -80,6 +80,12 @@ def _pages() -> list[tuple[str, str, str, list[Section]]]:
         ('pyg_skeleton.metrics', 'pyg_skeleton.metrics', 'Pose and mesh metrics.', [
             ('Metrics', lambda n, o: True),
         ]),
+        ('pyg_skeleton.training', 'pyg_skeleton.training',
+         'Training lifting models from Python (see :doc:`/cli`).', [
+             ('Training', lambda n, o: n in ('Trainer', 'TrainConfig')),
+             ('Errors', lambda n, o: n.endswith('Error')),
+             ('Checkpoints and helpers', lambda n, o: True),
+         ]),
         ('pyg_skeleton.cli', 'pyg_skeleton.cli',
          'The ``pyg-skeleton`` command line (see :doc:`/cli`).', [
              ('Command line', lambda n, o: True),

@@ -57,8 +57,9 @@ def load_model(path: Path):
     """
     import torch
 
-    from pyg_skeleton.cli.train import CHECKPOINT_FORMAT, RUN_OPTIONS, load_checkpoint
     from pyg_skeleton.lifter import LIFTER_FORMAT, Lifter
+    from pyg_skeleton.training.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
+    from pyg_skeleton.training.config import RUN_OPTIONS, TrainingError
     if not path.is_file():
         raise CLIError(f"checkpoint not found: {path}")
     try:
@@ -76,7 +77,10 @@ def load_model(path: Path):
         raise CLIError(f"{path} is neither a pyg-skeleton train checkpoint nor a lifter file")
     from pyg_skeleton.cli.models import MODELS, build_model
     from pyg_skeleton.skeleton import Skeleton
-    ckpt = load_checkpoint(path)
+    try:
+        ckpt = load_checkpoint(path)
+    except TrainingError as e:
+        raise CLIError(str(e)) from None
     name = ckpt['model_name']
     if name not in MODELS:
         raise CLIError(f"checkpoint model {name!r} is not available (known: "

@@ -10,8 +10,8 @@ from .synthetic import synthetic_poses
 from .builtin import BuiltinMotion, builtin_motion
 from .wild import (WildCameras, corrupt_keypoints, normalize_keypoints, render_wild,
                    scale_bones)
-from .lifting import (LiftingDataset, LiftingTensors, TensorBatches, load_lifting,
-                      load_lifting_splits, render_lifting)
+from .lifting import (DATASETS, LiftingDataset, LiftingOptions, LiftingTensors, TensorBatches,
+                      load_lifting, load_lifting_splits, register_dataset, render_lifting)
 
 __all__ = [
     'BVH', 'BVHJoint', 'JointMap', 'forward_kinematics', 'joint_map_presets',
@@ -23,5 +23,5 @@ __all__ = [
     'root_relative', 'synthetic_poses', 'BuiltinMotion', 'builtin_motion',
     'WildCameras', 'corrupt_keypoints', 'normalize_keypoints', 'render_wild', 'scale_bones',
     'LiftingDataset', 'LiftingTensors', 'TensorBatches', 'load_lifting', 'load_lifting_splits',
-    'render_lifting',
+    'render_lifting', 'DATASETS', 'LiftingOptions', 'register_dataset',
 ]

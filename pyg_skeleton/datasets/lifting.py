@@ -42,7 +42,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import numpy as np
 import torch
@@ -57,10 +67,7 @@ if TYPE_CHECKING:
 
 __all__ = ['LiftingTensors', 'LiftingDataset', 'TensorBatches', 'render_lifting',
            'load_lifting', 'load_lifting_splits', 'hold_out_groups', 'dataset_actors',
-           'DATASETS']
-
-DATASETS = ('synthetic', 'bandai', 'h36m')
-
+           'DATASETS', 'register_dataset', 'LiftingOptions']
 
 @dataclass
 class LiftingTensors:
@@ -318,7 +325,7 @@ def dataset_actors(name: str, data: Union[str, Path, None] = None) -> Optional[L
         FileNotFoundError: The data file is missing.
         ValueError: The file's ``actor`` array is malformed.
     """
-    if name in ('synthetic', 'h36m'):
+    if name != 'bandai' and name in DATASETS:
         return None
     path = (Path(data) if data is not None else _default_bandai()) if name == 'bandai' \
         else Path(name)
@@ -371,96 +378,160 @@ def load_lifting_splits(name: str, data: Union[str, Path, None] = None, *,
     if (inputs_2d is None) != (cameras is None) or (inputs_2d is not None and name != 'h36m'):
         raise ValueError("real 2D inputs need the h36m dataset with both inputs_2d "
                          "(data_2d_h36m_<name>.npz) and cameras (cameras JSON)")
-    # targets relative to the skeleton's root: the synthetic poses and an
-    # .npz of positions follow it; h36m and bandai hold h36m17 (root 0)
-    root = 0 if name in ('h36m', 'bandai') else _layout_root(skeleton)
-    train_rig, test_rig = CameraRig.train(views, root), CameraRig.test(views, root)
-    use_val = val_fraction > 0
+    options = LiftingOptions(val_fraction, test_actor, views, frame_step, seed,
+                             synthetic_train, synthetic_test, max_frames, max_test_frames,
+                             skeleton, inputs_2d, cameras)
+    if name in DATASETS:
+        return DATASETS[name](data, options)
+    if Path(name).suffix != '.npz':
+        raise ValueError(f"unknown dataset {name!r} (choose from {list(DATASETS)} or give "
+                         f"an .npz path)")
+    return _load_npz(name, options)
 
-    def cap(idx, limit=None):
-        idx = np.asarray(idx)[::frame_step]
+
+@dataclass
+class LiftingOptions:
+    r"""The options of :func:`load_lifting_splits` that a dataset loader of
+    :data:`DATASETS` receives (see :func:`register_dataset`), with the
+    shared steps of a loader: capping and splitting frame indices
+    (:meth:`split`) and rendering them through the virtual cameras
+    (:meth:`render`)."""
+    val_fraction: float = 0.1
+    test_actor: int = 2
+    views: int = 4
+    frame_step: int = 1
+    seed: int = 0
+    synthetic_train: int = 20000
+    synthetic_test: int = 2000
+    max_frames: Optional[int] = None
+    max_test_frames: Optional[int] = None
+    skeleton: Union[str, dict, 'Skeleton'] = 'h36m17'
+    inputs_2d: Union[str, Path, None] = None
+    cameras: Union[str, Path, dict, None] = None
+
+    @property
+    def use_val(self) -> bool:
+        """Whether a validation split is held out."""
+        return self.val_fraction > 0
+
+    def rigs(self, root: int) -> Tuple[CameraRig, CameraRig]:
+        """The training and the evaluation (validation and test) camera
+        rigs, with targets relative to joint :obj:`root`."""
+        return CameraRig.train(self.views, root), CameraRig.test(self.views, root)
+
+    def cap(self, idx, limit: Optional[int] = None) -> np.ndarray:
+        """Every :obj:`frame_step`-th index of :obj:`idx`, then at most
+        :obj:`limit` of them, evenly strided."""
+        idx = np.asarray(idx)[::self.frame_step]
         if limit is not None and len(idx) > limit:
             idx = idx[np.linspace(0, len(idx) - 1, limit).round().astype(int)]
         return idx
 
-    def split3(tr, va, te, mask=None):
-        """Frame indices of train / val / test, capped; mask: held-out train frames."""
-        if mask is not None:
-            tr, va = tr[~mask], tr[mask]
-        return cap(tr, max_frames), (cap(va, max_test_frames) if use_val else None), \
-            cap(te, max_test_frames)
+    def split(self, train, val, test, held_out: Optional[np.ndarray] = None):
+        r"""Frame indices :obj:`(train, val, test)`, capped by
+        :obj:`max_frames` (training) and :obj:`max_test_frames`; with a mask
+        :obj:`held_out` over :obj:`train`, its frames are the validation
+        split; :obj:`val` is :obj:`None` without validation."""
+        if held_out is not None:
+            train, val = train[~held_out], train[held_out]
+        return (self.cap(train, self.max_frames),
+                self.cap(val, self.max_test_frames) if self.use_val else None,
+                self.cap(test, self.max_test_frames))
 
-    def render(pos, tr, va, te, group=None, names=(), desc='', synthetic=False):
+    def render(self, positions: np.ndarray, train, val, test, root: int = 0, group=None,
+               group_names: Sequence[str] = (), description: str = '',
+               synthetic: bool = False):
+        r"""The splits :obj:`(train, val, test)` of frame indices (from
+        :meth:`split`) of world poses :obj:`positions` :obj:`[F, N, 3]`,
+        rendered through :meth:`rigs` (seeds :obj:`seed`, :obj:`seed + 2`,
+        :obj:`seed + 1`); :obj:`group` labels the frames."""
+        train_rig, test_rig = self.rigs(root)
+        seed = self.seed
         g = (lambda i: None) if group is None else (lambda i: group[i])
-        return (render_lifting(pos[tr], train_rig, g(tr), names, seed, desc, synthetic, 'train'),
-                render_lifting(pos[va], test_rig, g(va), names, seed + 2, desc, synthetic, 'val')
-                if va is not None else None,
-                render_lifting(pos[te], test_rig, g(te), names, seed + 1, desc, synthetic, 'test'))
+        return (render_lifting(positions[train], train_rig, g(train), group_names, seed,
+                               description, synthetic, 'train'),
+                render_lifting(positions[val], test_rig, g(val), group_names, seed + 2,
+                               description, synthetic, 'val') if val is not None else None,
+                render_lifting(positions[test], test_rig, g(test), group_names, seed + 1,
+                               description, synthetic, 'test'))
 
-    if name == 'synthetic':
-        from .synthetic import synthetic_poses
-        tr = synthetic_poses(synthetic_train, seed=seed, skeleton=skeleton)
-        te = synthetic_poses(synthetic_test, seed=seed + 1_000_003, skeleton=skeleton)
-        desc = 'synthetic (built-in generator; not real motion)'
-        if not isinstance(skeleton, str) or skeleton != 'h36m17':
-            label = (skeleton if isinstance(skeleton, str) else
-                     skeleton.get('name', 'custom') if isinstance(skeleton, dict) else
-                     skeleton.name or 'custom')
-            desc = f'synthetic {label} (built-in generator; not real motion)'
-        va = None
-        if use_val:
-            va = synthetic_poses(max(1, round(val_fraction * synthetic_train)),
-                                 seed=seed + 2_000_003, skeleton=skeleton)
-        return (render_lifting(tr, train_rig, seed=seed, description=desc, synthetic=True,
-                               split='train'),
-                render_lifting(va, test_rig, seed=seed + 2, description=desc, synthetic=True,
-                               split='val') if va is not None else None,
-                render_lifting(te, test_rig, seed=seed + 1, description=desc, synthetic=True,
-                               split='test'))
 
-    if name == 'h36m':
-        from .h36m import H36MPoses
-        if data is None:
-            raise FileNotFoundError("the h36m dataset needs --data PATH/data_3d_h36m.npz "
-                                    "(your licensed copy; nothing is downloaded)")
-        if inputs_2d is not None:
-            return _h36m_real(data, inputs_2d, cameras, frame_step, seed, val_fraction,
-                              max_frames, max_test_frames)
-        poses = H36MPoses(data, frame_step=1)
-        tr, te = poses.split()
-        if len(tr) == 0 or len(te) == 0:
-            raise ValueError(f"{data}: needs subjects of both splits (train S1 S5 S6 S7 S8, "
-                             f"test S9 S11)")
-        mask = hold_out_groups(poses.take[tr], poses.subject[tr], val_fraction, seed)
-        desc = 'Human3.6M (train S1 S5 S6 S7 S8, test S9 S11, virtual cameras)'
-        return render(poses.positions, *split3(tr, None, te, mask), poses.action,
-                      poses.action_names, desc)
+DatasetLoader = Callable[[Union[str, Path, None], LiftingOptions],
+                         Tuple[LiftingTensors, Optional[LiftingTensors], LiftingTensors]]
 
-    path = None
-    if name == 'bandai':
-        path = Path(data) if data is not None else _default_bandai()
-        if path is None:
-            raise FileNotFoundError("bandai2_h36m17.npz not found in ../shared/data/mocap; "
-                                    "pass --data PATH")
-    else:
-        path = Path(name)
-        if path.suffix != '.npz':
-            raise ValueError(f"unknown dataset {name!r} (choose from {list(DATASETS)} or give "
-                             f"an .npz path)")
+
+def _load_synthetic(data, o: LiftingOptions):
+    from .synthetic import synthetic_poses
+    skeleton, seed = o.skeleton, o.seed
+    # targets relative to the skeleton's root: the synthetic poses follow it
+    train_rig, test_rig = o.rigs(_layout_root(skeleton))
+    tr = synthetic_poses(o.synthetic_train, seed=seed, skeleton=skeleton)
+    te = synthetic_poses(o.synthetic_test, seed=seed + 1_000_003, skeleton=skeleton)
+    desc = 'synthetic (built-in generator; not real motion)'
+    if not isinstance(skeleton, str) or skeleton != 'h36m17':
+        label = (skeleton if isinstance(skeleton, str) else
+                 skeleton.get('name', 'custom') if isinstance(skeleton, dict) else
+                 skeleton.name or 'custom')
+        desc = f'synthetic {label} (built-in generator; not real motion)'
+    va = None
+    if o.use_val:
+        va = synthetic_poses(max(1, round(o.val_fraction * o.synthetic_train)),
+                             seed=seed + 2_000_003, skeleton=skeleton)
+    return (render_lifting(tr, train_rig, seed=seed, description=desc, synthetic=True,
+                           split='train'),
+            render_lifting(va, test_rig, seed=seed + 2, description=desc, synthetic=True,
+                           split='val') if va is not None else None,
+            render_lifting(te, test_rig, seed=seed + 1, description=desc, synthetic=True,
+                           split='test'))
+
+
+def _load_h36m(data, o: LiftingOptions):
+    from .h36m import H36MPoses
+    if data is None:
+        raise FileNotFoundError("the h36m dataset needs --data PATH/data_3d_h36m.npz "
+                                "(your licensed copy; nothing is downloaded)")
+    if o.inputs_2d is not None:
+        return _h36m_real(data, o.inputs_2d, o.cameras, o.frame_step, o.seed, o.val_fraction,
+                          o.max_frames, o.max_test_frames)
+    poses = H36MPoses(data, frame_step=1)
+    tr, te = poses.split()
+    if len(tr) == 0 or len(te) == 0:
+        raise ValueError(f"{data}: needs subjects of both splits (train S1 S5 S6 S7 S8, "
+                         f"test S9 S11)")
+    mask = hold_out_groups(poses.take[tr], poses.subject[tr], o.val_fraction, o.seed)
+    desc = 'Human3.6M (train S1 S5 S6 S7 S8, test S9 S11, virtual cameras)'
+    return o.render(poses.positions, *o.split(tr, None, te, mask), 0, poses.action,
+                    poses.action_names, desc)
+
+
+def _load_bandai(data, o: LiftingOptions):
+    path = Path(data) if data is not None else _default_bandai()
+    if path is None:
+        raise FileNotFoundError("bandai2_h36m17.npz not found in ../shared/data/mocap; "
+                                "pass --data PATH")
+    return _load_npz(path, o, bandai=True)
+
+
+def _load_npz(path, o: LiftingOptions, bandai: bool = False):
+    """A Bandai-layout file (with ``seq_file``, or :obj:`bandai`), or an
+    ``.npz`` of ``positions``."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
     from ..mesh.io import npz_members, read_npz_arrays  # header-checked npz loading
     files = set(npz_members(path))
-    if 'seq_file' in files or name == 'bandai':
+    if 'seq_file' in files or bandai:
         from .bandai import BandaiMocap, bandai_label
         mocap = BandaiMocap(path)
-        tr, te = mocap.split(test_actor)
-        mask = hold_out_groups(mocap.sequence[tr], mocap.actor[tr], val_fraction, seed)
+        tr, te = mocap.split(o.test_actor)
+        mask = hold_out_groups(mocap.sequence[tr], mocap.actor[tr], o.val_fraction, o.seed)
         desc = (f'{bandai_label(path)}, train actors '
-                f'{[a for a in mocap.actors if a != test_actor]}, test actor {test_actor}, '
+                f'{[a for a in mocap.actors if a != o.test_actor]}, test actor {o.test_actor}, '
                 f'virtual cameras')
-        return render(mocap.positions, *split3(tr, None, te, mask), mocap.content,
-                      mocap.content_names, desc)
+        # 'bandai' holds h36m17 poses (root 0); a file by path follows the skeleton
+        root = 0 if bandai else _layout_root(o.skeleton)
+        return o.render(mocap.positions, *o.split(tr, None, te, mask), root, mocap.content,
+                        mocap.content_names, desc)
     if 'positions' not in files:
         hint = (' (it holds 2D keypoints: lift them with `pyg-skeleton lift FILE`; '
                 'training and evaluation need 3D positions)' if 'keypoints' in files else '')
@@ -474,13 +545,50 @@ def load_lifting_splits(name: str, data: Union[str, Path, None] = None, *,
         raise ValueError(f"{path}: {int((~finite).sum())} frames hold NaN or infinite "
                          f"positions (first: frame {int(np.flatnonzero(~finite)[0])})")
     split = int(len(pos) * 0.9)
-    n_val = int(np.clip(round(val_fraction * split), 1, max(split - 1, 1))) if use_val else 0
+    n_val = (int(np.clip(round(o.val_fraction * split), 1, max(split - 1, 1)))
+             if o.use_val else 0)
     if split - n_val < 1:
         raise ValueError(f"{path}: {len(pos)} frames are too few for a train"
-                         f"{'/validation' if use_val else ''}/test split")
+                         f"{'/validation' if o.use_val else ''}/test split")
     desc = f'{path.name} (first 90 % train, last 10 % test, virtual cameras)'
-    return render(pos, *split3(np.arange(split - n_val), np.arange(split - n_val, split),
-                               np.arange(split, len(pos))), desc=desc)
+    # targets relative to the root of the skeleton the positions follow
+    return o.render(pos, *o.split(np.arange(split - n_val), np.arange(split - n_val, split),
+                                  np.arange(split, len(pos))), _layout_root(o.skeleton),
+                    description=desc)
+
+
+#: Datasets by name: a loader :obj:`(data, options) -> (train, val, test)`
+#: (see :func:`register_dataset`); any other name is read as an ``.npz`` path.
+DATASETS: Dict[str, DatasetLoader] = {
+    'synthetic': _load_synthetic,
+    'bandai': _load_bandai,
+    'h36m': _load_h36m,
+}
+
+
+def register_dataset(name: str, loader: DatasetLoader) -> None:
+    r"""Adds (or replaces) the dataset :obj:`name` of :data:`DATASETS`, so
+    that :func:`load_lifting_splits`, :func:`load_lifting` and
+    ``pyg-skeleton train --dataset NAME`` load it.
+
+    Args:
+        name (str): The dataset's name (not ending in ``.npz``: such names
+            are files).
+        loader (callable): :obj:`loader(data, options)` returning the splits
+            :obj:`(train, val, test)` as :class:`LiftingTensors`
+            (:obj:`val` :obj:`None` when :obj:`options.val_fraction` is 0);
+            :obj:`data` is the :obj:`data` argument (a file, or
+            :obj:`None`), :obj:`options` a :class:`LiftingOptions` whose
+            :meth:`~LiftingOptions.split` and :meth:`~LiftingOptions.render`
+            do the built-in datasets' capping, splitting and rendering.
+
+    Raises:
+        ValueError: The name is empty or ends in ``.npz``.
+    """
+    if not isinstance(name, str) or not name or name.lower().endswith('.npz'):
+        raise ValueError(f"a dataset name must be a non-empty string not ending in .npz "
+                         f"(got {name!r})")
+    DATASETS[name] = loader
 
 
 def _h36m_real(data, inputs_2d, cameras, frame_step, seed, val_fraction, max_frames,

@@ -1,0 +1,210 @@
+"""The library trainer (pyg_skeleton.training): Trainer, TrainConfig and the
+JSON config files of ``pyg-skeleton train --config``."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from pyg_skeleton.cli import main
+from pyg_skeleton.training import (
+    ConfigError,
+    TrainConfig,
+    Trainer,
+    TrainingError,
+    load_data,
+    read_config_file,
+)
+
+# a run of a few seconds: 400 poses x 2 views, a one-block SemGCN of width 16
+TINY = dict(synthetic_train=200, synthetic_test=20, views=2, batch_size=32,
+            hidden_channels=16, num_layers=1, no_progress=True, no_plots=True)
+
+
+def quiet(text='', err=False):
+    pass
+
+
+def naive_mpjpe(model, data) -> float:
+    """Mean joint distance in mm, one sample at a time."""
+    model.eval()
+    with torch.no_grad():
+        errors = [(model(data.x[i:i + 1])[0] - data.y[i]).norm(dim=-1).mean()
+                  for i in range(len(data))]
+    return 1000 * float(torch.stack(errors).mean())
+
+
+def test_fit_reduces_the_loss_and_evaluate_reads_the_checkpoint_back(tmp_path):
+    config = TrainConfig(**TINY, epochs=3, val_fraction=0.2, flip_test=False,
+                         out=str(tmp_path / 'run'))
+    trainer = Trainer(config=config, log=quiet)
+    report = trainer.fit()
+    losses = [row['train_loss'] for row in trainer.history]
+    assert len(losses) == 3 and losses[-1] < 0.5 * losses[0]
+    for name in ('best.pt', 'last.pt', 'report.json', 'metrics.json', 'config.json'):
+        assert (tmp_path / 'run' / name).is_file()
+    written = json.loads((tmp_path / 'run' / 'report.json').read_text())['final']
+    assert written['mpjpe'] == pytest.approx(report['final']['mpjpe'])
+    # the trainer's model against a per-sample loop
+    test = trainer.data[2]
+    assert report['final']['mpjpe'] == pytest.approx(naive_mpjpe(trainer.model, test),
+                                                     rel=1e-5)
+    # a new trainer builds the model of the checkpoint and loads its weights
+    fresh = Trainer(config=config, log=quiet)
+    best = fresh.evaluate(tmp_path / 'run' / 'best.pt')
+    assert best['mpjpe'] == pytest.approx(report['best']['test']['mpjpe'], rel=1e-6)
+    last = fresh.evaluate(tmp_path / 'run' / 'last.pt')
+    assert last['mpjpe'] == pytest.approx(report['final']['mpjpe'], rel=1e-6)
+
+
+def test_fit_a_model_and_data_of_ones_own(tmp_path):
+    # any module mapping [*, J, 2] to [*, J, 3], on splits made beforehand
+    config = TrainConfig(**TINY, epochs=2, val_fraction=0.0, lr=1e-2,
+                         out=str(tmp_path / 'mlp'))
+    data = load_data(config)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(-2), torch.nn.Linear(34, 64), torch.nn.ReLU(),
+                                torch.nn.Linear(64, 51), torch.nn.Unflatten(-1, (17, 3)))
+    trainer = Trainer(model, config, data=data, log=quiet)
+    trainer.fit()
+    assert trainer.model is model
+    assert trainer.history[-1]['train_loss'] < trainer.history[0]['train_loss']
+    # evaluate() of the trainer's model, and of the checkpoint into a copy of it
+    now = trainer.evaluate(flip=False)
+    assert now['mpjpe'] == pytest.approx(naive_mpjpe(model, data[2]), rel=1e-5)
+    assert trainer.evaluate(tmp_path / 'mlp' / 'last.pt', flip=False)['mpjpe'] == \
+        pytest.approx(now['mpjpe'], rel=1e-6)
+
+
+def test_resumed_fit_reaches_the_weights_of_an_uninterrupted_one(tmp_path):
+    config = TrainConfig(**TINY, epochs=2, val_fraction=0.0)
+    Trainer(config=config.replace(out=str(tmp_path / 'whole')), log=quiet).fit()
+    part = config.replace(epochs=1, out=str(tmp_path / 'part'))
+    Trainer(config=part, log=quiet).fit()
+    resumed = Trainer(config=part.replace(epochs=2, resume=True), log=quiet)
+    resumed.fit()
+    assert [row['epoch'] for row in resumed.history] == [1, 2]
+    whole = torch.load(tmp_path / 'whole' / 'last.pt', weights_only=True)['model']
+    again = torch.load(tmp_path / 'part' / 'last.pt', weights_only=True)['model']
+    for name, weight in whole.items():
+        torch.testing.assert_close(again[name], weight, rtol=0, atol=0)
+    # the options that define the run cannot change on resume
+    with pytest.raises(TrainingError, match=r"the run has lr=0\.001, not 0\.01"):
+        Trainer(config=part.replace(epochs=3, resume=True, lr=0.01), log=quiet).fit()
+
+
+def test_fit_refuses_a_folder_holding_a_run(tmp_path):
+    (tmp_path / 'run').mkdir()
+    (tmp_path / 'run' / 'last.pt').write_bytes(b'x')
+    with pytest.raises(TrainingError, match='already holds a run'):
+        Trainer(config=TrainConfig(**TINY, out=str(tmp_path / 'run')), log=quiet).fit()
+
+
+@pytest.mark.parametrize('option, value, problem', [
+    ('batch_size', 0, 'must be at least 1'),
+    ('batch_size', 2.5, 'must be a whole number'),
+    ('batch_size', True, 'must be a whole number'),
+    ('epochs', '10', 'must be a whole number'),
+    ('lr', 0.0, 'must be positive'),
+    ('lr', float('nan'), 'must be finite'),
+    ('lr', 'fast', 'must be a number'),
+    ('lr_decay', -1.0, 'must be positive'),
+    ('val_fraction', 1.0, 'must be in [0, 1)'),
+    ('dropout', -0.1, 'must be at least 0'),
+    ('hidden_channels', 10 ** 6, 'must be at most 65536'),
+    ('lr_schedule', 'linear', 'must be one of exp, cosine, constant'),
+    ('flip_test', 1, 'must be true or false'),
+    ('model', '', 'must be a non-empty string'),
+    ('dataset', None, 'must be given'),
+    ('samples', -1, 'must be at least 0'),
+])
+def test_config_rejects_each_bad_value_in_one_line(option, value, problem):
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(**{option: value})
+    message = str(info.value)
+    assert message == f"{option} {problem} (got {value!r})"
+    assert '\n' not in message
+    assert (info.value.option, info.value.problem) == (option, problem)
+
+
+def test_config_defaults_and_out_dir():
+    config = TrainConfig()
+    assert (config.batch_size, config.lr, config.epochs, config.val_fraction) == \
+        (256, 1e-3, 10, 0.1)
+    assert str(config.out_dir) == 'runs/semgcn-synthetic'
+    assert str(config.replace(dataset='data/poses.npz').out_dir) == 'runs/semgcn-poses'
+    # paths are kept as the strings a checkpoint stores
+    assert config.replace(out=Path('runs') / 'x').out == str(Path('runs') / 'x')
+    with pytest.raises(ConfigError, match='views must be at least 1'):
+        config.replace(views=0)
+
+
+def test_config_file_and_overrides(tmp_path):
+    path = tmp_path / 'run.json'
+    path.write_text(json.dumps({'epochs': 3, 'lr': 1, 'seed': 7, 'flip_test': False}))
+    assert read_config_file(path) == {'epochs': 3, 'lr': 1.0, 'seed': 7, 'flip_test': False}
+    config = TrainConfig.from_file(path, epochs=5)
+    assert (config.epochs, config.lr, config.seed, config.flip_test) == (5, 1.0, 7, False)
+    assert config.batch_size == 256  # neither in the file nor given: the default
+
+
+@pytest.mark.parametrize('text, message', [
+    ('{"epochs": 2, "learning_rate": 0.1}', "learning_rate is not an option"),
+    ('{"epochs": "two"}', "epochs must be a whole number (got 'two')"),
+    ('{"lr": null}', "lr must be given (got None)"),
+    ('{"epochs": 2,}', "not a JSON config file"),
+    ('[["epochs", 2]]', "a config file holds a JSON object of options, got list"),
+])
+def test_bad_config_file_is_one_line_naming_file_and_key(tmp_path, capsys, text, message):
+    path = tmp_path / 'bad.json'
+    path.write_text(text)
+    with pytest.raises(TrainingError) as info:
+        read_config_file(path)
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
+    assert main(['train', '--config', str(path), '--out', str(tmp_path / 'r')]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count('\n') == 0, err
+    assert err.startswith('pyg-skeleton train: error: ') and str(path) in err and message in err
+    assert not (tmp_path / 'r').exists()
+
+
+def test_command_line_wins_over_config_file(tmp_path, capsys):
+    path = tmp_path / 'tiny.json'
+    path.write_text(json.dumps({**TINY, 'epochs': 3, 'lr': 0.002, 'seed': 5,
+                                'val_fraction': 0.0}))
+    out = tmp_path / 'run'
+    assert main(['train', '--config', str(path), '--epochs', '1', '--batch-size', '16',
+                 '--out', str(out)]) == 0
+    stored = torch.load(out / 'best.pt', weights_only=True)['args']
+    # from the command line
+    assert (stored['epochs'], stored['batch_size']) == (1, 16)
+    # from the file
+    assert (stored['lr'], stored['seed'], stored['hidden_channels']) == (0.002, 5, 16)
+    # the defaults otherwise
+    assert stored['lr_schedule'] == 'exp'
+    options = json.loads((out / 'config.json').read_text())['options']
+    assert options['lr'] == 0.002 and options['epochs'] == 1
+    capsys.readouterr()
+    # a missing file is one line too
+    assert main(['train', '--config', str(tmp_path / 'none.json'), '--out',
+                 str(tmp_path / 'r2')]) == 2
+    assert 'file not found' in capsys.readouterr().err
+
+
+def test_config_file_values_count_as_given_on_resume(tmp_path, capsys):
+    out = tmp_path / 'run'
+    args = ['train', '--synthetic-train', '200', '--synthetic-test', '20', '--views', '2',
+            '--batch-size', '32', '--hidden-channels', '16', '--num-layers', '1',
+            '--no-progress', '--no-plots', '--epochs', '1', '--out', str(out)]
+    assert main(args) == 0
+    capsys.readouterr()
+    more = tmp_path / 'more.json'
+    more.write_text(json.dumps({'epochs': 2}))
+    assert main(['train', '--resume', '--config', str(more), '--out', str(out),
+                 '--no-progress']) == 0
+    assert torch.load(out / 'last.pt', weights_only=True)['epoch'] == 2
+    capsys.readouterr()
+    other = tmp_path / 'other.json'
+    other.write_text(json.dumps({'epochs': 3, 'lr': 0.5}))
+    assert main(['train', '--resume', '--config', str(other), '--out', str(out)]) == 2
+    assert '--lr 0.5 differs from the run' in capsys.readouterr().err
