@@ -27,24 +27,24 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, markdown_table, write_report  # noqa: E402
-
 from pyg_skeleton import Skeleton  # noqa: E402
 from pyg_skeleton.datasets.bandai import BandaiMocap, default_bandai_path  # noqa: E402
 from pyg_skeleton.datasets.camera import CameraRig  # noqa: E402
 from pyg_skeleton.datasets.lifting import load_lifting  # noqa: E402
 from pyg_skeleton.metrics import mpjpe, p_mpjpe  # noqa: E402
 from pyg_skeleton.nn.models.registry import build_model  # noqa: E402
+
+from _common import markdown_table, write_report  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent / '.cache' / 'accuracy'
 FOLDS = (0, 1, 2)
@@ -78,8 +78,8 @@ class Settings:
     clip: int = 9
     action_epochs: int = 10
     action_frames: int = 32
-    max_train: Optional[int] = None
-    max_test: Optional[int] = None
+    max_train: int | None = None
+    max_test: int | None = None
 
 
 FULL = Settings()
@@ -135,7 +135,7 @@ def num_params(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-_WIDTHS: Dict[Tuple[int, int], int] = {}
+_WIDTHS: dict[tuple[int, int], int] = {}
 
 
 def width_for_budget(build, budget: int, sk: Skeleton) -> int:
@@ -155,12 +155,12 @@ def width_for_budget(build, budget: int, sk: Skeleton) -> int:
 class Row:
     label: str
     build: Callable
-    paper: Tuple = ()          # the paper's numbers, in the table's paper columns
+    paper: tuple = ()          # the paper's numbers, in the table's paper columns
     width: int = 128
-    budget: Optional[int] = None   # match this parameter count instead of width
+    budget: int | None = None   # match this parameter count instead of width
     kind: str = 'frame'        # 'frame' (single poses) or 'clip' (9-frame clips)
     key: str = ''
-    family: Optional[str] = None   # a baseline from another family than its table's
+    family: str | None = None   # a baseline from another family than its table's
 
 
 @dataclass
@@ -169,15 +169,15 @@ class Table:
     title: str
     family: str
     paper_source: str
-    paper_columns: Tuple[str, ...]
-    rows: List[Row]
+    paper_columns: tuple[str, ...]
+    rows: list[Row]
     notes: str = ''
 
 
 SEMGCN_NL = 434_733   # SemGCN with non-local blocks on h36m17 (official count)
 SEMGCN_PLAIN = 267_373
 
-TABLES: Dict[str, Table] = {}
+TABLES: dict[str, Table] = {}
 
 
 def _table(t: Table) -> None:
@@ -279,7 +279,7 @@ _table(Table(
 # Data
 # ----------------------------------------------------------------------------
 
-@lru_cache(maxsize=None)
+@cache
 def bandai() -> BandaiMocap:
     return BandaiMocap()
 
@@ -337,7 +337,7 @@ def lifting_fold(fold: int, kind: str, settings: Settings):
 ACTION_FIELDS = ('action_epochs', 'action_frames')
 
 
-def _fields(settings: Settings, action: bool) -> Dict:
+def _fields(settings: Settings, action: bool) -> dict:
     # A run's cache key holds only the settings that change that kind of run.
     d = asdict(settings)
     return ({k: d[k] for k in ACTION_FIELDS + ('max_train',)} if action else
@@ -350,7 +350,7 @@ def run_key(row: Row, fold: int, seed: int, settings: Settings) -> str:
     return f'{row.key}-f{fold}-s{seed}-{hashlib.sha1(blob.encode()).hexdigest()[:8]}'
 
 
-def build_row(row: Row, sk: Skeleton) -> Tuple[torch.nn.Module, int]:
+def build_row(row: Row, sk: Skeleton) -> tuple[torch.nn.Module, int]:
     width = row.width if row.budget is None else width_for_budget(row.build, row.budget, sk)
     return row.build(sk, width), width
 
@@ -363,14 +363,14 @@ def predict(model, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
     return torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
-def lifting_metrics(pred: torch.Tensor, y: torch.Tensor) -> Dict[str, float]:
+def lifting_metrics(pred: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     pred, y = pred.reshape(-1, *pred.shape[-2:]), y.reshape(-1, *y.shape[-2:])
     return {'mpjpe': 1000 * float(mpjpe(pred, y)),
             'p_mpjpe': 1000 * float(p_mpjpe(pred, y))}
 
 
 def train_lifting(table: str, index: int, fold: int, seed: int, settings: Settings
-                  ) -> Dict:
+                  ) -> dict:
     """Trains row :obj:`index` of a table on one fold with one seed (cached;
     rows are passed by position because their builders do not pickle)."""
     row = TABLES[table].rows[index]
@@ -416,20 +416,20 @@ def train_lifting(table: str, index: int, fold: int, seed: int, settings: Settin
     return result
 
 
-def run_all(jobs, fn, tasks) -> List[Dict]:
+def run_all(jobs, fn, tasks) -> list[dict]:
     if jobs <= 1:
         return [fn(*t) for t in tasks]
     with ProcessPoolExecutor(jobs) as ex:
         return list(ex.map(fn, *zip(*tasks)))
 
 
-def mean_std(values: List[float]) -> str:
+def mean_std(values: list[float]) -> str:
     if len(values) == 1:
         return f'{values[0]:.1f}'
     return f'{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}'
 
 
-def summarise(results: List[Dict], rows: List[Row], seeds, metric: str) -> Dict[str, Dict]:
+def summarise(results: list[dict], rows: list[Row], seeds, metric: str) -> dict[str, dict]:
     """Per row: the 3-fold mean per seed, then mean ± std over seeds."""
     out = {}
     for r in rows:
@@ -443,7 +443,7 @@ def summarise(results: List[Dict], rows: List[Row], seeds, metric: str) -> Dict[
     return out
 
 
-def rank_agreement(ours: List[float], paper: List[float]) -> str:
+def rank_agreement(ours: list[float], paper: list[float]) -> str:
     """Kendall's tau between our and the paper's orderings (pairs tied in
     either are left out)."""
     agree = disagree = 0
@@ -459,7 +459,7 @@ def rank_agreement(ours: List[float], paper: List[float]) -> str:
             f'{(agree - disagree) / n:+.2f})' if n else 'no comparable pairs')
 
 
-def _paper_number(value) -> Optional[float]:
+def _paper_number(value) -> float | None:
     return value if isinstance(value, (int, float)) else None
 
 
@@ -503,7 +503,8 @@ def lifting_table(name: str, settings: Settings, seeds, jobs: int, quick: bool) 
         markdown_table(header, body), '',
         f'Ordering vs the paper (lower error is better; {len(pairs)} rows with a paper '
         f'number): {rank_agreement(ours, paper)}. Best here: **{best.label}**.', '',
-        f'Run time: {wall:.0f} s wall for this invocation ({sum(x["train_s"] for x in results):.0f} '
+        f'Run time: {wall:.0f} s wall for this invocation '
+        f'({sum(x["train_s"] for x in results):.0f} '
         f'training-seconds in all, cached runs included), {jobs} job(s) of 1 thread; load '
         f'average at the end {load:.1f} (5 min) on {os.cpu_count()} cores'
         + (' (more than the jobs: other work shared the machine, so times are upper '
@@ -543,7 +544,7 @@ CONDITION_NAMES = {'clean': 'clean', 'noise5': 'noise σ 5 px', 'noise10': 'nois
                    'drop1': '1 joint dropped', 'drop2': '2 joints dropped'}
 
 
-def family_rows(family: str) -> List[Tuple[str, int]]:
+def family_rows(family: str) -> list[tuple[str, int]]:
     """The single-frame rows of :obj:`family` in every table, each model once,
     as :obj:`(table, row index)`."""
     out, keys = [], set()
@@ -636,7 +637,7 @@ def sequences_of(actors, frames: int):
     return seqs, torch.tensor(labels)
 
 
-def crop(seq: torch.Tensor, frames: int, gen: Optional[torch.Generator]) -> torch.Tensor:
+def crop(seq: torch.Tensor, frames: int, gen: torch.Generator | None) -> torch.Tensor:
     extra = len(seq) - frames
     a = extra // 2 if gen is None else int(torch.randint(extra + 1, (1,), generator=gen))
     return seq[a:a + frames]
@@ -651,7 +652,7 @@ def yaw(seqs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return (rot @ seqs.unsqueeze(-1)).squeeze(-1)
 
 
-def train_action(label: str, fold: int, seed: int, settings: Settings) -> Dict:
+def train_action(label: str, fold: int, seed: int, settings: Settings) -> dict:
     key = hashlib.sha1(json.dumps([label, fold, seed, _fields(settings, True)]).encode()
                        ).hexdigest()
     path = CACHE / f'action-{key[:16]}.json'

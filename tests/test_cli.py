@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -10,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from pyg_skeleton import Skeleton
 from pyg_skeleton.cli import MODELS, build_model, main
 from pyg_skeleton.training.trainer import CRASH_ENV
-from pyg_skeleton import Skeleton
 
 SHARED = Path(__file__).resolve().parents[2] / 'shared'
 NPZ = SHARED / 'data' / 'mocap' / 'bandai2_h36m17.npz'

@@ -2,6 +2,8 @@
 never make it open files or run code, bad checkpoints and options are
 one-line errors, divergence stops the run, outputs are never written through
 links, and DDP ranks draw different dropout masks."""
+from __future__ import annotations
+
 import errno
 import json
 import os
@@ -12,14 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from pyg_skeleton.files import write_atomic
 import torch
 
 import pyg_skeleton.cli.train as cli_train
 import pyg_skeleton.training.trainer as train_mod  # the training loop
 from pyg_skeleton.cli import main
 from pyg_skeleton.cli.main import build_parser
+from pyg_skeleton.files import write_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ['--dataset', 'synthetic', '--synthetic-train', '200', '--synthetic-test', '20',

@@ -1,6 +1,8 @@
 """The command line as a new user meets it: optional plots, help on every
 option, model names, HGN's mesh, every skeleton, logs, and evaluation
 reports (issue 23)."""
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -214,8 +216,8 @@ def test_hgn_trains_and_evaluates_on_a_mesh_file(tmp_path, capsys):
 
 def test_hgn_mesh_hierarchy_file_and_missing_builtin(tmp_path, monkeypatch):
     from pyg_skeleton.mesh import MeshHierarchy
-    from pyg_skeleton.nn.models import registry
     from pyg_skeleton.mesh.io import read_mesh
+    from pyg_skeleton.nn.models import registry
     mesh = sphere_obj(tmp_path / 'ball.obj')
     sk = Skeleton.preset('h36m17')
     # a saved padded hierarchy (as `pyg-skeleton coarsen --padded` writes it)

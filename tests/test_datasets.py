@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 from pathlib import Path
 
 import numpy as np
@@ -6,10 +8,21 @@ import torch
 from torch_geometric.loader import DataLoader
 
 from pyg_skeleton import Skeleton
-from pyg_skeleton.datasets import (BandaiMocap, CameraRig, H36MPoses, LiftingDataset,
-                                   TensorBatches, denormalize_screen, flip_pose, flip_test,
-                                   load_h36m_2d, load_lifting, normalize_screen, reduce_32_to_17,
-                                   synthetic_poses)
+from pyg_skeleton.datasets import (
+    BandaiMocap,
+    CameraRig,
+    H36MPoses,
+    LiftingDataset,
+    TensorBatches,
+    denormalize_screen,
+    flip_pose,
+    flip_test,
+    load_h36m_2d,
+    load_lifting,
+    normalize_screen,
+    reduce_32_to_17,
+    synthetic_poses,
+)
 from pyg_skeleton.datasets.h36m import H36M_32_TO_17
 
 SHARED = Path(__file__).resolve().parents[2] / 'shared'

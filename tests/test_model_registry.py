@@ -1,5 +1,7 @@
 """The one model registry (:mod:`pyg_skeleton.nn.models.registry`): shared by
 the command line, the trainer and ``benchmarks/run_accuracy.py``."""
+from __future__ import annotations
+
 import sys
 from pathlib import Path
 

@@ -1,5 +1,7 @@
 """The library trainer (pyg_skeleton.training): Trainer, TrainConfig and the
 JSON config files of ``pyg-skeleton train --config``."""
+from __future__ import annotations
+
 import json
 from pathlib import Path
 

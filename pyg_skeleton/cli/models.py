@@ -1,6 +1,8 @@
 r"""The models of the command line: the library's registry,
 :mod:`pyg_skeleton.nn.models.registry` (this module keeps its old import
 path, ``pyg_skeleton.cli.models``, working)."""
+from __future__ import annotations
+
 from pyg_skeleton.nn.models.registry import (  # noqa: F401
     ALIASES,
     HIERARCHY_SUFFIXES,

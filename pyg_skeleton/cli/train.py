@@ -37,8 +37,9 @@ import argparse
 import functools
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any
 
 from pyg_skeleton.cli.main import CLIError
 from pyg_skeleton.files import atomic_write_text
@@ -238,7 +239,7 @@ def _is_file_dataset(name: Any) -> bool:
     return isinstance(name, str) and name not in DATASETS
 
 
-def _load_resume_args(args) -> Dict[str, Any]:
+def _load_resume_args(args) -> dict[str, Any]:
     """Takes the run's options from ``last.pt``; options the user gave are
     applied (:data:`RESUME_ADJUSTABLE`) or must equal the run's, and data
     files the run read are reopened only when given again. Returns the
@@ -354,7 +355,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
                    help="where the model runs: 'cpu', 'cuda', 'cuda:1', ... (default: cpu)")
 
 
-def evaluation_options(ckpt: Dict[str, Any], args) -> argparse.Namespace:
+def evaluation_options(ckpt: dict[str, Any], args) -> argparse.Namespace:
     """The options of an evaluation: the checkpoint's run with the data
     options given on the command line; data files only from the command
     line (a checkpoint is data, not a permission to open files).
@@ -387,7 +388,7 @@ def evaluation_options(ckpt: Dict[str, Any], args) -> argparse.Namespace:
     return run
 
 
-def checkpoint_settings(args, run, flip: bool, actors: Optional[List[int]]) -> Dict[str, Any]:
+def checkpoint_settings(args, run, flip: bool, actors: list[int] | None) -> dict[str, Any]:
     """The settings of an evaluation that the command line did not give and
     that come from the checkpoint's run (option name -> value), those that
     matter for its data set: reported, since they change the numbers."""
@@ -402,7 +403,7 @@ def checkpoint_settings(args, run, flip: bool, actors: Optional[List[int]]) -> D
     return out
 
 
-def _settings_line(settings: Dict[str, Any]) -> str:
+def _settings_line(settings: dict[str, Any]) -> str:
     def one(key, value):
         if isinstance(value, bool):
             return f"--{'' if value else 'no-'}{key.replace('_', '-')}"
@@ -412,7 +413,7 @@ def _settings_line(settings: Dict[str, Any]) -> str:
     return 'settings from the checkpoint: ' + ', '.join(one(k, v) for k, v in settings.items())
 
 
-def actor_mean(rows: Dict[int, Dict[str, Any]]) -> Dict[str, float]:
+def actor_mean(rows: dict[int, dict[str, Any]]) -> dict[str, float]:
     """The unweighted mean over actors of the main metrics (and the total
     sample count)."""
     mean = {k: sum(r['metrics'][k] for r in rows.values()) / len(rows)
@@ -422,7 +423,7 @@ def actor_mean(rows: Dict[int, Dict[str, Any]]) -> Dict[str, float]:
     return mean
 
 
-def actor_table(rows: Dict[int, Dict[str, Any]], trained: List[int], title: str) -> str:
+def actor_table(rows: dict[int, dict[str, Any]], trained: list[int], title: str) -> str:
     """One row per actor (MPJPE, P-MPJPE, PCK, the mean-pose baseline) and
     their unweighted mean; actors of the checkpoint's training data are
     marked."""

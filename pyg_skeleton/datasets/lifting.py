@@ -40,18 +40,11 @@ caps them.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import (
     TYPE_CHECKING,
-    Callable,
-    Dict,
-    Iterator,
-    List,
-    Optional,
-    Sequence,
-    Tuple,
-    Union,
 )
 
 import numpy as np
@@ -75,7 +68,7 @@ class LiftingTensors:
     x: Tensor
     y: Tensor
     group: Tensor
-    group_names: List[str] = field(default_factory=list)
+    group_names: list[str] = field(default_factory=list)
     description: str = ''
     synthetic: bool = False
     split: str = ''
@@ -103,7 +96,7 @@ class LiftingTensors:
                 n = int(bad.flatten(1).any(1).sum())
                 raise ValueError(f"{name}: {n} samples have NaN or infinite {key}")
 
-    def subset(self, index) -> 'LiftingTensors':
+    def subset(self, index) -> LiftingTensors:
         index = torch.as_tensor(index, dtype=torch.long)
         return LiftingTensors(self.x[index], self.y[index], self.group[index],
                               self.group_names, self.description, self.synthetic, self.split)
@@ -190,7 +183,7 @@ class TensorBatches:
         n = len(self.sampler)
         return n // self.local_batch if self.drop_last else -(-n // self.local_batch)
 
-    def __iter__(self) -> Iterator[Tuple[Tensor, Tensor, Tensor, Tensor]]:
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
         return self.iterate(0)
 
     def iterate(self, start: int = 0):
@@ -200,7 +193,7 @@ class TensorBatches:
             yield self.data.x[i], self.data.y[i], self.data.group[i], i
 
 
-def render_lifting(poses: np.ndarray, rig: CameraRig, group: Optional[np.ndarray] = None,
+def render_lifting(poses: np.ndarray, rig: CameraRig, group: np.ndarray | None = None,
                    group_names: Sequence[str] = (), seed: int = 0, description: str = '',
                    synthetic: bool = False, split: str = '') -> LiftingTensors:
     r"""Renders world poses :obj:`[F, N, 3]` (metres, y up) through a camera
@@ -217,6 +210,7 @@ def _layout_root(skeleton) -> int:
     body table, a joint map or a :class:`~pyg_skeleton.Skeleton`): the
     skeleton's root; a joint map of your own has no tree, so joint 0."""
     from pyg_skeleton.skeleton import Skeleton
+
     from .synthetic import _is_joint_map, body_parents, check_body
     if isinstance(skeleton, Skeleton):
         return skeleton.root or 0
@@ -230,7 +224,7 @@ def _layout_root(skeleton) -> int:
     return 0
 
 
-def _default_bandai() -> Optional[Path]:
+def _default_bandai() -> Path | None:
     from .bandai import default_bandai_path
     return default_bandai_path()
 
@@ -266,14 +260,14 @@ def hold_out_groups(group: np.ndarray, owner: np.ndarray, fraction: float,
     return np.isin(group, held)
 
 
-def load_lifting(name: str, data: Union[str, Path, None] = None, *, test_actor: int = 2,
+def load_lifting(name: str, data: str | Path | None = None, *, test_actor: int = 2,
                  views: int = 4, frame_step: int = 1, seed: int = 0,
                  synthetic_train: int = 20000, synthetic_test: int = 2000,
-                 max_frames: Optional[int] = None, max_test_frames: Optional[int] = None,
-                 skeleton: Union[str, dict, 'Skeleton'] = 'h36m17',
-                 inputs_2d: Union[str, Path, None] = None,
-                 cameras: Union[str, Path, dict, None] = None
-                 ) -> Tuple[LiftingTensors, LiftingTensors]:
+                 max_frames: int | None = None, max_test_frames: int | None = None,
+                 skeleton: str | dict | Skeleton = 'h36m17',
+                 inputs_2d: str | Path | None = None,
+                 cameras: str | Path | dict | None = None
+                 ) -> tuple[LiftingTensors, LiftingTensors]:
     r"""Train and test splits of a dataset by name (or of an ``.npz`` path);
     all training data, no validation split (see :func:`load_lifting_splits`).
 
@@ -316,7 +310,7 @@ def load_lifting(name: str, data: Union[str, Path, None] = None, *, test_actor: 
     return train, test
 
 
-def dataset_actors(name: str, data: Union[str, Path, None] = None) -> Optional[List[int]]:
+def dataset_actors(name: str, data: str | Path | None = None) -> list[int] | None:
     r"""The actors of a data set of the Bandai layout (``bandai`` or an
     ``.npz`` path holding ``seq_file``), the values :obj:`test_actor` of
     :func:`load_lifting` takes; :obj:`None` for a data set without actors.
@@ -344,15 +338,15 @@ def dataset_actors(name: str, data: Union[str, Path, None] = None) -> Optional[L
     return [int(a) for a in np.unique(actor)]
 
 
-def load_lifting_splits(name: str, data: Union[str, Path, None] = None, *,
+def load_lifting_splits(name: str, data: str | Path | None = None, *,
                         val_fraction: float = 0.1, test_actor: int = 2, views: int = 4,
                         frame_step: int = 1, seed: int = 0, synthetic_train: int = 20000,
-                        synthetic_test: int = 2000, max_frames: Optional[int] = None,
-                        max_test_frames: Optional[int] = None,
-                        skeleton: Union[str, dict, 'Skeleton'] = 'h36m17',
-                        inputs_2d: Union[str, Path, None] = None,
-                        cameras: Union[str, Path, dict, None] = None
-                        ) -> Tuple[LiftingTensors, Optional[LiftingTensors], LiftingTensors]:
+                        synthetic_test: int = 2000, max_frames: int | None = None,
+                        max_test_frames: int | None = None,
+                        skeleton: str | dict | Skeleton = 'h36m17',
+                        inputs_2d: str | Path | None = None,
+                        cameras: str | Path | dict | None = None
+                        ) -> tuple[LiftingTensors, LiftingTensors | None, LiftingTensors]:
     r"""Train, validation and test splits of a dataset: the validation split
     is held out of the training data by the rule of the module docs.
 
@@ -403,23 +397,23 @@ class LiftingOptions:
     seed: int = 0
     synthetic_train: int = 20000
     synthetic_test: int = 2000
-    max_frames: Optional[int] = None
-    max_test_frames: Optional[int] = None
-    skeleton: Union[str, dict, 'Skeleton'] = 'h36m17'
-    inputs_2d: Union[str, Path, None] = None
-    cameras: Union[str, Path, dict, None] = None
+    max_frames: int | None = None
+    max_test_frames: int | None = None
+    skeleton: str | dict | Skeleton = 'h36m17'
+    inputs_2d: str | Path | None = None
+    cameras: str | Path | dict | None = None
 
     @property
     def use_val(self) -> bool:
         """Whether a validation split is held out."""
         return self.val_fraction > 0
 
-    def rigs(self, root: int) -> Tuple[CameraRig, CameraRig]:
+    def rigs(self, root: int) -> tuple[CameraRig, CameraRig]:
         """The training and the evaluation (validation and test) camera
         rigs, with targets relative to joint :obj:`root`."""
         return CameraRig.train(self.views, root), CameraRig.test(self.views, root)
 
-    def cap(self, idx, limit: Optional[int] = None) -> np.ndarray:
+    def cap(self, idx, limit: int | None = None) -> np.ndarray:
         """Every :obj:`frame_step`-th index of :obj:`idx`, then at most
         :obj:`limit` of them, evenly strided."""
         idx = np.asarray(idx)[::self.frame_step]
@@ -427,7 +421,7 @@ class LiftingOptions:
             idx = idx[np.linspace(0, len(idx) - 1, limit).round().astype(int)]
         return idx
 
-    def split(self, train, val, test, held_out: Optional[np.ndarray] = None):
+    def split(self, train, val, test, held_out: np.ndarray | None = None):
         r"""Frame indices :obj:`(train, val, test)`, capped by
         :obj:`max_frames` (training) and :obj:`max_test_frames`; with a mask
         :obj:`held_out` over :obj:`train`, its frames are the validation
@@ -456,8 +450,8 @@ class LiftingOptions:
                                description, synthetic, 'test'))
 
 
-DatasetLoader = Callable[[Union[str, Path, None], LiftingOptions],
-                         Tuple[LiftingTensors, Optional[LiftingTensors], LiftingTensors]]
+DatasetLoader = Callable[[str | Path | None, LiftingOptions],
+                         tuple[LiftingTensors, LiftingTensors | None, LiftingTensors]]
 
 
 def _load_synthetic(data, o: LiftingOptions):
@@ -559,7 +553,7 @@ def _load_npz(path, o: LiftingOptions, bandai: bool = False):
 
 #: Datasets by name: a loader :obj:`(data, options) -> (train, val, test)`
 #: (see :func:`register_dataset`); any other name is read as an ``.npz`` path.
-DATASETS: Dict[str, DatasetLoader] = {
+DATASETS: dict[str, DatasetLoader] = {
     'synthetic': _load_synthetic,
     'bandai': _load_bandai,
     'h36m': _load_h36m,

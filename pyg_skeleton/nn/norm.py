@@ -1,4 +1,6 @@
 r"""Normalisation layers for training over several processes."""
+from __future__ import annotations
+
 import torch
 import torch.distributed as dist
 from torch import Tensor

@@ -12,6 +12,8 @@ Example::
     report = trainer.fit()
     metrics = trainer.evaluate('runs/mine/best.pt')
 """
+from __future__ import annotations
+
 from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from .config import (
     RUN_OPTIONS,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -40,7 +40,7 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
-def checkpoint_digest(ckpt: Dict[str, Any]) -> str:
+def checkpoint_digest(ckpt: dict[str, Any]) -> str:
     """SHA-256 of a checkpoint's content (every key but ``digest``), over
     the tensors' bytes and the plain values' text, in a fixed order."""
     h = hashlib.sha256()
@@ -65,7 +65,7 @@ def checkpoint_digest(ckpt: Dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-def _bad_tensor(t: Any, what: str, limit: float) -> Optional[str]:
+def _bad_tensor(t: Any, what: str, limit: float) -> str | None:
     if not isinstance(t, Tensor):
         return f"{what} is not a tensor"
     if t.is_floating_point():
@@ -76,7 +76,7 @@ def _bad_tensor(t: Any, what: str, limit: float) -> Optional[str]:
     return None
 
 
-def load_checkpoint(path: Path) -> Dict[str, Any]:
+def load_checkpoint(path: Path) -> dict[str, Any]:
     """Reads a checkpoint of ``train`` (``torch.load`` with
     ``weights_only=True``) and checks what it holds: the format, the keys
     and their types, the digest (when present), finite and plausible
@@ -137,7 +137,7 @@ def load_checkpoint(path: Path) -> Dict[str, Any]:
     return ckpt
 
 
-def _check_model_options(ckpt: Dict[str, Any], path: Path) -> None:
+def _check_model_options(ckpt: dict[str, Any], path: Path) -> None:
     # Building a model allocates what its options ask for: a crafted
     # hidden_channels or num_layers could ask for gigabytes. Each layer has
     # weights in the file and the hidden size is one of their dimensions.
@@ -153,7 +153,7 @@ def _check_model_options(ckpt: Dict[str, Any], path: Path) -> None:
                             f"{len(weights)} weight tensors")
 
 
-def save_checkpoint(ckpt: Dict[str, Any], path: Path) -> None:
+def save_checkpoint(ckpt: dict[str, Any], path: Path) -> None:
     """Writes :obj:`ckpt` with its digest to :obj:`path`, atomically."""
     ckpt = dict(ckpt)
     ckpt['digest'] = checkpoint_digest(ckpt)

@@ -15,7 +15,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any
 
 __all__ = ['TrainConfig', 'TrainingError', 'ConfigError', 'RUN_OPTIONS', 'RESUME_ADJUSTABLE',
            'DATA_PATH_OPTIONS', 'option_problem', 'check_options', 'read_config_file']
@@ -31,7 +31,7 @@ class ConfigError(TrainingError):
     ``value``, ``problem`` (e.g. ``'must be at least 1'``) and ``where``
     (the file it comes from, or :obj:`None`)."""
 
-    def __init__(self, option: str, value: Any, problem: str, where: Optional[str] = None,
+    def __init__(self, option: str, value: Any, problem: str, where: str | None = None,
                  stored: bool = False):
         self.option, self.value, self.problem, self.where = option, value, problem, where
         if stored:  # a checkpoint's options
@@ -70,24 +70,24 @@ class TrainConfig:
         ConfigError: A value has the wrong type or is out of range.
     """
     model: str = _opt('semgcn', str, help='a name of pyg_skeleton.nn.MODELS')
-    mesh: Optional[str] = _opt(None, str, none=True, help='model hgn: its body mesh file')
+    mesh: str | None = _opt(None, str, none=True, help='model hgn: its body mesh file')
     dataset: str = _opt('synthetic', str, help='a name of pyg_skeleton.datasets.DATASETS '
                                                 'or an .npz path')
-    data: Optional[str] = _opt(None, str, none=True)
+    data: str | None = _opt(None, str, none=True)
     skeleton: str = _opt('h36m17', str, help='a preset or a skeleton JSON file')
     test_actor: int = _opt(2, int, 0, 10 ** 6)
     views: int = _opt(4, int, 1, 1000)
     frame_step: int = _opt(1, int, 1, 10 ** 6)
     val_fraction: float = _opt(0.1, float, 0, ')1')
-    inputs_2d: Optional[str] = _opt(None, str, none=True)
-    cameras: Optional[str] = _opt(None, str, none=True)
-    max_frames: Optional[int] = _opt(None, int, 1, 10 ** 9, none=True)
-    max_test_frames: Optional[int] = _opt(None, int, 1, 10 ** 9, none=True)
+    inputs_2d: str | None = _opt(None, str, none=True)
+    cameras: str | None = _opt(None, str, none=True)
+    max_frames: int | None = _opt(None, int, 1, 10 ** 9, none=True)
+    max_test_frames: int | None = _opt(None, int, 1, 10 ** 9, none=True)
     synthetic_train: int = _opt(20000, int, 1, 10 ** 7)
     synthetic_test: int = _opt(2000, int, 1, 10 ** 7)
     epochs: int = _opt(10, int, 1, 10 ** 6)
-    max_steps: Optional[int] = _opt(None, int, 1, 10 ** 9, none=True)
-    steps_per_epoch: Optional[int] = _opt(None, int, 1, 10 ** 9, none=True)
+    max_steps: int | None = _opt(None, int, 1, 10 ** 9, none=True)
+    steps_per_epoch: int | None = _opt(None, int, 1, 10 ** 9, none=True)
     batch_size: int = _opt(256, int, 1, 10 ** 6, help='global batch size (all processes)')
     lr: float = _opt(1e-3, float, '(0')
     lr_schedule: str = _opt('exp', ('exp', 'cosine', 'constant'))
@@ -95,16 +95,16 @@ class TrainConfig:
     min_lr: float = _opt(1e-5, float, 0)
     weight_decay: float = _opt(0.0, float, 0)
     seed: int = _opt(0, int, 0, 2 ** 63 - 1)
-    hidden_channels: Optional[int] = _opt(128, int, 1, 65536, none=True)
-    num_layers: Optional[int] = _opt(4, int, 1, 1000, none=True)
-    dropout: Optional[float] = _opt(None, float, 0, ')1', none=True,
+    hidden_channels: int | None = _opt(128, int, 1, 65536, none=True)
+    num_layers: int | None = _opt(4, int, 1, 1000, none=True)
+    dropout: float | None = _opt(None, float, 0, ')1', none=True,
                                     help="None: the model's own")
     bone_weight: float = _opt(0.0, float, 0)
     flip_augment: bool = _opt(True, bool)
     flip_test: bool = _opt(True, bool)
     checkpoint_every: int = _opt(0, int, 0, 10 ** 9)
     eval_batch_size: int = _opt(2048, int, 1, 10 ** 7)
-    out: Optional[str] = _opt(None, str, none=True, run=False,
+    out: str | None = _opt(None, str, none=True, run=False,
                               help='output folder (default: runs/MODEL-DATASET)')
     resume: bool = _opt(False, bool, run=False)
     overwrite: bool = _opt(False, bool, run=False)
@@ -119,7 +119,7 @@ class TrainConfig:
         check_options(dataclasses.asdict(self))
 
     @classmethod
-    def fields(cls) -> Tuple[str, ...]:
+    def fields(cls) -> tuple[str, ...]:
         """The option names, in order."""
         return tuple(f.name for f in dataclasses.fields(cls))
 
@@ -131,16 +131,16 @@ class TrainConfig:
             return Path(self.out)
         return Path('runs') / f'{self.model}-{Path(str(self.dataset)).stem}'
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The options as a dict (JSON values)."""
         return dataclasses.asdict(self)
 
-    def replace(self, **changes: Any) -> 'TrainConfig':
+    def replace(self, **changes: Any) -> TrainConfig:
         """A copy with :obj:`changes` (checked)."""
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_file(cls, path: Union[str, Path], **overrides: Any) -> 'TrainConfig':
+    def from_file(cls, path: str | Path, **overrides: Any) -> TrainConfig:
         """The options of a JSON file (:func:`read_config_file`), with
         :obj:`overrides` over them (as a command line over its ``--config``
         file)."""
@@ -151,7 +151,7 @@ _FIELDS = {f.name: f.metadata for f in dataclasses.fields(TrainConfig)}
 
 #: Options that define a run, stored in its checkpoints; ``resume`` takes
 #: them from the checkpoint.
-RUN_OPTIONS: Tuple[str, ...] = (
+RUN_OPTIONS: tuple[str, ...] = (
     'model', 'mesh', 'dataset', 'data', 'skeleton', 'test_actor', 'views', 'frame_step',
     'val_fraction', 'inputs_2d', 'cameras', 'max_frames', 'max_test_frames', 'synthetic_train',
     'synthetic_test', 'epochs', 'max_steps', 'steps_per_epoch', 'batch_size', 'lr',
@@ -165,7 +165,7 @@ RESUME_ADJUSTABLE = ('epochs', 'max_steps', 'checkpoint_every', 'eval_batch_size
 DATA_PATH_OPTIONS = ('data', 'inputs_2d', 'cameras', 'mesh')
 
 
-def option_problem(name: str, value: Any) -> Optional[str]:
+def option_problem(name: str, value: Any) -> str | None:
     """What is wrong with :obj:`value` for the option :obj:`name` (e.g.
     ``'must be at least 1'``), or :obj:`None`."""
     spec = _FIELDS[name]
@@ -194,7 +194,7 @@ def option_problem(name: str, value: Any) -> Optional[str]:
     return None
 
 
-def check_options(values: Dict[str, Any], where: Optional[str] = None,
+def check_options(values: dict[str, Any], where: str | None = None,
                   stored: bool = False) -> None:
     """Checks the type and range of every option of :obj:`values` that
     :class:`TrainConfig` knows (others are skipped).
@@ -217,7 +217,7 @@ def check_options(values: Dict[str, Any], where: Optional[str] = None,
             raise ConfigError(name, value, problem, where, stored)
 
 
-def read_config_file(path: Union[str, Path]) -> Dict[str, Any]:
+def read_config_file(path: str | Path) -> dict[str, Any]:
     """The options of a JSON config file: an object whose keys are
     :class:`TrainConfig` fields, e.g. ``{"epochs": 20, "lr": 0.0005}``,
     each value checked.

@@ -3,7 +3,6 @@ r"""Training over several processes (:mod:`torch.distributed`, started by
 from __future__ import annotations
 
 import os
-from typing import Tuple
 
 import torch
 import torch.distributed as dist
@@ -11,7 +10,7 @@ import torch.distributed as dist
 __all__ = ['setup_distributed']
 
 
-def setup_distributed() -> Tuple[int, int, torch.device]:
+def setup_distributed() -> tuple[int, int, torch.device]:
     """``(rank, world_size, device)`` from the torchrun environment
     (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``), with the process group
     initialised (``nccl`` on GPUs, ``gloo`` on CPUs) when there are several

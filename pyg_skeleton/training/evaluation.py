@@ -2,7 +2,7 @@ r"""Evaluation of lifting models: metrics sharded over processes, the
 mean-pose baseline and the metrics table."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -45,7 +45,7 @@ def evaluate(model, data, skeleton, batch_size: int, flip: bool, rank: int = 0,
     return acc.compute(data.group_names or None)
 
 
-def mean_pose_baseline(mean_pose: Tensor, data, skeleton) -> Dict[str, Any]:
+def mean_pose_baseline(mean_pose: Tensor, data, skeleton) -> dict[str, Any]:
     """Metrics of always predicting the mean training pose."""
     from pyg_skeleton.metrics import MetricAccumulator
     acc = MetricAccumulator(skeleton.num_joints, max(len(data.group_names), 1))
@@ -55,7 +55,7 @@ def mean_pose_baseline(mean_pose: Tensor, data, skeleton) -> Dict[str, Any]:
     return acc.compute(data.group_names or None)
 
 
-def report_table(metrics: Dict, baseline: Optional[Dict], title: str) -> str:
+def report_table(metrics: dict, baseline: dict | None, title: str) -> str:
     rows = [('MPJPE (mm)', 'mpjpe'), ('P-MPJPE (mm)', 'p_mpjpe'), ('N-MPJPE (mm)', 'n_mpjpe'),
             ('PCK@150mm (%)', 'pck'), ('AUC 0-150mm (%)', 'auc')]
     lines = [title, '', f"| {'metric':<16} | {'model':>9} | {'mean-pose baseline':>18} |",

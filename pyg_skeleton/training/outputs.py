@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 from torch import Tensor
 
@@ -128,7 +128,7 @@ class RunLog:
             self.file = None
 
 
-def write_history(out: Path, history: List[Dict], label: str) -> None:
+def write_history(out: Path, history: list[dict], label: str) -> None:
     """``metrics.csv`` and ``metrics.json``: a row per epoch."""
     keys = list(history[0])
     text = io.StringIO(newline='')
@@ -142,7 +142,7 @@ def write_history(out: Path, history: List[Dict], label: str) -> None:
 
 
 def run_config(config, skeleton: Skeleton, train, val, test, n_params: int, world: int,
-               device, total_steps: int, global_step: int) -> Dict[str, Any]:
+               device, total_steps: int, global_step: int) -> dict[str, Any]:
     """The ``config.json`` of a run: every option of :obj:`config` (a
     :class:`~pyg_skeleton.training.TrainConfig`) and what they resolved to
     (version, model, skeleton, data, sizes)."""
@@ -161,7 +161,7 @@ def run_config(config, skeleton: Skeleton, train, val, test, n_params: int, worl
                   'options': options})
 
 
-def plot_curves(history: List[Dict], path: Path, label: str) -> None:
+def plot_curves(history: list[dict], path: Path, label: str) -> None:
     """``curves.png``: the training loss and the test (and validation)
     errors per epoch."""
     import matplotlib

@@ -59,8 +59,9 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -99,7 +100,7 @@ EXPLODE_FACTOR = 10.0
 #: Progress lines per epoch when stderr is not a terminal (no progress bar).
 PLAIN_PROGRESS_LINES = 4
 
-Splits = Tuple[Any, Optional[Any], Any]
+Splits = tuple[Any, Any | None, Any]
 
 
 def lr_at(config, step: float, steps_per_epoch: int, total_steps: int) -> float:
@@ -135,7 +136,7 @@ def get_skeleton(name: str) -> Skeleton:
         raise TrainingError(str(e).splitlines()[0]) from None
 
 
-def _data_skeleton(config, skeleton: Optional[Skeleton]):
+def _data_skeleton(config, skeleton: Skeleton | None):
     """The ``skeleton`` of :func:`load_lifting_splits`: a preset name, or the
     skeleton of a file (its synthetic poses need a ``body_map``)."""
     name = getattr(config, 'skeleton', None) or 'h36m17'
@@ -151,7 +152,7 @@ def _data_skeleton(config, skeleton: Optional[Skeleton]):
     return skeleton
 
 
-def load_data(config, skeleton: Optional[Skeleton] = None) -> Splits:
+def load_data(config, skeleton: Skeleton | None = None) -> Splits:
     """``(train, val, test)`` of :obj:`config`'s data (a
     :class:`TrainConfig` or an object with its attributes); ``val`` is
     :obj:`None` when ``val_fraction`` is 0. :obj:`skeleton`: the run's
@@ -254,18 +255,18 @@ class Trainer:
             lines. (default: a ``RunLog``: the console and ``train.log``)
     """
 
-    def __init__(self, model: Optional[torch.nn.Module] = None,
-                 config: Optional[TrainConfig] = None, *, data: Optional[Splits] = None,
-                 skeleton: Optional[Skeleton] = None,
-                 log: Optional[Callable[..., None]] = None):
+    def __init__(self, model: torch.nn.Module | None = None,
+                 config: TrainConfig | None = None, *, data: Splits | None = None,
+                 skeleton: Skeleton | None = None,
+                 log: Callable[..., None] | None = None):
         self.model = model
         self._own_model = model is not None
         self.config = config if config is not None else TrainConfig()
         self.data = data
         self.skeleton = skeleton
         self.log = log if log is not None else RunLog()
-        self.history: List[Dict[str, Any]] = []
-        self.report: Optional[Dict[str, Any]] = None
+        self.history: list[dict[str, Any]] = []
+        self.report: dict[str, Any] | None = None
 
     @property
     def out(self) -> Path:
@@ -280,7 +281,7 @@ class Trainer:
         if config.mesh is not None and config.model != 'hgn':
             raise TrainingError(f"--mesh is an option of model hgn, not of {config.model!r}")
 
-    def fit(self) -> Dict[str, Any]:
+    def fit(self) -> dict[str, Any]:
         """Trains (or, with ``config.resume``, continues training) and
         writes the outputs.
 
@@ -312,7 +313,7 @@ class Trainer:
             if world > 1 and owned_group and dist.is_initialized():
                 dist.destroy_process_group()
 
-    def _fit(self, rank: int, world: int, device) -> Dict[str, Any]:
+    def _fit(self, rank: int, world: int, device) -> dict[str, Any]:
         from tqdm import tqdm
 
         from pyg_skeleton.datasets.lifting import TensorBatches
@@ -360,7 +361,7 @@ class Trainer:
             total_steps = min(total_steps, args.max_steps)
 
         start_epoch, start_step, global_step = 0, 0, 0
-        history: List[Dict] = []
+        history: list[dict] = []
         best, best_epoch = float('inf'), 0
         if args.resume:
             ckpt = load_checkpoint(out / 'last.pt')
@@ -412,7 +413,7 @@ class Trainer:
                                         f"{name!r} is NaN or infinite {what} (lower --lr?); "
                                         f"nothing non-finite was saved")
 
-        def state(epoch: int, step_in_epoch: int) -> Dict[str, Any]:
+        def state(epoch: int, step_in_epoch: int) -> dict[str, Any]:
             return {'format': CHECKPOINT_FORMAT, 'model_name': model_name,
                     'model': {k: v.detach().cpu() for k, v in model.state_dict().items()},
                     'optimizer': optimizer.state_dict(), 'epoch': epoch,
@@ -610,7 +611,7 @@ class Trainer:
             f"{world} process(es), batch {args.batch_size}, {total_steps} steps"
             + (f", resuming at step {global_step}" if args.resume else ''))
 
-    def _write_report(self, report: Dict[str, Any], validated: bool, test, device) -> None:
+    def _write_report(self, report: dict[str, Any], validated: bool, test, device) -> None:
         """``report.json``, the plots and the closing lines of the log."""
         args, out, log, label = self.config, self.out, self.log, report['label']
         atomic_write_text(out / 'report.json', json.dumps(report, indent=1))
@@ -651,9 +652,9 @@ class Trainer:
                       lambda path: plot_samples(pred, test.y[idx], skeleton, path, label,
                                                 test.x[idx]))
 
-    def evaluate(self, checkpoint: Optional[Path] = None, data=None,
-                 flip: Optional[bool] = None,
-                 batch_size: Optional[int] = None) -> Dict[str, Any]:
+    def evaluate(self, checkpoint: Path | None = None, data=None,
+                 flip: bool | None = None,
+                 batch_size: int | None = None) -> dict[str, Any]:
         """Test metrics (:class:`~pyg_skeleton.metrics.MetricAccumulator`)
         of the trainer's model, or of the weights of a checkpoint of
         :meth:`fit` (read with :func:`load_checkpoint`, which checks them).

@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator
+from typing import Any
 
 import torch
 
@@ -46,7 +46,7 @@ __all__ = ['MODELS', 'ALIASES', 'build_model', 'register_model', 'canonical_mode
 
 #: Old model names -> the name they are listed under (same model, same
 #: weights); accepted with a :class:`DeprecationWarning`, never listed.
-ALIASES: Dict[str, str] = {'semgcn_sem': 'semgcn'}
+ALIASES: dict[str, str] = {'semgcn_sem': 'semgcn'}
 
 ModelBuilder = Callable[..., torch.nn.Module]
 
@@ -172,11 +172,11 @@ class ModelRegistry(MutableMapping):
     :data:`~pyg_skeleton.nn.models.skeletal_gnn.HOP_CONVS` when looked up.
     Explicit entries win."""
 
-    def __init__(self, builders: Dict[str, ModelBuilder]):
+    def __init__(self, builders: dict[str, ModelBuilder]):
         self._builders = dict(builders)
 
     @staticmethod
-    def _conv_entries() -> Dict[str, ModelBuilder]:
+    def _conv_entries() -> dict[str, ModelBuilder]:
         from pyg_skeleton.nn.models.semgcn import GRAPH_CONVS
         from pyg_skeleton.nn.models.skeletal_gnn import HOP_CONVS
         out = {f'semgcn_{conv}': _semgcn(conv) for conv in GRAPH_CONVS
@@ -186,7 +186,7 @@ class ModelRegistry(MutableMapping):
                     if conv != 'hcsf'})
         return out
 
-    def _all(self) -> Dict[str, ModelBuilder]:
+    def _all(self) -> dict[str, ModelBuilder]:
         out = self._conv_entries()
         out.update(self._builders)
         return out
