@@ -16,8 +16,9 @@ from pyg_skeleton import Skeleton
 from pyg_skeleton.cli import MODELS, build_model, main
 from pyg_skeleton.training.trainer import CRASH_ENV
 
-SHARED = Path(__file__).resolve().parents[2] / 'shared'
-NPZ = SHARED / 'data' / 'mocap' / 'bandai2_h36m17.npz'
+from _helpers import SHARED_DATA
+
+NPZ = SHARED_DATA / 'mocap' / 'bandai2_h36m17.npz'
 REPO = Path(__file__).resolve().parents[1]
 
 # a tiny, fast run: 200 synthetic poses x 2 views, small model

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -17,8 +15,9 @@ from pyg_skeleton.mesh import (
     read_mesh,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / 'shared'
-MAKEHUMAN = SHARED / 'data' / 'meshes' / 'makehuman_body.npz'
+from _helpers import SHARED_DATA
+
+MAKEHUMAN = SHARED_DATA / 'meshes' / 'makehuman_body.npz'
 
 
 def grid_faces(rows, cols):
@@ -368,7 +367,7 @@ def test_coarsen_cli(tmp_path, capsys):
 
 # --- matching cost independent of the vertex numbering ---------------------
 
-MHR = SHARED / 'data' / 'meshes' / 'mhr' / 'mhr_lods.npz'
+MHR = SHARED_DATA / 'meshes' / 'mhr' / 'mhr_lods.npz'
 
 
 def ring_numbering(rows, cols):

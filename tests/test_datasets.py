@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -25,8 +23,9 @@ from pyg_skeleton.datasets import (
 )
 from pyg_skeleton.datasets.h36m import H36M_32_TO_17
 
-SHARED = Path(__file__).resolve().parents[2] / 'shared'
-NPZ = SHARED / 'data' / 'mocap' / 'bandai2_h36m17.npz'
+from _helpers import SHARED_DATA
+
+NPZ = SHARED_DATA / 'mocap' / 'bandai2_h36m17.npz'
 needs_bandai = pytest.mark.skipif(not NPZ.exists(),
                                   reason=f'Bandai data not found at {NPZ} (../shared)')
 H36M17 = Skeleton.preset('h36m17')

@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from pyg_skeleton import Skeleton
-from pyg_skeleton.mesh import Mesh, MeshHierarchy, read_mesh
+from pyg_skeleton.mesh import MeshHierarchy, read_mesh
 from pyg_skeleton.nn.conv import SemGraphConv
 from pyg_skeleton.nn.models.hgn import (
     HGN,
@@ -16,17 +14,9 @@ from pyg_skeleton.nn.models.hgn import (
 )
 from pyg_skeleton.nn.non_local import NonLocalBlock
 
-SHARED = Path(__file__).resolve().parents[2] / 'shared'
-MAKEHUMAN = SHARED / 'data' / 'meshes' / 'makehuman_body.npz'
+from _helpers import SHARED_DATA, grid_mesh
 
-
-def grid_mesh(rows, cols):
-    idx = torch.arange(rows * cols).view(rows, cols)
-    a, b = idx[:-1, :-1].reshape(-1), idx[:-1, 1:].reshape(-1)
-    c, d = idx[1:, :-1].reshape(-1), idx[1:, 1:].reshape(-1)
-    faces = torch.cat([torch.stack([a, b, d], 1), torch.stack([a, d, c], 1)])
-    pos = torch.rand(rows * cols, 3)
-    return Mesh(pos, faces)
+MAKEHUMAN = SHARED_DATA / 'meshes' / 'makehuman_body.npz'
 
 
 @pytest.fixture(scope='module')
@@ -484,8 +474,8 @@ def test_dense_maps_fail_early_on_fine_mesh(monkeypatch, fine):
                   num_blocks=(2, 2, 1), non_local=False)
     monkeypatch.setenv('PYG_SKELETON_MEMORY_GB',
                        str(total * (1 - 1e-6) / 2**30))
-    with pytest.raises(MemoryError, match=rf"'HGN' would allocate 0\.0 GB "
-                       rf"for 11 dense node maps \(the largest {n2} x "
+    with pytest.raises(MemoryError, match=rf"'HGN' would allocate "
+                       rf"{total / 2**30:.3g} GB for 11 dense node maps \(the largest {n2} x "
                        rf"{n1}\).*fusion='auto'"):
         HGN.from_hierarchy('h36m17', h, fusion='linear', **kwargs)
     assert built == []  # refused before any map was allocated

@@ -21,8 +21,9 @@ from pyg_skeleton.mesh import (
     split_quads,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / 'shared'
-MAKEHUMAN = SHARED / 'data' / 'meshes' / 'makehuman_body.npz'
+from _helpers import SHARED_DATA
+
+MAKEHUMAN = SHARED_DATA / 'meshes' / 'makehuman_body.npz'
 needs_makehuman = pytest.mark.skipif(
     not MAKEHUMAN.exists(),
     reason=f'MakeHuman body mesh not found at {MAKEHUMAN}')

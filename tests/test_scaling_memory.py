@@ -13,6 +13,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from pyg_skeleton.nn.models import hgn
 from pyg_skeleton.nn.non_local import NonLocalBlock
 
+from _helpers import ring
+
 pytestmark = pytest.mark.operator
 
 
@@ -35,12 +37,6 @@ def largest_tensor(fn):
     with LargestTensor() as mode:
         fn()
     return mode.numel
-
-
-def ring(n):
-    i = torch.arange(n)
-    return torch.stack([torch.cat([i, (i + 1) % n]),
-                        torch.cat([(i + 1) % n, i])])
 
 
 @pytest.mark.parametrize('affinity', ['concatenation', 'embedded_gaussian'])
