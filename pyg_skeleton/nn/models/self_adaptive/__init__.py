@@ -83,6 +83,7 @@ from .training import (
                         adaptation_losses,
                         contrastive_loss,
                         freeze,
+                        reprojection_loss,
                         temporal_contrastive_loss,
                         train_motion_ae,
                         train_pose_aae,
@@ -97,5 +98,6 @@ __all__ = [
     'train_pose_aae', 'aae_train_step', 'train_motion_ae', 'train_relation_net',
     'train_source_lifter', 'adapt', 'adaptation_losses', 'contrastive_loss',
     'temporal_contrastive_loss', 'CONTRASTIVE', 'freeze', 'random_inplane_rotate',
+    'reprojection_loss',
 ]
 
