@@ -45,6 +45,10 @@ paper's method (without it) and the term alone as rows.
         --adapt-steps 150 --sweep-trainable all --sweep-lr 1e-4 1e-3 \
         --sweep-relations all none --sweep-reprojection 0 0.1 1 10 \
         --out self_adaptive_domain_shift_sweep_reprojection
+    python benchmarks/run_domain_shift.py --sweep --seeds 0 1 --jobs 2 \
+        --sweep-trainable all --sweep-lr 1e-3 --sweep-relations all none \
+        --sweep-reprojection 0.1 --sweep-contrastive temporal none \
+        --out self_adaptive_domain_shift_sweep_reprojection_full   # full sizes
     python benchmarks/run_domain_shift.py --quick --diagnose  # trajectories (log only)
 
 The sweep (validation actor only) writes ``self_adaptive_domain_shift_sweep.md``;
