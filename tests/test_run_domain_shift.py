@@ -160,3 +160,32 @@ def test_report_states_the_mean_gap_closed(tmp_path):
     # P-MPJPE: (80 - 70) / (80 - 50) = 33% for both seeds
     assert 'On P-MPJPE: 33% (per seed 33% / 33%)' in text
     assert '| oracle (target labels of the validation actor) | 100.0 |' in text
+
+
+def test_report_of_the_reprojection_term(tmp_path):
+    import argparse
+    args = argparse.Namespace(quick=True, out=str(tmp_path / 'report'), load=None)
+    cfg = dict(target='target cameras', n_source=10, n_prior_clips=10, n_target_clips=10,
+               adapt_steps=10, hidden=8)
+    # a dump from before the term: no reprojection row, the term reported off
+    ds.report(_fake_results(), cfg, args, [0, 1], 1.0)
+    text = (tmp_path / 'report.md').read_text()
+    assert 'no reprojection term' in text and '| reprojection |' not in text
+    results = _fake_results()
+    residual = {'rel_ideal': 0.07, 'rel_ideal elevation off by 30 deg': 0.3,
+                'rel_ideal roll off by 30 deg': 0.2, 'rel_oracle': 0.1}
+    for r in results:
+        for key, value in residual.items():
+            r[key] = {**r[key], 'reprojection': value}
+        for row, value in (('source only', 0.25), ('adapted (selected setting)', 0.15)):
+            r['rows'][row][2]['reprojection'] = value
+        r['trajectory'] = [t + [0.25] for t in r['trajectory']]
+    ds.report(results, cfg, args, [0, 1], 1.0)
+    text = (tmp_path / 'report.md').read_text()
+    assert ('(6) The reprojection residual sees elevation: 0.0700 for the ideal lifter' in text
+            and '0.3000 with the 30 deg elevation error, 0.1000 for the oracle and 0.2500 for '
+            'the source-only lifter; the selected adaptation ends at 0.1500.' in text)
+    assert '| reprojection | 0.0700 | 0.3000 | 0.2000 | 0.1000 | 0.2500 | 0.1500 |' in text
+    # the relation sums leave the residual out: five relations at 0.01 each
+    assert 'has a summed relation loss of 0.0500 against 0.0500' in text
+    assert '| 0 | 250.0 | 80.0 | 0.5000 | 0.2500 |' in text     # mean of 200 and 300

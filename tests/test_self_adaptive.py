@@ -24,6 +24,7 @@ from pyg_skeleton.nn.models.self_adaptive import (
     mirror,
     random_inplane_rotate,
     relation_pair,
+    reprojection_loss,
     reverse_time,
     slow_backward,
     temporal_contrastive_loss,
@@ -373,3 +374,63 @@ def test_adaptation_updates_only_the_chosen_block():
         id(lifter.head.weight), id(lifter.head.bias)]
     with pytest.raises(ValueError):
         lifter.adaptable_parameters('res3')
+
+
+# ------------------------------------------------------------ reprojection
+
+def test_reprojection_loss_matches_a_least_squares_fit():
+    g = torch.Generator().manual_seed(0)
+    pose = torch.randn(5, 17, 3, generator=g, dtype=torch.float64)
+    keypoints = torch.randn(5, 17, 2, generator=g, dtype=torch.float64)
+    # independent reference: per pose, min over (s, tu, tv) of
+    # sum_j (u_j - s x_j - tu)^2 + (v_j - s y_j - tv)^2 by torch.linalg.lstsq
+    residuals = []
+    for p, k in zip(pose, keypoints):
+        ones, zeros = torch.ones(17, 1, dtype=p.dtype), torch.zeros(17, 1, dtype=p.dtype)
+        a = torch.cat([torch.cat([p[:, :1], ones, zeros], 1),
+                       torch.cat([p[:, 1:2], zeros, ones], 1)])          # [2N, 3]
+        b = torch.cat([k[:, :1], k[:, 1:2]])                             # [2N, 1]
+        sol = torch.linalg.lstsq(a, b).solution
+        residuals.append((a @ sol - b).square().sum() / 17)
+    torch.testing.assert_close(reprojection_loss(pose, keypoints), torch.stack(residuals).mean())
+    # the projection [..., N, 2] alone gives the same value
+    torch.testing.assert_close(reprojection_loss(pose[..., :2], keypoints),
+                               torch.stack(residuals).mean())
+
+
+def test_reprojection_loss_is_zero_for_an_exact_projection_and_sees_elevation():
+    pose = camera_poses(8)
+    # any scale and image offset, depth ignored (weak perspective)
+    keypoints = 3.5 * pose[..., :2] + torch.tensor([0.4, -1.2])
+    assert reprojection_loss(pose, keypoints) < 1e-10
+    # the same pose tilted 30 degrees about the camera x axis (an elevation
+    # error of the lift) no longer projects onto the keypoints
+    assert reprojection_loss(inplane_rotate(pose, 30.0, (1, 2)), keypoints) > 0.01
+    # a roll about the optical axis neither
+    assert reprojection_loss(inplane_rotate(pose, 30.0, (0, 1)), keypoints) > 0.01
+    with pytest.raises(ValueError, match='reprojection_loss needs'):
+        reprojection_loss(pose[:, :16], keypoints)
+    with pytest.raises(ValueError, match='reprojection_loss needs'):
+        reprojection_loss(pose, pose)
+
+
+def test_adaptation_with_reprojection_adds_and_lowers_the_term():
+    lifter, aae, mae, nets, frames, clips = _tiny_pipeline()
+    default = adaptation_losses(lifter, nets, H36M, frames[:32], None, relations=['flip'],
+                                contrastive=False)
+    assert set(default) == {'flip'}          # off by default: the paper's losses only
+    with torch.no_grad():
+        losses = adaptation_losses(lifter, nets, H36M, frames[:32], None, relations=[],
+                                   contrastive=False, reprojection=aae)
+        reference = reprojection_loss(aae.decode(lifter(frames[:32])), frames[:32])
+    assert set(losses) == {'reprojection'}
+    torch.testing.assert_close(losses['reprojection'], reference)
+    before = {k: v.clone() for k, v in aae.state_dict().items()}
+    log = adapt(lifter, nets, H36M, frames, None, None, relations=[], contrastive=False,
+                steps=40, batch_size=64, lr=1e-3, trainable='all', reprojection=aae)
+    assert set(log[0]) == {'reprojection'}
+    with torch.no_grad():
+        after = reprojection_loss(aae.decode(lifter(frames[:32])), frames[:32])
+    assert after < 0.8 * reference
+    for k, v in aae.state_dict().items():         # the decoder is a frozen teacher
+        assert torch.equal(v, before[k]), k

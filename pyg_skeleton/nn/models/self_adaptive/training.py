@@ -20,7 +20,7 @@ from .relations import (
 
 __all__ = ['train_pose_aae', 'aae_train_step', 'train_motion_ae', 'train_relation_net',
            'train_source_lifter', 'adapt', 'adaptation_losses', 'contrastive_loss',
-           'temporal_contrastive_loss', 'CONTRASTIVE', 'freeze']
+           'temporal_contrastive_loss', 'reprojection_loss', 'CONTRASTIVE', 'freeze']
 
 
 def freeze(module: nn.Module) -> nn.Module:
@@ -239,12 +239,65 @@ def temporal_contrastive_loss(z_clips: Tensor, temperature: float = 0.1, offset:
 CONTRASTIVE = ('temporal', 'relation')
 
 
+def reprojection_loss(pose: Tensor, keypoints: Tensor, eps: float = 1e-8) -> Tensor:
+    r"""Weak-perspective reprojection residual of camera-frame 3D poses
+    against their 2D inputs (not in the paper).
+
+    With :math:`P \in \mathbb{R}^{N \times 2}` the camera :math:`x, y` of a
+    pose (orthographic projection; image :math:`u, v` point along camera
+    :math:`x, y`) and :math:`X \in \mathbb{R}^{N \times 2}` its 2D keypoints,
+    the best scale :math:`s` and translation :math:`t \in \mathbb{R}^2` of
+    :math:`\min_{s, t} \|X - sP - \mathbf{1}t^\top\|^2` are, in closed form
+    with :math:`\bar{P} = P - \mathbf{1}\mu_P^\top`,
+    :math:`\bar{X} = X - \mathbf{1}\mu_X^\top`:
+
+    .. math::
+        s = \frac{\langle \bar{X}, \bar{P} \rangle}{\|\bar{P}\|^2}, \qquad
+        t = \mu_X - s\,\mu_P,
+
+    and the loss is the mean over poses of
+    :math:`\frac{1}{N}\|\bar{X} - s\bar{P}\|^2`. :math:`s` is not
+    constrained to be positive (a least-squares fit). For keypoints
+    normalised to unit RMS radius (:func:`~pyg_skeleton.datasets.wild.normalize_keypoints`)
+    it equals :math:`1 - \cos^2` of the angle between :math:`\bar{X}` and
+    :math:`\bar{P}` (flattened), so it lies in :math:`[0, 1]`.
+
+    A pose decoded with fixed bone lengths cannot shorten its bones, so a pose
+    lifted upright from a camera looking down (whose vertical bones are
+    foreshortened in 2D) leaves a residual: the term sees a camera-elevation
+    error that the relation losses do not.
+
+    Args:
+        pose (torch.Tensor): Camera-frame 3D poses :obj:`[..., N, 3]` (or
+            :obj:`[..., N, 2]`, their projection).
+        keypoints (torch.Tensor): 2D keypoints :obj:`[..., N, 2]`.
+        eps (float): Lower bound of :math:`\|\bar{P}\|^2`. (default: :obj:`1e-8`)
+
+    Returns:
+        torch.Tensor: The scalar mean residual.
+
+    Raises:
+        ValueError: If the leading or joint dimensions of :obj:`pose` and
+            :obj:`keypoints` differ or :obj:`keypoints` is not 2D.
+    """
+    if keypoints.size(-1) != 2 or pose.size(-1) not in (2, 3) or \
+            pose.shape[:-1] != keypoints.shape[:-1]:
+        raise ValueError(f"reprojection_loss needs poses [..., N, 3] and keypoints [..., N, 2] "
+                         f"with the same [..., N], got {tuple(pose.shape)} and "
+                         f"{tuple(keypoints.shape)}")
+    p = pose[..., :2]
+    p = p - p.mean(-2, keepdim=True)
+    x = keypoints - keypoints.mean(-2, keepdim=True)
+    s = (x * p).sum((-2, -1), keepdim=True) / p.square().sum((-2, -1), keepdim=True).clamp_min(eps)
+    return (x - s * p).square().sum(-1).mean()
+
+
 def adaptation_losses(lifter: nn.Module, relation_nets: dict, skeleton, frames: Tensor | None,
                       clips: Tensor | None, motion_ae: MotionAE | None = None,
                       relations: Iterable[str] = RELATIONS, contrastive: bool | str = True,
                       temperature: float = 0.1, theta_deg: float = 50.0,
-                      rate: float = 0.5, generator: torch.Generator | None = None
-                      ) -> dict[str, Tensor]:
+                      rate: float = 0.5, generator: torch.Generator | None = None,
+                      reprojection: PoseAAE | None = None) -> dict[str, Tensor]:
     r"""The unsupervised losses on target inputs (paper Fig. 2D).
 
     For a pose relation :math:`r`: :math:`\mathcal{L}^z_r =
@@ -261,7 +314,13 @@ def adaptation_losses(lifter: nn.Module, relation_nets: dict, skeleton, frames: 
     on :math:`G(X)` of the clips (our reading of the paper's
     :math:`\mathcal{L}_{CR}`); :obj:`"relation"` is the earlier stand-in,
     :func:`contrastive_loss` between :math:`T(G(x))` and :math:`G(r(x))`
-    averaged over the chosen relations; :obj:`False` leaves it out."""
+    averaged over the chosen relations; :obj:`False` leaves it out.
+
+    With a pose AAE as :obj:`reprojection` (not in the paper; default off)
+    the losses also have :obj:`"reprojection"`: :func:`reprojection_loss` of
+    the decoded poses :math:`D_p(G(x))` (camera frame: the body-frame AAE
+    keeps the root bones, hence the global orientation, in the camera frame)
+    against the frames :math:`x`."""
     if contrastive is True:
         contrastive = 'temporal'
     if contrastive and contrastive not in CONTRASTIVE:
@@ -298,6 +357,10 @@ def adaptation_losses(lifter: nn.Module, relation_nets: dict, skeleton, frames: 
             z_clips = lifter(clips)
         losses['contrastive'] = temporal_contrastive_loss(z_clips, temperature,
                                                           generator=generator)
+    if reprojection is not None and frames is not None:
+        if z is None:
+            z = lifter(frames)
+        losses['reprojection'] = reprojection_loss(reprojection.decode(z), frames)
     return losses
 
 
@@ -306,7 +369,8 @@ def adapt(lifter: LatentLifter, relation_nets: dict, skeleton, frames: Tensor,
           relations: Iterable[str] = RELATIONS, contrastive: bool | str = True,
           contrastive_weight: float = 0.1, trainable: str | list = 'block', steps: int = 200,
           batch_size: int = 128, clip_batch_size: int = 16, lr: float = 1e-4,
-          theta_deg: float = 50.0, rate: float = 0.5, seed: int = 0) -> list[dict]:
+          theta_deg: float = 50.0, rate: float = 0.5, seed: int = 0,
+          reprojection: PoseAAE | None = None, reprojection_weight: float = 1.0) -> list[dict]:
     r"""Unsupervised target adaptation (Algorithm 1, lines 8-11).
 
     Only :obj:`trainable` (a name for :meth:`~pyg_skeleton.nn.LatentLifter.adaptable_parameters`
@@ -316,6 +380,14 @@ def adapt(lifter: LatentLifter, relation_nets: dict, skeleton, frames: Tensor,
     encoder are frozen teachers. As in the paper, each loss term has its own
     Adam optimizer; per step the losses come from one forward pass and the
     optimizers step one after another, each with its own term's gradient.
+
+    With a pose AAE as :obj:`reprojection` (not in the paper; default off)
+    the :func:`reprojection_loss` of :math:`D_p(G(x))` against the target
+    frames is one more term (see :func:`adaptation_losses`), scaled by
+    :obj:`reprojection_weight`. Since each term has its own Adam optimizer,
+    a weight changes little (Adam is nearly invariant to a gradient's
+    scale); the term's influence is set by the learning rate and the other
+    terms present.
 
     Args:
         frames (torch.Tensor): Unlabelled target 2D poses :obj:`[F, N, 2]`.
@@ -331,8 +403,10 @@ def adapt(lifter: LatentLifter, relation_nets: dict, skeleton, frames: Tensor,
     keep = {id(p) for p in params}
     for p in lifter.parameters():
         p.requires_grad_(id(p) in keep)
-    for m in list(relation_nets.values()) + ([motion_ae] if motion_ae is not None else []):
-        freeze(m)
+    teachers = [motion_ae, reprojection, *relation_nets.values()]
+    for m in teachers:
+        if m is not None:
+            freeze(m)
     lifter.eval()
     opts: dict[str, torch.optim.Optimizer] = {}
     g = torch.Generator().manual_seed(seed)
@@ -344,9 +418,11 @@ def adapt(lifter: LatentLifter, relation_nets: dict, skeleton, frames: Tensor,
         losses = adaptation_losses(lifter, relation_nets, skeleton, frames[fi],
                                    clips[ci] if ci is not None else None, motion_ae, relations,
                                    contrastive=contrastive, theta_deg=theta_deg, rate=rate,
-                                   generator=g)
+                                   generator=g, reprojection=reprojection)
         if 'contrastive' in losses:
             losses['contrastive'] = contrastive_weight * losses['contrastive']
+        if 'reprojection' in losses:
+            losses['reprojection'] = reprojection_weight * losses['reprojection']
         # One forward pass; each term gets its own gradient and its own Adam
         # optimizer, stepped one after another (paper: "separate Adam
         # optimizers"). The gradients are all taken at the same parameters.
