@@ -744,14 +744,14 @@ def report(results, cfg, args, seeds, runtime):
         'oracle), test MPJPE). On P-MPJPE: '
         f'{100 * gaps_p.mean():.0f}% (per seed '
         + ' / '.join(f'{100 * g:.0f}%' for g in gaps_p) + ').', '',
-        '### Ablation (test actor)', '',
+        '## Ablation (test actor)', '',
         "Each relation and L_CR removed in turn from the selected setting, then each relation "
         'alone (without L_CR)'
         + ('; every such row keeps the reprojection term of the selected setting ("only flip" '
            'is flip and the reprojection term). First the two rows of the term: the paper\'s '
            'method (the selected setting without it) and the term alone (no relation, no L_CR).'
            if hp['reprojection'] else '.'), '', abl_table, '',
-        '### Diagnostics', '',
+        '## Diagnostics', '',
         '**Where the gap comes from.** The test actor rendered again through the target '
         'cameras with one factor of the shift removed at a time (mean over seeds):', '',
         shift_table, '',

@@ -388,8 +388,8 @@ class LiftingOptions:
     r"""The options of :func:`load_lifting_splits` that a dataset loader of
     :data:`DATASETS` receives (see :func:`register_dataset`), with the
     shared steps of a loader: capping and splitting frame indices
-    (:meth:`split`) and rendering them through the virtual cameras
-    (:meth:`render`)."""
+    (:meth:`~LiftingOptions.split`) and rendering them through the virtual
+    cameras (:meth:`~LiftingOptions.render`)."""
     val_fraction: float = 0.1
     test_actor: int = 2
     views: int = 4
@@ -436,8 +436,8 @@ class LiftingOptions:
                group_names: Sequence[str] = (), description: str = '',
                synthetic: bool = False):
         r"""The splits :obj:`(train, val, test)` of frame indices (from
-        :meth:`split`) of world poses :obj:`positions` :obj:`[F, N, 3]`,
-        rendered through :meth:`rigs` (seeds :obj:`seed`, :obj:`seed + 2`,
+        :meth:`~LiftingOptions.split`) of world poses :obj:`positions` :obj:`[F, N, 3]`,
+        rendered through :meth:`~LiftingOptions.rigs` (seeds :obj:`seed`, :obj:`seed + 2`,
         :obj:`seed + 1`); :obj:`group` labels the frames."""
         train_rig, test_rig = self.rigs(root)
         seed = self.seed

@@ -231,7 +231,7 @@ def bfs(edge_index: Tensor, num_nodes: int, sources: Tensor | None = None,
             :obj:`sources` is not a 1-D integer tensor of nodes in
             :obj:`[0, N)`, or :obj:`max_hop` is not a positive integer.
         MemoryError: If a hop's neighbour steps would not fit in memory
-            (see :func:`~pyg_skeleton.nn.memory.check_memory`), before they
+            (``pyg_skeleton.nn.memory.check_memory``), before they
             are gathered.
     """
     # Imported here: pyg_skeleton.nn imports this module.

@@ -105,3 +105,10 @@ __all__ = [
     'reprojection_loss',
 ]
 
+
+# The networks are also exported by pyg_skeleton.nn: under this package's
+# path (as before the split into modules) the API pages document each once
+# and name the other page's entry an alias.
+for _cls in (PoseAAE, MotionAE, RelationNet, LatentLifter):
+    _cls.__module__ = __name__
+del _cls
