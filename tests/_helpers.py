@@ -81,6 +81,21 @@ def grid_mesh(rows, cols):
     return Mesh(torch.rand(rows * cols, 3), faces)
 
 
+def count_node_maps(monkeypatch):
+    """Records the arguments of every HGN ``NodeMap`` built from now on (the
+    list returned), building the maps as usual."""
+    from pyg_skeleton.nn.models import hgn
+    built = []
+    real = hgn.NodeMap
+
+    def counting(*args, **kwargs):
+        built.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hgn, 'NodeMap', counting)
+    return built
+
+
 # -------------------------------------------------------------- operators
 
 #: The operators whose disjoint-batch input is a hop-pair graph

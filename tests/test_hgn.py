@@ -14,7 +14,7 @@ from pyg_skeleton.nn.models.hgn import (
 )
 from pyg_skeleton.nn.non_local import NonLocalBlock
 
-from _helpers import SHARED_DATA, grid_mesh
+from _helpers import SHARED_DATA, count_node_maps, grid_mesh
 
 MAKEHUMAN = SHARED_DATA / 'meshes' / 'makehuman_body.npz'
 
@@ -271,19 +271,6 @@ def fine():
     model = HGN.from_hierarchy('h36m17', h, mesh_levels=(2, 0), padded=False,
                                hidden_channels=8, num_blocks=(2, 2, 1))
     return h, model
-
-
-def count_node_maps(monkeypatch):
-    from pyg_skeleton.nn.models import hgn
-    built = []
-    real = hgn.NodeMap
-
-    def counting(*args, **kwargs):
-        built.append(args)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(hgn, 'NodeMap', counting)
-    return built
 
 
 def test_auto_fusion_keeps_dense_maps_on_official_sizes(hierarchy):

@@ -13,7 +13,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from pyg_skeleton.nn.models import hgn
 from pyg_skeleton.nn.non_local import NonLocalBlock
 
-from _helpers import ring
+from _helpers import count_node_maps, ring
 
 pytestmark = pytest.mark.operator
 
@@ -63,14 +63,7 @@ def test_non_local_block_without_n_by_n(affinity):
 def test_fusion_builds_no_unused_node_map(monkeypatch):
     # With every cross-scale map given (fusion='pool'), no dense NodeMap is
     # built and thrown away.
-    built = []
-    real = hgn.NodeMap
-
-    def counting(*args, **kwargs):
-        built.append(args)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(hgn, 'NodeMap', counting)
+    built = count_node_maps(monkeypatch)
     maps = {(0, 1): torch.nn.Identity(), (1, 0): torch.nn.Identity()}
     fusion = hgn.MultiScaleFusion([5, 5], maps=maps)
     assert built == []

@@ -30,7 +30,6 @@ def freeze(module: nn.Module) -> nn.Module:
     return module.eval()
 
 
-
 def aae_train_step(model: PoseAAE, poses: Tensor, opt_ae: torch.optim.Optimizer,
                    opt_disc: torch.optim.Optimizer, adv_weight: float = 0.02) -> dict:
     r"""One AAE step on a batch of root-relative poses :obj:`[B, N, 3]`:
@@ -127,7 +126,6 @@ def train_motion_ae(model: MotionAE, pose_aae: PoseAAE, motions: Tensor, steps: 
     return log
 
 
-
 def train_relation_net(net: RelationNet, inputs: Tensor, targets: Tensor, steps: int = 1000,
                        batch_size: int = 256, lr: float = 1e-3, seed: int = 0) -> list[float]:
     r"""Algorithm 1, steps 5-7: fits :math:`\|T(e) - e^+\|^2` on embedding
@@ -144,7 +142,6 @@ def train_relation_net(net: RelationNet, inputs: Tensor, targets: Tensor, steps:
         log.append(loss.item())
     net.eval()
     return log
-
 
 
 def train_source_lifter(lifter: LatentLifter, pose_aae: PoseAAE, x: Tensor, y: Tensor,
