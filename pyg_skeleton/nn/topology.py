@@ -644,6 +644,25 @@ class Topology(torch.nn.Module):
         key = (edge_index[1] // n) * self.num_slots + slot
         return expected == 0 or bool(torch.bincount(key).max() == 1)
 
+    def as_static(self, x: Tensor, edge_index: Adj | None,
+                  explain: bool = False) -> Tensor | None:
+        r"""The one whole-copies fast path of the operators on this
+        topology: returns the disjoint features :obj:`x`,
+        :obj:`[..., B N, C]`, viewed as a static batch :obj:`[..., B, N, C]`
+        when :obj:`edge_index` holds every edge of each copy (see
+        :meth:`tiles`), and :obj:`None` otherwise, or when the answer would
+        depend on the data while tracing for :func:`torch.compile`, or in a
+        PyG explainer's explain mode (:obj:`explain=True`), whose edge mask
+        must weight the input's own edges.
+
+        An operator calls itself on the view and flattens the result back
+        with :obj:`out.flatten(-3, -2)`."""
+        if edge_index is None or explain or is_compiling():
+            return None
+        if not self.tiles(edge_index, x.size(-2)):
+            return None
+        return x.unflatten(-2, (-1, self.num_nodes))
+
     def softmax(
         self,
         logits: Tensor,

@@ -222,14 +222,9 @@ class SemGraphConv(NoTorchScript, MessagePassing):
                 f"'{self.__class__.__name__}' was built for a graph of "
                 f"{self.num_nodes} nodes but got {x.size(-2)}; pass "
                 f"'edge_index' for a disjoint batch of graphs")
-        # In a PyG explainer's explain mode the edge mask must weight the
-        # messages of the input's edges: always message passing.
-        if (edge_index is not None and not is_compiling() and not self.explain
-                and self.topology.tiles(edge_index, x.size(-2))):
-            # Whole copies of the graph (a Batch of it): the static kernel.
-            lead = x.shape[:-2]
-            out = self(x.view(lead + (-1, self.num_nodes, x.size(-1))))
-            return out.view(lead + (-1, self.out_channels))
+        static = self.topology.as_static(x, edge_index, self.explain)
+        if static is not None:
+            return self(static).flatten(-3, -2)
         if edge_index is None:
             if self.num_nodes > TOPOLOGY_DENSE_MAX_NODES:
                 self._check_static(x)
