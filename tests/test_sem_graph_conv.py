@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+import io
 import math
 
 import pytest
@@ -421,3 +423,76 @@ def test_empty_static_batch(num_nodes, channelwise):
         assert out.shape == shape[:-1] + (2, )
         out.sum().backward()
         assert x.grad.shape == x.shape
+
+
+@pytest.mark.parametrize('graph', ['h36m17', 'random300'])
+@pytest.mark.parametrize('channelwise', [False, True])
+def test_static_path_runs_through_propagate(graph, channelwise):
+    """A static batch and a disjoint batch of whole copies go through
+    PyG's propagate with the graph's sparse adjacency, so its hooks see
+    them, and its message_and_aggregate runs the static kernel: the output
+    is bit for bit Topology.aggregate_pair of the parameters (what the
+    layer computed before it used propagate), and the dense formula."""
+    edge_index, n = GRAPHS[graph]
+    conv = make_conv(edge_index, n, channelwise=channelwise)
+    x = torch.randn(3, n, 5)
+    seen = []
+    hooks = [
+        conv.register_propagate_forward_pre_hook(
+            lambda m, inputs: seen.append(('pre', inputs[0]))),
+        conv.register_message_and_aggregate_forward_hook(
+            lambda m, inputs, out: seen.append(('fused', out.shape))),
+        conv.register_propagate_forward_hook(
+            lambda m, inputs, out: seen.append(('post', out.shape))),
+    ]
+    out = conv(x)
+    assert [s[0] for s in seen] == ['pre', 'fused', 'post']
+    adj_t = seen[0][1]
+    assert adj_t.layout == torch.sparse_csr and adj_t.shape == (n, n)
+    # The adjacency holds the layer's graph: row i the sources of i.
+    crow, col = adj_t.crow_indices(), adj_t.col_indices()
+    row = torch.repeat_interleave(torch.arange(n), crow.diff())
+    expected = {(j, i) for j, i in edge_index.t().tolist()}
+    assert set(zip(col.tolist(), row.tolist())) == expected
+    assert col.numel() == len(expected)
+
+    _, alpha = conv.edge_weights()
+    weight = torch.cat([conv.lin_self.weight, conv.lin_neighbor.weight])
+    old = conv.topology.aggregate_pair(alpha, x, weight, conv.bias)
+    assert torch.equal(out, old)
+    torch.testing.assert_close(out, dense_reference(conv, x), atol=1e-5,
+                               rtol=1e-4)
+    with torch.no_grad():  # the inference cache: the same kernel again
+        assert torch.equal(conv(x), old)
+
+    # A disjoint batch of whole copies takes the same path.
+    seen.clear()
+    batch = Batch.from_data_list([Data(edge_index=edge_index,
+                                       num_nodes=n)] * 3)
+    disjoint = conv(x.view(3 * n, 5), batch.edge_index)
+    assert [s[0] for s in seen] == ['pre', 'fused', 'post']
+    assert torch.equal(disjoint.view(3, n, -1), old)
+
+    # A hook's return value replaces the aggregation (which adds the bias
+    # in its product), as on any PyG layer.
+    hooks.append(conv.register_propagate_forward_hook(
+        lambda m, inputs, out: torch.zeros_like(out)))
+    assert torch.equal(conv(x), torch.zeros_like(old))
+    for hook in hooks:
+        hook.remove()
+    assert torch.equal(conv(x), old)
+
+
+def test_static_adjacency_is_rebuilt_where_the_module_goes():
+    """The sparse adjacency is kept out of the buffers: a module that used
+    it deep-copies, pickles (a sparse CSR tensor cannot) and moves to
+    another device."""
+    edge_index, n = GRAPHS['h36m17']
+    conv = make_conv(edge_index, n)
+    x = torch.randn(2, n, 5)
+    ref = conv(x)
+    torch.save(conv, io.BytesIO())
+    assert torch.equal(copy.deepcopy(conv)(x), ref)
+    meta = copy.deepcopy(conv).to('meta')
+    assert meta.topology.adj_t().device.type == 'meta'
+    assert meta(x.to('meta')).shape == ref.shape

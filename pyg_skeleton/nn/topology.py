@@ -862,3 +862,43 @@ class Topology(torch.nn.Module):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(num_nodes={self.num_nodes}, '
                 f'num_edges={self.num_edges})')
+
+    @property
+    def neighbor_edge_index(self) -> Tensor:
+        r"""The edges without self-loops in slot order, :obj:`[2, E]`: the
+        edges of a static input, in the order of :meth:`adj_t` (sorted by
+        target, then source). A PyG explainer's edge mask for a static call
+        :obj:`conv(x)` follows this order."""
+        return torch.stack([self.col, self.dst[self.nbr_slot]], dim=0)
+
+    def adj_t(self) -> Tensor:
+        r"""The graph without self-loops as a sparse CSR adjacency in PyG's
+        transposed :obj:`adj_t` form, :obj:`[N, N]` (row :math:`i` holds
+        the sources of target :math:`i`, in slot order, with value
+        :math:`1`).
+
+        The operators on this topology pass it to
+        :meth:`~torch_geometric.nn.conv.MessagePassing.propagate` on a
+        static batch, so that PyG's hooks and tools see that path too: a
+        sparse adjacency makes PyG call the operator's
+        :obj:`message_and_aggregate`, which runs :meth:`aggregate` or
+        :meth:`aggregate_pair` (the values are not read). Built once and
+        kept until the buffers move to another device or dtype."""
+        cached = self.__dict__.get('_adj_t')
+        if cached is not None and cached[0] is self.crow:
+            return cached[1]
+        n = self.num_nodes
+        adj = _csr_tensor(self.crow, self.col,
+                          torch.ones(self.num_edges, device=self.crow.device),
+                          (n, n))
+        # Kept outside the buffers: a sparse CSR buffer has no storage to
+        # save, copy or move, and this one is derived from the buffers.
+        self.__dict__['_adj_t'] = (self.crow, adj)
+        return adj
+
+    def __getstate__(self) -> dict:
+        # Pickling (torch.save of a module, deepcopy) cannot read a sparse
+        # CSR tensor's storage: adj_t is rebuilt on first use instead.
+        state = super().__getstate__().copy()
+        state.pop('_adj_t', None)
+        return state

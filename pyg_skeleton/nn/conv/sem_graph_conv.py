@@ -198,18 +198,21 @@ class SemGraphConv(NoTorchScript, MessagePassing):
                         num_nodes=self.num_nodes)
         return self.topology.edge_index, alpha
 
-    def _static(self) -> tuple[Tensor, Tensor, Tensor | None]:
+    def _static(self) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
         # What the static kernel needs from the parameters alone (kept
         # between calls in inference, see inference_cached): the slot
-        # weights, both linear maps as one ([2 F_out, F_in], self first)
-        # and, on small graphs, the dense matrix of aggregate_pair.
+        # weights, both linear maps as one ([2 F_out, F_in], self first),
+        # on small graphs the dense matrix of aggregate_pair, and the
+        # graph's adjacency for propagate (None while compiling).
         alpha = softmax(self.logits, self.topology.dst,
                         num_nodes=self.num_nodes)
         weight = torch.cat([self.lin_self.weight, self.lin_neighbor.weight])
+        if is_compiling():
+            return alpha, weight, None, None
         pair = None
-        if self.num_nodes <= TOPOLOGY_DENSE_MAX_NODES and not is_compiling():
+        if self.num_nodes <= TOPOLOGY_DENSE_MAX_NODES:
             pair = self.topology.pair_matrix(alpha)
-        return alpha, weight, pair
+        return alpha, weight, pair, self.topology.adj_t()
 
     def forward(self, x: Tensor, edge_index: Adj | None = None) -> Tensor:
         check_not_jit_traced(self.__class__.__name__)
@@ -222,18 +225,15 @@ class SemGraphConv(NoTorchScript, MessagePassing):
                 f"'{self.__class__.__name__}' was built for a graph of "
                 f"{self.num_nodes} nodes but got {x.size(-2)}; pass "
                 f"'edge_index' for a disjoint batch of graphs")
+        if edge_index is None:
+            if not self.explain:
+                return self._propagate_static(x)
+            # An explainer weights messages, one per edge: those of a
+            # static input are the layer's graph, in slot order.
+            edge_index = self.topology.neighbor_edge_index
         static = self.topology.as_static(x, edge_index, self.explain)
         if static is not None:
             return self(static).flatten(-3, -2)
-        if edge_index is None:
-            if self.num_nodes > TOPOLOGY_DENSE_MAX_NODES:
-                self._check_static(x)
-            alpha, weight, pair = inference_cached(
-                self, 'static', (self.logits, self.lin_self.weight,
-                                 self.lin_neighbor.weight), self._static)
-            out = self.topology.aggregate_pair(alpha, x, weight, self.bias,
-                                               pair)
-            return self._uniform(x, weight, out)
         weight = torch.cat([self.lin_self.weight, self.lin_neighbor.weight])
 
         edge_index, a_neighbor, a_self = self.topology.softmax(
@@ -248,13 +248,32 @@ class SemGraphConv(NoTorchScript, MessagePassing):
                      'batch')
         h_self, h_neighbor = F.linear(x, weight).split(self.out_channels,
                                                        dim=-1)
-        # propagate_type: (x: Tensor, alpha: Tensor)
-        out = self.propagate(edge_index, x=h_neighbor, alpha=a_neighbor)
+        # propagate_type: (x: Tensor, alpha: Tensor, weight: Tensor | None, pair: Tensor | None)
+        out = self.propagate(edge_index, x=h_neighbor, alpha=a_neighbor,
+                             weight=None, pair=None)
         if not self.channelwise:
             a_self = a_self.unsqueeze(-1)
         out = out.addcmul(a_self, h_self)
         if self.bias is not None:
             out = out + self.bias
+        return self._uniform(x, weight, out)
+
+    def _propagate_static(self, x: Tensor) -> Tensor:
+        # The static batch through propagate with the graph's sparse
+        # adjacency, which PyG hands to message_and_aggregate.
+        if self.num_nodes > TOPOLOGY_DENSE_MAX_NODES:
+            self._check_static(x)
+        alpha, weight, pair, adj_t = inference_cached(
+            self, 'static', (self.logits, self.lin_self.weight,
+                             self.lin_neighbor.weight), self._static)
+        if adj_t is None:
+            # Compiling: PyG's propagate then runs no hook, and dynamo
+            # cannot trace a sparse tensor, so the fused kernel is called
+            # as propagate would call it.
+            out = self.message_and_aggregate(None, x, alpha, weight, pair)
+        else:
+            out = self.propagate(adj_t, x=x, alpha=alpha, weight=weight,
+                                 pair=pair)
         return self._uniform(x, weight, out)
 
     def _check_static(self, x: Tensor):
@@ -300,6 +319,17 @@ class SemGraphConv(NoTorchScript, MessagePassing):
         if not self.channelwise:
             alpha = alpha.unsqueeze(-1)
         return alpha * x_j
+
+    def message_and_aggregate(self, adj_t: Tensor | None, x: Tensor,
+                              alpha: Tensor, weight: Tensor | None,
+                              pair: Tensor | None) -> Tensor:
+        r"""The static kernel, on a static batch :obj:`x` of the layer's
+        graph (:obj:`adj_t` is :meth:`Topology.adj_t
+        <pyg_skeleton.nn.topology.Topology.adj_t>`): :meth:`Topology.aggregate_pair
+        <pyg_skeleton.nn.topology.Topology.aggregate_pair>` of all slot
+        weights :obj:`alpha` and both linear maps :obj:`weight`, with the
+        bias, and :obj:`pair` its dense matrix on small graphs."""
+        return self.topology.aggregate_pair(alpha, x, weight, self.bias, pair)
 
     def explain_message(self, inputs: Tensor,
                         dim_size: int | None) -> Tensor:
