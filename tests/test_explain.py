@@ -49,8 +49,11 @@ def setup(name, graph, copies=2):
     return conv, x, edge_index, tuple(extra)
 
 
-def masked(conv, x, edge_index, extra, mask):
-    set_masks(conv, mask, edge_index, apply_sigmoid=False)
+def masked(conv, x, edge_index, extra, mask, mask_edges=None):
+    """conv(x, edge_index, *extra) with an edge mask over mask_edges
+    (default: edge_index)."""
+    mask_edges = edge_index if mask_edges is None else mask_edges
+    set_masks(conv, mask, mask_edges, apply_sigmoid=False)
     try:
         return conv(x, edge_index, *extra)
     finally:
@@ -191,3 +194,58 @@ def test_gnn_explainer_on_hcsf_conv():
     explanation = explainer(conv)(x, data.khop_edge_index,
                                   khop_distance=data.khop_distance)
     check_edge_mask(explanation.edge_mask, data.khop_edge_index.size(1))
+
+
+class StaticCall(torch.nn.Module):
+    """Calls its layer on a static input, conv(x), whatever edge_index an
+    explainer passes."""
+    def __init__(self, conv):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x, edge_index):
+        return self.conv(x)
+
+
+#: The operators on a Topology, whose static input has the layer's graph.
+TOPOLOGY_OPERATORS = ['SemGraphConv', 'SemGraphConv-channelwise',
+                      'FullSharingConv', 'PreAggConv', 'PostAggConv',
+                      'ConvStyleConv', 'NoSharingConv']
+
+
+@pytest.mark.parametrize('graph', GRAPHS)
+@pytest.mark.parametrize('name', TOPOLOGY_OPERATORS)
+def test_edge_mask_on_a_static_input(name, graph):
+    """In explain mode a static call conv(x) passes messages along the
+    layer's graph in slot order (Topology.neighbor_edge_index), so an edge
+    mask weights them as on the same edges given as edge_index, and each
+    entry reaches its target only."""
+    conv, _, _, _ = setup(name, graph)
+    n = conv.num_nodes
+    edge_index = conv.topology.neighbor_edge_index
+    x = torch.randn(3, n, 4)
+    ref = conv(x)
+    mask = torch.rand(edge_index.size(1))
+    static = masked(conv, x, None, (), mask, edge_index)
+    given = masked(conv, x, edge_index, (), mask)
+    torch.testing.assert_close(static, given)
+    assert (static - ref).abs().max() > 1e-3
+    zero = masked(conv, x, None, (), torch.zeros_like(mask), edge_index)
+    k = int(edge_index.size(1) // 2)
+    one = torch.zeros_like(mask)
+    one[k] = 1.0
+    diff = (masked(conv, x, None, (), one, edge_index) - zero).abs()
+    diff = diff.sum((0, 2))
+    target = int(edge_index[1, k])
+    assert diff[target] > 0
+    diff[target] = 0
+    assert diff.max() < 1e-6
+    assert torch.equal(conv(x), ref)  # out of explain mode: the kernel
+
+
+def test_gnn_explainer_on_a_static_input():
+    torch.manual_seed(0)
+    conv = SemGraphConv(2, 3, SKELETON.edge_index)
+    edge_index = conv.topology.neighbor_edge_index
+    explanation = explainer(StaticCall(conv))(torch.randn(17, 2), edge_index)
+    check_edge_mask(explanation.edge_mask, edge_index.size(1))

@@ -232,6 +232,80 @@ def test_input_modes_agree(variant, graph):
     check_input_modes(conv, *GRAPHS[graph][:2])
 
 
+@pytest.mark.parametrize('graph', ['h36m17', 'large'])
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_batch_of_whole_copies_takes_the_static_kernel(variant, graph,
+                                                       monkeypatch):
+    """A disjoint batch of whole copies (in any edge order) runs the static
+    kernel on x.view(B, N, C): bit for bit the static batch; any other
+    edge_index, and explain mode, pass messages along its edges, which
+    agree to float tolerance."""
+    edge_index, n, _ = LARGE if graph == 'large' else GRAPHS[graph]
+    conv = make_conv(variant, LARGE if graph == 'large' else GRAPHS[graph])
+    b = 3
+    x = torch.randn(b, n, 4)
+    static = conv(x)
+    batch = Batch.from_data_list([Data(edge_index=edge_index,
+                                       num_nodes=n)] * b)
+    ei = batch.edge_index[:, torch.randperm(batch.edge_index.size(1))]
+    layouts = []
+    transform = conv.transform
+    monkeypatch.setattr(conv, 'transform', lambda x, e, *args: layouts.append(
+        e is None) or transform(x, e, *args))
+    out = conv(x.view(b * n, 4), ei)
+    assert layouts == [True]
+    assert torch.equal(out.view(b, n, -1), static)
+    # Self-loops in the input keep it from being recognised: messages.
+    loops = torch.arange(b * n).repeat(2, 1)
+    general = conv(x.view(b * n, 4), torch.cat([ei, loops], 1))
+    assert layouts == [True, False]
+    torch.testing.assert_close(general.view(b, n, -1), static, atol=1e-4,
+                               rtol=1e-4)
+    # An explainer's edge mask weights the input's own edges.
+    conv.explain, conv._edge_mask = True, torch.ones(ei.size(1))
+    conv._apply_sigmoid = False
+    try:
+        explained = conv(x.view(b * n, 4), ei)
+    finally:
+        conv.explain, conv._edge_mask = False, None
+    assert layouts == [True, False, False]
+    torch.testing.assert_close(explained.view(b, n, -1), static, atol=1e-4,
+                               rtol=1e-4)
+
+
+@pytest.mark.parametrize('graph', ['h36m17', 'large'])
+@pytest.mark.parametrize('variant', [v for v in VARIANTS if v != 'no_sharing'])
+def test_static_path_runs_through_propagate(variant, graph, monkeypatch):
+    """The static aggregation goes through PyG's propagate with the graph's
+    sparse adjacency (its hooks fire), whose message_and_aggregate runs
+    Topology.aggregate: bit for bit the kernel called directly, as the
+    layer did before it used propagate."""
+    conv = make_conv(variant, LARGE if graph == 'large' else GRAPHS[graph])
+    n = conv.num_nodes
+    x = torch.randn(2, n, 4)
+    seen = []
+    hook = conv.register_message_and_aggregate_forward_hook(
+        lambda m, inputs, out: seen.append(inputs[0]))
+    out = conv(x)
+    # Two aggregations in the convolution-style layer (closer and farther
+    # neighbours), one otherwise.
+    assert len(seen) == (2 if variant == 'conv_style' else 1)
+    adj_t = seen[0]
+    assert adj_t.layout == torch.sparse_csr and adj_t.shape == (n, n)
+    assert adj_t.col_indices().equal(conv.topology.neighbor_edge_index[0])
+    hook.remove()
+    if graph == 'h36m17':  # the loop reference is slow on 2,000 nodes
+        torch.testing.assert_close(out, reference(variant, conv, x),
+                                   atol=1e-4, rtol=1e-4)
+
+    def direct(edge_index, x, alpha, self_value, size=None):
+        assert edge_index is conv.topology.adj_t()
+        return conv.topology.aggregate(alpha, x, self_value)
+
+    monkeypatch.setattr(conv, 'propagate', direct)
+    assert torch.equal(conv(x), out)
+
+
 @pytest.mark.parametrize('variant', VARIANTS)
 def test_large_graph(variant):
     # 2,000 nodes: the sparse aggregation kernel, per-node and per-edge

@@ -12,6 +12,7 @@ import math
 import torch
 from torch import Tensor
 from torch.nn import Parameter
+from torch_geometric import is_compiling
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj, Size
 
@@ -134,6 +135,14 @@ class WeightSharingConv(NoTorchScript, MessagePassing):
                 f"nodes, but the input has {m} nodes, which is not a "
                 f"multiple of {n} (node v of graph b must be row b*{n} + v)")
 
+        if edge_index is None and self.explain:
+            # An explainer weights messages, one per edge: those of a
+            # static input are the layer's graph, in slot order.
+            edge_index = self.topology.neighbor_edge_index
+        static = self.topology.as_static(x, edge_index, self.explain)
+        if static is not None:
+            return self(static).flatten(-3, -2)
+
         if edge_index is None:
             # The static graph's edge weights depend on the logits alone:
             # kept between calls in inference (see inference_cached).
@@ -206,13 +215,34 @@ class WeightSharingConv(NoTorchScript, MessagePassing):
         :math:`a_{ii} \mathbf{h}_i` when :obj:`a_self` is given, in the
         layout of :meth:`transform`."""
         if edge_index is None:
+            # Through propagate with the graph's sparse adjacency, which PyG
+            # hands to message_and_aggregate (the static kernel).
             self_value = None if a_self is None else a_self.view(-1)
-            out = self.topology.aggregate(alpha, h.reshape(h.size(0), -1),
-                                          self_value)
+            h2 = h.reshape(h.size(0), -1)
+            if is_compiling():
+                # PyG's propagate then runs no hook, and dynamo cannot trace
+                # a sparse tensor: the fused kernel is called as propagate
+                # would call it.
+                out = self.message_and_aggregate(None, h2, alpha, self_value)
+            else:
+                out = self.propagate(self.topology.adj_t(), x=h2, alpha=alpha,
+                                     self_value=self_value)
             return out.view(h.shape)
-        # propagate_type: (x: Tensor, alpha: Tensor)
-        out = self.propagate(edge_index, x=h, alpha=alpha, size=size)
+        # propagate_type: (x: Tensor, alpha: Tensor, self_value: Tensor | None)
+        out = self.propagate(edge_index, x=h, alpha=alpha, self_value=None,
+                             size=size)
         return out if a_self is None else out.addcmul(a_self, h)
+
+    def message_and_aggregate(self, adj_t: Tensor | None, x: Tensor,
+                              alpha: Tensor,
+                              self_value: Tensor | None) -> Tensor:
+        r"""The static kernel, on node-major features :obj:`x` of the
+        layer's graph, :obj:`[N, L C]` (:obj:`adj_t` is
+        :meth:`Topology.adj_t <pyg_skeleton.nn.topology.Topology.adj_t>`):
+        :meth:`Topology.aggregate
+        <pyg_skeleton.nn.topology.Topology.aggregate>` of the neighbour
+        weights :obj:`alpha`, plus the self term with :obj:`self_value`."""
+        return self.topology.aggregate(alpha, x, self_value)
 
     def message(self, x_j: Tensor, alpha: Tensor) -> Tensor:
         return alpha.unsqueeze(-1) * x_j
