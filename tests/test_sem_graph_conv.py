@@ -496,3 +496,29 @@ def test_static_adjacency_is_rebuilt_where_the_module_goes():
     meta = copy.deepcopy(conv).to('meta')
     assert meta.topology.adj_t().device.type == 'meta'
     assert meta(x.to('meta')).shape == ref.shape
+
+
+def test_propagate_is_called_when_observed(monkeypatch):
+    """propagate_static calls PyG's propagate whenever something could see
+    it (a hook, propagate replaced on the instance) and otherwise runs the
+    same message_and_aggregate and update itself: the output is the same
+    bit for bit."""
+    edge_index, n = GRAPHS['h36m17']
+    conv = make_conv(edge_index, n)
+    x = torch.randn(2, n, 5)
+    ref = conv(x)
+    calls = []
+    propagate = type(conv).propagate
+    monkeypatch.setattr(type(conv), 'propagate', lambda self, *args, **kw:
+                        calls.append(1) or propagate(self, *args, **kw))
+    assert torch.equal(conv(x), ref) and calls == []
+    hook = conv.register_message_and_aggregate_forward_pre_hook(
+        lambda m, inputs: None)
+    assert torch.equal(conv(x), ref) and calls == [1]
+    hook.remove()
+    # update runs on both paths, as in PyG's fused propagate.
+    monkeypatch.setattr(conv, 'update', lambda out: 2 * out)
+    assert torch.equal(conv(x), 2 * ref)
+    conv.propagate = lambda *args, **kw: calls.append(2) or propagate(
+        conv, *args, **kw)
+    assert torch.equal(conv(x), 2 * ref) and calls == [1, 2]

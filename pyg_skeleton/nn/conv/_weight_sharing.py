@@ -24,6 +24,7 @@ from pyg_skeleton.nn.topology import (
     Topology,
     check_channels,
     explain_message_without_loops,
+    propagate_static,
 )
 
 EDGE_WEIGHTS = ('learnable', 'fixed')
@@ -218,15 +219,11 @@ class WeightSharingConv(NoTorchScript, MessagePassing):
             # Through propagate with the graph's sparse adjacency, which PyG
             # hands to message_and_aggregate (the static kernel).
             self_value = None if a_self is None else a_self.view(-1)
-            h2 = h.reshape(h.size(0), -1)
-            if is_compiling():
-                # PyG's propagate then runs no hook, and dynamo cannot trace
-                # a sparse tensor: the fused kernel is called as propagate
-                # would call it.
-                out = self.message_and_aggregate(None, h2, alpha, self_value)
-            else:
-                out = self.propagate(self.topology.adj_t(), x=h2, alpha=alpha,
-                                     self_value=self_value)
+            # Compiling, there is no adjacency: dynamo cannot trace a
+            # sparse tensor.
+            adj_t = None if is_compiling() else self.topology.adj_t()
+            out = propagate_static(self, adj_t, x=h.reshape(h.size(0), -1),
+                                   alpha=alpha, self_value=self_value)
             return out.view(h.shape)
         # propagate_type: (x: Tensor, alpha: Tensor, self_value: Tensor | None)
         out = self.propagate(edge_index, x=h, alpha=alpha, self_value=None,

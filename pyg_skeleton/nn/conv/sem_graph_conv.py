@@ -22,6 +22,7 @@ from pyg_skeleton.nn.topology import (
     check_channels,
     explain_message_without_loops,
     fixed_graph,
+    propagate_static,
 )
 
 #: What :class:`SemGraphConv` gives a node without any edge.
@@ -266,14 +267,11 @@ class SemGraphConv(NoTorchScript, MessagePassing):
         alpha, weight, pair, adj_t = inference_cached(
             self, 'static', (self.logits, self.lin_self.weight,
                              self.lin_neighbor.weight), self._static)
-        if adj_t is None:
-            # Compiling: PyG's propagate then runs no hook, and dynamo
-            # cannot trace a sparse tensor, so the fused kernel is called
-            # as propagate would call it.
-            out = self.message_and_aggregate(None, x, alpha, weight, pair)
-        else:
-            out = self.propagate(adj_t, x=x, alpha=alpha, weight=weight,
-                                 pair=pair)
+        out = propagate_static(self, adj_t, x=x, alpha=alpha, weight=weight,
+                               pair=pair)
+        # Checked here, not by a call: one pose's forward notices a call.
+        if self.uniform_nodes is None:
+            return out
         return self._uniform(x, weight, out)
 
     def _check_static(self, x: Tensor):

@@ -238,11 +238,14 @@ class SemGCN(torch.nn.Module):
             raise ValueError("'SemGCN' with non-local blocks needs the "
                              "'batch' vector of a disjoint batch")
         x = self.input(x, edge_index)
-        for i in range(self.num_layers + 1):
-            if self.non_local:
-                x = self.non_locals[i](x, batch)
-            if i < self.num_layers:
-                x = self.blocks[i](x, edge_index)
+        # Iterated, not indexed: at one pose every module access shows.
+        if self.non_local:
+            x = self.non_locals[0](x, batch)
+            for block, non_local in zip(self.blocks, self.non_locals[1:]):
+                x = non_local(block(x, edge_index), batch)
+        else:
+            for block in self.blocks:
+                x = block(x, edge_index)
         return self.output(x, edge_index)
 
     def __repr__(self) -> str:
