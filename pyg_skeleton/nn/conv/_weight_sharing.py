@@ -54,6 +54,20 @@ class WeightSharingConv(NoTorchScript, MessagePassing):
     :obj:`per_node`; :obj:`forward` checks the input, computes the edge
     weights, picks the layout and adds the bias.
 
+    A disjoint :class:`~torch_geometric.data.Batch` of whole copies of the
+    graph runs the static kernel on :obj:`x.view(B, N, F_in)`
+    (:meth:`Topology.as_static
+    <pyg_skeleton.nn.topology.Topology.as_static>`), except in a PyG
+    explainer's explain mode, whose edge mask weights the input's own
+    edges. The static aggregation is :meth:`message_and_aggregate` on the
+    graph's sparse adjacency, which runs :meth:`Topology.aggregate
+    <pyg_skeleton.nn.topology.Topology.aggregate>`, through PyG's
+    :meth:`~torch_geometric.nn.conv.MessagePassing.propagate` whenever a
+    hook is registered, so PyG's hooks see it;
+    in explain mode a static input passes one message per edge of the
+    layer's graph, in the order of :attr:`Topology.neighbor_edge_index
+    <pyg_skeleton.nn.topology.Topology.neighbor_edge_index>`.
+
     A static batch is computed node-major, so its output
     :obj:`[..., N, F_out]` is a strided view of node-major memory, as the
     outputs of :func:`torch.einsum` often are: use

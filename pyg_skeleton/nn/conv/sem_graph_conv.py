@@ -92,6 +92,17 @@ class SemGraphConv(NoTorchScript, MessagePassing):
     :obj:`edge_index` may also be a :class:`torch_sparse.SparseTensor` or a
     :obj:`torch.sparse` adjacency in PyG's transposed :obj:`adj_t` form.
 
+    PyG's :meth:`~torch_geometric.nn.conv.MessagePassing.propagate` hooks
+    see every path: the static kernel is the layer's
+    :meth:`message_and_aggregate` on the graph's sparse adjacency
+    (:meth:`Topology.adj_t <pyg_skeleton.nn.topology.Topology.adj_t>`),
+    run through :obj:`propagate` whenever a hook is registered
+    (``propagate_static`` in :mod:`pyg_skeleton.nn.topology`). In
+    a PyG explainer's explain mode a static input passes one message per
+    edge of the layer's graph, in the order of :attr:`Topology.neighbor_edge_index
+    <pyg_skeleton.nn.topology.Topology.neighbor_edge_index>` (sorted by
+    target, then source), which the edge mask follows.
+
     A node without any edge in the graph given at construction (not even a
     self-loop), *e.g.* a padded node of a HEM mesh level, keeps only its
     self-loop slot by default (:obj:`isolated_nodes='self'`:
