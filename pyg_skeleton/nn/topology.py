@@ -879,11 +879,12 @@ class Topology(torch.nn.Module):
 
         The operators on this topology pass it to
         :meth:`~torch_geometric.nn.conv.MessagePassing.propagate` on a
-        static batch, so that PyG's hooks and tools see that path too: a
+        static batch (see :func:`propagate_static`), so that PyG's hooks
+        and tools see that path too: a
         sparse adjacency makes PyG call the operator's
         :obj:`message_and_aggregate`, which runs :meth:`aggregate` or
         :meth:`aggregate_pair` (the values are not read). Built once and
-        kept until the buffers move to another device or dtype."""
+        kept until the buffers move to another device."""
         cached = self.__dict__.get('_adj_t')
         if cached is not None and cached[0] is self.crow:
             return cached[1]

@@ -230,11 +230,10 @@ class WeightSharingConv(NoTorchScript, MessagePassing):
         :math:`a_{ii} \mathbf{h}_i` when :obj:`a_self` is given, in the
         layout of :meth:`transform`."""
         if edge_index is None:
-            # Through propagate with the graph's sparse adjacency, which PyG
-            # hands to message_and_aggregate (the static kernel).
+            # The static kernel is message_and_aggregate on the graph's
+            # sparse adjacency (none while compiling: dynamo cannot trace a
+            # sparse tensor).
             self_value = None if a_self is None else a_self.view(-1)
-            # Compiling, there is no adjacency: dynamo cannot trace a
-            # sparse tensor.
             adj_t = None if is_compiling() else self.topology.adj_t()
             out = propagate_static(self, adj_t, x=h.reshape(h.size(0), -1),
                                    alpha=alpha, self_value=self_value)

@@ -271,8 +271,8 @@ class SemGraphConv(NoTorchScript, MessagePassing):
         return self._uniform(x, weight, out)
 
     def _propagate_static(self, x: Tensor) -> Tensor:
-        # The static batch through propagate with the graph's sparse
-        # adjacency, which PyG hands to message_and_aggregate.
+        # The static kernel is message_and_aggregate on the graph's sparse
+        # adjacency, through propagate when observed (propagate_static).
         if self.num_nodes > TOPOLOGY_DENSE_MAX_NODES:
             self._check_static(x)
         alpha, weight, pair, adj_t = inference_cached(
