@@ -879,7 +879,7 @@ class Topology(torch.nn.Module):
 
         The operators on this topology pass it to
         :meth:`~torch_geometric.nn.conv.MessagePassing.propagate` on a
-        static batch (see :func:`propagate_static`), so that PyG's hooks
+        static batch (see ``propagate_static``), so that PyG's hooks
         and tools see that path too: a
         sparse adjacency makes PyG call the operator's
         :obj:`message_and_aggregate`, which runs :meth:`aggregate` or
