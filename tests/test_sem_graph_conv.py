@@ -491,6 +491,12 @@ def test_static_adjacency_is_rebuilt_where_the_module_goes():
     conv = make_conv(edge_index, n)
     x = torch.randn(2, n, 5)
     ref = conv(x)
+    hook = conv.register_propagate_forward_hook(lambda m, inputs, out: None)
+    conv(x)  # through propagate: the adjacency is built
+    hook.remove()  # (a local function does not pickle)
+    assert '_adj_t' in conv.topology.__dict__
+    with torch.no_grad():  # and the inference cache filled
+        conv(x)
     torch.save(conv, io.BytesIO())
     assert torch.equal(copy.deepcopy(conv)(x), ref)
     meta = copy.deepcopy(conv).to('meta')

@@ -905,26 +905,27 @@ class Topology(torch.nn.Module):
         return state
 
 
-def propagate_static(conv, adj_t: Tensor | None, **kwargs) -> Tensor:
+def propagate_static(conv, topology: Topology, **kwargs) -> Tensor:
     r"""Runs :obj:`conv`'s fused static kernel as PyG's
     :meth:`~torch_geometric.nn.conv.MessagePassing.propagate` runs it on
-    the sparse adjacency :obj:`adj_t` (:meth:`Topology.adj_t`): its
+    the sparse adjacency of :obj:`topology` (:meth:`Topology.adj_t`): its
     :obj:`message_and_aggregate` with :obj:`kwargs`, then :obj:`update`.
 
     :obj:`propagate` itself is called whenever anything can see the
     difference: a propagate or message-and-aggregate hook registered on
     :obj:`conv`, or :obj:`propagate` replaced on the instance. Otherwise
-    the two calls are made here, which spares PyG's dispatch (a few
-    microseconds, about 8% of a SemGraphConv layer at one pose, see
-    ``docs/design_notes.rst``). While compiling (:obj:`adj_t` is
-    :obj:`None`: dynamo cannot trace a sparse tensor) PyG runs no hook
-    either. Explain mode weights messages and never comes here.
+    the two calls are made here, with no adjacency (:obj:`None`: the
+    kernels read the topology's own structure), which spares PyG's dispatch
+    (a few microseconds, about 8% of a SemGraphConv layer at one pose, see
+    ``docs/design_notes.rst``). While compiling PyG runs no hook either, and
+    dynamo could not trace the sparse adjacency. Explain mode weights
+    messages and never comes here.
     """
-    if adj_t is not None and (
+    if not is_compiling() and (
             'propagate' in conv.__dict__
             or conv._propagate_forward_pre_hooks
             or conv._propagate_forward_hooks
             or conv._message_and_aggregate_forward_pre_hooks
             or conv._message_and_aggregate_forward_hooks):
-        return conv.propagate(adj_t, **kwargs)
-    return conv.update(conv.message_and_aggregate(adj_t, **kwargs))
+        return conv.propagate(topology.adj_t(), **kwargs)
+    return conv.update(conv.message_and_aggregate(None, **kwargs))

@@ -12,7 +12,6 @@ import math
 import torch
 from torch import Tensor
 from torch.nn import Parameter
-from torch_geometric import is_compiling
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj, Size
 
@@ -231,12 +230,11 @@ class WeightSharingConv(NoTorchScript, MessagePassing):
         layout of :meth:`transform`."""
         if edge_index is None:
             # The static kernel is message_and_aggregate on the graph's
-            # sparse adjacency (none while compiling: dynamo cannot trace a
-            # sparse tensor).
+            # sparse adjacency.
             self_value = None if a_self is None else a_self.view(-1)
-            adj_t = None if is_compiling() else self.topology.adj_t()
-            out = propagate_static(self, adj_t, x=h.reshape(h.size(0), -1),
-                                   alpha=alpha, self_value=self_value)
+            out = propagate_static(self, self.topology,
+                                   x=h.reshape(h.size(0), -1), alpha=alpha,
+                                   self_value=self_value)
             return out.view(h.shape)
         # propagate_type: (x: Tensor, alpha: Tensor, self_value: Tensor | None)
         out = self.propagate(edge_index, x=h, alpha=alpha, self_value=None,
@@ -248,7 +246,8 @@ class WeightSharingConv(NoTorchScript, MessagePassing):
                               self_value: Tensor | None) -> Tensor:
         r"""The static kernel, on node-major features :obj:`x` of the
         layer's graph, :obj:`[N, L C]` (:obj:`adj_t` is
-        :meth:`Topology.adj_t <pyg_skeleton.nn.topology.Topology.adj_t>`):
+        :meth:`Topology.adj_t <pyg_skeleton.nn.topology.Topology.adj_t>` or
+        :obj:`None`, and is not read):
         :meth:`Topology.aggregate
         <pyg_skeleton.nn.topology.Topology.aggregate>` of the neighbour
         weights :obj:`alpha`, plus the self term with :obj:`self_value`."""

@@ -97,7 +97,7 @@ class SemGraphConv(NoTorchScript, MessagePassing):
     :meth:`message_and_aggregate` on the graph's sparse adjacency
     (:meth:`Topology.adj_t <pyg_skeleton.nn.topology.Topology.adj_t>`),
     run through :obj:`propagate` whenever a hook is registered
-    (``propagate_static`` in :mod:`pyg_skeleton.nn.topology`). In
+    (``propagate_static`` in ``pyg_skeleton.nn.topology``). In
     a PyG explainer's explain mode a static input passes one message per
     edge of the layer's graph, in the order of :attr:`Topology.neighbor_edge_index
     <pyg_skeleton.nn.topology.Topology.neighbor_edge_index>` (sorted by
@@ -210,21 +210,18 @@ class SemGraphConv(NoTorchScript, MessagePassing):
                         num_nodes=self.num_nodes)
         return self.topology.edge_index, alpha
 
-    def _static(self) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    def _static(self) -> tuple[Tensor, Tensor, Tensor | None]:
         # What the static kernel needs from the parameters alone (kept
         # between calls in inference, see inference_cached): the slot
-        # weights, both linear maps as one ([2 F_out, F_in], self first),
-        # on small graphs the dense matrix of aggregate_pair, and the
-        # graph's adjacency for propagate (None while compiling).
+        # weights, both linear maps as one ([2 F_out, F_in], self first)
+        # and, on small graphs, the dense matrix of aggregate_pair.
         alpha = softmax(self.logits, self.topology.dst,
                         num_nodes=self.num_nodes)
         weight = torch.cat([self.lin_self.weight, self.lin_neighbor.weight])
-        if is_compiling():
-            return alpha, weight, None, None
         pair = None
-        if self.num_nodes <= TOPOLOGY_DENSE_MAX_NODES:
+        if self.num_nodes <= TOPOLOGY_DENSE_MAX_NODES and not is_compiling():
             pair = self.topology.pair_matrix(alpha)
-        return alpha, weight, pair, self.topology.adj_t()
+        return alpha, weight, pair
 
     def forward(self, x: Tensor, edge_index: Adj | None = None) -> Tensor:
         check_not_jit_traced(self.__class__.__name__)
@@ -275,11 +272,11 @@ class SemGraphConv(NoTorchScript, MessagePassing):
         # adjacency, through propagate when observed (propagate_static).
         if self.num_nodes > TOPOLOGY_DENSE_MAX_NODES:
             self._check_static(x)
-        alpha, weight, pair, adj_t = inference_cached(
+        alpha, weight, pair = inference_cached(
             self, 'static', (self.logits, self.lin_self.weight,
                              self.lin_neighbor.weight), self._static)
-        out = propagate_static(self, adj_t, x=x, alpha=alpha, weight=weight,
-                               pair=pair)
+        out = propagate_static(self, self.topology, x=x, alpha=alpha,
+                               weight=weight, pair=pair)
         # Checked here, not by a call: one pose's forward notices a call.
         if self.uniform_nodes is None:
             return out
@@ -334,7 +331,8 @@ class SemGraphConv(NoTorchScript, MessagePassing):
                               pair: Tensor | None) -> Tensor:
         r"""The static kernel, on a static batch :obj:`x` of the layer's
         graph (:obj:`adj_t` is :meth:`Topology.adj_t
-        <pyg_skeleton.nn.topology.Topology.adj_t>`): :meth:`Topology.aggregate_pair
+        <pyg_skeleton.nn.topology.Topology.adj_t>` or :obj:`None`, and is
+        not read): :meth:`Topology.aggregate_pair
         <pyg_skeleton.nn.topology.Topology.aggregate_pair>` of all slot
         weights :obj:`alpha` and both linear maps :obj:`weight`, with the
         bias, and :obj:`pair` its dense matrix on small graphs."""
