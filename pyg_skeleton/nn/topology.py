@@ -905,10 +905,11 @@ class Topology(torch.nn.Module):
         return state
 
 
-def propagate_static(conv, topology: Topology, **kwargs) -> Tensor:
-    r"""Runs :obj:`conv`'s fused static kernel as PyG's
+def propagate_static(conv, **kwargs) -> Tensor:
+    r"""Runs the fused static kernel of :obj:`conv` (an operator with a
+    :obj:`topology`) as PyG's
     :meth:`~torch_geometric.nn.conv.MessagePassing.propagate` runs it on
-    the sparse adjacency of :obj:`topology` (:meth:`Topology.adj_t`): its
+    the topology's sparse adjacency (:meth:`Topology.adj_t`): its
     :obj:`message_and_aggregate` with :obj:`kwargs`, then :obj:`update`.
 
     :obj:`propagate` itself is called whenever anything can see the
@@ -921,11 +922,11 @@ def propagate_static(conv, topology: Topology, **kwargs) -> Tensor:
     dynamo could not trace the sparse adjacency. Explain mode weights
     messages and never comes here.
     """
-    if not is_compiling() and (
-            'propagate' in conv.__dict__
+    if ('propagate' in conv.__dict__
             or conv._propagate_forward_pre_hooks
             or conv._propagate_forward_hooks
             or conv._message_and_aggregate_forward_pre_hooks
-            or conv._message_and_aggregate_forward_hooks):
-        return conv.propagate(topology.adj_t(), **kwargs)
+            or conv._message_and_aggregate_forward_hooks) and (
+                not is_compiling()):
+        return conv.propagate(conv.topology.adj_t(), **kwargs)
     return conv.update(conv.message_and_aggregate(None, **kwargs))

@@ -232,9 +232,8 @@ class WeightSharingConv(NoTorchScript, MessagePassing):
             # The static kernel is message_and_aggregate on the graph's
             # sparse adjacency.
             self_value = None if a_self is None else a_self.view(-1)
-            out = propagate_static(self, self.topology,
-                                   x=h.reshape(h.size(0), -1), alpha=alpha,
-                                   self_value=self_value)
+            out = propagate_static(self, x=h.reshape(h.size(0), -1),
+                                   alpha=alpha, self_value=self_value)
             return out.view(h.shape)
         # propagate_type: (x: Tensor, alpha: Tensor, self_value: Tensor | None)
         out = self.propagate(edge_index, x=h, alpha=alpha, self_value=None,

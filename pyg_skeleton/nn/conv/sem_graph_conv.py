@@ -275,8 +275,8 @@ class SemGraphConv(NoTorchScript, MessagePassing):
         alpha, weight, pair = inference_cached(
             self, 'static', (self.logits, self.lin_self.weight,
                              self.lin_neighbor.weight), self._static)
-        out = propagate_static(self, self.topology, x=x, alpha=alpha,
-                               weight=weight, pair=pair)
+        out = propagate_static(self, x=x, alpha=alpha, weight=weight,
+                               pair=pair)
         # Checked here, not by a call: one pose's forward notices a call.
         if self.uniform_nodes is None:
             return out
