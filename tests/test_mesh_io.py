@@ -84,14 +84,14 @@ def test_obj_quads_and_triangles(tmp_path):
     write_obj(tmp_path / 'cube.obj', CUBE_V, CUBE_Q)
     mesh = read_obj(tmp_path / 'cube.obj')
     assert mesh.num_vertices == 8 and mesh.num_faces == 12
-    assert torch.allclose(mesh.vertices, torch.tensor(CUBE_V).float())
+    assert torch.allclose(mesh.pos, torch.tensor(CUBE_V).float())
     assert mesh.edge_index().size(1) == 2 * 18  # 12 quad edges + 6 diagonals
     with pytest.raises(ValueError, match='triangles are required'):
         read_obj(tmp_path / 'cube.obj', require_triangles=True)
     # negative (relative) indices
     (tmp_path / 'neg.obj').write_text(
         'v 0 0 0\nv 1 0 0\nv 0 1 0\nf -3 -2 -1\n')
-    assert read_obj(tmp_path / 'neg.obj').faces.tolist() == [[0, 1, 2]]
+    assert read_obj(tmp_path / 'neg.obj').face.tolist() == [[0], [1], [2]]
 
 
 def test_obj_groups(tmp_path):
@@ -101,7 +101,7 @@ def test_obj_groups(tmp_path):
     mesh = read_obj(tmp_path / 'two.obj', groups=['b'])
     assert mesh.num_vertices == 4
     assert mesh.vertex_map.tolist() == [4, 5, 6, 7]
-    assert torch.allclose(mesh.vertices, torch.tensor(TET_V + 5).float())
+    assert torch.allclose(mesh.pos, torch.tensor(TET_V + 5).float())
     with pytest.raises(ValueError, match='no group'):
         read_obj(tmp_path / 'two.obj', groups=['nope'])
 
@@ -111,8 +111,8 @@ def test_obj_groups(tmp_path):
 def test_ply(tmp_path, fmt):
     write_ply(tmp_path / 'tet.ply', TET_V, TET_F, fmt)
     mesh = read_mesh(tmp_path / 'tet.ply')
-    assert mesh.faces.tolist() == TET_F.tolist()
-    assert torch.allclose(mesh.vertices, torch.tensor(TET_V).float())
+    assert mesh.face.tolist() == TET_F.T.tolist()
+    assert torch.allclose(mesh.pos, torch.tensor(TET_V).float())
     write_ply(tmp_path / 'cube.ply', CUBE_V, CUBE_Q, fmt)
     assert read_ply(tmp_path / 'cube.ply').num_faces == 12
     with pytest.raises(ValueError, match='triangles are required'):
@@ -189,7 +189,7 @@ def test_duplicate_faces():
     with pytest.raises(ValueError, match='1 duplicate'):
         mesh_from_arrays(TET_V, faces)
     mesh = mesh_from_arrays(TET_V, faces, drop_duplicates=True)
-    assert mesh.faces.tolist() == TET_F.tolist()
+    assert mesh.face.tolist() == TET_F.T.tolist()
 
 
 def test_unreferenced_vertices():
@@ -199,8 +199,8 @@ def test_unreferenced_vertices():
         mesh_from_arrays(v, faces)
     mesh = mesh_from_arrays(v, faces, drop_unreferenced=True)
     assert mesh.vertex_map.tolist() == [0, 1, 3, 4]
-    assert mesh.faces.tolist() == TET_F.tolist()
-    assert torch.allclose(mesh.vertices, torch.tensor(TET_V).float())
+    assert mesh.face.tolist() == TET_F.T.tolist()
+    assert torch.allclose(mesh.pos, torch.tensor(TET_V).float())
 
 
 def test_several_components():
@@ -248,7 +248,7 @@ def test_makehuman_npz():
     # the README's triangulation is the shorter-diagonal split
     assert np.array_equal(split_quads(v, quads), faces)
     qmesh = read_npz(MAKEHUMAN, faces_key='quads')
-    assert torch.equal(qmesh.faces, mesh.faces)
+    assert torch.equal(qmesh.face, mesh.face)
 
 
 def test_builtin_body_mesh_is_packaged(monkeypatch):
@@ -263,26 +263,27 @@ def test_builtin_body_mesh_is_packaged(monkeypatch):
         assert z['faces'].dtype == np.uint16 and z['vertices'].dtype == np.float32
     mesh = builtin.makehuman_body()
     assert mesh.num_vertices == 13380 and mesh.num_faces == 26756
-    assert mesh.vertices.dtype == torch.float32 and mesh.faces.dtype == torch.int64
+    assert mesh.pos.dtype == torch.float32 and mesh.face.dtype == torch.int64
+    assert mesh.face.shape == (3, 26756) and mesh.face.is_contiguous()
     assert mesh.vertex_map.dtype == torch.int64
     # a closed genus-0 surface: V - E + F = 2 (the data README's 40,134 edges)
     assert mesh.edge_index().size(1) == 2 * 40134
     assert check_mesh(mesh) is mesh
     assert mesh.meta['license'].startswith('CC0-1.0')
     # the README's height: soles at -0.817 m, crown at +0.849 m
-    assert mesh.vertices[:, 1].min() == pytest.approx(-0.817, abs=1e-3)
-    assert mesh.vertices[:, 1].max() == pytest.approx(0.849, abs=1e-3)
+    assert mesh.pos[:, 1].min() == pytest.approx(-0.817, abs=1e-3)
+    assert mesh.pos[:, 1].max() == pytest.approx(0.849, abs=1e-3)
     # every call is a fresh copy: editing one leaves the next intact
-    mesh.vertices.zero_()
-    assert builtin.makehuman_body().vertices.abs().max() > 0.5
+    mesh.pos.zero_()
+    assert builtin.makehuman_body().pos.abs().max() > 0.5
 
 
 @needs_makehuman
 def test_builtin_body_mesh_equals_the_extract():
     mesh = builtin.makehuman_body()
     with np.load(MAKEHUMAN, allow_pickle=False) as z:
-        assert np.array_equal(mesh.vertices.numpy(), z['vertices'])
-        assert np.array_equal(mesh.faces.numpy(), z['faces'])
+        assert np.array_equal(mesh.pos.numpy(), z['vertices'])
+        assert np.array_equal(mesh.face.t().numpy(), z['faces'])
         assert np.array_equal(mesh.vertex_map.numpy(), z['orig_vertex_index'])
 
 
