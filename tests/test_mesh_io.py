@@ -2,13 +2,17 @@ from __future__ import annotations
 
 import struct
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torch_geometric.data import Data
 
 from pyg_skeleton.mesh import (
+    Mesh,
+    MeshHierarchy,
     builtin,
     check_mesh,
     connected_components,
@@ -141,6 +145,156 @@ def test_faces_to_edge_index_matches_pyg():
     faces = torch.from_numpy(split_quads(CUBE_V, CUBE_Q))
     ref = FaceToEdge()(Data(face=faces.t(), num_nodes=8)).edge_index
     assert torch.equal(faces_to_edge_index(faces, 8), ref)
+
+
+# -- PyG's layout ------------------------------------------------------------
+
+
+def tet_mesh():
+    return Mesh(pos=torch.tensor(TET_V).float(), face=torch.tensor(TET_F.T.copy()))
+
+
+def test_readers_return_pygs_layout(tmp_path):
+    write_obj(tmp_path / 'tet.obj', TET_V, TET_F)
+    write_ply(tmp_path / 'tet.ply', TET_V, TET_F)
+    np.savez(tmp_path / 'tet.npz', vertices=TET_V, faces=TET_F)
+    for name in ('tet.obj', 'tet.ply', 'tet.npz'):
+        mesh = read_mesh(tmp_path / name)
+        assert mesh.pos.shape == (4, 3) and mesh.pos.dtype == torch.float32
+        assert mesh.face.dtype == torch.int64 and mesh.face.is_contiguous()
+        # column f of face is row f of the file
+        assert mesh.face.tolist() == TET_F.T.tolist(), name
+        assert mesh.num_faces == 4
+
+
+def test_to_data_shares_the_tensors_and_from_data_round_trips():
+    mesh = tet_mesh()
+    data = mesh.to_data()
+    assert data.pos is mesh.pos and data.face is mesh.face
+    assert data.num_nodes == 4
+    back = Mesh.from_data(data)
+    assert back.pos is mesh.pos and back.face is mesh.face
+    assert back.vertex_map is None and back.meta == {}
+    with pytest.raises(ValueError, match="needs 'pos' and 'face' .*no 'face'"):
+        Mesh.from_data(Data(pos=mesh.pos))
+    # a transposed [F, 3] tensor is made contiguous for PyG's transforms
+    loose = Mesh(pos=mesh.pos, face=torch.tensor(TET_F).t())
+    assert torch.equal(loose.to_data().face, loose.face)
+    assert loose.to_data().face.is_contiguous()
+
+
+def test_pyg_transforms_apply_between_to_data_and_from_data():
+    # PyG's own mesh transforms work on the Data as they are.
+    from torch_geometric.transforms import Center, GenerateMeshNormals
+    mesh = tet_mesh()
+    centred = Mesh.from_data(Center()(mesh.to_data()))
+    assert torch.allclose(centred.pos, mesh.pos - torch.tensor(TET_V).float().mean(0))
+    assert torch.equal(centred.face, mesh.face)
+    # outward vertex normals of the tetrahedron (faces are counter-clockwise
+    # seen from outside): the origin's normal points away from the other three
+    normals = GenerateMeshNormals()(mesh.to_data()).norm
+    assert torch.allclose(normals[0], -torch.ones(3) / 3 ** 0.5, atol=1e-6)
+
+
+def test_edge_index_is_pygs_face_to_edge_and_a_loop():
+    from torch_geometric.transforms import FaceToEdge
+    faces = split_quads(CUBE_V, CUBE_Q)
+    mesh = Mesh(pos=torch.tensor(CUBE_V).float(), face=torch.from_numpy(faces.T.copy()))
+    ei = mesh.edge_index()
+    pyg = FaceToEdge(remove_faces=False)(Data(face=mesh.face, num_nodes=8)).edge_index
+    assert torch.equal(ei, pyg)
+    expected = {(f[k], f[(k + 1) % 3]) for f in faces.tolist() for k in range(3)}
+    expected |= {(b, a) for a, b in expected}
+    assert sorted(map(tuple, ei.t().tolist())) == sorted(expected)
+    assert torch.equal(mesh.to_data().edge_index, ei)
+
+
+def test_edge_index_checks_the_faces_first():
+    # PyG's FaceToEdge takes these without a word; the mesh refuses them.
+    pos = torch.rand(4, 3)
+    with pytest.raises(ValueError, match="'face' holds the index 4, out of range for 4"):
+        Mesh(pos=pos, face=torch.tensor([[0], [1], [4]])).edge_index()
+    with pytest.raises(ValueError, match='must hold integers'):
+        Mesh(pos=pos, face=torch.tensor([[0.0], [1.5], [2.0]])).edge_index()
+    # a degenerate face adds its edge, not PyG's self-loop
+    ei = Mesh(pos=pos, face=torch.tensor([[0], [1], [1]])).edge_index()
+    assert ei.tolist() == [[0, 1], [1, 0]]
+
+
+def test_check_mesh_names_a_face_in_the_old_layout():
+    mesh = Mesh(pos=torch.rand(5, 3), face=torch.tensor(TET_F[:2].tolist() + [[0, 1, 4]]
+                                                        + [[1, 2, 4]]))  # [4, 3]
+    with pytest.raises(ValueError, match=r'face must be triangles \[3, F\] \(got \[4, 3\]\)'):
+        check_mesh(mesh)
+
+
+def test_deprecated_names_warn_and_give_the_same_values():
+    v, f = torch.tensor(TET_V).float(), torch.tensor(TET_F)
+    with pytest.warns(DeprecationWarning, match=r"'faces' \[F, 3\] is deprecated") as rec:
+        old = Mesh(v, f)
+    assert rec[0].filename == __file__  # points at the caller
+    assert torch.equal(old.face, f.t()) and old.pos is v
+    with pytest.warns(DeprecationWarning) as rec:
+        kw = Mesh(vertices=v, faces=f, meta={'source': 'x'})
+    assert len(rec) == 2 and kw.pos is v and torch.equal(kw.face, f.t())
+    with pytest.warns(DeprecationWarning, match=r'Mesh\.vertices is deprecated; use Mesh\.pos'):
+        assert old.vertices is old.pos
+    with pytest.warns(DeprecationWarning, match=r'use Mesh\.face \[3, F\]') as rec:
+        faces = old.faces
+    assert rec[0].filename == __file__
+    assert torch.equal(faces, f)
+    faces[0, 0] = 3  # a view, as the old attribute was the stored tensor
+    assert int(old.face[0, 0]) == 3
+    with pytest.warns(DeprecationWarning):
+        old.faces = f[:2]
+    assert torch.equal(old.face, f[:2].t())
+    with pytest.warns(DeprecationWarning):
+        old.vertices = v[:3]
+    assert old.pos.shape == (3, 3)
+
+
+def test_the_layout_is_never_guessed_from_the_shape():
+    # Three triangles: [F, 3] and [3, F] have the same shape. Positional is
+    # always the old layout, face= always the new one.
+    f = torch.tensor([[0, 1, 2], [0, 2, 3], [0, 3, 1]])
+    pos = torch.rand(4, 3)
+    with pytest.warns(DeprecationWarning):
+        old = Mesh(pos, f)
+    assert torch.equal(old.face, f.t())
+    assert torch.equal(Mesh(pos=pos, face=f).face, f)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(pos=torch.zeros(1, 3), vertices=torch.zeros(1, 3), face=torch.zeros(3, 0)),
+     "both 'pos' and its deprecated alias 'vertices'"),
+    (dict(pos=torch.zeros(1, 3), faces=torch.zeros(0, 3), face=torch.zeros(3, 0)),
+     "both 'face' .* and the deprecated 'faces'"),
+    (dict(pos=torch.zeros(1, 3)), r"needs 'pos' \[V, 3\] and 'face' \[3, F\]"),
+    (dict(face=torch.zeros(3, 0)), r"needs 'pos' \[V, 3\] and 'face' \[3, F\]"),
+])
+def test_mesh_constructor_errors(kwargs, message):
+    with pytest.raises(TypeError, match=message):
+        Mesh(**kwargs)
+
+
+def test_deprecated_faces_must_be_two_dimensional():
+    with pytest.warns(DeprecationWarning), \
+            pytest.raises(ValueError, match=r"'faces' must be \[F, 3\] \(got \[3\]\)"):
+        Mesh(torch.zeros(3, 3), torch.tensor([0, 1, 2]))
+
+
+def test_the_package_uses_the_new_names(tmp_path):
+    # No DeprecationWarning from the package's own use of a Mesh.
+    write_obj(tmp_path / 'cube.obj', CUBE_V, CUBE_Q)
+    with warnings.catch_warnings():
+        warnings.filterwarnings('error', message='Mesh', category=DeprecationWarning)
+        mesh = read_mesh(tmp_path / 'cube.obj')
+        mesh_from_arrays(np.concatenate([CUBE_V, [[9, 9, 9]]]),
+                         split_quads(CUBE_V, CUBE_Q), drop_unreferenced=True)
+        mesh.to_data()
+        MeshHierarchy.from_mesh(mesh, levels=2, padded=True)
+        body = builtin.makehuman_body()
+        assert body.face.shape == (3, 26756)
 
 
 # -- bad input ----------------------------------------------------------------

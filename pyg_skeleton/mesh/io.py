@@ -157,9 +157,11 @@ class Mesh:
 
     def to_data(self) -> Data:
         r"""A :class:`~torch_geometric.data.Data` with :obj:`pos`
-        ``[V, 3]``, :obj:`face` ``[3, F]`` (the mesh's own tensors, not
-        copies) and :obj:`edge_index`."""
-        return Data(pos=self.pos, face=self.face,
+        ``[V, 3]``, :obj:`face` ``[3, F]`` and :obj:`edge_index`; :obj:`pos`
+        and :obj:`face` are the mesh's own tensors, except that a
+        non-contiguous :obj:`face` (*e.g.* a transposed ``[F, 3]``) is made
+        contiguous, as PyG's mesh transforms need it."""
+        return Data(pos=self.pos, face=self.face.contiguous(),
                     edge_index=self.edge_index(), num_nodes=self.num_vertices)
 
     @classmethod
