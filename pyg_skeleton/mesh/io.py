@@ -65,14 +65,13 @@ class Mesh:
     The constructor takes the tensors as given; :func:`check_mesh`
     validates them.
 
-    .. deprecated::
-        The names of the ``[F, 3]`` layout: the attributes
-        :obj:`vertices` (now :obj:`pos`) and :obj:`faces` (now
-        :obj:`face.t()`), and the constructor's :obj:`vertices` and
-        :obj:`faces` arguments. The second positional argument is always the
-        old :obj:`faces` ``[F, 3]`` (a ``[3, 3]`` tensor is ambiguous, so
-        the layout is never guessed from the shape); pass the new layout as
-        :obj:`face=`. Each use raises a :class:`DeprecationWarning`.
+    The names of the earlier ``[F, 3]`` layout still work, each use with a
+    :class:`DeprecationWarning`: the attributes :obj:`vertices` (now
+    :obj:`pos`) and :obj:`faces` (now :obj:`face.t()`, a view), and the
+    constructor's :obj:`vertices` and :obj:`faces` arguments. The second
+    positional argument is always the old :obj:`faces` ``[F, 3]``: with
+    three faces both layouts are ``[3, 3]``, so the layout is never guessed
+    from the shape, and the new one is passed as :obj:`face=`.
 
     Args:
         pos (torch.Tensor): The vertex positions ``[V, 3]``.
