@@ -55,10 +55,10 @@ PathLike = str | Path
 
 class Mesh:
     r"""A triangle mesh in PyG's layout: :obj:`pos` ``[V, 3]`` (float) and
-    :obj:`face` ``[3, F]`` (int64, 0-based), the attributes of a
-    :class:`~torch_geometric.data.Data` mesh (:meth:`to_data` shares the
-    tensors, :meth:`from_data` takes them back, so PyG's mesh transforms
-    apply in between). :obj:`vertex_map` gives, for every vertex, its index
+    :obj:`face` ``[3, F]`` (int64, 0-based). These are the attributes of a
+    :class:`~torch_geometric.data.Data` mesh: :meth:`to_data` shares the
+    tensors and :meth:`from_data` takes them back, so PyG's mesh transforms
+    apply in between. :obj:`vertex_map` gives, for every vertex, its index
     in the source file (it differs from the identity after a group
     selection or a cleanup); :obj:`meta` holds the source and other notes.
 
@@ -118,10 +118,12 @@ class Mesh:
 
     @property
     def num_vertices(self) -> int:
+        r"""The number of vertices :math:`V`."""
         return int(self.pos.size(0))
 
     @property
     def num_faces(self) -> int:
+        r"""The number of triangles :math:`F`."""
         return int(self.face.size(1))
 
     @property
@@ -137,8 +139,8 @@ class Mesh:
 
     @property
     def faces(self) -> Tensor:
-        r"""Deprecated: the triangles ``[F, 3]``, a view of
-        :obj:`face.t()`."""
+        r"""The triangles ``[F, 3]``, a view of :obj:`face.t()`
+        (deprecated)."""
         _deprecated("Mesh.faces [F, 3]", "Mesh.face [3, F]")
         return self.face.t()
 
