@@ -213,8 +213,10 @@ def _legacy_faces(faces: Any) -> Tensor:
 def faces_to_edge_index(faces: Tensor | np.ndarray,
                         num_nodes: int | None = None) -> Tensor:
     r"""Undirected :obj:`edge_index` of a triangle (or polygon) face array
-    ``[F, k]``: :func:`pyg_skeleton.utils.faces_to_edges` of the faces in
-    PyG's ``[k, F]`` layout.
+    in the row-per-face layout of mesh files, ``[F, k]``:
+    :func:`pyg_skeleton.utils.faces_to_edges` of the faces in PyG's
+    ``[k, F]`` layout (PyG's :class:`~torch_geometric.transforms.FaceToEdge`
+    for triangles). A :class:`Mesh` has :meth:`Mesh.edge_index`.
 
     Raises:
         ValueError: If :obj:`faces` is not ``[F, k]``, holds non-integral
