@@ -248,7 +248,7 @@ def hierarchy():
                                      indexing='ij'), -1).reshape(-1, 2)
     pos = torch.cat([pos, torch.zeros(120, 1)], 1)
     from pyg_skeleton.mesh import Mesh
-    return MeshHierarchy.from_mesh(Mesh(pos, faces), max_nodes=6,
+    return MeshHierarchy.from_mesh(Mesh(pos=pos, face=faces.t()), max_nodes=6,
                                    padded=True)
 
 
