@@ -64,20 +64,22 @@ def whole_graphs(batch: Tensor, num_rows: int, num_nodes: int, owner: str, *,
             :obj:`'joint'`. (default: :obj:`'node'`)
 
     Raises:
-        ValueError: If :obj:`batch` fails :func:`check_batch`,
-            :obj:`num_rows` is not a multiple of :obj:`num_nodes`, or a
-            graph has another number of nodes (the message names the first
-            row in the wrong graph).
+        ValueError: If :obj:`num_nodes` is not positive, :obj:`num_rows`
+            is not a multiple of it, :obj:`batch` fails :func:`check_batch`,
+            or a graph has another number of nodes (the message names the
+            first row in the wrong graph).
     """
     # Imported here: pyg_skeleton.nn imports this package.
     from pyg_skeleton.nn.topology import checks_data
 
-    check_batch(batch, num_rows, owner)
+    if num_nodes < 1:
+        raise ValueError(f"'{owner}' needs graphs of at least one {node} (got {num_nodes})")
     what = (f"'{owner}' needs a disjoint batch of whole graphs: every graph must have "
             f"exactly {num_nodes} {node}s")
     if num_rows % num_nodes != 0:
         raise ValueError(f"{what}, but the batch has {num_rows} rows, not a multiple of "
                          f"{num_nodes}")
+    check_batch(batch, num_rows, owner)
     if checks_data(batch) and num_rows:
         # Sorted (checked above) and of whole graphs: row r in graph r // N.
         graph = batch.view(-1, num_nodes) - torch.arange(
