@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from pyg_skeleton.nn.memory import check_memory
-from pyg_skeleton.utils.batch import whole_graphs
+from pyg_skeleton.utils import whole_graphs
 
 POOL_MODES = ('dyadic', 'mean', 'sum')
 
@@ -124,7 +124,7 @@ def hem_pool(x: Tensor, index: Tensor, weight: Tensor, num_clusters: int,
         ValueError: If :obj:`index` holds a cluster outside
             ``[0, num_clusters)``, :obj:`weight` does not match it, or
             :obj:`x` and :obj:`batch` do not hold whole graphs of :obj:`N`
-            nodes (``pyg_skeleton.utils.batch.whole_graphs``).
+            nodes (:func:`~pyg_skeleton.utils.whole_graphs`).
     """
     _check_index(index, num_clusters, 'hem_pool')
     if weight.shape != index.shape:

@@ -13,8 +13,7 @@ from torch_geometric.utils import to_dense_batch
 from pyg_skeleton.nn._export_guard import NoTorchScript, check_not_jit_traced
 from pyg_skeleton.nn.memory import check_memory
 from pyg_skeleton.nn.topology import built_on_cpu
-from pyg_skeleton.utils import check_partition
-from pyg_skeleton.utils.batch import check_batch, whole_graphs
+from pyg_skeleton.utils import check_batch, check_partition, whole_graphs
 
 AFFINITIES = ('concatenation', 'embedded_gaussian')
 

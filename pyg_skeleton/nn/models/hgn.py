@@ -16,7 +16,7 @@ from pyg_skeleton.nn.models.semgcn import GraphConvBlock, ResGraphBlock
 from pyg_skeleton.nn.non_local import DENSE_MAX_KEYS, NonLocalBlock, mesh_groups
 from pyg_skeleton.nn.topology import built_on_cpu
 from pyg_skeleton.skeleton import Skeleton
-from pyg_skeleton.utils.batch import whole_graphs
+from pyg_skeleton.utils import whole_graphs
 
 FUSIONS = ('auto', 'linear', 'pool')
 #: The most weights (:math:`N_i N_j`) of a learned dense :class:`NodeMap`
@@ -573,7 +573,7 @@ class HGN(torch.nn.Module):
 
         Raises:
             ValueError: If a disjoint batch does not hold whole skeletons
-                (``pyg_skeleton.utils.batch.whole_graphs``).
+                (:func:`~pyg_skeleton.utils.whole_graphs`).
         """
         if batch is not None:
             # Whole skeletons are a static batch laid out flat: the model
