@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch_geometric.data import Batch
 
 from pyg_skeleton import Skeleton, validation
 from pyg_skeleton.mesh import MeshHierarchy, read_mesh
@@ -183,6 +184,37 @@ def test_disjoint_batch_must_be_whole_skeletons(hierarchy):
     with validation(False):
         assert torch.equal(model(x, ragged)[0], model(x, batch)[0])
         fails(x[:-1], batch[:-1], '33 rows')
+
+
+def test_disjoint_batch_by_edge_index(hierarchy):
+    # A PyG Batch of skeleton graphs, by its edge_index (keyword), its batch
+    # vector or both: the static model's numbers, bit for bit.
+    torch.manual_seed(0)
+    model = HGN.from_hierarchy('h36m17', hierarchy, hidden_channels=8,
+                               num_blocks=(2, 2, 1)).eval()
+    skeleton = Skeleton.preset('h36m17')
+    x = torch.randn(3, 17, 2)
+    data = Batch.from_data_list([skeleton.to_data(x=p) for p in x])
+    static = model(x)
+    shuffled = data.edge_index[:, torch.randperm(data.edge_index.size(1))]
+    for kwargs in ({'edge_index': data.edge_index},
+                   {'edge_index': shuffled, 'batch': data.batch},
+                   {'batch': data.batch}):
+        out = model(data.x, **kwargs)
+        assert all(torch.equal(a.reshape(-1, 3), b)
+                   for a, b in zip(static, out))
+    # Not whole skeletons: an edge dropped, or a row too few.
+    for x_in, edges in ((data.x, data.edge_index[:, 1:]),
+                        (data.x[:-1], data.edge_index[:, :-2])):
+        with pytest.raises(ValueError) as e:
+            model(x_in, edge_index=edges)
+        assert str(e.value) == (
+            f"'HGN' needs the 'edge_index' of whole skeletons: every edge "
+            f"of each copy of the 17-joint skeleton once (got "
+            f"{edges.size(1)} edges for {x_in.size(0)} rows)")
+    with pytest.raises(ValueError, match='not an edge'):
+        model(data.x, edge_index=torch.tensor([[0], [16]]).repeat(
+            1, data.edge_index.size(1)))
 
 
 def test_pool_fusion_has_no_mesh_maps(hierarchy):

@@ -297,8 +297,9 @@ class HGN(torch.nn.Module):
 
     Shapes:
         - **input:** 2D joints :math:`(B, J, F_{in})`, or :math:`(B J,
-          F_{in})` with the :obj:`batch` vector of a disjoint batch (each
-          graph with the skeleton's joints in order)
+          F_{in})` with the :obj:`batch` vector or the :obj:`edge_index`
+          of a disjoint batch of whole skeletons (each graph with the
+          skeleton's joints in order), see :meth:`forward`
         - **output:** a list: the pose :math:`(B, J, F_{out})` and each mesh
           branch's vertices :math:`(B, N_k, F_{out})` (or the disjoint
           layouts :math:`(B N_k, F_{out})`)
@@ -559,32 +560,48 @@ class HGN(torch.nn.Module):
         return [getattr(self, f'real_mask_{k}', None)
                 for k in range(1, len(self.graphs))]
 
-    def forward(self, x: Tensor, batch: Tensor | None = None
-                ) -> list[Tensor]:
+    def forward(self, x: Tensor, batch: Tensor | None = None, *,
+                edge_index: Tensor | None = None) -> list[Tensor]:
         r"""Runs the model.
 
         Args:
             x (torch.Tensor): 2D joints :obj:`[B, J, F_in]` (or one
-                skeleton :obj:`[J, F_in]`), or :obj:`[B J, F_in]` with
-                :obj:`batch`.
+                skeleton :obj:`[J, F_in]`), or :obj:`[B J, F_in]` for a
+                disjoint batch of whole skeletons, each with the skeleton's
+                joints in order, given with :obj:`batch`, :obj:`edge_index`
+                or both.
             batch (torch.Tensor, optional): The batch vector of a disjoint
-                batch of whole skeletons, each with the skeleton's joints in
-                order. (default: :obj:`None`)
+                batch. (default: :obj:`None`)
+            edge_index (torch.Tensor, optional): The edges of a disjoint
+                batch (keyword only), *e.g.* of
+                :obj:`Batch.from_data_list([skeleton.to_data(x=p) ...])`:
+                every edge of each copy of the skeleton once, in any order.
+                (default: :obj:`None`)
 
         Raises:
             ValueError: If a disjoint batch does not hold whole skeletons
-                (:func:`~pyg_skeleton.utils.whole_graphs`).
+                (:func:`~pyg_skeleton.utils.whole_graphs`,
+                :meth:`Topology.tiles
+                <pyg_skeleton.nn.Topology.tiles>`).
         """
-        if batch is not None:
+        if batch is not None or edge_index is not None:
             # Whole skeletons are a static batch laid out flat: the model
             # runs once on the view, and each output is flattened once.
+            joints = self.num_nodes[0]
             if x.dim() != 2:
                 raise ValueError(f"'HGN' expects a disjoint batch [B * "
-                                 f"{self.num_nodes[0]}, C] with its 'batch' "
-                                 f"vector (got shape {list(x.shape)})")
-            whole_graphs(batch, x.size(0), self.num_nodes[0], 'HGN',
-                         node='joint')
-            static = x.view(-1, self.num_nodes[0], x.size(-1))
+                                 f"{joints}, C] with its 'batch' vector or "
+                                 f"'edge_index' (got shape {list(x.shape)})")
+            if batch is not None:
+                whole_graphs(batch, x.size(0), joints, 'HGN', node='joint')
+            # The edges of the input layer's skeleton, the branches' root.
+            if edge_index is not None and \
+                    not self.input.conv.topology.tiles(edge_index, x.size(0)):
+                raise ValueError(
+                    f"'HGN' needs the 'edge_index' of whole skeletons: every "
+                    f"edge of each copy of the {joints}-joint skeleton once "
+                    f"(got {edge_index.size(1)} edges for {x.size(0)} rows)")
+            static = x.view(-1, joints, x.size(-1))
             return [out.flatten(0, 1) for out in self(static)]
 
         def fuse(module: MultiScaleFusion, ids: list[int]) -> None:
