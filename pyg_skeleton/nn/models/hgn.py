@@ -594,7 +594,8 @@ class HGN(torch.nn.Module):
                                  f"'edge_index' (got shape {list(x.shape)})")
             if batch is not None:
                 whole_graphs(batch, x.size(0), joints, 'HGN', node='joint')
-            # The edges of the input layer's skeleton, the branches' root.
+            # The input layer's topology is the skeleton: its check of whole
+            # copies.
             if edge_index is not None and \
                     not self.input.conv.topology.tiles(edge_index, x.size(0)):
                 raise ValueError(
