@@ -73,6 +73,7 @@ from pyg_skeleton.nn.norm import convert_dist_batchnorm
 from pyg_skeleton.plotting import NO_PLOTS
 from pyg_skeleton.skeleton import Skeleton
 
+from .batches import make_batches
 from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, plain, save_checkpoint
 from .config import RESUME_ADJUSTABLE, RUN_OPTIONS, TrainConfig, TrainingError
 from .distributed import setup_distributed
@@ -107,12 +108,19 @@ def lr_at(config, step: float, steps_per_epoch: int, total_steps: int) -> float:
     r"""The learning rate of :obj:`config`'s schedule at :obj:`step`:
     ``constant``; ``exp``, :math:`\mathrm{lr} \cdot
     \mathrm{lr\_decay}^{\mathrm{step} / \mathrm{steps\_per\_epoch}}`
-    (continuous); ``cosine``, from ``lr`` to ``min_lr`` over
-    :obj:`total_steps`."""
+    (continuous); ``exp_to_min``, :math:`\mathrm{lr} \cdot
+    \gamma^{\mathrm{step}}` with :math:`\gamma = (\mathrm{min\_lr} /
+    \mathrm{lr})^{1 / \mathrm{total\_steps}}`, from ``lr`` to ``min_lr``
+    over :obj:`total_steps` with a decay at every step (as
+    :class:`~torch.optim.lr_scheduler.ExponentialLR` stepped once per
+    step); ``cosine``, from ``lr`` to ``min_lr`` over :obj:`total_steps`."""
     if config.lr_schedule == 'constant':
         return config.lr
     if config.lr_schedule == 'exp':
         return config.lr * config.lr_decay ** (step / max(steps_per_epoch, 1))
+    if config.lr_schedule == 'exp_to_min':
+        gamma = (config.min_lr / config.lr) ** (1 / max(total_steps, 1))
+        return config.lr * gamma ** step
     t = min(step / max(total_steps, 1), 1.0)
     return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * t))
 
@@ -242,7 +250,11 @@ class Trainer:
             of one's own is stored in the checkpoints under its class name,
             with ``hidden_channels``, ``num_layers`` and ``dropout``
             :obj:`None` (the options of the models of
-            :data:`~pyg_skeleton.nn.MODELS` do not describe it).
+            :data:`~pyg_skeleton.nn.MODELS` do not describe it). A callable
+            without arguments that returns the model is called where
+            :meth:`fit` draws the initial weights (after seeding with
+            ``config.seed`` and loading the data), so that they depend on
+            the seed only.
         config (TrainConfig, optional): The options. (default:
             :obj:`TrainConfig()`)
         data (tuple, optional): ``(train, val, test)``
@@ -255,7 +267,7 @@ class Trainer:
             lines. (default: a ``RunLog``: the console and ``train.log``)
     """
 
-    def __init__(self, model: torch.nn.Module | None = None,
+    def __init__(self, model: torch.nn.Module | Callable[[], torch.nn.Module] | None = None,
                  config: TrainConfig | None = None, *, data: Splits | None = None,
                  skeleton: Skeleton | None = None,
                  log: Callable[..., None] | None = None):
@@ -280,6 +292,12 @@ class Trainer:
                                 f"{', '.join(MODELS)})")
         if config.mesh is not None and config.model != 'hgn':
             raise TrainingError(f"--mesh is an option of model hgn, not of {config.model!r}")
+        if config.loss != 'semgcn' and config.bone_weight:
+            raise TrainingError(f"--bone-weight is a term of the semgcn loss, not of "
+                                f"--loss {config.loss}")
+        if config.lr_schedule == 'exp_to_min' and not config.min_lr > 0:
+            raise TrainingError("--lr-schedule exp_to_min decays to --min-lr, which must be "
+                                "positive (got 0)")
 
     def fit(self) -> dict[str, Any]:
         """Trains (or, with ``config.resume``, continues training) and
@@ -316,7 +334,6 @@ class Trainer:
     def _fit(self, rank: int, world: int, device) -> dict[str, Any]:
         from tqdm import tqdm
 
-        from pyg_skeleton.datasets.lifting import TensorBatches
         from pyg_skeleton.nn.loss import SemGCNLoss
 
         args, out, skeleton, log = self.config, self.out, self.skeleton, self.log
@@ -336,7 +353,12 @@ class Trainer:
         run_options = {k: getattr(args, k) for k in RUN_OPTIONS}
         if self.model is None:
             self.model = make_model(args.model, skeleton, args, train.x[:2])
-        elif self._own_model:
+        elif not isinstance(self.model, torch.nn.Module):  # a builder: weights drawn now
+            self.model = self.model()
+            if not isinstance(self.model, torch.nn.Module):
+                raise TrainingError(f"the model builder returned a "
+                                    f"{type(self.model).__name__}, not a torch.nn.Module")
+        if self._own_model:
             run_options.update(model=type(self.model).__name__, hidden_channels=None,
                                num_layers=None, dropout=None)
         model, model_name = self.model, run_options['model']
@@ -347,12 +369,12 @@ class Trainer:
             raise TrainingError(f"training data has {len(train)} samples, fewer than "
                                 f"--batch-size {args.batch_size}")
 
-        mean_pose = train.y.mean(0)
-        loss_fn = SemGCNLoss(skeleton, bone_weight=args.bone_weight).to(device)
+        mean_pose = train.y.reshape(-1, *train.y.shape[-2:]).mean(0)  # of poses, not clips
+        loss_fn = (SemGCNLoss(skeleton, bone_weight=args.bone_weight) if args.loss == 'semgcn'
+                   else torch.nn.MSELoss()).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=args.lr,
                                      weight_decay=args.weight_decay)
-        loader = TensorBatches(train, args.batch_size, shuffle=True, seed=args.seed, rank=rank,
-                               world_size=world)
+        loader = make_batches(args, train, rank, world)
         steps_per_epoch = len(loader)
         if args.steps_per_epoch:
             steps_per_epoch = min(steps_per_epoch, args.steps_per_epoch)
@@ -680,6 +702,8 @@ class Trainer:
             data = self.data[2]
         check_joints(self.skeleton, data, 'test data')
         model = self.model
+        if model is not None and not isinstance(model, torch.nn.Module):
+            model = self.model = model()  # a builder (see the class docs)
         if checkpoint is not None:
             ckpt = load_checkpoint(Path(checkpoint))
             if model is None:  # the checkpoint's model with its run's options
