@@ -329,3 +329,27 @@ def test_a_builder_must_give_a_module_and_options_that_do_not_fit(tmp_path):
         Trainer(small_lifter, config.replace(lr_schedule='exp_to_min', min_lr=0.0,
                                              out=str(tmp_path / 'c')),
                 data=(data, None, data), skeleton=sk, log=quiet).fit()
+
+
+def test_fit_without_a_test_split_trains_the_same_weights_and_scores_nothing(tmp_path):
+    # the accuracy benchmarks score the final weights themselves
+    data, sk = random_poses(40), Skeleton.preset('h36m17')
+    config = TrainConfig(batch_size=8, epochs=2, val_fraction=0.0, no_progress=True,
+                         flip_augment=False, flip_test=False, lr=1e-2)
+    runs = {}
+    for name, test in (('with', data), ('without', None)):
+        trainer = Trainer(small_lifter, config.replace(out=str(tmp_path / name)),
+                          data=(data, None, test), skeleton=sk, log=quiet)
+        runs[name] = (trainer, trainer.fit())
+    (a, with_test), (b, without) = runs['with'], runs['without']
+    for name, weight in a.model.state_dict().items():
+        assert torch.equal(b.model.state_dict()[name], weight), name
+    assert with_test['final'] is not None
+    assert without['final'] is None and without['baseline'] is None
+    assert without['best']['epoch'] == 2 and without['best']['test'] is None
+    assert [h['test_mpjpe'] for h in b.history] == [None, None]
+    assert [h['train_loss'] for h in b.history] == [h['train_loss'] for h in a.history]
+    assert (tmp_path / 'without' / 'best.pt').is_file()
+    assert not (tmp_path / 'without' / 'samples.png').exists()
+    with pytest.raises(TrainingError, match='no test split to evaluate'):
+        b.evaluate()

@@ -299,7 +299,10 @@ class Trainer:
             :obj:`TrainConfig()`)
         data (tuple, optional): ``(train, val, test)``
             :class:`~pyg_skeleton.datasets.lifting.LiftingTensors` splits
-            (``val`` may be :obj:`None`). (default: :obj:`None`: those of
+            (``val`` may be :obj:`None`; so may ``test``: then nothing is
+            scored on a test split, neither per epoch nor in the report,
+            whose ``'final'`` is :obj:`None`, for those who score the
+            model themselves). (default: :obj:`None`: those of
             :func:`load_data` for :obj:`config`)
         skeleton (pyg_skeleton.Skeleton, optional): The skeleton of the
             model and the data. (default: :obj:`None`: ``config.skeleton``)
@@ -396,7 +399,8 @@ class Trainer:
             self.data = load_data(args)
         train, val, test = self.data
         check_joints(skeleton, train, 'training data')
-        check_joints(skeleton, test, 'test data')
+        if test is not None:
+            check_joints(skeleton, test, 'test data')
         # a model of one's own is stored under its class name, without the
         # options that build the models of MODELS (they do not describe it)
         run_options = {k: getattr(args, k) for k in RUN_OPTIONS}
@@ -455,7 +459,7 @@ class Trainer:
         if run.main_rank:
             self._write_start(run.label, world, device, total_steps, run.global_step)
         run.crash_after = int(os.environ.get(CRASH_ENV, '0') or 0)
-        run.baseline = mean_pose_baseline(mean_pose, test, skeleton)
+        run.baseline = mean_pose_baseline(mean_pose, test, skeleton) if test is not None else None
         run.val_baseline = (mean_pose_baseline(mean_pose, val, skeleton) if val is not None
                             else None)
         return run
@@ -582,22 +586,23 @@ class Trainer:
             train_loss = float(t[0] / t[1].clamp_min(1))
         self._check_finite(run, f'at the end of epoch {run.epoch + 1}')
         vmetrics = self._evaluate_split(run, run.val) if run.val is not None else None
-        metrics = self._evaluate_split(run, run.test)
+        metrics = self._evaluate_split(run, run.test) if run.test is not None else None
         row = {'epoch': run.epoch + 1, 'global_step': run.global_step, 'lr': run.lr,
                'train_loss': train_loss,
                'val_mpjpe': vmetrics['mpjpe'] if vmetrics else None,
                'val_p_mpjpe': vmetrics['p_mpjpe'] if vmetrics else None,
-               'test_mpjpe': metrics['mpjpe'],
-               'test_p_mpjpe': metrics['p_mpjpe'], 'test_n_mpjpe': metrics['n_mpjpe'],
-               'test_pck': metrics['pck'], 'test_auc': metrics['auc'],
-               'baseline_mpjpe': run.baseline['mpjpe'],
+               **{f'test_{k}': metrics[k] if metrics else None
+                  for k in ('mpjpe', 'p_mpjpe', 'n_mpjpe', 'pck', 'auc')},
+               'baseline_mpjpe': run.baseline['mpjpe'] if metrics else None,
                'samples_per_s': loss_n * args.batch_size / max(seconds, 1e-9),
                'seconds': seconds}
         run.history.append(row)
         # model selection on the validation split only; without one, best =
-        # last; an exploding epoch is never selected
+        # last; an exploding epoch is never selected (without validation and
+        # test splits nothing tells one)
         check, check_base = ((vmetrics['mpjpe'], run.val_baseline['mpjpe']) if vmetrics
-                             else (metrics['mpjpe'], run.baseline['mpjpe']))
+                             else (metrics['mpjpe'], run.baseline['mpjpe']) if metrics
+                             else (0.0, 0.0))
         exploding = not check <= EXPLODE_FACTOR * check_base
         if exploding and run.main_rank:
             log(f"warning: epoch {run.epoch + 1}: {'validation' if vmetrics else 'test'} MPJPE "
@@ -613,8 +618,9 @@ class Trainer:
         if run.main_rank:
             log(f"epoch {row['epoch']:3d}  step {run.global_step:6d}  loss {train_loss:.4f}  "
                 + (f"val MPJPE {row['val_mpjpe']:.1f} mm  " if vmetrics else '')
-                + f"test MPJPE {row['test_mpjpe']:.1f} mm  P-MPJPE "
-                f"{row['test_p_mpjpe']:.1f} mm  {row['samples_per_s']:.0f} samples/s")
+                + (f"test MPJPE {row['test_mpjpe']:.1f} mm  P-MPJPE "
+                   f"{row['test_p_mpjpe']:.1f} mm  " if metrics else '')
+                + f"{row['samples_per_s']:.0f} samples/s")
             ck = self._state(run, run.epoch, 0)
             if improved:
                 save_checkpoint(ck, self.out / 'best.pt')
@@ -625,7 +631,7 @@ class Trainer:
         """The test (and validation) metrics of the last and the best
         weights, and the report (written by the first process)."""
         args, out, val, test = self.config, self.out, run.val, run.test
-        final = self._evaluate_split(run, test)
+        final = self._evaluate_split(run, test) if test is not None else None
         final_val = self._evaluate_split(run, val) if val is not None else None
         # test metrics of the best (validation-selected, not exploding) checkpoint;
         # none when every epoch exploded
@@ -635,7 +641,7 @@ class Trainer:
         if run.best_epoch and (out / 'best.pt').is_file():
             best_ckpt = load_checkpoint(out / 'best.pt')
             best_step = int(best_ckpt['global_step'])
-            if best_step != run.global_step:
+            if best_step != run.global_step and test is not None:
                 best_model = copy.deepcopy(run.model)
                 best_model.load_state_dict(best_ckpt['model'])
                 best_final = evaluate(best_model, test, self.skeleton, args.eval_batch_size,
@@ -678,7 +684,8 @@ class Trainer:
                 'best_metric': 'val_mpjpe' if run.val is not None else 'last',
                 'args': plain(run.run_options),
                 'skeleton': plain(self.skeleton.to_dict()), 'mean_pose': run.mean_pose.clone(),
-                'group_names': list(train.group_names or test.group_names),
+                'group_names': list(train.group_names
+                                    or (test.group_names if test is not None else [])),
                 'description': train.description, 'synthetic': bool(train.synthetic)}
 
     def _write_start(self, label: str, world: int, device, total_steps: int,
@@ -702,7 +709,8 @@ class Trainer:
         log(f"pyg-skeleton train: {label}")
         log(f"  {len(train):,} training / "
             + (f"{len(val):,} validation / " if val is not None else '')
-            + f"{len(test):,} test samples, {n_params:,} parameters, "
+            + (f"{len(test):,} test samples, " if test is not None else 'no test split, ')
+            + f"{n_params:,} parameters, "
             f"{world} process(es), batch {args.batch_size}, {total_steps} steps"
             + (f", resuming at step {global_step}" if args.resume else ''))
 
@@ -710,21 +718,24 @@ class Trainer:
         """``report.json``, the plots and the closing lines of the log."""
         args, out, log, label = self.config, self.out, self.log, report['label']
         atomic_write_text(out / 'report.json', json.dumps(report, indent=1))
-        if not args.no_plots:
+        if not args.no_plots and test is not None:
             try:
                 self._plot(label, test, device)
             except ImportError as e:
                 if not (e.name or '').startswith('matplotlib'):
                     raise
                 log(NO_PLOTS, err=True)
-        log(report_table(report['final'], report['baseline'], f"Final test metrics: {label}"))
+        if report['final'] is not None:
+            log(report_table(report['final'], report['baseline'],
+                             f"Final test metrics: {label}"))
         best = report['best']
         if not best['epoch']:
             log('\nno best.pt: every epoch was exploding')
         elif validated:
             log(f"\nbest.pt: epoch {best['epoch']} (lowest validation MPJPE "
-                f"{best['val_mpjpe']:.1f} mm): test MPJPE {best['test']['mpjpe']:.1f} mm, "
-                f"P-MPJPE {best['test']['p_mpjpe']:.1f} mm")
+                f"{best['val_mpjpe']:.1f} mm)" + (
+                    f": test MPJPE {best['test']['mpjpe']:.1f} mm, P-MPJPE "
+                    f"{best['test']['p_mpjpe']:.1f} mm" if best['test'] is not None else ''))
         elif best['step'] != report['steps']:
             log(f'\nno validation split (--val-fraction 0): best.pt is the last checkpoint '
                 f'that was not exploding (epoch {best["epoch"]})')
@@ -773,6 +784,8 @@ class Trainer:
             if self.data is None:
                 self.data = load_data(config)
             data = self.data[2]
+            if data is None:
+                raise TrainingError("no test split to evaluate: give data")
         check_joints(self.skeleton, data, 'test data')
         model = self.model
         if model is not None and not isinstance(model, torch.nn.Module):
