@@ -5,8 +5,10 @@ of a :class:`~pyg_skeleton.training.TrainConfig`; ``pyg-skeleton train`` is
 a command line over it.
 
 * Data: the dataset's poses rendered through virtual cameras; static tensor
-  batches (:class:`~pyg_skeleton.datasets.lifting.TensorBatches`), Adam on
-  the SemGCN loss, random horizontal flips (``flip_augment``), an ``exp``,
+  batches (:class:`~pyg_skeleton.datasets.lifting.TensorBatches`, or
+  :class:`~pyg_skeleton.training.StreamBatches` with
+  ``batch_order='stream'``), Adam on the SemGCN loss (or ``loss='mse'``),
+  random horizontal flips (``flip_augment``), an ``exp``, ``exp_to_min``,
   ``cosine`` or ``constant`` learning-rate schedule (:func:`lr_at`).
 * Validation: ``val_fraction`` (default 0.1) of the training data is held
   out (whole sequences or takes); ``best.pt`` is the checkpoint with the
