@@ -54,7 +54,7 @@ from torch_geometric.utils import (
     to_edge_index,
 )
 
-from pyg_skeleton.utils import edge_key, edge_lookup
+from pyg_skeleton.utils import bfs, check_positive_int, edge_key, edge_lookup
 
 #: Hop-based operators (:mod:`~pyg_skeleton.nn.conv._hops`, dynamic HCSF)
 #: on graphs with at most this many nodes use dense ``N x N`` matrices. A
@@ -488,15 +488,39 @@ class Topology(torch.nn.Module):
     read row by row. This is the layout of the official SemGCN edge logits,
     so their weights load unchanged.
 
+    With :obj:`max_hop` :math:`L > 1` the topology also holds every pair
+    :math:`(j, i)` at shortest-path distance :math:`2 \le d(j, i) \le L`
+    (edges followed from row 0 to row 1, one
+    :func:`~pyg_skeleton.utils.bfs`), for the hop-aware operators: after
+    the one-hop slots above, in their exact order, come the pairs of hop 2,
+    then hop 3, and so on, each hop row-major. :attr:`hop` gives every
+    slot's hop (0 for the self-loops, 1 for the edges), and
+    :attr:`hop_src` / :attr:`hop_dst` its source and target; the one-hop
+    attributes (:attr:`key`, :attr:`src`, :attr:`dst`, :attr:`num_slots`,
+    :attr:`num_edges`, the CSR patterns) and everything built on them
+    (:meth:`lookup`, :meth:`tiles`, :meth:`softmax`, :meth:`aggregate`)
+    describe the one-hop slots only, so with :math:`L = 1` the topology is
+    what it always was.
+
     Args:
         edge_index (torch.Tensor or SparseTensor): The graph, without or with
             self-loops (they are added where missing).
         num_nodes (int, optional): The number of nodes :math:`N`.
             (default: :obj:`None`, inferred from :obj:`edge_index`)
+        max_hop (int, optional): The largest hop :math:`L \geq 1` of the
+            slots. (default: :obj:`1`)
+
+    Raises:
+        ValueError: If the graph is invalid (see ``fixed_graph``), has
+            duplicate edges, or :obj:`max_hop` is not a positive integer.
+        MemoryError: If the pairs within :obj:`max_hop` hops would not fit
+            in memory.
     """
     @built_on_cpu
-    def __init__(self, edge_index: Adj, num_nodes: int | None = None):
+    def __init__(self, edge_index: Adj, num_nodes: int | None = None,
+                 max_hop: int = 1):
         super().__init__()
+        max_hop = check_positive_int(max_hop, 'max_hop')
         edge_index, num_nodes = fixed_graph(edge_index, num_nodes)
         edge_index, _ = remove_self_loops(edge_index)
         edge_index, _ = add_self_loops(edge_index, num_nodes=num_nodes)
@@ -536,6 +560,40 @@ class Topology(torch.nn.Module):
         self.register_buffer('pair_crow_t', crow_t, persistent=False)
         self.register_buffer('pair_col_t', col_t, persistent=False)
         self.register_buffer('pair_perm_t', perm_t, persistent=False)
+
+        self.max_hop = max_hop
+        hop, hop_src, hop_dst = (~is_self).long(), src, dst
+        if max_hop > 1:
+            source, target, far_hop = bfs(edge_index, num_nodes,
+                                          max_hop=max_hop, owner='Topology')
+            far = far_hop >= 2
+            source, target, far_hop = source[far], target[far], far_hop[far]
+            order = torch.argsort(
+                far_hop * num_nodes**2 + edge_key(
+                    torch.stack([source, target]), num_nodes))
+            hop = torch.cat([hop, far_hop[order]])
+            hop_src = torch.cat([src, source[order]])
+            hop_dst = torch.cat([dst, target[order]])
+        self.register_buffer('hop', hop, persistent=False)
+        self.register_buffer('hop_src', hop_src, persistent=False)
+        self.register_buffer('hop_dst', hop_dst, persistent=False)
+        found = int(hop.max()) if hop.numel() else 0
+        #: The largest hop of any slot: :attr:`max_hop`, or the graph's
+        #: furthest hop (its diameter, per connected component) if that is
+        #: smaller.
+        self.furthest = found
+
+    @property
+    def num_hop_slots(self) -> int:
+        r"""The number of slots within :attr:`max_hop` hops, self-loops
+        included."""
+        return self.hop.numel()
+
+    @property
+    def hop_edge_index(self) -> Tensor:
+        r"""The pairs of all slots within :attr:`max_hop` hops, in slot
+        order, :obj:`[2, num_hop_slots]`."""
+        return torch.stack([self.hop_src, self.hop_dst], dim=0)
 
     @property
     def num_slots(self) -> int:
@@ -860,5 +918,6 @@ class Topology(torch.nn.Module):
         return out if bias is None else out + bias
 
     def __repr__(self) -> str:
+        hops = f', max_hop={self.max_hop}' if self.max_hop > 1 else ''
         return (f'{self.__class__.__name__}(num_nodes={self.num_nodes}, '
-                f'num_edges={self.num_edges})')
+                f'num_edges={self.num_edges}{hops})')

@@ -29,11 +29,13 @@ import torch
 from torch import Tensor
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj
+from torch_geometric.utils import coalesce, remove_self_loops
 
 from pyg_skeleton.nn._export_guard import NoTorchScript, check_not_jit_traced
 from pyg_skeleton.nn.memory import check_memory
 from pyg_skeleton.nn.topology import (
     DENSE_MAX_NODES,
+    Topology,
     _csr_matmul,
     _csr_pattern,
     _sparse_kernel_ok,
@@ -88,21 +90,24 @@ class HopConv(NoTorchScript, MessagePassing):
     def _build_hops(self, edge_index: Adj, num_nodes: int | None,
                     max_hop: int):
         edge_index, num_nodes = fixed_graph(edge_index, num_nodes)
+        # The hop sets ignore self-loops and repeated edges; the Topology
+        # takes each edge once.
+        edge_index = coalesce(remove_self_loops(edge_index)[0],
+                              num_nodes=num_nodes)
         self.num_nodes = num_nodes
-        if max_hop >= 1:
-            try:
-                self._pairs, self._pair_hop = khop_edges(
-                    edge_index, num_nodes, max_hop)
-            except MemoryError as e:
-                # The same one line, naming the operator and its choices.
-                raise MemoryError(
-                    f"'{self.__class__.__name__}' (hops up to {max_hop}): "
-                    f"{e} (here: a smaller k, L or hops), or SemGraphConv "
-                    f"(one hop)") from None
-        else:
-            self._pairs = torch.empty(2, 0, dtype=torch.long)
-            self._pair_hop = torch.empty(0, dtype=torch.long)
-        found = int(self._pair_hop.max()) if self._pair_hop.numel() else 0
+        try:
+            # The one structure of the fixed graph: one-hop slots (the
+            # edges the layer takes as PyG's edge_index), then the pairs up
+            # to max_hop.
+            self.topology = Topology(edge_index, num_nodes,
+                                     max_hop=max(max_hop, 1))
+        except MemoryError as e:
+            # The same one line, naming the operator and its choices.
+            raise MemoryError(
+                f"'{self.__class__.__name__}' (hops up to {max_hop}): "
+                f"{e} (here: a smaller k, L or hops), or SemGraphConv "
+                f"(one hop)") from None
+        found = self.topology.furthest
         # If fewer hops than asked for exist, `found` is the graph's furthest
         # hop (its diameter, per connected component); otherwise the graph
         # reaches at least `max_hop`.
@@ -133,15 +138,14 @@ class HopConv(NoTorchScript, MessagePassing):
             num_groups == num_slots
             and torch.equal(membership, torch.eye(num_slots, dtype=torch.bool)))
 
-        keep = self._pair_hop <= self.max_hop_used
-        node = torch.arange(n)
-        src = torch.cat([node, self._pairs[0, keep]])
-        dst = torch.cat([node, self._pairs[1, keep]])
-        hop = torch.cat([torch.zeros(n, dtype=torch.long),
-                         self._pair_hop[keep]])
-        order = torch.argsort(dst * n + src)  # by target, then source
+        topology = self.topology
+        keep = topology.hop <= self.max_hop_used
+        src, dst, hop = (topology.hop_src[keep], topology.hop_dst[keep],
+                         topology.hop[keep])
+        # By target, then source: the layout of the pair path and of
+        # DynamicHCSFConv's per-pair weights.
+        order = torch.argsort(dst * n + src)
         src, dst, hop = src[order], dst[order], hop[order]
-        del self._pairs, self._pair_hop
 
         count = torch.zeros(n * num_slots).index_add_(
             0, dst * num_slots + hop, torch.ones(dst.numel())).view(
