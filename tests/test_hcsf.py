@@ -748,3 +748,25 @@ def test_protocol_errors(name):
         wrong[0] = 3 - wrong[0]
         with pytest.raises(ValueError, match='not a hop pair'):
             conv(x, khop_edge_index=kei, khop_distance=wrong)
+
+
+def test_one_dense_threshold():
+    """One rule for one-hop and hop graphs: dense up to DENSE_MAX_NODES
+    nodes, CSR above; D-HCSF's 'auto' candidates (the shape of its learned
+    graph) do not follow the kernel threshold."""
+    from pyg_skeleton.nn.topology import TOPOLOGY_DENSE_MAX_NODES
+    assert TOPOLOGY_DENSE_MAX_NODES == DENSE_MAX_NODES
+    for n in (DENSE_MAX_NODES, DENSE_MAX_NODES + 1):
+        ring = torch.arange(n)
+        edge_index = torch.cat([torch.stack([ring, (ring + 1) % n]),
+                                torch.stack([(ring + 1) % n, ring])], 1)
+        conv = HCSFConv(3, 4, edge_index, n, S=1, L=2)
+        dense = n <= DENSE_MAX_NODES
+        assert (conv.dense_adj is not None) == dense
+        assert (conv.csr_value is not None) == (not dense)
+        x = torch.randn(2, n, 3)
+        torch.testing.assert_close(conv(x), hcsf_reference(conv, edge_index,
+                                                           x),
+                                   atol=1e-5, rtol=1e-4)
+    assert DynamicHCSFConv(3, 4, *GRAPHS['random40']).candidates == 'all'
+    assert DynamicHCSFConv(3, 4, *GRAPHS['random150']).candidates == 'hop'

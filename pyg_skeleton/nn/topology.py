@@ -56,19 +56,17 @@ from torch_geometric.utils import (
 
 from pyg_skeleton.utils import bfs, check_positive_int, edge_key, edge_lookup
 
-#: Hop-based operators (:mod:`~pyg_skeleton.nn.conv._hops`, dynamic HCSF)
-#: on graphs with at most this many nodes use dense ``N x N`` matrices. A
-#: 128-node dense matrix is 64 KiB; k-hop graphs are dense enough that the
-#: batched dense product beats the sparse kernels on CPU below this size.
-DENSE_MAX_NODES = 128
-
-#: :class:`Topology` aggregates over graphs with at most this many nodes
-#: with a dense matrix product, over larger ones with a sparse CSR product.
-#: Its graphs are one-hop, about five slots per node on skeletons and body
-#: meshes: the two products take the same time on skeletons, and the CSR
-#: product wins from the first HEM levels on (timings in
+#: The one dense threshold: graphs of at most this many nodes aggregate
+#: with a dense matrix product, larger ones with the sparse CSR product
+#: (:class:`Topology` and the hop-aware operators of
+#: :mod:`~pyg_skeleton.nn.conv._hops`). The crossover lies between 32 and
+#: 48 nodes for one-hop and k-hop graphs alike (timings in
 #: ``docs/design_notes.rst``).
-TOPOLOGY_DENSE_MAX_NODES = 32
+DENSE_MAX_NODES = 32
+
+#: The former name of :data:`DENSE_MAX_NODES` for :class:`Topology`, kept
+#: for the code that imports it (the same value).
+TOPOLOGY_DENSE_MAX_NODES = DENSE_MAX_NODES
 
 #: Whether a CSR tensor was built here yet (see :func:`_csr_tensor`).
 _CSR_BUILT = False
@@ -495,12 +493,13 @@ class Topology(torch.nn.Module):
     the one-hop slots above, in their exact order, come the pairs of hop 2,
     then hop 3, and so on, each hop row-major. :attr:`hop` gives every
     slot's hop (0 for the self-loops, 1 for the edges), and
-    :attr:`hop_src` / :attr:`hop_dst` its source and target; the one-hop
-    attributes (:attr:`key`, :attr:`src`, :attr:`dst`, :attr:`num_slots`,
-    :attr:`num_edges`, the CSR patterns) and everything built on them
-    (:meth:`lookup`, :meth:`tiles`, :meth:`softmax`, :meth:`aggregate`)
-    describe the one-hop slots only, so with :math:`L = 1` the topology is
-    what it always was.
+    :attr:`hop_src` / :attr:`hop_dst` its source and target (the one-hop
+    :attr:`src` / :attr:`dst`, then :attr:`far_src` / :attr:`far_dst`); the
+    one-hop attributes (:attr:`key`, :attr:`src`, :attr:`dst`,
+    :attr:`num_slots`, :attr:`num_edges`, the CSR patterns) and everything
+    built on them (:meth:`lookup`, :meth:`tiles`, :meth:`softmax`,
+    :meth:`aggregate`) describe the one-hop slots only, so with
+    :math:`L = 1` the topology is what it always was.
 
     Args:
         edge_index (torch.Tensor or SparseTensor): The graph, without or with
@@ -562,7 +561,9 @@ class Topology(torch.nn.Module):
         self.register_buffer('pair_perm_t', perm_t, persistent=False)
 
         self.max_hop = max_hop
-        hop, hop_src, hop_dst = (~is_self).long(), src, dst
+        hop = (~is_self).long()
+        source = torch.empty(0, dtype=torch.long)
+        target = torch.empty(0, dtype=torch.long)
         if max_hop > 1:
             source, target, far_hop = bfs(edge_index, num_nodes,
                                           max_hop=max_hop, owner='Topology')
@@ -572,11 +573,11 @@ class Topology(torch.nn.Module):
                 far_hop * num_nodes**2 + edge_key(
                     torch.stack([source, target]), num_nodes))
             hop = torch.cat([hop, far_hop[order]])
-            hop_src = torch.cat([src, source[order]])
-            hop_dst = torch.cat([dst, target[order]])
+            source, target = source[order], target[order]
         self.register_buffer('hop', hop, persistent=False)
-        self.register_buffer('hop_src', hop_src, persistent=False)
-        self.register_buffer('hop_dst', hop_dst, persistent=False)
+        # The slots beyond one hop (the one-hop slots are src and dst):
+        self.register_buffer('far_src', source, persistent=False)
+        self.register_buffer('far_dst', target, persistent=False)
         found = int(hop.max()) if hop.numel() else 0
         #: The largest hop of any slot: :attr:`max_hop`, or the graph's
         #: furthest hop (its diameter, per connected component) if that is
@@ -588,6 +589,16 @@ class Topology(torch.nn.Module):
         r"""The number of slots within :attr:`max_hop` hops, self-loops
         included."""
         return self.hop.numel()
+
+    @property
+    def hop_src(self) -> Tensor:
+        r"""The source of every slot within :attr:`max_hop` hops."""
+        return torch.cat([self.src, self.far_src])
+
+    @property
+    def hop_dst(self) -> Tensor:
+        r"""The target of every slot within :attr:`max_hop` hops."""
+        return torch.cat([self.dst, self.far_dst])
 
     @property
     def hop_edge_index(self) -> Tensor:

@@ -10,14 +10,16 @@ from torch_geometric.typing import Adj
 from pyg_skeleton.nn.conv._hops import check_hop
 from pyg_skeleton.nn.conv.hcsf_conv import HCSFConv
 from pyg_skeleton.nn.memory import check_memory
-from pyg_skeleton.nn.topology import (
-    DENSE_MAX_NODES,
-    built_on_cpu,
-    checks_data,
-)
+from pyg_skeleton.nn.topology import built_on_cpu, checks_data
 from pyg_skeleton.utils import edge_key, edge_lookup
 
 GRAPH_INITS = ('ori', 'dense', 'rand')
+
+#: candidates='auto' learns all N^2 pairs per hop on graphs of at most this
+#: many nodes (skeletons), only the hop pairs on larger ones (meshes). It
+#: sets the shape of the learned graph weight, so it stays fixed: it is not
+#: the dense-kernel threshold.
+ALL_CANDIDATES_MAX_NODES = 128
 CANDIDATES = ('auto', 'all', 'hop')
 
 
@@ -42,8 +44,9 @@ class DynamicHCSFConv(HCSFConv):
     * **Candidate pairs** (:obj:`candidates`). :math:`\mathbf{M}_k` and
       :math:`\mathbf{O}_k` live on the pairs :math:`(j, i)` that hop
       :math:`k` may use: all :math:`N^2` ordered pairs (:obj:`'all'`, the
-      default for graphs of at most :obj:`DENSE_MAX_NODES` nodes, *i.e.*
-      skeletons: every hop may learn connections outside its hop set) or
+      default for graphs of at most :obj:`ALL_CANDIDATES_MAX_NODES` (128)
+      nodes, *i.e.* skeletons: every hop may learn connections outside its
+      hop set) or
       only the hop-:math:`k` pairs (:obj:`'hop'`, the default for larger
       graphs such as meshes; no :math:`N \times N` matrix is built, the
       offsets are computed per pair).
@@ -194,7 +197,8 @@ class DynamicHCSFConv(HCSFConv):
         super().__init__(in_channels, out_channels, edge_index, num_nodes, S,
                          L, d, fusion, normalize, bias, **kwargs)
         if candidates == 'auto':
-            candidates = 'all' if self.num_nodes <= DENSE_MAX_NODES else 'hop'
+            candidates = ('all' if self.num_nodes <= ALL_CANDIDATES_MAX_NODES
+                          else 'hop')
         self.graph = graph
         self.offset = offset
         self.candidates = candidates
