@@ -247,6 +247,13 @@ class HopConv(NoTorchScript, MessagePassing):
           pairs of any graph (*e.g.* of
           :class:`~pyg_skeleton.transforms.KHopEdges`), used as given.
 
+        The operators' :meth:`forward` takes :obj:`(x, edge_index,
+        khop_distance, khop_edge_index)`, so the older call
+        :obj:`conv(x, khop_edge_index, khop_distance)` keeps its meaning;
+        :obj:`khop_edge_index` is not keyword-only because the TorchScript
+        ONNX exporter passes every parameter by position (and must reach
+        the operators' clear error).
+
         Raises:
             ValueError: If the hop pairs come without their hops or twice,
                 the hops without pairs, or a one-hop :obj:`edge_index`

@@ -376,7 +376,7 @@ class DynamicHCSFConv(HCSFConv):
                      what, alternative)
 
     def forward(self, x: Tensor, edge_index: Adj | None = None,
-                khop_distance: Tensor | None = None, *,
+                khop_distance: Tensor | None = None,
                 khop_edge_index: Tensor | None = None) -> Tensor:
         self._check_features(x)
         n = self.num_nodes

@@ -110,7 +110,7 @@ class MixHopSkeletonConv(HopConv):
             torch.nn.init.zeros_(self.bias)
 
     def forward(self, x: Tensor, edge_index: Adj | None = None,
-                khop_distance: Tensor | None = None, *,
+                khop_distance: Tensor | None = None,
                 khop_edge_index: Tensor | None = None) -> Tensor:
         self._check_features(x)
         agg = self.aggregate_hops(x, edge_index, khop_distance,

@@ -99,7 +99,7 @@ class _HCSFBlock(torch.nn.Module):
         self.dropout = torch.nn.Dropout(dropout)
 
     def forward(self, x: Tensor, edge_index: Adj | None = None,
-                khop_distance: Tensor | None = None, *,
+                khop_distance: Tensor | None = None,
                 khop_edge_index: Tensor | None = None) -> Tensor:
         x = self.conv(x, edge_index, khop_distance,
                       khop_edge_index=khop_edge_index)
@@ -174,7 +174,7 @@ class SkeletalGNN(torch.nn.Module):
                                  dynamic, conv, **conv_kwargs)
 
     def forward(self, x: Tensor, edge_index: Adj | None = None,
-                khop_distance: Tensor | None = None, *,
+                khop_distance: Tensor | None = None,
                 khop_edge_index: Tensor | None = None) -> Tensor:
         graph = dict(edge_index=edge_index, khop_distance=khop_distance,
                      khop_edge_index=khop_edge_index)
