@@ -770,3 +770,19 @@ def test_one_dense_threshold():
                                    atol=1e-5, rtol=1e-4)
     assert DynamicHCSFConv(3, 4, *GRAPHS['random40']).candidates == 'all'
     assert DynamicHCSFConv(3, 4, *GRAPHS['random150']).candidates == 'hop'
+
+
+@pytest.mark.parametrize('name', ['HCSFConv', 'DynamicHCSFConv',
+                                  'DynamicHCSFConv-hop'])
+def test_dropped_edges_gradcheck(name):
+    edge_index, n = GRAPHS['h36m17']
+    torch.manual_seed(0)
+    conv = HOP_CONVS[name](edge_index, n).double()
+    dropped = drop_edges(edge_index, [(0, 1)])
+    batch = Batch.from_data_list([Data(edge_index=edge_index, num_nodes=n),
+                                  Data(edge_index=dropped, num_nodes=n)])
+    x = torch.randn(2 * n, 3, dtype=torch.float64, requires_grad=True)
+    params = tuple(conv.parameters())
+    assert torch.autograd.gradcheck(
+        lambda x, *_: conv(x, batch.edge_index), (x, *params),
+        fast_mode=True)
