@@ -64,7 +64,7 @@ from pyg_skeleton.utils import bfs, check_positive_int, edge_key, edge_lookup
 #: ``docs/design_notes.rst``).
 DENSE_MAX_NODES = 32
 
-#: The former name of :data:`DENSE_MAX_NODES` for :class:`Topology`, kept
+#: The former name of ``DENSE_MAX_NODES`` for :class:`Topology`, kept
 #: for the code that imports it (the same value).
 TOPOLOGY_DENSE_MAX_NODES = DENSE_MAX_NODES
 
@@ -491,14 +491,14 @@ class Topology(torch.nn.Module):
     (edges followed from row 0 to row 1, one
     :func:`~pyg_skeleton.utils.bfs`), for the hop-aware operators: after
     the one-hop slots above, in their exact order, come the pairs of hop 2,
-    then hop 3, and so on, each hop row-major. :attr:`hop` gives every
+    then hop 3, and so on, each hop row-major. :obj:`hop` gives every
     slot's hop (0 for the self-loops, 1 for the edges), and
-    :attr:`hop_src` / :attr:`hop_dst` its source and target (the one-hop
-    :attr:`src` / :attr:`dst`, then :attr:`far_src` / :attr:`far_dst`); the
-    one-hop attributes (:attr:`key`, :attr:`src`, :attr:`dst`,
-    :attr:`num_slots`, :attr:`num_edges`, the CSR patterns) and everything
-    built on them (:meth:`lookup`, :meth:`tiles`, :meth:`softmax`,
-    :meth:`aggregate`) describe the one-hop slots only, so with
+    :obj:`hop_src` / :obj:`hop_dst` its source and target (the one-hop
+    :obj:`src` / :obj:`dst`, then :obj:`far_src` / :obj:`far_dst`); the
+    one-hop attributes (:obj:`key`, :obj:`src`, :obj:`dst`,
+    :obj:`num_slots`, :obj:`num_edges`, the CSR patterns) and everything
+    built on them (:obj:`lookup`, :obj:`tiles`, :obj:`softmax`,
+    :obj:`aggregate`) describe the one-hop slots only, so with
     :math:`L = 1` the topology is what it always was.
 
     Args:
@@ -579,30 +579,30 @@ class Topology(torch.nn.Module):
         self.register_buffer('far_src', source, persistent=False)
         self.register_buffer('far_dst', target, persistent=False)
         found = int(hop.max()) if hop.numel() else 0
-        #: The largest hop of any slot: :attr:`max_hop`, or the graph's
+        #: The largest hop of any slot: :obj:`max_hop`, or the graph's
         #: furthest hop (its diameter, per connected component) if that is
         #: smaller.
         self.furthest = found
 
     @property
     def num_hop_slots(self) -> int:
-        r"""The number of slots within :attr:`max_hop` hops, self-loops
+        r"""The number of slots within :obj:`max_hop` hops, self-loops
         included."""
         return self.hop.numel()
 
     @property
     def hop_src(self) -> Tensor:
-        r"""The source of every slot within :attr:`max_hop` hops."""
+        r"""The source of every slot within :obj:`max_hop` hops."""
         return torch.cat([self.src, self.far_src])
 
     @property
     def hop_dst(self) -> Tensor:
-        r"""The target of every slot within :attr:`max_hop` hops."""
+        r"""The target of every slot within :obj:`max_hop` hops."""
         return torch.cat([self.dst, self.far_dst])
 
     @property
     def hop_edge_index(self) -> Tensor:
-        r"""The pairs of all slots within :attr:`max_hop` hops, in slot
+        r"""The pairs of all slots within :obj:`max_hop` hops, in slot
         order, :obj:`[2, num_hop_slots]`."""
         return torch.stack([self.hop_src, self.hop_dst], dim=0)
 

@@ -102,8 +102,8 @@ class DynamicHCSFConv(HCSFConv):
     any subset of their edges (*e.g.* dropped edges) the hop pairs of its
     own shortest paths. Hop pairs can also be given, :obj:`conv(batch.x,
     khop_edge_index=batch.khop_edge_index,
-    khop_distance=batch.khop_distance)` (:class:`~pyg_skeleton.transforms.
-    KHopEdges`), each inside one copy. On a given set of pairs,
+    khop_distance=batch.khop_distance)` (see
+    :class:`~pyg_skeleton.transforms.KHopEdges`), each inside one copy. On a given set of pairs,
     :math:`\mathbf{A}_k` weights each pair :math:`(j, i)` at its given hop
     :math:`k` (with :obj:`candidates='hop'` it must be a hop-:math:`k`
     pair of the layer's graph) in place of the layer's own hop sets, so
