@@ -25,7 +25,8 @@ GRAPHS = {
     'h36m17': skeleton_graph('h36m17'),
     'ntu25': skeleton_graph('ntu25'),
     'random40': (random_graph(40, 12, seed=1), 40),
-    # more nodes than DENSE_MAX_NODES: message passing over stored pairs
+    # more nodes than DENSE_MAX_NODES (as random40): the CSR product, and
+    # D-HCSF's 'hop' candidates by default
     'random150': (random_graph(150, 60, seed=2), 150),
 }
 
