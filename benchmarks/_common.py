@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch_geometric.typing as pyg_typing
-from torch_geometric.utils import to_undirected
+
+from pyg_skeleton.mesh import faces_to_edge_index
 
 SHARED = Path(__file__).resolve().parents[2] / 'shared'
 MAKEHUMAN = SHARED / 'data' / 'meshes' / 'makehuman_body.npz'
@@ -61,11 +62,6 @@ def use_device(name: str) -> torch.device:
     DEVICE = device
     os.environ[_DEVICE_ENV] = str(device)
     return device
-
-
-def faces_to_edge_index(faces: torch.Tensor, num_nodes: int) -> torch.Tensor:
-    edges = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    return to_undirected(edges.t(), num_nodes=num_nodes)
 
 
 def grid_mesh(rows: int, cols: int):

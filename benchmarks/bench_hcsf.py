@@ -8,9 +8,12 @@ Compares, in one run and on the same input and parameters:
   concatenated and projected (``DenseHCSF`` below);
 * ``static``: ``conv(x)`` on ``x`` of shape ``[B, N, C]`` or
   ``[B, T, N, C]`` (one stacked hop matrix, folded weights);
-* ``disjoint``: ``conv(batch.x, batch.khop_edge_index,
-  batch.khop_distance)`` on the equivalent disjoint PyG batch (message
-  passing);
+* ``disjoint``: ``conv(batch.x, khop_edge_index=batch.khop_edge_index,
+  khop_distance=batch.khop_distance)`` on the equivalent disjoint PyG batch
+  (message passing over the hop pairs);
+* ``disjoint edge_index``: ``conv(batch.x, batch.edge_index)``, PyG's
+  protocol with the one-hop graph of the same batch (whole copies: the
+  static kernel, after the check that they are whole copies);
 * ``dynamic (Eq. 8)``: ``DynamicHCSFConv`` with the same hop settings (for
   scale; it computes more: per-sample offsets).
 
@@ -92,8 +95,11 @@ def implementations(skeleton, conv, x):
     return {
         'dense per-hop': (dense, (x, ), True),
         'static (ours)': (conv, (x, ), True),
-        'disjoint (ours)': (lambda t: conv(t, batch.khop_edge_index,
-                                           batch.khop_distance), (xb, ), True),
+        'disjoint (ours)': (lambda t: conv(
+            t, khop_edge_index=batch.khop_edge_index,
+            khop_distance=batch.khop_distance), (xb, ), True),
+        'disjoint edge_index (ours)': (lambda t: conv(t, batch.edge_index),
+                                       (xb, ), True),
         'dynamic Eq. 8 (ours)': (dynamic, (x, ), False),
     }, dynamic
 
@@ -142,7 +148,7 @@ def main():
             'load from other processes on a shared machine hits all '
             'implementations alike. '
             '`vs dense per-hop` is the time ratio measured in this run '
-            '(lower is better); the first three rows compute the same '
+            '(lower is better); the first four rows compute the same '
             'function with the same parameters (checked before timing). '
             'The dynamic layer computes more (per-sample offsets on all '
             'N^2 pairs for every hop, temporal kernel 3 on the sequence '

@@ -1,16 +1,17 @@
-"""Training throughput per CLI model: the ``pyg-skeleton train`` trainer
+"""Training throughput per model: the library trainer
+(:class:`pyg_skeleton.training.Trainer`, which ``pyg-skeleton train`` runs)
 against a minimal plain-PyTorch dense loop, on the same data and batch size.
 
-Models (``pyg_skeleton.cli.models.MODELS``): ``semgcn``,
+Models (``pyg_skeleton.nn.MODELS``): ``semgcn``,
 ``semgcn_nonlocal``, ``semgcn_pre_agg`` (a weight-sharing variant) and
 ``skeletal_gnn``. For the first three a plain dense PyTorch equivalent is
 written here (dense SemGCN convolution; dense grouped non-local block;
 per-node einsum weights); ``skeletal_gnn`` has none and is reported as
 samples/s and against the trainer's SemGCN. Everything trains on the
 built-in **synthetic** lifting data (no data set needed) for the same number
-of steps; the trainer's samples/s are taken from its ``metrics.csv``
-(training steps only, evaluation excluded) and the plain loop is timed the
-same way. Runs are interleaved (trainer, plain, next model, ...) and the best
+of steps; the trainer's samples/s are taken from its history (the row of
+``metrics.csv``: training steps only, evaluation excluded) and the plain
+loop is timed the same way. Runs are interleaved (trainer, plain, next model, ...) and the best
 of the repeats is kept. Writes ``benchmarks/results/training.md``.
 
     python benchmarks/bench_training.py [--quick] [--models a,b]
@@ -18,7 +19,6 @@ of the repeats is kept. Writes ``benchmarks/results/training.md``.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import tempfile
@@ -30,8 +30,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pyg_skeleton import Skeleton  # noqa: E402
-from pyg_skeleton.cli import main as cli_main  # noqa: E402
 from pyg_skeleton.datasets import TensorBatches, load_lifting  # noqa: E402
+from pyg_skeleton.training import TrainConfig, Trainer  # noqa: E402
 
 import _common as common  # noqa: E402
 from _common import markdown_table, write_report  # noqa: E402
@@ -186,17 +186,17 @@ def plain_loop(train, skeleton, batch_size, steps, seed, model_name='semgcn'):
 
 
 def trainer_run(batch_size, steps, seed, poses, model_name='semgcn'):
+    # the options of `pyg-skeleton train --model NAME --dataset synthetic
+    # --synthetic-train POSES --synthetic-test 50 --views 4 --epochs 1
+    # --steps-per-epoch STEPS --no-flip-test`, run by the library trainer
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / 'run'
-        code = cli_main(['train', '--model', model_name, '--dataset', 'synthetic',
-                         '--synthetic-train', str(poses), '--synthetic-test', '50',
-                         '--views', '4', '--batch-size', str(batch_size), '--epochs', '1',
-                         '--steps-per-epoch', str(steps), '--no-progress', '--no-plots',
-                         '--no-flip-test', '--seed', str(seed), '--out', str(out)])
-        assert code == 0
-        with open(out / 'metrics.csv') as f:
-            row = list(csv.DictReader(f))[-1]
-        return float(row['samples_per_s'])
+        config = TrainConfig(model=model_name, dataset='synthetic', synthetic_train=poses,
+                             synthetic_test=50, views=4, batch_size=batch_size, epochs=1,
+                             steps_per_epoch=steps, no_progress=True, no_plots=True,
+                             flip_test=False, seed=seed, out=str(Path(tmp) / 'run'))
+        trainer = Trainer(config=config, log=lambda text, err=False: None)
+        trainer.fit()
+        return trainer.history[-1]['samples_per_s']
 
 
 def main():
@@ -250,7 +250,8 @@ def main():
         f'{load0[2]:.2f}; at end {load1[0]:.2f}, {load1[1]:.2f}, {load1[2]:.2f}; '
         f'torch threads {torch.get_num_threads()}; wall time '
         f'{(time.time() - t_start) / 60:.1f} min.', '',
-        f'CLI models (hidden 128, h36m17) trained on the built-in **synthetic** '
+        f'Models of `pyg_skeleton.nn.MODELS` (hidden 128, h36m17) trained by the library '
+        f'`Trainer` (as `pyg-skeleton train` runs them) on the built-in **synthetic** '
         f'lifting data, batch size {args.batch_size}, {steps} timed steps per run '
         f'(flip augmentation on in the trainer, as by default), best of {repeats} '
         f'interleaved runs{" (--quick)" if args.quick else ""}. The plain loops are '

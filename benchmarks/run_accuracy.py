@@ -26,6 +26,7 @@ import math
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -40,9 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pyg_skeleton import Skeleton  # noqa: E402
 from pyg_skeleton.datasets.bandai import BandaiMocap, default_bandai_path  # noqa: E402
 from pyg_skeleton.datasets.camera import CameraRig  # noqa: E402
-from pyg_skeleton.datasets.lifting import load_lifting  # noqa: E402
+from pyg_skeleton.datasets.lifting import LiftingTensors, load_lifting  # noqa: E402
 from pyg_skeleton.metrics import mpjpe, p_mpjpe  # noqa: E402
 from pyg_skeleton.nn.models.registry import build_model  # noqa: E402
+from pyg_skeleton.training import TrainConfig, Trainer, TrainingError  # noqa: E402
 
 from _common import markdown_table, write_report  # noqa: E402
 
@@ -369,10 +371,38 @@ def lifting_metrics(pred: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
             'p_mpjpe': 1000 * float(p_mpjpe(pred, y))}
 
 
+def _quiet(text: str, err: bool = False) -> None:
+    # the trainer's log: only its warnings (one run's lines would drown the tables)
+    if err:
+        print(text, file=sys.stderr, flush=True)
+
+
+def lifting_config(row: Row, n_train: int, seed: int, settings: Settings,
+                   out: str) -> TrainConfig:
+    """The :class:`~pyg_skeleton.training.TrainConfig` of a run: Adam,
+    :obj:`settings.steps` steps (batches of :obj:`settings.batch_size`
+    poses, or of :obj:`settings.batch_size // settings.clip` clips but at
+    least 8; never more than the training samples), the
+    learning rate decayed exponentially at every step to
+    :obj:`settings.lr_final`, MSE loss, no augmentation, batches cut from
+    successive shuffles of one generator (``batch_order='stream'``)."""
+    bs = min(settings.batch_size if row.kind == 'frame' else
+             max(8, settings.batch_size // settings.clip), n_train)
+    return TrainConfig(
+        skeleton=SKELETON, seed=seed, batch_size=bs, batch_order='stream',
+        epochs=-(-settings.steps // (n_train // bs)), max_steps=settings.steps,
+        lr=settings.lr, lr_schedule='exp_to_min', min_lr=settings.lr_final, loss='mse',
+        flip_augment=False, flip_test=False, val_fraction=0.0, out=out, no_progress=True,
+        no_plots=True, samples=0)
+
+
 def train_lifting(table: str, index: int, fold: int, seed: int, settings: Settings
                   ) -> dict:
-    """Trains row :obj:`index` of a table on one fold with one seed (cached;
-    rows are passed by position because their builders do not pickle)."""
+    """Trains row :obj:`index` of a table on one fold with one seed with the
+    library :class:`~pyg_skeleton.training.Trainer` (cached; rows are
+    passed by position because their builders do not pickle). The trainer
+    gets no test split: the reported metrics are those of the final weights
+    (no checkpoint selection), computed here once."""
     row = TABLES[table].rows[index]
     key = run_key(row, fold, seed, settings)
     path = CACHE / f'{key}.json'
@@ -381,33 +411,28 @@ def train_lifting(table: str, index: int, fold: int, seed: int, settings: Settin
     torch.set_num_threads(1)
     sk = Skeleton.preset(SKELETON)
     xtr, ytr, xte, yte = lifting_fold(fold, row.kind, settings)
-    torch.manual_seed(seed)
-    model, width = build_row(row, sk)
-    opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    gamma = (settings.lr_final / settings.lr) ** (1 / max(1, settings.steps))
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
-    gen = torch.Generator().manual_seed(seed)
-    bs = min(settings.batch_size if row.kind == 'frame' else
-             max(8, settings.batch_size // settings.clip), len(xtr))
-    start, order, pos = time.perf_counter(), torch.randperm(len(xtr), generator=gen), 0
-    model.train()
-    for _ in range(settings.steps):
-        if pos + bs > len(order):
-            order, pos = torch.randperm(len(xtr), generator=gen), 0
-        idx = order[pos:pos + bs]
-        pos += bs
-        loss = torch.nn.functional.mse_loss(model(xtr[idx]), ytr[idx])
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f'{row.label}: loss {float(loss)} on fold {fold}')
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-    seconds = time.perf_counter() - start
+    train = LiftingTensors(xtr, ytr, torch.zeros(len(xtr), dtype=torch.long),
+                           description=f'Bandai-Namco mocap, test actor {fold}')
+    width = {}
+
+    def build() -> torch.nn.Module:  # called by the trainer right after seeding
+        model, width['width'] = build_row(row, sk)
+        return model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(build, lifting_config(row, len(xtr), seed, settings, tmp),
+                          data=(train, None, None), skeleton=sk, log=_quiet)
+        try:
+            trainer.fit()
+        except TrainingError as e:
+            raise TrainingError(f'{row.label}, fold {fold}, seed {seed}: {e}') from None
+    model = trainer.model
     result = {'key': row.key, 'row': row.label, 'fold': fold, 'seed': seed,
-              'width': width, 'params': num_params(model), 'train_s': seconds,
+              'width': width['width'], 'params': num_params(model),
+              'train_s': sum(h['seconds'] for h in trainer.history),
               'train_samples': len(xtr), 'test_samples': len(xte),
-              'final_loss': loss.item(), **lifting_metrics(predict(model, xte), yte)}
+              'last_epoch_loss': trainer.history[-1]['train_loss'],
+              **lifting_metrics(predict(model, xte), yte)}
     CACHE.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), CACHE / f'{key}.pt')
     tmp = path.with_suffix('.tmp')

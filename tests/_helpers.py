@@ -78,7 +78,7 @@ def grid_mesh(rows, cols):
     a, b = idx[:-1, :-1].reshape(-1), idx[:-1, 1:].reshape(-1)
     c, d = idx[1:, :-1].reshape(-1), idx[1:, 1:].reshape(-1)
     faces = torch.cat([torch.stack([a, b, d], 1), torch.stack([a, d, c], 1)])
-    return Mesh(torch.rand(rows * cols, 3), faces)
+    return Mesh(pos=torch.rand(rows * cols, 3), face=faces.t())
 
 
 def count_node_maps(monkeypatch):

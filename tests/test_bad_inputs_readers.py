@@ -189,7 +189,7 @@ def test_obj_face_index_reported_as_written(tmp_path):
     one_line(e, f'{path}:4:', 'face index -4')
     # valid relative indices still work: -1 is the last vertex so far
     path.write_text('v 0 0 0\nv 1 0 0\nv 0 1 0\nf -3 -2 -1\n')
-    assert read_obj(path).faces.tolist() == [[0, 1, 2]]
+    assert read_obj(path).face.tolist() == [[0], [1], [2]]
 
 
 def test_obj_nan_vertex_refused_by_the_reader(tmp_path):
@@ -216,7 +216,7 @@ def test_ply_binary_reference_and_truncations(tmp_path):
     path = tmp_path / 'tet.ply'
     path.write_bytes(ply_binary())
     mesh = read_ply(path)
-    assert mesh.faces.tolist() == TET_F.tolist()
+    assert mesh.face.tolist() == TET_F.T.tolist()
     full = ply_binary()
     head = len(PLY_HEAD.format(fmt='binary_little_endian', it='int'))
     for cut in (head + 10, head + 48 + 3, len(full) - 2):    # in vertices, faces, last face
@@ -235,7 +235,7 @@ def test_ply_float_face_indices_and_negative_list_length(tmp_path):
         read_ply(path)
     one_line(e, path, 'non-integral')
     path.write_bytes(ply_binary(TET_F.astype(float), it='float', idx_dtype='<f4'))
-    assert read_ply(path).faces.tolist() == TET_F.tolist()   # integral floats are fine
+    assert read_ply(path).face.tolist() == TET_F.T.tolist()   # integral floats are fine
     head = PLY_HEAD.format(fmt='binary_little_endian', it='int').replace('uchar', 'char')
     body = TET_V.astype('<f4').tobytes() + struct.pack('<b', -1) + b'\0' * 60
     path.write_bytes(head.encode() + body)
@@ -288,12 +288,13 @@ def test_fractional_faces_refused_by_mesh_from_arrays_and_check_mesh():
     with pytest.raises(ValueError) as e:
         mesh_from_arrays(TET_V, faces)
     one_line(e, 'must hold integers', '2.4')
-    mesh = Mesh(torch.tensor(TET_V).float(), torch.tensor(faces), None, {'source': 'm.obj'})
+    mesh = Mesh(pos=torch.tensor(TET_V).float(), face=torch.tensor(faces.T),
+                meta={'source': 'm.obj'})
     with pytest.raises(ValueError) as e:
         check_mesh(mesh)
     one_line(e, 'm.obj', 'must hold integers')
     ok = mesh_from_arrays(TET_V, TET_F.astype(float))
-    assert ok.faces.dtype == torch.long and ok.faces.tolist() == TET_F.tolist()
+    assert ok.face.dtype == torch.long and ok.face.tolist() == TET_F.T.tolist()
 
 
 # ------------------------------------------------------- coarsening, pooling

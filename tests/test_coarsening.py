@@ -6,12 +6,16 @@ import torch
 from torch_geometric.utils import to_undirected
 
 from pyg_skeleton.mesh import (
+    HEMPool,
+    HEMUnpool,
     MeshHierarchy,
     binary_tree_permutations,
     connected_components,
     faces_to_edge_index,
     hem_coarsen,
     hem_pool,
+    hem_unpool,
+    pool_weights,
     read_mesh,
 )
 
@@ -248,7 +252,7 @@ def hierarchy():
                                      indexing='ij'), -1).reshape(-1, 2)
     pos = torch.cat([pos, torch.zeros(120, 1)], 1)
     from pyg_skeleton.mesh import Mesh
-    return MeshHierarchy.from_mesh(Mesh(pos, faces), max_nodes=6,
+    return MeshHierarchy.from_mesh(Mesh(pos=pos, face=faces.t()), max_nodes=6,
                                    padded=True)
 
 
@@ -297,6 +301,64 @@ def test_pool_disjoint_batch_equals_static(hierarchy):
     with pytest.raises(ValueError, match='whole graphs'):
         hem_pool(x.reshape(-1, 5)[:-1], h.assignment(1, 3),
                  torch.ones(h.num_nodes[1]), h.num_nodes[3], batch=batch)
+
+
+@pytest.mark.parametrize('trailing', [(), (5, ), (2, 3)],
+                         ids=['1d', '2d', '3d'])
+def test_pool_unpool_disjoint_layouts_match_a_loop(hierarchy, trailing):
+    # Every disjoint entry point against a loop over the graphs and nodes,
+    # bit for bit: the disjoint batch is the static one laid out flat.
+    h = hierarchy
+    index, weight = h.assignment(1, 3), pool_weights(h.clusters, 1, 3)
+    n, nc, b = h.num_nodes[1], h.num_nodes[3], 3
+    x = torch.randn((b * n, ) + trailing, dtype=torch.float64)
+    fine = torch.arange(b).repeat_interleave(n)
+    coarse = torch.arange(b).repeat_interleave(nc)
+    pooled = torch.zeros((b * nc, ) + trailing, dtype=torch.float64)
+    for g in range(b):
+        for i in range(n):
+            pooled[g * nc + index[i]] += weight[i] * x[g * n + i]
+    assert torch.equal(hem_pool(x, index, weight, nc, batch=fine), pooled)
+    assert torch.equal(HEMPool(index, weight, nc)(x, fine), pooled)
+    mask = torch.rand(n) > 0.3
+    up = torch.stack([pooled[g * nc + index[i]] * mask[i]
+                      for g in range(b) for i in range(n)])
+    unpool = HEMUnpool(index, nc, mask)
+    # The coarse input's batch vector, or the fine output's (which
+    # MeshHierarchy.unpool's callers have passed):
+    for batch in (coarse, fine):
+        assert torch.equal(hem_unpool(pooled, index, mask, batch), up)
+        assert torch.equal(unpool(pooled, batch), up)
+
+
+def test_pool_unpool_refuse_batches_of_other_graphs(hierarchy):
+    h = hierarchy
+    index, weight = h.assignment(1, 3), pool_weights(h.clusters, 1, 3)
+    n, nc = h.num_nodes[1], h.num_nodes[3]
+    x = torch.randn(2 * n, 4)
+    # The rows of two graphs, split one node off: graphs of n - 1 and n + 1.
+    ragged = torch.ones(2 * n, dtype=torch.long)
+    ragged[:n - 1] = 0
+    calls = {
+        'hem_pool': lambda batch: hem_pool(x, index, weight, nc, batch),
+        'HEMPool': lambda batch: HEMPool(index, weight, nc)(x, batch),
+        'hem_unpool': lambda batch: hem_unpool(x[:2 * nc], index,
+                                               batch=batch[:2 * nc]),
+        'HEMUnpool': lambda batch: HEMUnpool(index, nc)(x[:2 * nc],
+                                                       batch[:2 * nc]),
+    }
+    for owner, call in calls.items():
+        size = nc if 'unpool' in owner.lower() else n
+        bad = ragged if size == n else torch.tensor([0] * (nc - 1) +
+                                                    [1] * (nc + 1))
+        with pytest.raises(ValueError) as e:
+            call(bad)
+        assert str(e.value) == (
+            f"'{owner}' needs a disjoint batch of whole graphs: every graph "
+            f"must have exactly {size} nodes (row {size - 1} is in graph 1, "
+            f"not 0)")
+        with pytest.raises(ValueError, match=f"^'{owner}' needs a sorted"):
+            call(bad.flip(0))
 
 
 def test_pool_gradient(hierarchy):

@@ -25,7 +25,8 @@ GRAPHS = {
     'h36m17': skeleton_graph('h36m17'),
     'ntu25': skeleton_graph('ntu25'),
     'random40': (random_graph(40, 12, seed=1), 40),
-    # more nodes than DENSE_MAX_NODES: message passing over stored pairs
+    # more nodes than DENSE_MAX_NODES (as random40): the CSR product, and
+    # D-HCSF's 'hop' candidates by default
     'random150': (random_graph(150, 60, seed=2), 150),
 }
 
@@ -275,8 +276,8 @@ def test_hcsf_errors_and_clipping():
         conv(torch.randn(n, 3))
     with pytest.raises(ValueError, match='built for a graph of 17 nodes'):
         conv(torch.randn(2, 16, 4))
-    with pytest.raises(ValueError, match='khop_distance'):
-        conv(torch.randn(n, 4), edge_index)
+    with pytest.raises(ValueError, match="needs 'khop_distance'"):
+        conv(torch.randn(n, 4), khop_edge_index=edge_index)
 
 
 def test_repr():
@@ -506,11 +507,10 @@ def test_dynamic_batching():
     torch.testing.assert_close(
         conv(batch.x, batch.khop_edge_index, batch.khop_distance).view(
             4, n, -1), conv(x3), atol=1e-5, rtol=1e-4)
-    with pytest.raises(ValueError, match='copies'):
-        other = Batch.from_data_list(
-            [KHopEdges(1)(Skeleton.preset('h36m17').to_data(x=x3[b]))
-             for b in range(4)])
-        conv(other.x, other.khop_edge_index, other.khop_distance)
+    with pytest.raises(ValueError, match='different copies'):
+        shifted = batch.khop_edge_index.clone()
+        shifted[0, 0] = (shifted[0, 0] + n) % (4 * n)
+        conv(batch.x, shifted, batch.khop_distance)
     with pytest.raises(ValueError, match='not a multiple of the 17 nodes'):
         conv(torch.randn(20, 3), batch.khop_edge_index, batch.khop_distance)
     with pytest.raises(ValueError, match='built for a graph of 17 nodes'):
@@ -551,3 +551,239 @@ def test_dynamic_errors():
         DynamicHCSFConv(3, 4, edge_index, temporal_kernel=0)
     with pytest.raises(ValueError, match='S <= L'):
         DynamicHCSFConv(3, 4, edge_index, S=3, L=1)
+
+
+# ------------------------------- PyG's protocol: forward(x, edge_index)
+
+
+def drop_edges(edge_index, pairs):
+    """edge_index without the edges (both directions) of ``pairs``."""
+    keep = torch.ones(edge_index.size(1), dtype=torch.bool)
+    for a, b in pairs:
+        keep &= ~(((edge_index[0] == a) & (edge_index[1] == b))
+                  | ((edge_index[0] == b) & (edge_index[1] == a)))
+    return edge_index[:, keep]
+
+
+HOP_CONVS = {
+    'KHopConv': lambda e, n: KHopConv(3, 6, e, n, k=2),
+    'HCSFConv': lambda e, n: HCSFConv(3, 6, e, n, S=1, L=3, d=0.5),
+    'HCSFConv-mul': lambda e, n: HCSFConv(3, 6, e, n, S=1, L=2, d=0.5,
+                                          fusion='mul'),
+    'MixHopSkeletonConv': lambda e, n: MixHopSkeletonConv(3, 6, e, n,
+                                                          hops=(1, 2)),
+    'MSHopConv': lambda e, n: MSHopConv(3, 6, e, n, hops=(1, 3)),
+    'DynamicHCSFConv': lambda e, n: DynamicHCSFConv(3, 6, e, n, alpha=0.5),
+    'DynamicHCSFConv-hop': lambda e, n: DynamicHCSFConv(
+        3, 6, e, n, alpha=0.5, candidates='hop'),
+}
+
+
+def group_sets(conv):
+    """The hop counts of each aggregation group of a static hop operator."""
+    if isinstance(conv, HCSFConv):
+        return [{k} for k in range(conv.L + 1)]
+    if isinstance(conv, KHopConv):
+        return [set(range(conv.k + 1))]
+    return [set(range(k + 1)) for k in conv.hops]
+
+
+def static_reference(conv, edge_index, x):
+    """The operator's output on any graph: its hop sets from networkx
+    (loops over nodes), then its maps written out."""
+    agg = aggregate(hop_sets(edge_index, x.size(-2), group_sets(conv)), x)
+    if isinstance(conv, HCSFConv):
+        return hcsf_from_aggregates(conv, agg)
+    if isinstance(conv, KHopConv):
+        return agg[..., 0, :] @ conv.lin.weight.t() + conv.lin.bias
+    outs = [agg[..., g, :] @ lin.weight.t() for g, lin in enumerate(conv.lins)]
+    if isinstance(conv, MixHopSkeletonConv):
+        return torch.cat(outs, -1) + conv.bias
+    return sum(outs) / len(outs) + conv.bias
+
+
+def dynamic_pairs_reference(conv, edge_index, x, pairs):
+    """D-HCSF on a disjoint batch x [B N, C] given as hop pairs
+    {(j, i): k} (global ids), with loops: A_k[i, k, j] of the layer (from
+    its own hop_graphs) counts where (j, i) is given at hop k, for the
+    self-loops, and with candidates='all' for every entry that is not a
+    hop-k pair of the layer's graph (those come from the given pairs)."""
+    n = conv.num_nodes
+    b = x.size(0) // n
+    adj = conv.hop_graphs(x.view(b, 1, n, -1)).expand(b, -1, -1, -1) \
+        if conv.candidates == 'all' else None
+    dist = distances(edge_index, n)
+    agg = x.new_zeros(b * n, conv.L + 1, x.size(-1))
+    if conv.candidates == 'hop':
+        weights = conv.hop_graphs(x.view(b, 1, n, -1)).expand(b, -1)
+        slot = {(int(j), int(i)): e for e, (j, i) in
+                enumerate(conv.hop_edge_index.t().tolist())}
+    for s in range(b):
+        for i in range(n):
+            for k in range(conv.L + 1):
+                for j in range(n):
+                    given = pairs.get((s * n + j, s * n + i)) == k
+                    if conv.candidates == 'all':
+                        layer_pair = k >= 1 and int(dist[i, j]) == k
+                        if given or not layer_pair:
+                            agg[s * n + i, k] += adj[s, i, k, j] * x[s * n + j]
+                    elif (k == 0 and i == j) or given:
+                        w = weights[s, slot[(j, i)]]
+                        agg[s * n + i, k] += w * x[s * n + j]
+    return hcsf_from_aggregates(conv, agg)
+
+
+@pytest.mark.parametrize('name', HOP_CONVS)
+@pytest.mark.parametrize('graph', ['h36m17', 'random150'])
+def test_disjoint_batch_of_whole_copies_is_static(name, graph):
+    """conv(batch.x, batch.edge_index) on whole copies (one-hop graph, any
+    order of edges) takes the static kernel: identical to conv(x)."""
+    if name.startswith('Dynamic') and graph == 'random150':
+        pytest.skip('D-HCSF on the skeleton only (its reference is dense)')
+    edge_index, n = GRAPHS[graph]
+    torch.manual_seed(0)
+    conv = HOP_CONVS[name](edge_index, n)
+    x = torch.randn(3, n, 3)
+    batch = Batch.from_data_list([Data(x=x[b], edge_index=edge_index,
+                                       num_nodes=n) for b in range(3)])
+    shuffled = batch.edge_index[:, torch.randperm(batch.edge_index.size(1))]
+    for ei in (batch.edge_index, shuffled):
+        out = conv(batch.x, ei)
+        assert torch.equal(out, conv(x).flatten(0, 1))
+
+
+@pytest.mark.parametrize('name', HOP_CONVS)
+@pytest.mark.parametrize('graph', ['h36m17', 'random40'])
+def test_dropped_edges_match_loop_reference(name, graph):
+    """A one-hop edge_index with edges dropped from copy 1 (the skeleton
+    falls apart; the random graph's cycles make some pairs farther)
+    aggregates over the hop sets of that graph, from its own shortest paths
+    (networkx, in the test)."""
+    edge_index, n = GRAPHS[graph]
+    torch.manual_seed(0)
+    conv = HOP_CONVS[name](edge_index, n)
+    if name.startswith('Dynamic'):
+        with torch.no_grad():
+            conv.graph_weight.add_(0.1 * torch.randn_like(conv.graph_weight))
+    x = torch.randn(2 * n, 3)
+    cut = [(0, 1), (8, 11)] if graph == 'h36m17' else edge_index[:, :6:2].t()
+    dropped = drop_edges(edge_index, cut.tolist() if torch.is_tensor(cut)
+                         else cut)
+    batch = Batch.from_data_list([Data(edge_index=edge_index, num_nodes=n),
+                                  Data(edge_index=dropped, num_nodes=n)])
+    if not name.startswith('Dynamic'):
+        out = conv(x, batch.edge_index)
+        # the intact copy is the layer's graph
+        torch.testing.assert_close(out[:n], conv(x[:n]), atol=1e-5,
+                                   rtol=1e-4)
+        ref = static_reference(conv, batch.edge_index, x)
+        torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+        return
+    dist = distances(batch.edge_index, 2 * n)
+    pairs = {(j, i): int(dist[i, j]) for i in range(2 * n)
+             for j in range(2 * n) if 1 <= int(dist[i, j]) <= conv.L}
+    layer = distances(edge_index, n)
+    farther = {p for p, k in pairs.items()
+               if int(layer[p[1] % n, p[0] % n]) != k}
+    assert bool(farther) == (graph == 'random40')
+    if conv.candidates == 'hop' and farther:
+        # 'hop' candidates hold weights for the layer's hop-k pairs only
+        with pytest.raises(ValueError, match='not a hop pair'):
+            conv(x, batch.edge_index)
+        return
+    ref = dynamic_pairs_reference(conv, edge_index, x, pairs)
+    torch.testing.assert_close(conv(x, batch.edge_index), ref, atol=1e-5,
+                               rtol=1e-4)
+
+
+@pytest.mark.parametrize('name', HOP_CONVS)
+def test_hop_pairs_calls_unchanged(name):
+    """The hop pairs of KHopEdges, positional (the old call) or by keyword,
+    give what the one-hop edge_index of the same batch gives."""
+    edge_index, n = GRAPHS['h36m17']
+    torch.manual_seed(0)
+    conv = HOP_CONVS[name](edge_index, n)
+    x = torch.randn(2, n, 3)
+    batch = Batch.from_data_list([KHopEdges(4)(Data(
+        x=x[b], edge_index=edge_index, num_nodes=n)) for b in range(2)])
+    old = conv(batch.x, batch.khop_edge_index, batch.khop_distance)
+    new = conv(batch.x, khop_edge_index=batch.khop_edge_index,
+               khop_distance=batch.khop_distance)
+    assert torch.equal(old, new)
+    torch.testing.assert_close(old, conv(batch.x, batch.edge_index),
+                               atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(old, conv(x).flatten(0, 1), atol=1e-5,
+                               rtol=1e-4)
+
+
+@pytest.mark.parametrize('name', HOP_CONVS)
+def test_protocol_errors(name):
+    edge_index, n = GRAPHS['h36m17']
+    conv = HOP_CONVS[name](edge_index, n)
+    x = torch.randn(2 * n, 3)
+    batch = Batch.from_data_list([KHopEdges(2)(Data(
+        edge_index=edge_index, num_nodes=n))] * 2)
+    kei, kd = batch.khop_edge_index, batch.khop_distance
+    with pytest.raises(ValueError, match="needs 'khop_distance'"):
+        conv(x, khop_edge_index=kei)
+    with pytest.raises(ValueError, match='not both'):
+        conv(x, batch.edge_index, kd, khop_edge_index=kei)
+    with pytest.raises(ValueError, match="'khop_distance' without"):
+        conv(x[:n], khop_distance=kd)
+    with pytest.raises(ValueError, match='is not an edge of the layer'):
+        conv(x, torch.tensor([[0, 5], [5, 0]]))
+    with pytest.raises(ValueError, match='not a multiple of the 17 nodes'):
+        conv(x[:-1], edge_index)
+    conv.explain = True
+    try:
+        with pytest.raises(ValueError, match='explain the hop pairs'):
+            conv(x, batch.edge_index)
+    finally:
+        conv.explain = False
+    if name.startswith('Dynamic'):
+        with pytest.raises(ValueError, match=r'shape \[B \* 17, 3\]'):
+            conv(x.view(2, n, 3), batch.edge_index)
+    if name == 'DynamicHCSFConv-hop':
+        # 'hop' candidates hold weights for the layer's hop-k pairs only
+        wrong = kd.clone()
+        wrong[0] = 3 - wrong[0]
+        with pytest.raises(ValueError, match='not a hop pair'):
+            conv(x, khop_edge_index=kei, khop_distance=wrong)
+
+
+def test_one_dense_threshold():
+    """One rule for one-hop and hop graphs: dense up to DENSE_MAX_NODES
+    nodes, CSR above; D-HCSF's 'auto' candidates (the shape of its learned
+    graph) do not follow the kernel threshold."""
+    from pyg_skeleton.nn.topology import TOPOLOGY_DENSE_MAX_NODES
+    assert TOPOLOGY_DENSE_MAX_NODES == DENSE_MAX_NODES
+    for n in (DENSE_MAX_NODES, DENSE_MAX_NODES + 1):
+        ring = torch.arange(n)
+        edge_index = torch.cat([torch.stack([ring, (ring + 1) % n]),
+                                torch.stack([(ring + 1) % n, ring])], 1)
+        conv = HCSFConv(3, 4, edge_index, n, S=1, L=2)
+        dense = n <= DENSE_MAX_NODES
+        assert (conv.dense_adj is not None) == dense
+        assert (conv.csr_value is not None) == (not dense)
+        x = torch.randn(2, n, 3)
+        torch.testing.assert_close(conv(x), hcsf_reference(conv, edge_index,
+                                                           x),
+                                   atol=1e-5, rtol=1e-4)
+    assert DynamicHCSFConv(3, 4, *GRAPHS['random40']).candidates == 'all'
+    assert DynamicHCSFConv(3, 4, *GRAPHS['random150']).candidates == 'hop'
+
+
+@pytest.mark.parametrize('name', ['HCSFConv', 'DynamicHCSFConv',
+                                  'DynamicHCSFConv-hop'])
+def test_dropped_edges_gradcheck(name):
+    edge_index, n = GRAPHS['h36m17']
+    torch.manual_seed(0)
+    conv = HOP_CONVS[name](edge_index, n).double()
+    dropped = drop_edges(edge_index, [(0, 1)])
+    batch = Batch.from_data_list([Data(edge_index=edge_index, num_nodes=n),
+                                  Data(edge_index=dropped, num_nodes=n)])
+    x = torch.randn(2 * n, 3, dtype=torch.float64, requires_grad=True)
+    params = tuple(conv.parameters())
+    assert torch.autograd.gradcheck(
+        lambda x, *_: conv(x, batch.edge_index), (x, *params),
+        fast_mode=True)

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch_geometric.data import Batch
 
-from pyg_skeleton import Skeleton
+from pyg_skeleton import Skeleton, validation
 from pyg_skeleton.mesh import MeshHierarchy, read_mesh
 from pyg_skeleton.nn.conv import SemGraphConv
 from pyg_skeleton.nn.models.hgn import (
@@ -146,8 +147,74 @@ def test_static_equals_disjoint(hierarchy, fusion, order):
         model.train(train)
         static = model(x)
         disjoint = model(x.reshape(-1, 2), batch)
+        # The disjoint batch runs the static model on a view: the same
+        # numbers, bit for bit, batch-norm statistics included.
         for a, b in zip(static, disjoint):
-            assert torch.allclose(a.reshape(-1, 3), b, atol=1e-5)
+            assert torch.equal(a.reshape(-1, 3), b)
+    # Independent of the batch layout: each sample alone (evaluation mode,
+    # so that batch norm does not couple the samples).
+    for b, graphs in enumerate(zip(*[out.view(3, -1, 3) for out in disjoint])):
+        alone = model(x[b:b + 1])
+        for a, ref in zip(graphs, alone):
+            torch.testing.assert_close(a, ref[0], atol=1e-6, rtol=1e-5)
+
+
+def test_disjoint_batch_must_be_whole_skeletons(hierarchy):
+    model = HGN.from_hierarchy('h36m17', hierarchy, hidden_channels=8,
+                               num_blocks=(1, 1, 1)).eval()
+    x = torch.randn(34, 2)
+    batch = torch.arange(2).repeat_interleave(17)
+
+    def fails(x, batch, *parts):
+        with pytest.raises(ValueError) as e:
+            model(x, batch)
+        message = str(e.value)
+        assert '\n' not in message and "'HGN'" in message
+        assert all(p in message for p in parts), message
+
+    fails(x[:-1], batch[:-1], 'whole graphs', 'exactly 17 joints', '33 rows')
+    # The same number of rows, but graphs of 16 and 18 joints:
+    ragged = torch.cat([torch.zeros(16), torch.ones(18)]).long()
+    fails(x, ragged, 'exactly 17 joints', 'row 16 is in graph 1, not 0')
+    fails(x, batch.flip(0), 'sorted')
+    fails(x, batch[:-1], 'one entry per node (34; got shape (33,))')
+    fails(x.view(2, 17, 2), batch, '[B * 17, C]', '[2, 17, 2]')
+    # Without validation the values are trusted (no host synchronisation);
+    # the shapes are still checked.
+    with validation(False):
+        assert torch.equal(model(x, ragged)[0], model(x, batch)[0])
+        fails(x[:-1], batch[:-1], '33 rows')
+
+
+def test_disjoint_batch_by_edge_index(hierarchy):
+    # A PyG Batch of skeleton graphs, by its edge_index (keyword), its batch
+    # vector or both: the static model's numbers, bit for bit.
+    torch.manual_seed(0)
+    model = HGN.from_hierarchy('h36m17', hierarchy, hidden_channels=8,
+                               num_blocks=(2, 2, 1)).eval()
+    skeleton = Skeleton.preset('h36m17')
+    x = torch.randn(3, 17, 2)
+    data = Batch.from_data_list([skeleton.to_data(x=p) for p in x])
+    static = model(x)
+    shuffled = data.edge_index[:, torch.randperm(data.edge_index.size(1))]
+    for kwargs in ({'edge_index': data.edge_index},
+                   {'edge_index': shuffled, 'batch': data.batch},
+                   {'batch': data.batch}):
+        out = model(data.x, **kwargs)
+        assert all(torch.equal(a.reshape(-1, 3), b)
+                   for a, b in zip(static, out))
+    # Not whole skeletons: an edge dropped, or a row too few.
+    for x_in, edges in ((data.x, data.edge_index[:, 1:]),
+                        (data.x[:-1], data.edge_index[:, :-2])):
+        with pytest.raises(ValueError) as e:
+            model(x_in, edge_index=edges)
+        assert str(e.value) == (
+            f"'HGN' needs the 'edge_index' of whole skeletons: every edge "
+            f"of each copy of the 17-joint skeleton once (got "
+            f"{edges.size(1)} edges for {x_in.size(0)} rows)")
+    with pytest.raises(ValueError, match='not an edge'):
+        model(data.x, edge_index=torch.tensor([[0], [16]]).repeat(
+            1, data.edge_index.size(1)))
 
 
 def test_pool_fusion_has_no_mesh_maps(hierarchy):
@@ -409,7 +476,7 @@ def test_fine_mesh_forward_backward(fine):
     static = model(x)
     disjoint = model(x.reshape(-1, 2), torch.arange(2).repeat_interleave(17))
     for a, b in zip(static, disjoint):
-        torch.testing.assert_close(a.reshape(-1, 3), b, atol=1e-5, rtol=1e-4)
+        assert torch.equal(a.reshape(-1, 3), b)
 
 
 def test_non_local_keys_pooled_on_large_branches(fine, hierarchy):

@@ -147,3 +147,38 @@ def test_errors():
         khop_edges(edge_index, 0, 1)
     with pytest.raises(ValueError, match=r'shape \[2, num_edges\]'):
         khop_edges(edge_index.view(-1), 2, 1)
+
+
+@pytest.mark.parametrize('seed', range(3))
+@pytest.mark.parametrize('max_hop', [1, 2, 4])
+def test_topology_hop_slots(seed, max_hop):
+    """Topology(max_hop=L): the one-hop slots of Topology(max_hop=1) first,
+    unchanged, then every pair at 2..L hops (networkx), by hop and then
+    row-major."""
+    from pyg_skeleton.nn.topology import Topology
+    edge_index, n = random_graph(30, 10, seed, connected=seed != 2)
+    one = Topology(edge_index, n)
+    topo = Topology(edge_index, n, max_hop=max_hop)
+    s = one.num_slots
+    assert topo.num_slots == s and torch.equal(topo.key, one.key)
+    assert torch.equal(topo.hop_src[:s], one.src)
+    assert torch.equal(topo.hop_dst[:s], one.dst)
+    assert torch.equal(topo.hop[:s], (one.src != one.dst).long())
+    far = {(int(j), int(i)): int(k) for j, i, k in zip(
+        topo.hop_src[s:], topo.hop_dst[s:], topo.hop[s:])}
+    reference = networkx_pairs(edge_index, n, max_hop)
+    expected = {p: k for p, k in reference.items() if k >= 2}
+    assert far == expected and len(far) == topo.num_hop_slots - s
+    order = [(k, i, j) for (j, i), k in far.items()]
+    assert order == sorted(order)
+    assert topo.furthest == max(reference.values())
+    assert torch.equal(topo.hop_edge_index,
+                       torch.stack([topo.hop_src, topo.hop_dst]))
+
+
+def test_topology_max_hop_errors():
+    from pyg_skeleton.nn.topology import Topology
+    edge_index, n = random_graph(5, 0, 0)
+    for bad in (0, -1, 1.5, float('nan')):
+        with pytest.raises(ValueError, match='max_hop'):
+            Topology(edge_index, n, max_hop=bad)

@@ -2,13 +2,17 @@ from __future__ import annotations
 
 import struct
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torch_geometric.data import Data
 
 from pyg_skeleton.mesh import (
+    Mesh,
+    MeshHierarchy,
     builtin,
     check_mesh,
     connected_components,
@@ -84,14 +88,14 @@ def test_obj_quads_and_triangles(tmp_path):
     write_obj(tmp_path / 'cube.obj', CUBE_V, CUBE_Q)
     mesh = read_obj(tmp_path / 'cube.obj')
     assert mesh.num_vertices == 8 and mesh.num_faces == 12
-    assert torch.allclose(mesh.vertices, torch.tensor(CUBE_V).float())
+    assert torch.allclose(mesh.pos, torch.tensor(CUBE_V).float())
     assert mesh.edge_index().size(1) == 2 * 18  # 12 quad edges + 6 diagonals
     with pytest.raises(ValueError, match='triangles are required'):
         read_obj(tmp_path / 'cube.obj', require_triangles=True)
     # negative (relative) indices
     (tmp_path / 'neg.obj').write_text(
         'v 0 0 0\nv 1 0 0\nv 0 1 0\nf -3 -2 -1\n')
-    assert read_obj(tmp_path / 'neg.obj').faces.tolist() == [[0, 1, 2]]
+    assert read_obj(tmp_path / 'neg.obj').face.tolist() == [[0], [1], [2]]
 
 
 def test_obj_groups(tmp_path):
@@ -101,7 +105,7 @@ def test_obj_groups(tmp_path):
     mesh = read_obj(tmp_path / 'two.obj', groups=['b'])
     assert mesh.num_vertices == 4
     assert mesh.vertex_map.tolist() == [4, 5, 6, 7]
-    assert torch.allclose(mesh.vertices, torch.tensor(TET_V + 5).float())
+    assert torch.allclose(mesh.pos, torch.tensor(TET_V + 5).float())
     with pytest.raises(ValueError, match='no group'):
         read_obj(tmp_path / 'two.obj', groups=['nope'])
 
@@ -111,8 +115,8 @@ def test_obj_groups(tmp_path):
 def test_ply(tmp_path, fmt):
     write_ply(tmp_path / 'tet.ply', TET_V, TET_F, fmt)
     mesh = read_mesh(tmp_path / 'tet.ply')
-    assert mesh.faces.tolist() == TET_F.tolist()
-    assert torch.allclose(mesh.vertices, torch.tensor(TET_V).float())
+    assert mesh.face.tolist() == TET_F.T.tolist()
+    assert torch.allclose(mesh.pos, torch.tensor(TET_V).float())
     write_ply(tmp_path / 'cube.ply', CUBE_V, CUBE_Q, fmt)
     assert read_ply(tmp_path / 'cube.ply').num_faces == 12
     with pytest.raises(ValueError, match='triangles are required'):
@@ -141,6 +145,156 @@ def test_faces_to_edge_index_matches_pyg():
     faces = torch.from_numpy(split_quads(CUBE_V, CUBE_Q))
     ref = FaceToEdge()(Data(face=faces.t(), num_nodes=8)).edge_index
     assert torch.equal(faces_to_edge_index(faces, 8), ref)
+
+
+# -- PyG's layout ------------------------------------------------------------
+
+
+def tet_mesh():
+    return Mesh(pos=torch.tensor(TET_V).float(), face=torch.tensor(TET_F.T.copy()))
+
+
+def test_readers_return_pygs_layout(tmp_path):
+    write_obj(tmp_path / 'tet.obj', TET_V, TET_F)
+    write_ply(tmp_path / 'tet.ply', TET_V, TET_F)
+    np.savez(tmp_path / 'tet.npz', vertices=TET_V, faces=TET_F)
+    for name in ('tet.obj', 'tet.ply', 'tet.npz'):
+        mesh = read_mesh(tmp_path / name)
+        assert mesh.pos.shape == (4, 3) and mesh.pos.dtype == torch.float32
+        assert mesh.face.dtype == torch.int64 and mesh.face.is_contiguous()
+        # column f of face is row f of the file
+        assert mesh.face.tolist() == TET_F.T.tolist(), name
+        assert mesh.num_faces == 4
+
+
+def test_to_data_shares_the_tensors_and_from_data_round_trips():
+    mesh = tet_mesh()
+    data = mesh.to_data()
+    assert data.pos is mesh.pos and data.face is mesh.face
+    assert data.num_nodes == 4
+    back = Mesh.from_data(data)
+    assert back.pos is mesh.pos and back.face is mesh.face
+    assert back.vertex_map is None and back.meta == {}
+    with pytest.raises(ValueError, match="needs 'pos' and 'face' .*no 'face'"):
+        Mesh.from_data(Data(pos=mesh.pos))
+    # a transposed [F, 3] tensor is made contiguous for PyG's transforms
+    loose = Mesh(pos=mesh.pos, face=torch.tensor(TET_F).t())
+    assert torch.equal(loose.to_data().face, loose.face)
+    assert loose.to_data().face.is_contiguous()
+
+
+def test_pyg_transforms_apply_between_to_data_and_from_data():
+    # PyG's own mesh transforms work on the Data as they are.
+    from torch_geometric.transforms import Center, GenerateMeshNormals
+    mesh = tet_mesh()
+    centred = Mesh.from_data(Center()(mesh.to_data()))
+    assert torch.allclose(centred.pos, mesh.pos - torch.tensor(TET_V).float().mean(0))
+    assert torch.equal(centred.face, mesh.face)
+    # outward vertex normals of the tetrahedron (faces are counter-clockwise
+    # seen from outside): the origin's normal points away from the other three
+    normals = GenerateMeshNormals()(mesh.to_data()).norm
+    assert torch.allclose(normals[0], -torch.ones(3) / 3 ** 0.5, atol=1e-6)
+
+
+def test_edge_index_is_pygs_face_to_edge_and_a_loop():
+    from torch_geometric.transforms import FaceToEdge
+    faces = split_quads(CUBE_V, CUBE_Q)
+    mesh = Mesh(pos=torch.tensor(CUBE_V).float(), face=torch.from_numpy(faces.T.copy()))
+    ei = mesh.edge_index()
+    pyg = FaceToEdge(remove_faces=False)(Data(face=mesh.face, num_nodes=8)).edge_index
+    assert torch.equal(ei, pyg)
+    expected = {(f[k], f[(k + 1) % 3]) for f in faces.tolist() for k in range(3)}
+    expected |= {(b, a) for a, b in expected}
+    assert sorted(map(tuple, ei.t().tolist())) == sorted(expected)
+    assert torch.equal(mesh.to_data().edge_index, ei)
+
+
+def test_edge_index_checks_the_faces_first():
+    # PyG's FaceToEdge takes these without a word; the mesh refuses them.
+    pos = torch.rand(4, 3)
+    with pytest.raises(ValueError, match="'face' holds the index 4, out of range for 4"):
+        Mesh(pos=pos, face=torch.tensor([[0], [1], [4]])).edge_index()
+    with pytest.raises(ValueError, match='must hold integers'):
+        Mesh(pos=pos, face=torch.tensor([[0.0], [1.5], [2.0]])).edge_index()
+    # a degenerate face adds its edge, not PyG's self-loop
+    ei = Mesh(pos=pos, face=torch.tensor([[0], [1], [1]])).edge_index()
+    assert ei.tolist() == [[0, 1], [1, 0]]
+
+
+def test_check_mesh_names_a_face_in_the_old_layout():
+    mesh = Mesh(pos=torch.rand(5, 3), face=torch.tensor(TET_F[:2].tolist() + [[0, 1, 4]]
+                                                        + [[1, 2, 4]]))  # [4, 3]
+    with pytest.raises(ValueError, match=r'face must be triangles \[3, F\] \(got \[4, 3\]\)'):
+        check_mesh(mesh)
+
+
+def test_deprecated_names_warn_and_give_the_same_values():
+    v, f = torch.tensor(TET_V).float(), torch.tensor(TET_F)
+    with pytest.warns(DeprecationWarning, match=r"'faces' \[F, 3\] is deprecated") as rec:
+        old = Mesh(v, f)
+    assert rec[0].filename == __file__  # points at the caller
+    assert torch.equal(old.face, f.t()) and old.pos is v
+    with pytest.warns(DeprecationWarning) as rec:
+        kw = Mesh(vertices=v, faces=f, meta={'source': 'x'})
+    assert len(rec) == 2 and kw.pos is v and torch.equal(kw.face, f.t())
+    with pytest.warns(DeprecationWarning, match=r'Mesh\.vertices is deprecated; use Mesh\.pos'):
+        assert old.vertices is old.pos
+    with pytest.warns(DeprecationWarning, match=r'use Mesh\.face \[3, F\]') as rec:
+        faces = old.faces
+    assert rec[0].filename == __file__
+    assert torch.equal(faces, f)
+    faces[0, 0] = 3  # a view, as the old attribute was the stored tensor
+    assert int(old.face[0, 0]) == 3
+    with pytest.warns(DeprecationWarning):
+        old.faces = f[:2]
+    assert torch.equal(old.face, f[:2].t())
+    with pytest.warns(DeprecationWarning):
+        old.vertices = v[:3]
+    assert old.pos.shape == (3, 3)
+
+
+def test_the_layout_is_never_guessed_from_the_shape():
+    # Three triangles: [F, 3] and [3, F] have the same shape. Positional is
+    # always the old layout, face= always the new one.
+    f = torch.tensor([[0, 1, 2], [0, 2, 3], [0, 3, 1]])
+    pos = torch.rand(4, 3)
+    with pytest.warns(DeprecationWarning):
+        old = Mesh(pos, f)
+    assert torch.equal(old.face, f.t())
+    assert torch.equal(Mesh(pos=pos, face=f).face, f)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(pos=torch.zeros(1, 3), vertices=torch.zeros(1, 3), face=torch.zeros(3, 0)),
+     "both 'pos' and its deprecated alias 'vertices'"),
+    (dict(pos=torch.zeros(1, 3), faces=torch.zeros(0, 3), face=torch.zeros(3, 0)),
+     "both 'face' .* and the deprecated 'faces'"),
+    (dict(pos=torch.zeros(1, 3)), r"needs 'pos' \[V, 3\] and 'face' \[3, F\]"),
+    (dict(face=torch.zeros(3, 0)), r"needs 'pos' \[V, 3\] and 'face' \[3, F\]"),
+])
+def test_mesh_constructor_errors(kwargs, message):
+    with pytest.raises(TypeError, match=message):
+        Mesh(**kwargs)
+
+
+def test_deprecated_faces_must_be_two_dimensional():
+    with pytest.warns(DeprecationWarning), \
+            pytest.raises(ValueError, match=r"'faces' must be \[F, 3\] \(got \[3\]\)"):
+        Mesh(torch.zeros(3, 3), torch.tensor([0, 1, 2]))
+
+
+def test_the_package_uses_the_new_names(tmp_path):
+    # No DeprecationWarning from the package's own use of a Mesh.
+    write_obj(tmp_path / 'cube.obj', CUBE_V, CUBE_Q)
+    with warnings.catch_warnings():
+        warnings.filterwarnings('error', message='Mesh', category=DeprecationWarning)
+        mesh = read_mesh(tmp_path / 'cube.obj')
+        mesh_from_arrays(np.concatenate([CUBE_V, [[9, 9, 9]]]),
+                         split_quads(CUBE_V, CUBE_Q), drop_unreferenced=True)
+        mesh.to_data()
+        MeshHierarchy.from_mesh(mesh, levels=2, padded=True)
+        body = builtin.makehuman_body()
+        assert body.face.shape == (3, 26756)
 
 
 # -- bad input ----------------------------------------------------------------
@@ -189,7 +343,7 @@ def test_duplicate_faces():
     with pytest.raises(ValueError, match='1 duplicate'):
         mesh_from_arrays(TET_V, faces)
     mesh = mesh_from_arrays(TET_V, faces, drop_duplicates=True)
-    assert mesh.faces.tolist() == TET_F.tolist()
+    assert mesh.face.tolist() == TET_F.T.tolist()
 
 
 def test_unreferenced_vertices():
@@ -199,8 +353,8 @@ def test_unreferenced_vertices():
         mesh_from_arrays(v, faces)
     mesh = mesh_from_arrays(v, faces, drop_unreferenced=True)
     assert mesh.vertex_map.tolist() == [0, 1, 3, 4]
-    assert mesh.faces.tolist() == TET_F.tolist()
-    assert torch.allclose(mesh.vertices, torch.tensor(TET_V).float())
+    assert mesh.face.tolist() == TET_F.T.tolist()
+    assert torch.allclose(mesh.pos, torch.tensor(TET_V).float())
 
 
 def test_several_components():
@@ -248,7 +402,7 @@ def test_makehuman_npz():
     # the README's triangulation is the shorter-diagonal split
     assert np.array_equal(split_quads(v, quads), faces)
     qmesh = read_npz(MAKEHUMAN, faces_key='quads')
-    assert torch.equal(qmesh.faces, mesh.faces)
+    assert torch.equal(qmesh.face, mesh.face)
 
 
 def test_builtin_body_mesh_is_packaged(monkeypatch):
@@ -263,26 +417,27 @@ def test_builtin_body_mesh_is_packaged(monkeypatch):
         assert z['faces'].dtype == np.uint16 and z['vertices'].dtype == np.float32
     mesh = builtin.makehuman_body()
     assert mesh.num_vertices == 13380 and mesh.num_faces == 26756
-    assert mesh.vertices.dtype == torch.float32 and mesh.faces.dtype == torch.int64
+    assert mesh.pos.dtype == torch.float32 and mesh.face.dtype == torch.int64
+    assert mesh.face.shape == (3, 26756) and mesh.face.is_contiguous()
     assert mesh.vertex_map.dtype == torch.int64
     # a closed genus-0 surface: V - E + F = 2 (the data README's 40,134 edges)
     assert mesh.edge_index().size(1) == 2 * 40134
     assert check_mesh(mesh) is mesh
     assert mesh.meta['license'].startswith('CC0-1.0')
     # the README's height: soles at -0.817 m, crown at +0.849 m
-    assert mesh.vertices[:, 1].min() == pytest.approx(-0.817, abs=1e-3)
-    assert mesh.vertices[:, 1].max() == pytest.approx(0.849, abs=1e-3)
+    assert mesh.pos[:, 1].min() == pytest.approx(-0.817, abs=1e-3)
+    assert mesh.pos[:, 1].max() == pytest.approx(0.849, abs=1e-3)
     # every call is a fresh copy: editing one leaves the next intact
-    mesh.vertices.zero_()
-    assert builtin.makehuman_body().vertices.abs().max() > 0.5
+    mesh.pos.zero_()
+    assert builtin.makehuman_body().pos.abs().max() > 0.5
 
 
 @needs_makehuman
 def test_builtin_body_mesh_equals_the_extract():
     mesh = builtin.makehuman_body()
     with np.load(MAKEHUMAN, allow_pickle=False) as z:
-        assert np.array_equal(mesh.vertices.numpy(), z['vertices'])
-        assert np.array_equal(mesh.faces.numpy(), z['faces'])
+        assert np.array_equal(mesh.pos.numpy(), z['vertices'])
+        assert np.array_equal(mesh.face.t().numpy(), z['faces'])
         assert np.array_equal(mesh.vertex_map.numpy(), z['orig_vertex_index'])
 
 

@@ -240,7 +240,9 @@ def test_static_equals_disjoint(groups, affinity, train):
     batch = torch.arange(5).repeat_interleave(n)
     out = block(x.reshape(-1, 6), batch)
     assert out.shape == (5 * n, 6)
-    torch.testing.assert_close(out, block(x).reshape(-1, 6))
+    # Whole graphs of one size are the static batch, bit for bit (with
+    # groups a view of it, without them padding-free dense graphs).
+    assert torch.equal(out, block(x).reshape(-1, 6))
 
 
 @pytest.mark.parametrize('affinity', AFFINITIES)
@@ -427,6 +429,13 @@ def test_bad_inputs():
         block(torch.randn(7, 8), torch.tensor([0, 0, 0, 0, 1, 1, 1]))
     with pytest.raises(ValueError, match='every graph'):
         block(torch.randn(8, 8), torch.tensor([0, 0, 0, 0, 2, 2, 2, 2]))
+    # The same rows as two graphs of 4 nodes, but graphs of 3 and 5:
+    with pytest.raises(ValueError, match=r"^'NonLocalBlock' needs a disjoint "
+                       r"batch of whole graphs: every graph must have exactly "
+                       r"4 nodes \(row 3 is in graph 1, not 0\)$"):
+        block(torch.randn(8, 8), torch.tensor([0, 0, 0, 1, 1, 1, 1, 1]))
+    with pytest.raises(ValueError, match='7 rows, not a multiple of 4'):
+        block(torch.randn(7, 8), torch.zeros(7, dtype=torch.long))
     with pytest.raises(ValueError, match='input channels'):
         block(torch.randn(2, 4, 7))
     with pytest.raises(ValueError, match='dimensions'):

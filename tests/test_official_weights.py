@@ -370,7 +370,7 @@ def test_hgn_from_official_on_a_mesh_hierarchy():
     a, b = idx[:-1, :-1].reshape(-1), idx[:-1, 1:].reshape(-1)
     c, d = idx[1:, :-1].reshape(-1), idx[1:, 1:].reshape(-1)
     faces = torch.cat([torch.stack([a, b, d], 1), torch.stack([a, d, c], 1)])
-    h = MeshHierarchy.from_mesh(Mesh(torch.rand(80, 3), faces), max_nodes=6,
+    h = MeshHierarchy.from_mesh(Mesh(pos=torch.rand(80, 3), face=faces.t()), max_nodes=6,
                                 padded=True)
     masks = [skeleton_mask(H36M17_PARENTS)]
     for lv in (-2, -3):

@@ -105,3 +105,43 @@ def test_robustness_picks_from_every_table_of_a_family():
     assert base.label == 'SemGCN (baseline)'
     assert ra.run_key(base, 1, 0, ra.FULL) == ra.run_key(
         ra.TABLES['semgcn'].rows[3], 1, 0, ra.FULL)
+
+
+@pytest.mark.parametrize('table, index', [('skeletal_gnn', 0), ('dynamic', 7)])
+def test_lifting_runs_train_as_the_former_loop(tmp_path, monkeypatch, shared_data, table, index):
+    # The trainer's run against the loop run_accuracy had before it used the
+    # library Trainer, written out: the same weights bit for bit. A frame row
+    # with dropout (1-hop SkeletalGNN) and a clip row (temporal network).
+    shared_data('mocap/bandai2_h36m17.npz')
+    monkeypatch.setattr(ra, 'CACHE', tmp_path)
+    settings = ra.Settings(steps=7, batch_size=16, views=1, frame_step=40, test_views=1,
+                           test_frame_step=80, max_train=90, max_test=32)
+    row = ra.TABLES[table].rows[index]
+    got = ra.train_lifting(table, index, 1, 3, settings)
+    weights = torch.load(tmp_path / f'{ra.run_key(row, 1, 3, settings)}.pt', weights_only=True)
+
+    sk = Skeleton.preset(ra.SKELETON)
+    xtr, ytr, xte, yte = ra.lifting_fold(1, row.kind, settings)
+    torch.manual_seed(3)
+    model, _ = ra.build_row(row, sk)
+    opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    sched = torch.optim.lr_scheduler.ExponentialLR(
+        opt, (settings.lr_final / settings.lr) ** (1 / settings.steps))
+    gen = torch.Generator().manual_seed(3)
+    bs = min(16 if row.kind == 'frame' else 8, len(xtr))
+    order, pos = torch.randperm(len(xtr), generator=gen), 0
+    model.train()
+    for _ in range(settings.steps):
+        if pos + bs > len(order):
+            order, pos = torch.randperm(len(xtr), generator=gen), 0
+        idx = order[pos:pos + bs]
+        pos += bs
+        loss = torch.nn.functional.mse_loss(model(xtr[idx]), ytr[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    for name, weight in model.state_dict().items():
+        assert torch.equal(weights[name], weight), name
+    assert got['mpjpe'] == ra.lifting_metrics(ra.predict(model, xte), yte)['mpjpe']
+    assert got['train_samples'] == len(xtr) and len(xtr) // bs < settings.steps  # reshuffled

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import networkx as nx
 import pytest
 import torch
-from torch_geometric.data import Batch
+from torch_geometric.data import Batch, Data
 
 from pyg_skeleton import Skeleton
 from pyg_skeleton.nn.conv.dynamic_hcsf_conv import DynamicHCSFConv
@@ -48,6 +49,41 @@ def test_single_frame_model(dynamic):
     out = model(batch.x, batch.khop_edge_index, batch.khop_distance)
     torch.testing.assert_close(out.view(8, 17, 3), model(x), atol=1e-5,
                                rtol=1e-4)
+    assert torch.equal(out, model(batch.x,
+                                  khop_edge_index=batch.khop_edge_index,
+                                  khop_distance=batch.khop_distance))
+    # PyG's protocol: whole copies of the skeleton are the static batch
+    assert torch.equal(model(batch.x, batch.edge_index),
+                       model(x).flatten(0, 1))
+
+
+@pytest.mark.parametrize('dynamic', [False, True])
+def test_single_frame_model_on_dropped_edges(dynamic):
+    """The one-hop edge_index of a batch whose second skeleton lost its
+    right hip (0 - 1): every layer aggregates over that graph's hop sets,
+    the same as the hop pairs of its shortest paths from networkx."""
+    torch.manual_seed(0)
+    model = SkeletalGNN('h36m17', hidden_channels=16, dynamic=dynamic).eval()
+    skeleton = Skeleton.preset('h36m17')
+    ei = skeleton.edge_index
+    cut = ~(((ei[0] == 0) & (ei[1] == 1)) | ((ei[0] == 1) & (ei[1] == 0)))
+    batch = Batch.from_data_list([Data(edge_index=ei, num_nodes=17),
+                                  Data(edge_index=ei[:, cut], num_nodes=17)])
+    graph = nx.Graph()
+    graph.add_nodes_from(range(34))
+    graph.add_edges_from(batch.edge_index.t().tolist())
+    pairs = [(j, i, k) for j, lengths in
+             nx.all_pairs_shortest_path_length(graph, cutoff=2)
+             for i, k in lengths.items() if k > 0]
+    pairs = torch.tensor(pairs).t()
+    x = torch.randn(34, 2)
+    out = model(x, batch.edge_index)
+    ref = model(x, khop_edge_index=pairs[:2], khop_distance=pairs[2])
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+    # the intact skeleton is the static one; the cut one differs
+    torch.testing.assert_close(out[:17], model(x[:17]), atol=1e-5,
+                               rtol=1e-4)
+    assert not torch.allclose(out[17:], model(x[17:]), atol=1e-3)
 
 
 def test_single_frame_model_learns_a_toy_problem():

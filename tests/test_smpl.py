@@ -214,20 +214,20 @@ def write_smpl_layout(path, vertices, faces, Ch):
 def test_read_mesh_reads_smpl_files(tmp_path, fake_chumpy):
     write_model(tmp_path / 'model.pkl', fake_chumpy)
     mesh = read_mesh(tmp_path / 'model.pkl')
-    assert mesh.vertices.tolist() == TET_V.tolist()
-    assert mesh.faces.tolist() == TET_F.tolist()
+    assert mesh.pos.tolist() == TET_V.tolist()
+    assert mesh.face.tolist() == TET_F.T.tolist()
     np.savez(tmp_path / 'model.npz', v_template=TET_V, f=TET_F)
     for m in (read_npz(tmp_path / 'model.npz'),
               read_mesh(tmp_path / 'model.npz')):
-        assert m.vertices.tolist() == TET_V.tolist()
-        assert m.faces.tolist() == TET_F.tolist()
+        assert m.pos.tolist() == TET_V.tolist()
+        assert m.face.tolist() == TET_F.T.tolist()
     # explicit keys still win, and a plain mesh archive is read as before
     np.savez(tmp_path / 'both.npz', v_template=TET_V, f=TET_F,
              vertices=TET_V + 1, faces=TET_F[:, ::-1])
-    assert read_npz(tmp_path / 'both.npz').faces.tolist() == \
-        TET_F[:, ::-1].tolist()
+    assert read_npz(tmp_path / 'both.npz').face.tolist() == \
+        TET_F[:, ::-1].T.tolist()
     assert read_npz(tmp_path / 'both.npz', vertices_key='v_template',
-                    faces_key='f').vertices.tolist() == TET_V.tolist()
+                    faces_key='f').pos.tolist() == TET_V.tolist()
     np.savez(tmp_path / 'other.npz', points=TET_V)
     with pytest.raises(ValueError, match="other.npz.*'vertices'"):
         read_npz(tmp_path / 'other.npz')
@@ -307,8 +307,8 @@ def test_coarsen_cli_reads_smpl_without_keys(tmp_path, fake_chumpy, capsys):
 
 def test_hgn_hierarchy_of_makehuman_as_smpl(tmp_path, fake_chumpy, shared_data):
     mesh = read_npz(shared_data('meshes/makehuman_body.npz'))
-    write_smpl_layout(tmp_path / 'body.pkl', mesh.vertices.numpy(),
-                      mesh.faces.numpy(), fake_chumpy)
+    write_smpl_layout(tmp_path / 'body.pkl', mesh.pos.numpy(),
+                      mesh.face.t().numpy(), fake_chumpy)
     h = MeshHierarchy.hgn(tmp_path / 'body.pkl')
     # the official code under NumPy 1.24 gives 163, 89, 48 (README of
     # tests/data); HGN's 96- and 48-node levels are 7 and 8

@@ -8,15 +8,19 @@ from pathlib import Path
 import pytest
 import torch
 
+from pyg_skeleton import Skeleton
 from pyg_skeleton.cli import main
+from pyg_skeleton.datasets.lifting import LiftingTensors
 from pyg_skeleton.training import (
     ConfigError,
     TrainConfig,
     Trainer,
     TrainingError,
     load_data,
+    lr_at,
     read_config_file,
 )
+from pyg_skeleton.training.batches import StreamBatches
 
 # a run of a few seconds: 400 poses x 2 views, a one-block SemGCN of width 16
 TINY = dict(synthetic_train=200, synthetic_test=20, views=2, batch_size=32,
@@ -114,7 +118,9 @@ def test_fit_refuses_a_folder_holding_a_run(tmp_path):
     ('val_fraction', 1.0, 'must be in [0, 1)'),
     ('dropout', -0.1, 'must be at least 0'),
     ('hidden_channels', 10 ** 6, 'must be at most 65536'),
-    ('lr_schedule', 'linear', 'must be one of exp, cosine, constant'),
+    ('lr_schedule', 'linear', 'must be one of exp, exp_to_min, cosine, constant'),
+    ('loss', 'l1', 'must be one of semgcn, mse'),
+    ('batch_order', 'random', 'must be one of sampler, stream'),
     ('flip_test', 1, 'must be true or false'),
     ('model', '', 'must be a non-empty string'),
     ('dataset', None, 'must be given'),
@@ -210,3 +216,140 @@ def test_config_file_values_count_as_given_on_resume(tmp_path, capsys):
     other.write_text(json.dumps({'epochs': 3, 'lr': 0.5}))
     assert main(['train', '--resume', '--config', str(other), '--out', str(out)]) == 2
     assert '--lr 0.5 differs from the run' in capsys.readouterr().err
+
+
+# ------------------------------------------------- the accuracy benchmarks' options
+
+def small_lifter() -> torch.nn.Module:
+    # dropout: the reference loop and the trainer must also agree on the random stream
+    return torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Dropout(0.2),
+                               torch.nn.Linear(16, 3))
+
+
+def random_poses(n: int, *lead: int) -> LiftingTensors:
+    gen = torch.Generator().manual_seed(n)
+    return LiftingTensors(torch.randn(n, *lead, 17, 2, generator=gen),
+                          torch.randn(n, *lead, 17, 3, generator=gen),
+                          torch.zeros(n, dtype=torch.long))
+
+
+@pytest.mark.parametrize('lead', [(), (3,)])  # single poses and 3-frame clips
+def test_stream_order_mse_and_per_step_decay_match_a_plain_loop(tmp_path, lead):
+    # The loop that benchmarks/run_accuracy.py ran before it used the trainer,
+    # written out: seed, initial weights, one generator whose successive
+    # shuffles give the batches (a new one when no full batch is left), MSE,
+    # Adam with ExponentialLR stepped after every step, down to lr_final.
+    data, seed, steps, bs, lr, lr_final = random_poses(50, *lead), 3, 13, 8, 1e-2, 1e-4
+    torch.manual_seed(seed)
+    ref = small_lifter()
+    opt = torch.optim.Adam(ref.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, (lr_final / lr) ** (1 / steps))
+    gen = torch.Generator().manual_seed(seed)
+    order, pos, seen = torch.randperm(50, generator=gen), 0, []
+    for _ in range(steps):
+        if pos + bs > len(order):
+            order, pos = torch.randperm(50, generator=gen), 0
+        idx = order[pos:pos + bs]
+        pos += bs
+        seen.append(idx)
+        loss = torch.nn.functional.mse_loss(ref(data.x[idx]), data.y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+
+    config = TrainConfig(seed=seed, batch_size=bs, batch_order='stream', epochs=3,
+                         max_steps=steps, lr=lr, lr_schedule='exp_to_min', min_lr=lr_final,
+                         loss='mse', flip_augment=False, flip_test=False, val_fraction=0.0,
+                         no_progress=True, no_plots=True, out=str(tmp_path / 'run'))
+    trainer = Trainer(small_lifter, config, data=(data, None, data),
+                      skeleton=Skeleton.preset('h36m17'), log=quiet)
+    report = trainer.fit()
+    assert report['steps'] == steps and [h['epoch'] for h in trainer.history] == [1, 2, 3]
+    # the builder was called after seeding: the same initial weights, the same
+    # dropout masks, the same batches; Adam's updates are bit for bit the same
+    for name, weight in ref.state_dict().items():
+        assert torch.equal(trainer.model.state_dict()[name], weight), name
+    # the metrics count every pose of every clip once
+    assert report['final']['num_joints_evaluated'] == data.y[..., 0].numel()
+    # the batches of the stream, epoch by epoch
+    batches = StreamBatches(data, bs, seed=seed)
+    got = []
+    for epoch in range(3):
+        batches.set_epoch(epoch)
+        got += [i for *_, i in batches]
+    assert all(torch.equal(a, b) for a, b in zip(got, seen))
+
+
+def test_exp_to_min_is_exponential_lr_stepped_per_step():
+    config = TrainConfig(lr=1e-3, lr_schedule='exp_to_min', min_lr=1e-4)
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([p], lr=1e-3)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, 0.1 ** (1 / 1000))
+    for step in range(1001):
+        assert lr_at(config, step, 7, 1000) == pytest.approx(opt.param_groups[0]['lr'],
+                                                             rel=1e-12)
+        sched.step()
+    assert lr_at(config, 1000, 7, 1000) == pytest.approx(1e-4, rel=1e-12)
+
+
+def test_stream_batches_resume_replay_and_split_over_ranks():
+    data = random_poses(30)
+    one = StreamBatches(data, 6, seed=1)
+    gen = torch.Generator().manual_seed(1)
+    perms = [torch.randperm(30, generator=gen) for _ in range(3)]
+    for epoch in (0, 1, 2, 1, 0, 2):  # in order, and replayed out of order
+        one.set_epoch(epoch)
+        assert torch.equal(one.indices(), perms[epoch])
+        assert len(one) == 5
+    # two ranks: their batch k together is the single-process batch k
+    ranks = [StreamBatches(data, 6, seed=1, rank=r, world_size=2) for r in (0, 1)]
+    for r in ranks:
+        r.set_epoch(2)
+    one.set_epoch(2)
+    for (*_, a), (*_, b), (*_, both) in zip(*ranks, one):
+        assert sorted(torch.cat([a, b]).tolist()) == sorted(both.tolist())
+
+
+def test_a_builder_must_give_a_module_and_options_that_do_not_fit(tmp_path):
+    data = random_poses(40)
+    config = TrainConfig(batch_size=8, epochs=1, val_fraction=0.0, no_progress=True,
+                         no_plots=True, flip_augment=False, flip_test=False)
+    sk = Skeleton.preset('h36m17')
+    with pytest.raises(TrainingError, match='returned a dict, not a torch.nn.Module'):
+        Trainer(dict, config.replace(out=str(tmp_path / 'a')), data=(data, None, data),
+                skeleton=sk, log=quiet).fit()
+    with pytest.raises(TrainingError, match='--bone-weight is a term of the semgcn loss, '
+                                            'not of --loss mse'):
+        Trainer(small_lifter, config.replace(loss='mse', bone_weight=1.0,
+                                             out=str(tmp_path / 'b')),
+                data=(data, None, data), skeleton=sk, log=quiet).fit()
+    with pytest.raises(TrainingError, match='exp_to_min decays to --min-lr, which must be '
+                                            'positive'):
+        Trainer(small_lifter, config.replace(lr_schedule='exp_to_min', min_lr=0.0,
+                                             out=str(tmp_path / 'c')),
+                data=(data, None, data), skeleton=sk, log=quiet).fit()
+
+
+def test_fit_without_a_test_split_trains_the_same_weights_and_scores_nothing(tmp_path):
+    # the accuracy benchmarks score the final weights themselves
+    data, sk = random_poses(40), Skeleton.preset('h36m17')
+    config = TrainConfig(batch_size=8, epochs=2, val_fraction=0.0, no_progress=True,
+                         flip_augment=False, flip_test=False, lr=1e-2)
+    runs = {}
+    for name, test in (('with', data), ('without', None)):
+        trainer = Trainer(small_lifter, config.replace(out=str(tmp_path / name)),
+                          data=(data, None, test), skeleton=sk, log=quiet)
+        runs[name] = (trainer, trainer.fit())
+    (a, with_test), (b, without) = runs['with'], runs['without']
+    for name, weight in a.model.state_dict().items():
+        assert torch.equal(b.model.state_dict()[name], weight), name
+    assert with_test['final'] is not None
+    assert without['final'] is None and without['baseline'] is None
+    assert without['best']['epoch'] == 2 and without['best']['test'] is None
+    assert [h['test_mpjpe'] for h in b.history] == [None, None]
+    assert [h['train_loss'] for h in b.history] == [h['train_loss'] for h in a.history]
+    assert (tmp_path / 'without' / 'best.pt').is_file()
+    assert not (tmp_path / 'without' / 'samples.png').exists()
+    with pytest.raises(TrainingError, match='no test split to evaluate'):
+        b.evaluate()

@@ -142,6 +142,24 @@ def test_faces_to_edges_matches_a_loop_and_pyg():
     assert torch.equal(faces_to_edges(nondegenerate, 5), pyg)
 
 
+def test_faces_to_edges_reads_four_rows_as_quads_not_tetrahedra():
+    # PyG's FaceToEdge reads [4, F] as tetrahedra (all six pairs); a quad
+    # has its four boundary edges only.
+    from torch_geometric.data import Data
+    from torch_geometric.transforms import FaceToEdge
+    face = torch.tensor([[0, 1, 2, 3], [2, 3, 4, 5], [2, 2, 4, 5]]).t()  # [4, F]
+    ei = faces_to_edges(face, 6)
+    expected = set()
+    for f in face.t().tolist():
+        for k in range(4):
+            a, b = f[k], f[(k + 1) % 4]
+            if a != b:
+                expected |= {(a, b), (b, a)}
+    assert sorted(map(tuple, ei.t().tolist())) == sorted(expected)
+    tetra = FaceToEdge()(Data(face=face, num_nodes=6)).edge_index
+    assert (0, 2) in set(map(tuple, tetra.t().tolist())) - expected
+
+
 @pytest.mark.parametrize('face, num_nodes, message', [
     (torch.tensor([0, 1, 2]), None, r'shape \[k, F\]'),
     (torch.tensor([[0], [1], [-1]]), None, 'negative index -1'),

@@ -58,8 +58,8 @@ def _draw(path: Path) -> None:
     mesh = makehuman_body()
     hierarchy = MeshHierarchy.from_mesh(mesh, max_nodes=49)
     levels = [k for k in LEVELS if k <= hierarchy.num_levels]
-    xyz = mesh.vertices.numpy()
-    faces = mesh.faces.numpy()
+    xyz = mesh.pos.numpy()
+    faces = mesh.face.t().numpy()  # one row per triangle
     # Front view (x right, y up, the body faces +z): the triangles nearest
     # the viewer are painted last.
     faces = faces[np.argsort(xyz[faces, 2].mean(1))]

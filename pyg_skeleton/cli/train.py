@@ -166,14 +166,22 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--steps-per-epoch', type=int, default=None,
                    help='cap on the steps of an epoch')
     p.add_argument('--batch-size', type=int, default=256, help='global batch size')
+    p.add_argument('--batch-order', choices=['sampler', 'stream'], default='sampler',
+                   help="'sampler': each epoch shuffled with a generator seeded by the seed "
+                        "and the epoch; 'stream': successive shuffles of one generator "
+                        "(default: %(default)s)")
     p.add_argument('--eval-batch-size', type=int, default=2048,
                    help='batch size of validation and test (default: %(default)s)')
     p.add_argument('--lr', type=float, default=1e-3, help='learning rate (Adam)')
-    p.add_argument('--lr-schedule', choices=['exp', 'cosine', 'constant'], default='exp',
-                   help="'exp': lr * lr_decay ** epoch (continuous); 'cosine': to --min-lr")
+    p.add_argument('--lr-schedule', choices=['exp', 'exp_to_min', 'cosine', 'constant'],
+                   default='exp',
+                   help="'exp': lr * lr_decay ** epoch (continuous); 'exp_to_min': "
+                        "exponential to --min-lr, decayed at every step; 'cosine': to "
+                        "--min-lr")
     p.add_argument('--lr-decay', type=float, default=0.95, help='per-epoch factor of exp')
     p.add_argument('--min-lr', type=float, default=1e-5,
-                   help='final learning rate of the cosine schedule (default: %(default)s)')
+                   help='final learning rate of the cosine and exp_to_min schedules '
+                        '(default: %(default)s)')
     p.add_argument('--weight-decay', type=float, default=0.0,
                    help='L2 weight decay of Adam (default: %(default)s)')
     p.add_argument('--seed', type=int, default=0,
@@ -186,6 +194,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--dropout', type=float, default=None,
                    help="dropout probability (default: the model's own: none for semgcn, "
                         "0.25 for skeletal_gnn)")
+    p.add_argument('--loss', choices=['semgcn', 'mse'], default='semgcn',
+                   help="'semgcn': squared joint errors summed per pose (plus the bone term "
+                        "of --bone-weight); 'mse': mean squared coordinate error "
+                        "(default: %(default)s)")
     p.add_argument('--bone-weight', type=float, default=0.0,
                    help='weight of the bone-vector term of the SemGCN loss')
     p.add_argument('--flip-augment', action=argparse.BooleanOptionalAction, default=True,

@@ -64,7 +64,10 @@ __all__ = ['LiftingTensors', 'LiftingDataset', 'TensorBatches', 'render_lifting'
 
 @dataclass
 class LiftingTensors:
-    """All samples of one split as tensors (see the module docs)."""
+    """All samples of one split as tensors (see the module docs): single
+    poses, :obj:`x [S, N, 2]` and :obj:`y [S, N, 3]`, or clips of :obj:`T`
+    frames, :obj:`x [S, T, N, 2]` and :obj:`y [S, T, N, 3]`, with one group
+    per sample."""
     x: Tensor
     y: Tensor
     group: Tensor
@@ -75,9 +78,11 @@ class LiftingTensors:
 
     def __post_init__(self):
         S = self.x.shape[0]
-        if self.x.dim() != 3 or self.y.dim() != 3 or self.y.shape[:2] != self.x.shape[:2]:
-            raise ValueError(f"expected x [S, N, 2] and y [S, N, 3], got {list(self.x.shape)} "
-                             f"and {list(self.y.shape)}")
+        if self.x.dim() not in (3, 4) or self.y.dim() != self.x.dim() \
+                or self.y.shape[:-1] != self.x.shape[:-1]:
+            raise ValueError(f"expected x [S, N, 2] and y [S, N, 3] (or clips [S, T, N, 2] and "
+                             f"[S, T, N, 3]), got {list(self.x.shape)} and "
+                             f"{list(self.y.shape)}")
         if self.group.shape != (S,):
             raise ValueError(f"group must have shape [{S}], got {list(self.group.shape)}")
 
@@ -86,7 +91,7 @@ class LiftingTensors:
 
     @property
     def num_joints(self) -> int:
-        return self.x.shape[1]
+        return self.x.shape[-2]
 
     def check_finite(self, name: str = 'data') -> None:
         """Raises :class:`ValueError` if an input or target is NaN or inf."""
@@ -116,6 +121,9 @@ class LiftingDataset(Dataset):
         if data.num_joints != skeleton.num_joints:
             raise ValueError(f"data has {data.num_joints} joints but the skeleton has "
                              f"{skeleton.num_joints}")
+        if data.x.dim() != 3:
+            raise ValueError(f"LiftingDataset takes single poses x [S, N, 2], got clips "
+                             f"{list(data.x.shape)}")
         self.data_tensors = data
         self.skeleton = skeleton
         self._edge_index = skeleton.edge_index

@@ -28,12 +28,12 @@ MAKEHUMAN_BODY_PATH = (Path(__file__).resolve().parents[1] / 'data' / 'meshes'
 @functools.lru_cache(maxsize=1)
 def _load(path: str) -> Mesh:
     arrays = read_npz_arrays(path, required=('vertices', 'faces', 'orig_vertex_index'))
-    # uint16 on disk (every index < 2 ** 16); the Mesh convention is int64
-    mesh = Mesh(torch.from_numpy(arrays['vertices'].astype('float32')),
-                torch.from_numpy(arrays['faces'].astype('int64')),
-                torch.from_numpy(arrays['orig_vertex_index'].astype('int64')),
-                {'source': path, 'name': 'makehuman_body', 'unit': 'm', 'up_axis': '+y',
-                 'license': 'CC0-1.0 (MakeHuman hm08 base mesh)'})
+    # uint16 [F, 3] on disk (every index < 2 ** 16); the Mesh convention is int64 [3, F]
+    mesh = Mesh(pos=torch.from_numpy(arrays['vertices'].astype('float32')),
+                face=torch.from_numpy(arrays['faces'].T.astype('int64', order='C')),
+                vertex_map=torch.from_numpy(arrays['orig_vertex_index'].astype('int64')),
+                meta={'source': path, 'name': 'makehuman_body', 'unit': 'm', 'up_axis': '+y',
+                      'license': 'CC0-1.0 (MakeHuman hm08 base mesh)'})
     if mesh.vertex_map.shape != (mesh.num_vertices,):
         raise ValueError(f"{path}: orig_vertex_index has {mesh.vertex_map.numel()} "
                          f"entries for {mesh.num_vertices} vertices")
@@ -54,5 +54,5 @@ def makehuman_body() -> Mesh:
         ValueError: One line naming the file if it is corrupt.
     """
     mesh = _load(str(MAKEHUMAN_BODY_PATH))
-    return Mesh(mesh.vertices.clone(), mesh.faces.clone(),
-                mesh.vertex_map.clone(), dict(mesh.meta))
+    return Mesh(pos=mesh.pos.clone(), face=mesh.face.clone(),
+                vertex_map=mesh.vertex_map.clone(), meta=dict(mesh.meta))

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from .coarsening import Coarsening, binary_tree_permutations, hem_coarsen
-from .io import Mesh, faces_to_edge_index, read_mesh
+from .io import Mesh, read_mesh
 from .pooling import (
     HEMPool,
     HEMUnpool,
@@ -75,11 +75,12 @@ class MeshHierarchy:
     def from_mesh(cls, mesh: Mesh, *, levels: int | None = None,
                   max_nodes: int | None = None, padded: bool = False,
                   **kwargs) -> MeshHierarchy:
-        r"""Coarsens the edge graph of a :class:`Mesh`; its vertices become
-        :obj:`pos` of level 0."""
-        ei = faces_to_edge_index(mesh.faces, mesh.num_vertices)
-        return cls.from_edge_index(ei, mesh.num_vertices, levels=levels,
-                                   max_nodes=max_nodes, pos=mesh.vertices,
+        r"""Coarsens the edge graph of a :class:`Mesh`
+        (:meth:`Mesh.edge_index`); its :obj:`pos` becomes :obj:`pos` of
+        level 0."""
+        return cls.from_edge_index(mesh.edge_index(), mesh.num_vertices,
+                                   levels=levels, max_nodes=max_nodes,
+                                   pos=mesh.pos,
                                    padded=padded, **kwargs)
 
     @classmethod

@@ -1,10 +1,11 @@
 r"""Reading triangle and quad meshes (OBJ, PLY, NPZ), checking them and
 turning them into PyG graphs.
 
-Every reader returns a :class:`Mesh` of ``float32`` vertices ``[V, 3]`` and
-``int64`` triangles ``[F, 3]``. Quads are split along their shorter diagonal
-(:func:`split_quads`) unless :obj:`require_triangles=True`, which rejects
-them; faces with more than four corners are always rejected.
+Every reader returns a :class:`Mesh` in PyG's layout: ``float32`` positions
+:obj:`pos` ``[V, 3]`` and ``int64`` triangles :obj:`face` ``[3, F]``. Quads
+are split along their shorter diagonal (:func:`split_quads`) unless
+:obj:`require_triangles=True`, which rejects them; faces with more than four
+corners are always rejected.
 
 :func:`check_mesh` validates a mesh and raises a :class:`ValueError` naming
 the first defect, or removes it when the matching cleanup option is set:
@@ -34,11 +35,12 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 import zipfile
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,40 +53,157 @@ from pyg_skeleton.utils import connected_components as graph_components
 PathLike = str | Path
 
 
-@dataclass
 class Mesh:
-    r"""A triangle mesh: :obj:`vertices` ``[V, 3]`` (float) and :obj:`faces`
-    ``[F, 3]`` (int64, 0-based). :obj:`vertex_map` gives, for every vertex,
-    its index in the source file (it differs from the identity after a
-    group selection or a cleanup)."""
-    vertices: Tensor
-    faces: Tensor
-    vertex_map: Tensor | None = None
-    meta: dict[str, object] = field(default_factory=dict)
+    r"""A triangle mesh in PyG's layout: :obj:`pos` ``[V, 3]`` (float) and
+    :obj:`face` ``[3, F]`` (int64, 0-based). These are the attributes of a
+    :class:`~torch_geometric.data.Data` mesh: :meth:`to_data` shares the
+    tensors and :meth:`from_data` takes them back, so PyG's mesh transforms
+    apply in between. :obj:`vertex_map` gives, for every vertex, its index
+    in the source file (it differs from the identity after a group
+    selection or a cleanup); :obj:`meta` holds the source and other notes.
+
+    The constructor takes the tensors as given; :func:`check_mesh`
+    validates them.
+
+    The names of the earlier ``[F, 3]`` layout still work, each use with a
+    :class:`DeprecationWarning`: the attributes :obj:`vertices` (now
+    :obj:`pos`) and :obj:`faces` (now :obj:`face.t()`, a view), and the
+    constructor's :obj:`vertices` and :obj:`faces` arguments. The second
+    positional argument is always the old :obj:`faces` ``[F, 3]``: with
+    three faces both layouts are ``[3, 3]``, so the layout is never guessed
+    from the shape, and the new one is passed as :obj:`face=`.
+
+    Args:
+        pos (torch.Tensor): The vertex positions ``[V, 3]``.
+        faces (torch.Tensor, optional): Deprecated: the triangles in the old
+            ``[F, 3]`` layout. (default: :obj:`None`)
+        vertex_map (torch.Tensor, optional): ``[V]`` indices into the source
+            file's vertices. (default: :obj:`None`)
+        meta (dict, optional): Notes such as :obj:`'source'`, the file
+            named in :func:`check_mesh`'s errors. (default: :obj:`None`, an
+            empty dict)
+        face (torch.Tensor): The triangles ``[3, F]``.
+        vertices (torch.Tensor, optional): Deprecated alias of :obj:`pos`.
+            (default: :obj:`None`)
+
+    Raises:
+        TypeError: If a layout is given twice (:obj:`pos` and
+            :obj:`vertices`, :obj:`face` and :obj:`faces`) or not at all.
+        ValueError: If the deprecated :obj:`faces` is not two-dimensional.
+    """
+    def __init__(self, pos: Tensor | None = None, faces: Any = None,
+                 vertex_map: Tensor | None = None,
+                 meta: dict[str, object] | None = None, *,
+                 face: Tensor | None = None,
+                 vertices: Tensor | None = None):
+        if vertices is not None:
+            if pos is not None:
+                raise TypeError("Mesh() got both 'pos' and its deprecated "
+                                "alias 'vertices'")
+            _deprecated("Mesh(vertices=...)", "Mesh(pos=...)")
+            pos = vertices
+        if faces is not None:
+            if face is not None:
+                raise TypeError("Mesh() got both 'face' [3, F] and the "
+                                "deprecated 'faces' [F, 3]")
+            _deprecated("Mesh(vertices, faces) with 'faces' [F, 3]",
+                        "Mesh(pos=..., face=...) with 'face' [3, F]")
+            face = _legacy_faces(faces)
+        if pos is None or face is None:
+            raise TypeError("Mesh() needs 'pos' [V, 3] and 'face' [3, F]")
+        self.pos = pos
+        self.face = face
+        self.vertex_map = vertex_map
+        self.meta: dict[str, object] = {} if meta is None else meta
 
     @property
     def num_vertices(self) -> int:
-        return int(self.vertices.size(0))
+        r"""The number of vertices :math:`V`."""
+        return int(self.pos.size(0))
 
     @property
     def num_faces(self) -> int:
-        return int(self.faces.size(0))
+        r"""The number of triangles :math:`F`."""
+        return int(self.face.size(1))
+
+    @property
+    def vertices(self) -> Tensor:
+        r"""Deprecated alias of :obj:`pos`."""
+        _deprecated("Mesh.vertices", "Mesh.pos")
+        return self.pos
+
+    @vertices.setter
+    def vertices(self, value: Tensor) -> None:
+        _deprecated("Mesh.vertices", "Mesh.pos")
+        self.pos = value
+
+    @property
+    def faces(self) -> Tensor:
+        r"""The triangles ``[F, 3]``, a view of :obj:`face.t()`
+        (deprecated)."""
+        _deprecated("Mesh.faces [F, 3]", "Mesh.face [3, F]")
+        return self.face.t()
+
+    @faces.setter
+    def faces(self, value: Any) -> None:
+        _deprecated("Mesh.faces [F, 3]", "Mesh.face [3, F]")
+        self.face = _legacy_faces(value)
 
     def edge_index(self) -> Tensor:
         r"""The undirected, coalesced :obj:`edge_index` ``[2, E]`` of the
-        triangle edges (both directions, no self-loops)."""
-        return faces_to_edge_index(self.faces, self.num_vertices)
+        triangle edges (both directions, no self-loops): PyG's
+        :class:`~torch_geometric.transforms.FaceToEdge` through
+        :func:`pyg_skeleton.utils.faces_to_edges`, after its checks."""
+        return faces_to_edges(self.face, self.num_vertices)
 
     def to_data(self) -> Data:
         r"""A :class:`~torch_geometric.data.Data` with :obj:`pos`
-        ``[V, 3]``, :obj:`face` ``[3, F]`` (PyG's layout) and
-        :obj:`edge_index`."""
-        return Data(pos=self.vertices, face=self.faces.t().contiguous(),
+        ``[V, 3]``, :obj:`face` ``[3, F]`` and :obj:`edge_index`; :obj:`pos`
+        and :obj:`face` are the mesh's own tensors, except that a
+        non-contiguous :obj:`face` (*e.g.* a transposed ``[F, 3]``) is made
+        contiguous, as PyG's mesh transforms need it."""
+        return Data(pos=self.pos, face=self.face.contiguous(),
                     edge_index=self.edge_index(), num_nodes=self.num_vertices)
+
+    @classmethod
+    def from_data(cls, data: Data, *, vertex_map: Tensor | None = None,
+                  meta: dict[str, object] | None = None) -> Mesh:
+        r"""The :class:`Mesh` of a :class:`~torch_geometric.data.Data`'s
+        :obj:`pos` ``[V, 3]`` and :obj:`face` ``[3, F]`` (shared, not
+        copied), *e.g.* after a PyG transform of :meth:`to_data`.
+
+        Raises:
+            ValueError: If :obj:`data` has no :obj:`pos` or no :obj:`face`.
+        """
+        missing = [k for k in ('pos', 'face') if getattr(data, k, None) is None]
+        if missing:
+            raise ValueError(f"Mesh.from_data() needs 'pos' and 'face' (the "
+                             f"data has no {' and no '.join(map(repr, missing))})")
+        return cls(pos=data.pos, face=data.face, vertex_map=vertex_map,
+                   meta=meta)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(num_vertices={self.num_vertices}, '
                 f'num_faces={self.num_faces})')
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(f"{old} is deprecated; use {new} (PyG's layout)",
+                  DeprecationWarning, stacklevel=3)
+
+
+def _face_tensor(tri: np.ndarray) -> Tensor:
+    # A reader's triangles [F, 3] (int64) as PyG's contiguous [3, F].
+    return torch.from_numpy(np.ascontiguousarray(tri.T))
+
+
+def _legacy_faces(faces: Any) -> Tensor:
+    # The old [F, 3] layout, stored as PyG's [3, F].
+    faces = torch.as_tensor(faces)
+    if faces.dim() != 2:
+        raise ValueError(f"the deprecated 'faces' must be [F, 3] "
+                         f"(got {list(faces.shape)})")
+    return faces.t().contiguous()
 
 
 # ---------------------------------------------------------------------------
@@ -94,8 +213,10 @@ class Mesh:
 def faces_to_edge_index(faces: Tensor | np.ndarray,
                         num_nodes: int | None = None) -> Tensor:
     r"""Undirected :obj:`edge_index` of a triangle (or polygon) face array
-    ``[F, k]``: :func:`pyg_skeleton.utils.faces_to_edges` of the faces in
-    PyG's ``[k, F]`` layout.
+    in the row-per-face layout of mesh files, ``[F, k]``:
+    :func:`pyg_skeleton.utils.faces_to_edges` of the faces in PyG's
+    ``[k, F]`` layout (PyG's :class:`~torch_geometric.transforms.FaceToEdge`
+    for triangles). A :class:`Mesh` has :meth:`Mesh.edge_index`.
 
     Raises:
         ValueError: If :obj:`faces` is not ``[F, k]``, holds non-integral
@@ -434,8 +555,8 @@ def read_obj(path: PathLike, *, groups: Sequence[str] | None = None,
         remap = np.full(v.shape[0], -1, dtype=np.int64)
         remap[used] = np.arange(used.size)
         v, tri, vertex_map = v[used], remap[tri], torch.from_numpy(used)
-    return Mesh(torch.from_numpy(v).float(), torch.from_numpy(tri),
-                vertex_map, {'source': str(path)})
+    return Mesh(pos=torch.from_numpy(v).float(), face=_face_tensor(tri),
+                vertex_map=vertex_map, meta={'source': str(path)})
 
 
 _PLY_TYPES = {
@@ -664,8 +785,8 @@ def read_ply(path: PathLike, *, require_triangles: bool = False) -> Mesh:
             rows.append(_integral_faces(fc, path, k))
         polys = _group_polygons(rows)
     tri = _finish(path, v, polys, require_triangles)
-    return Mesh(torch.from_numpy(v).float(), torch.from_numpy(tri), None,
-                {'source': str(path)})
+    return Mesh(pos=torch.from_numpy(v).float(), face=_face_tensor(tri),
+                meta={'source': str(path)})
 
 
 #: The arrays of a SMPL-family model file (SMPL, SMPL-X, MANO) that make
@@ -717,8 +838,8 @@ def read_npz(path: PathLike, *, vertices_key: str | None = None,
         raise ValueError(f"{path}: {faces_key!r} must hold integers (got "
                          f"{faces.dtype})")
     tri = _finish(path, v, [faces.astype(np.int64)], require_triangles)
-    return Mesh(torch.from_numpy(v).float(), torch.from_numpy(tri), None,
-                {'source': str(path)})
+    return Mesh(pos=torch.from_numpy(v).float(), face=_face_tensor(tri),
+                meta={'source': str(path)})
 
 
 def _read_smpl_pkl(path: Path, *, require_triangles: bool = False) -> Mesh:
@@ -774,17 +895,17 @@ def check_mesh(mesh: Mesh, *, drop_degenerate: bool = False,
         ValueError: On out-of-range face indices, non-finite vertices, or a
             defect whose cleanup option is not set.
     """
-    v = mesh.vertices
+    v = mesh.pos
     src = mesh.meta.get('source', 'mesh')
-    faces = as_index_tensor(mesh.faces, f"{src}: faces")
+    face = as_index_tensor(mesh.face, f"{src}: face")
     if v.dim() != 2 or v.size(1) != 3:
-        raise ValueError(f"{src}: vertices must be [V, 3] "
+        raise ValueError(f"{src}: pos must be [V, 3] "
                          f"(got {list(v.shape)})")
-    if faces.dim() != 2 or faces.size(1) != 3:
-        raise ValueError(f"{src}: faces must be triangles [F, 3] "
-                         f"(got {list(faces.shape)})")
+    if face.dim() != 2 or face.size(0) != 3:
+        raise ValueError(f"{src}: face must be triangles [3, F] "
+                         f"(got {list(face.shape)})")
     n = v.size(0)
-    f = faces.numpy()
+    f = face.t().numpy()  # one row per face below
     _check_range(f, n, src)
     finite = torch.isfinite(v).all(dim=1)
     if not bool(finite.all()):
@@ -828,7 +949,7 @@ def check_mesh(mesh: Mesh, *, drop_degenerate: bool = False,
                              f"{int((~used).nonzero()[0][0])}); pass "
                              f"drop_unreferenced=True to remove them")
     count, labels = connected_components(
-        faces_to_edge_index(torch.from_numpy(f), n), n)
+        faces_to_edges(torch.from_numpy(f.T), n), n)
     count_used = np.unique(labels[used]).size
     if count_used > 1:
         if not largest_component:
@@ -846,13 +967,14 @@ def check_mesh(mesh: Mesh, *, drop_degenerate: bool = False,
     remap[index] = np.arange(index.size)
     base = (mesh.vertex_map if mesh.vertex_map is not None else
             torch.arange(n))
-    return Mesh(v[torch.from_numpy(index)], torch.from_numpy(remap[f]),
-                base[torch.from_numpy(index)], dict(mesh.meta))
+    return Mesh(pos=v[torch.from_numpy(index)], face=_face_tensor(remap[f]),
+                vertex_map=base[torch.from_numpy(index)], meta=dict(mesh.meta))
 
 
 def mesh_from_arrays(vertices, faces, *, require_triangles: bool = False,
                      check: bool = True, **cleanup) -> Mesh:
-    r"""A :class:`Mesh` from array-likes ``[V, 3]`` and ``[F, 3]`` or
+    r"""A :class:`Mesh` from array-likes in the row-per-element layout of
+    mesh files: :obj:`vertices` ``[V, 3]`` and :obj:`faces` ``[F, 3]`` or
     ``[F, 4]`` (quads are split unless :obj:`require_triangles`)."""
     v = np.asarray(vertices, dtype=np.float64)
     fc = as_index_tensor(faces, 'faces').numpy()
@@ -863,5 +985,5 @@ def mesh_from_arrays(vertices, faces, *, require_triangles: bool = False,
                          f"(got {list(fc.shape)})")
     _check_range(fc, v.shape[0], 'mesh')
     tri = _polygons_to_triangles(v, [fc], require_triangles, 'mesh')
-    mesh = Mesh(torch.from_numpy(v).float(), torch.from_numpy(tri))
+    mesh = Mesh(pos=torch.from_numpy(v).float(), face=_face_tensor(tri))
     return check_mesh(mesh, **cleanup) if check else mesh

@@ -29,10 +29,13 @@ and then unpooling reproduces a constant signal exactly.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from pyg_skeleton.nn.memory import check_memory
+from pyg_skeleton.utils import whole_graphs
 
 POOL_MODES = ('dyadic', 'mean', 'sum')
 
@@ -88,20 +91,6 @@ def pool_weights(clusters: list[Tensor], source: int, target: int,
     return w
 
 
-def _batched_index(index: Tensor, num_target: int, num_rows: int,
-                   batch: Tensor | None, what: str) -> Tensor:
-    n = index.numel()
-    if num_rows % n != 0:
-        raise ValueError(f"{what}: a disjoint batch must hold whole graphs "
-                         f"of {n} nodes (got {num_rows} rows)")
-    size = num_rows // n
-    if batch is not None and batch.numel() != num_rows:
-        raise ValueError(f"{what}: 'batch' has {batch.numel()} entries for "
-                         f"{num_rows} rows")
-    offset = torch.arange(size, device=index.device) * num_target
-    return (index.unsqueeze(0) + offset.unsqueeze(1)).reshape(-1)
-
-
 def _check_index(index: Tensor, num_target: int, what: str) -> None:
     if index.dim() != 1:
         raise ValueError(f"{what}: 'index' must be 1-D (got "
@@ -127,39 +116,45 @@ def hem_pool(x: Tensor, index: Tensor, weight: Tensor, num_clusters: int,
         index (Tensor): ``[N]`` cluster of each node.
         weight (Tensor): ``[N]`` weights.
         num_clusters (int): Number of coarse nodes.
-        batch (Tensor, optional): The disjoint batch vector; its presence
-            selects the disjoint layout.
+        batch (Tensor, optional): The batch vector of a disjoint batch of
+            whole graphs, which is pooled as the static batch
+            ``x.view(B, N, C)``.
 
     Raises:
         ValueError: If :obj:`index` holds a cluster outside
             ``[0, num_clusters)``, :obj:`weight` does not match it, or
-            :obj:`x` does not hold whole graphs of :obj:`N` nodes.
+            :obj:`x` and :obj:`batch` do not hold whole graphs of :obj:`N`
+            nodes (:func:`~pyg_skeleton.utils.whole_graphs`).
     """
     _check_index(index, num_clusters, 'hem_pool')
     if weight.shape != index.shape:
         raise ValueError(f"hem_pool: 'weight' must be [{index.numel()}] "
                          f"(got {list(weight.shape)})")
-    return _pool(x, index, weight, num_clusters, batch)
+    return _pool(x, index, weight, num_clusters, batch, 'hem_pool')
+
+
+def _flat_graphs(x: Tensor, graphs: int, num_nodes: int) -> Tensor:
+    # A disjoint batch [B N, ...] of whole graphs as the static batch
+    # [B, N, F] (the trailing dimensions flattened onto the channels).
+    return x.reshape(graphs, num_nodes, math.prod(x.shape[1:]))
 
 
 def _pool(x: Tensor, index: Tensor, weight: Tensor, num_clusters: int,
-          batch: Tensor | None) -> Tensor:
+          batch: Tensor | None, owner: str) -> Tensor:
     # hem_pool without the index checks (HEMPool checks once when built)
+    if batch is not None:
+        b = whole_graphs(batch, x.size(0), index.numel(), owner)
+        out = _pool(_flat_graphs(x, b, index.numel()), index, weight,
+                    num_clusters, None, owner)
+        return out.view((b * num_clusters, ) + x.shape[1:])
     # The weighted copy of x and the output, at most as large:
     _check_size('HEMPool', x, 1, 1, 2)
+    if x.size(-2) != index.numel():
+        raise ValueError(f"hem_pool: expected {index.numel()} nodes on "
+                         f"dim -2 (got {list(x.shape)})")
     weight = weight.to(x.dtype).to(x.device)
-    index = index.to(x.device)
-    if batch is None:
-        if x.size(-2) != index.numel():
-            raise ValueError(f"hem_pool: expected {index.numel()} nodes on "
-                             f"dim -2 (got {list(x.shape)})")
-        out = x.new_zeros(x.shape[:-2] + (num_clusters, x.size(-1)))
-        return out.index_add(-2, index, x * weight.unsqueeze(-1))
-    idx = _batched_index(index, num_clusters, x.size(0), batch, 'hem_pool')
-    b = x.size(0) // index.numel()
-    out = x.new_zeros((b * num_clusters, ) + x.shape[1:])
-    w = weight.repeat(b).view((-1, ) + (1, ) * (x.dim() - 1))
-    return out.index_add(0, idx, x * w)
+    out = x.new_zeros(x.shape[:-2] + (num_clusters, x.size(-1)))
+    return out.index_add(-2, index.to(x.device), x * weight.unsqueeze(-1))
 
 
 def hem_unpool(x: Tensor, index: Tensor, mask: Tensor | None = None,
@@ -167,38 +162,48 @@ def hem_unpool(x: Tensor, index: Tensor, mask: Tensor | None = None,
     r"""Unpooling by copying each coarse node to its fine nodes,
     :math:`\mathbf{x}_i = \mathbf{x}_{\pi(i)}` (times :obj:`mask[i]` when a
     0/1 mask of real fine nodes is given). Layouts as :func:`hem_pool`; for a
-    disjoint batch :obj:`batch` is the coarse batch vector (or any tensor of
-    matching length).
+    disjoint batch :obj:`batch` is the batch vector of the coarse input or
+    of the fine output, and each graph has as many coarse nodes as
+    :obj:`index` reaches.
 
     Raises:
         ValueError: If :obj:`index` holds a coarse node that :obj:`x` does
-            not have, or :obj:`mask` does not match :obj:`index`.
+            not have, :obj:`mask` does not match :obj:`index`, or a disjoint
+            batch does not hold whole graphs.
     """
     if mask is not None and mask.shape != index.shape:
         raise ValueError(f"hem_unpool: 'mask' must be [{index.numel()}] "
                          f"(got {list(mask.shape)})")
     _check_index(index, (x.size(0) if batch is not None else
                          x.size(-2) if x.dim() >= 2 else 0), 'hem_unpool')
-    index = index.to(x.device)
-    copies = 1 if mask is None else 2
-    if batch is None:
-        _check_size('hem_unpool', x, x.size(-2), index.numel(), copies)
-        out = x.index_select(-2, index)
-        if mask is not None:
-            out = out * mask.to(out.dtype).to(x.device).unsqueeze(-1)
-        return out
-    num_target = int(index.max()) + 1 if index.numel() else 0
-    if x.size(0) % max(num_target, 1) != 0:
-        raise ValueError(f"hem_unpool: a disjoint batch must hold whole "
-                         f"graphs of {num_target} coarse nodes")
-    b = x.size(0) // max(num_target, 1)
-    _check_size('hem_unpool', x, x.size(0), b * index.numel(), copies)
-    idx = (index.unsqueeze(0) + torch.arange(b, device=x.device).unsqueeze(1)
-           * num_target).reshape(-1)
-    out = x.index_select(0, idx)
+    # A disjoint batch's graphs have as many coarse nodes as the index
+    # reaches, a static batch's as x has.
+    num_clusters = (int(index.max()) + 1 if index.numel() else 0) \
+        if batch is not None else x.size(-2)
+    return _unpool(x, index, mask, num_clusters, batch, 'hem_unpool')
+
+
+def _unpool(x: Tensor, index: Tensor, mask: Tensor | None,
+            num_clusters: int, batch: Tensor | None, owner: str) -> Tensor:
+    # hem_unpool and HEMUnpool after their checks of index and mask, for x
+    # with num_clusters coarse nodes per graph.
+    if batch is not None:
+        # The batch vector of the coarse input or, as MeshHierarchy.unpool
+        # has always taken, of the fine output.
+        n, rows = index.numel(), x.size(0)
+        if num_clusters and rows % num_clusters == 0 and batch.dim() == 1 \
+                and batch.numel() == rows // num_clusters * n != rows:
+            b = whole_graphs(batch, batch.numel(), n, owner)
+        else:
+            b = whole_graphs(batch, rows, num_clusters, owner)
+        out = _unpool(_flat_graphs(x, b, num_clusters), index, mask,
+                      num_clusters, None, owner)
+        return out.view((b * n, ) + x.shape[1:])
+    _check_size(owner, x, x.size(-2), index.numel(),
+                1 if mask is None else 2)
+    out = x.index_select(-2, index.to(x.device))
     if mask is not None:
-        m = mask.to(out.dtype).to(x.device).repeat(b)
-        out = out * m.view((-1, ) + (1, ) * (x.dim() - 1))
+        out = out * mask.to(out.dtype).to(x.device).unsqueeze(-1)
     return out
 
 
@@ -221,7 +226,8 @@ class HEMPool(torch.nn.Module):
         return self.index.numel()
 
     def forward(self, x: Tensor, batch: Tensor | None = None) -> Tensor:
-        return _pool(x, self.index, self.weight, self.num_clusters, batch)
+        return _pool(x, self.index, self.weight, self.num_clusters, batch,
+                     'HEMPool')
 
     def matrix(self) -> Tensor:
         r"""The pooling matrix :math:`\mathbf{P}` ``[N, N_c]`` as a sparse
@@ -240,7 +246,7 @@ class HEMPool(torch.nn.Module):
 class HEMUnpool(torch.nn.Module):
     r"""Fixed unpooling from a coarse to a fine HEM level (:func:`hem_unpool`
     with a stored :obj:`index`, and an optional mask that zeroes padded fake
-    nodes)."""
+    nodes; a disjoint batch's graphs have :obj:`num_clusters` nodes)."""
     def __init__(self, index: Tensor, num_clusters: int,
                  mask: Tensor | None = None):
         super().__init__()
@@ -253,29 +259,12 @@ class HEMUnpool(torch.nn.Module):
         self.num_clusters = int(num_clusters)
 
     def forward(self, x: Tensor, batch: Tensor | None = None) -> Tensor:
-        if batch is not None and x.size(0) % self.num_clusters != 0:
-            raise ValueError(f"HEMUnpool: a disjoint batch must hold whole "
-                             f"graphs of {self.num_clusters} nodes")
-        if batch is None:
-            if x.dim() < 2 or x.size(-2) != self.num_clusters:
-                raise ValueError(f"HEMUnpool: expected {self.num_clusters} "
-                                 f"nodes on dim -2 (got {list(x.shape)})")
-            _check_size('HEMUnpool', x, self.num_clusters, self.index.numel(),
-                        1 if self.mask is None else 2)
-            out = x.index_select(-2, self.index.to(x.device))
-            if self.mask is not None:
-                out = out * self.mask.to(out.dtype).to(x.device).unsqueeze(-1)
-            return out
-        b = x.size(0) // self.num_clusters
-        _check_size('HEMUnpool', x, x.size(0), b * self.index.numel(),
-                    1 if self.mask is None else 2)
-        idx = (self.index.unsqueeze(0) + torch.arange(
-            b, device=x.device).unsqueeze(1) * self.num_clusters).reshape(-1)
-        out = x.index_select(0, idx)
-        if self.mask is not None:
-            out = out * self.mask.to(out.dtype).repeat(b).view(
-                (-1, ) + (1, ) * (x.dim() - 1))
-        return out
+        if batch is None and (x.dim() < 2
+                              or x.size(-2) != self.num_clusters):
+            raise ValueError(f"HEMUnpool: expected {self.num_clusters} "
+                             f"nodes on dim -2 (got {list(x.shape)})")
+        return _unpool(x, self.index, self.mask, self.num_clusters, batch,
+                       'HEMUnpool')
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_clusters} -> '

@@ -298,8 +298,11 @@ class SMPLModel:
     kind: str = 'unknown'
 
     def to_mesh(self) -> Mesh:
-        return Mesh(self.v_template.clone(), self.faces.clone(), None,
-                    {'source': f'{self.kind} template'})
+        r"""The template as a :class:`Mesh` (copies; :obj:`face` is
+        :obj:`faces.t()`, PyG's ``[3, F]`` layout)."""
+        return Mesh(pos=self.v_template.clone(),
+                    face=self.faces.t().contiguous(),
+                    meta={'source': f'{self.kind} template'})
 
     def joints(self, vertices: Tensor | None = None) -> Tensor:
         r"""Joint positions :math:`\mathbf{J} \mathbf{V}` of

@@ -12,8 +12,8 @@ from torch_geometric.utils import to_dense_batch
 
 from pyg_skeleton.nn._export_guard import NoTorchScript, check_not_jit_traced
 from pyg_skeleton.nn.memory import check_memory
-from pyg_skeleton.nn.topology import built_on_cpu, checks_data
-from pyg_skeleton.utils import check_partition
+from pyg_skeleton.nn.topology import built_on_cpu
+from pyg_skeleton.utils import check_batch, check_partition, whole_graphs
 
 AFFINITIES = ('concatenation', 'embedded_gaussian')
 
@@ -398,41 +398,18 @@ class NonLocalBlock(NoTorchScript, torch.nn.Module):
             raise ValueError(f"'{self.__class__.__name__}' expects node "
                              f"features of shape [N_1 + ... + N_B, F] with a "
                              f"'batch' vector (got shape {tuple(x.shape)})")
-        if batch.dim() != 1 or batch.numel() != x.size(0):
-            raise ValueError(f"The 'batch' vector must be one-dimensional "
-                             f"with one entry per node ({x.size(0)}; got shape "
-                             f"{tuple(batch.shape)})")
-        if self.num_nodes is not None and not checks_data(x):
-            # No checks (set_validation(False), the meta device, which has
-            # no values, or torch.compile): the batch is trusted to hold
-            # whole graphs of the groups' nodes in order, so no host
-            # synchronisation sizes it.
-            if x.size(0) % self.num_nodes != 0:
-                raise ValueError(f"The groups of '{self.__class__.__name__}' "
-                                 f"cover {self.num_nodes} nodes, but the "
-                                 f"batch has {x.size(0)} nodes, which is not "
-                                 f"a multiple of them")
+        owner = self.__class__.__name__
+        if self.num_nodes is not None:
+            # The groups fix the node set: a batch of whole graphs, viewed
+            # as the static batch.
+            whole_graphs(batch, x.size(0), self.num_nodes, owner)
             h = self._attend(x.view(-1, self.num_nodes, x.size(-1)), None)
             h = h.reshape(-1, self.in_channels)
-            if self.bn is not None:
-                h = self.bn(h)
-            return x + h
-        if batch.numel() > 1 and bool((batch[1:] < batch[:-1]).any()):
-            raise ValueError("The 'batch' vector must be sorted, as in a "
-                             "'torch_geometric.data.Batch'")
-        x_dense, mask = to_dense_batch(x, batch)  # [B, N_max, F], [B, N_max]
-        if self.num_nodes is not None:
-            if x_dense.size(1) != self.num_nodes or not bool(mask.all()):
-                counts = mask.sum(dim=1).tolist()
-                raise ValueError(f"The groups of '{self.__class__.__name__}' "
-                                 f"cover {self.num_nodes} nodes, so every "
-                                 f"graph of the batch must have exactly "
-                                 f"{self.num_nodes} nodes (got graphs of "
-                                 f"{counts} nodes)")
-            key_mask = None  # no padding
         else:
-            key_mask = mask
-        h = self._attend(x_dense, key_mask)[mask]  # [N_1 + ... + N_B, F]
+            check_batch(batch, x.size(0), owner)
+            # [B, N_max, F], [B, N_max]
+            x_dense, mask = to_dense_batch(x, batch)
+            h = self._attend(x_dense, mask)[mask]  # [N_1 + ... + N_B, F]
         if self.bn is not None:
             h = self.bn(h)
         return x + h

@@ -54,21 +54,19 @@ from torch_geometric.utils import (
     to_edge_index,
 )
 
-from pyg_skeleton.utils import edge_key, edge_lookup
+from pyg_skeleton.utils import bfs, check_positive_int, edge_key, edge_lookup
 
-#: Hop-based operators (:mod:`~pyg_skeleton.nn.conv._hops`, dynamic HCSF)
-#: on graphs with at most this many nodes use dense ``N x N`` matrices. A
-#: 128-node dense matrix is 64 KiB; k-hop graphs are dense enough that the
-#: batched dense product beats the sparse kernels on CPU below this size.
-DENSE_MAX_NODES = 128
-
-#: :class:`Topology` aggregates over graphs with at most this many nodes
-#: with a dense matrix product, over larger ones with a sparse CSR product.
-#: Its graphs are one-hop, about five slots per node on skeletons and body
-#: meshes: the two products take the same time on skeletons, and the CSR
-#: product wins from the first HEM levels on (timings in
+#: The one dense threshold: graphs of at most this many nodes aggregate
+#: with a dense matrix product, larger ones with the sparse CSR product
+#: (:class:`Topology` and the hop-aware operators of
+#: :mod:`~pyg_skeleton.nn.conv._hops`). The crossover lies between 32 and
+#: 48 nodes for one-hop and k-hop graphs alike (timings in
 #: ``docs/design_notes.rst``).
-TOPOLOGY_DENSE_MAX_NODES = 32
+DENSE_MAX_NODES = 32
+
+#: The former name of ``DENSE_MAX_NODES`` for :class:`Topology`, kept
+#: for the code that imports it (the same value).
+TOPOLOGY_DENSE_MAX_NODES = DENSE_MAX_NODES
 
 #: Whether a CSR tensor was built here yet (see :func:`_csr_tensor`).
 _CSR_BUILT = False
@@ -488,15 +486,40 @@ class Topology(torch.nn.Module):
     read row by row. This is the layout of the official SemGCN edge logits,
     so their weights load unchanged.
 
+    With :obj:`max_hop` :math:`L > 1` the topology also holds every pair
+    :math:`(j, i)` at shortest-path distance :math:`2 \le d(j, i) \le L`
+    (edges followed from row 0 to row 1, one
+    :func:`~pyg_skeleton.utils.bfs`), for the hop-aware operators: after
+    the one-hop slots above, in their exact order, come the pairs of hop 2,
+    then hop 3, and so on, each hop row-major. :obj:`hop` gives every
+    slot's hop (0 for the self-loops, 1 for the edges), and
+    :obj:`hop_src` / :obj:`hop_dst` its source and target (the one-hop
+    :obj:`src` / :obj:`dst`, then :obj:`far_src` / :obj:`far_dst`); the
+    one-hop attributes (:obj:`key`, :obj:`src`, :obj:`dst`,
+    :obj:`num_slots`, :obj:`num_edges`, the CSR patterns) and everything
+    built on them (:obj:`lookup`, :obj:`tiles`, :obj:`softmax`,
+    :obj:`aggregate`) describe the one-hop slots only, so with
+    :math:`L = 1` the topology is what it always was.
+
     Args:
         edge_index (torch.Tensor or SparseTensor): The graph, without or with
             self-loops (they are added where missing).
         num_nodes (int, optional): The number of nodes :math:`N`.
             (default: :obj:`None`, inferred from :obj:`edge_index`)
+        max_hop (int, optional): The largest hop :math:`L \geq 1` of the
+            slots. (default: :obj:`1`)
+
+    Raises:
+        ValueError: If the graph is invalid (see ``fixed_graph``), has
+            duplicate edges, or :obj:`max_hop` is not a positive integer.
+        MemoryError: If the pairs within :obj:`max_hop` hops would not fit
+            in memory.
     """
     @built_on_cpu
-    def __init__(self, edge_index: Adj, num_nodes: int | None = None):
+    def __init__(self, edge_index: Adj, num_nodes: int | None = None,
+                 max_hop: int = 1):
         super().__init__()
+        max_hop = check_positive_int(max_hop, 'max_hop')
         edge_index, num_nodes = fixed_graph(edge_index, num_nodes)
         edge_index, _ = remove_self_loops(edge_index)
         edge_index, _ = add_self_loops(edge_index, num_nodes=num_nodes)
@@ -536,6 +559,52 @@ class Topology(torch.nn.Module):
         self.register_buffer('pair_crow_t', crow_t, persistent=False)
         self.register_buffer('pair_col_t', col_t, persistent=False)
         self.register_buffer('pair_perm_t', perm_t, persistent=False)
+
+        self.max_hop = max_hop
+        hop = (~is_self).long()
+        source = torch.empty(0, dtype=torch.long)
+        target = torch.empty(0, dtype=torch.long)
+        if max_hop > 1:
+            source, target, far_hop = bfs(edge_index, num_nodes,
+                                          max_hop=max_hop, owner='Topology')
+            far = far_hop >= 2
+            source, target, far_hop = source[far], target[far], far_hop[far]
+            order = torch.argsort(
+                far_hop * num_nodes**2 + edge_key(
+                    torch.stack([source, target]), num_nodes))
+            hop = torch.cat([hop, far_hop[order]])
+            source, target = source[order], target[order]
+        self.register_buffer('hop', hop, persistent=False)
+        # The slots beyond one hop (the one-hop slots are src and dst):
+        self.register_buffer('far_src', source, persistent=False)
+        self.register_buffer('far_dst', target, persistent=False)
+        found = int(hop.max()) if hop.numel() else 0
+        #: The largest hop of any slot: :obj:`max_hop`, or the graph's
+        #: furthest hop (its diameter, per connected component) if that is
+        #: smaller.
+        self.furthest = found
+
+    @property
+    def num_hop_slots(self) -> int:
+        r"""The number of slots within :obj:`max_hop` hops, self-loops
+        included."""
+        return self.hop.numel()
+
+    @property
+    def hop_src(self) -> Tensor:
+        r"""The source of every slot within :obj:`max_hop` hops."""
+        return torch.cat([self.src, self.far_src])
+
+    @property
+    def hop_dst(self) -> Tensor:
+        r"""The target of every slot within :obj:`max_hop` hops."""
+        return torch.cat([self.dst, self.far_dst])
+
+    @property
+    def hop_edge_index(self) -> Tensor:
+        r"""The pairs of all slots within :obj:`max_hop` hops, in slot
+        order, :obj:`[2, num_hop_slots]`."""
+        return torch.stack([self.hop_src, self.hop_dst], dim=0)
 
     @property
     def num_slots(self) -> int:
@@ -860,8 +929,9 @@ class Topology(torch.nn.Module):
         return out if bias is None else out + bias
 
     def __repr__(self) -> str:
+        hops = f', max_hop={self.max_hop}' if self.max_hop > 1 else ''
         return (f'{self.__class__.__name__}(num_nodes={self.num_nodes}, '
-                f'num_edges={self.num_edges})')
+                f'num_edges={self.num_edges}{hops})')
 
     @property
     def neighbor_edge_index(self) -> Tensor:

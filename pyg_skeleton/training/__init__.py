@@ -14,6 +14,7 @@ Example::
 """
 from __future__ import annotations
 
+from .batches import StreamBatches
 from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from .config import (
     RUN_OPTIONS,
@@ -30,4 +31,4 @@ from .trainer import Trainer, load_data, lr_at
 __all__ = ['Trainer', 'TrainConfig', 'TrainingError', 'ConfigError', 'RUN_OPTIONS',
            'check_options', 'read_config_file', 'CHECKPOINT_FORMAT', 'load_checkpoint',
            'save_checkpoint', 'evaluate', 'mean_pose_baseline', 'load_data', 'lr_at',
-           'setup_distributed']
+           'setup_distributed', 'StreamBatches']

@@ -89,8 +89,11 @@ class TrainConfig:
     max_steps: int | None = _opt(None, int, 1, 10 ** 9, none=True)
     steps_per_epoch: int | None = _opt(None, int, 1, 10 ** 9, none=True)
     batch_size: int = _opt(256, int, 1, 10 ** 6, help='global batch size (all processes)')
+    batch_order: str = _opt('sampler', ('sampler', 'stream'),
+                            help="'sampler': each epoch shuffled with seed + epoch; 'stream': "
+                                 "successive shuffles of one generator")
     lr: float = _opt(1e-3, float, '(0')
-    lr_schedule: str = _opt('exp', ('exp', 'cosine', 'constant'))
+    lr_schedule: str = _opt('exp', ('exp', 'exp_to_min', 'cosine', 'constant'))
     lr_decay: float = _opt(0.95, float, '(0')
     min_lr: float = _opt(1e-5, float, 0)
     weight_decay: float = _opt(0.0, float, 0)
@@ -99,6 +102,7 @@ class TrainConfig:
     num_layers: int | None = _opt(4, int, 1, 1000, none=True)
     dropout: float | None = _opt(None, float, 0, ')1', none=True,
                                     help="None: the model's own")
+    loss: str = _opt('semgcn', ('semgcn', 'mse'))
     bone_weight: float = _opt(0.0, float, 0)
     flip_augment: bool = _opt(True, bool)
     flip_test: bool = _opt(True, bool)
@@ -154,10 +158,10 @@ _FIELDS = {f.name: f.metadata for f in dataclasses.fields(TrainConfig)}
 RUN_OPTIONS: tuple[str, ...] = (
     'model', 'mesh', 'dataset', 'data', 'skeleton', 'test_actor', 'views', 'frame_step',
     'val_fraction', 'inputs_2d', 'cameras', 'max_frames', 'max_test_frames', 'synthetic_train',
-    'synthetic_test', 'epochs', 'max_steps', 'steps_per_epoch', 'batch_size', 'lr',
-    'lr_schedule', 'lr_decay', 'min_lr', 'weight_decay', 'seed', 'hidden_channels',
-    'num_layers', 'dropout', 'bone_weight', 'flip_augment', 'flip_test', 'checkpoint_every',
-    'eval_batch_size')
+    'synthetic_test', 'epochs', 'max_steps', 'steps_per_epoch', 'batch_size', 'batch_order',
+    'lr', 'lr_schedule', 'lr_decay', 'min_lr', 'weight_decay', 'seed', 'hidden_channels',
+    'num_layers', 'dropout', 'loss', 'bone_weight', 'flip_augment', 'flip_test',
+    'checkpoint_every', 'eval_batch_size')
 assert set(RUN_OPTIONS) == {k for k, m in _FIELDS.items() if m['run']}
 #: Options of :data:`RUN_OPTIONS` that a resumed run may change.
 RESUME_ADJUSTABLE = ('epochs', 'max_steps', 'checkpoint_every', 'eval_batch_size')

@@ -13,6 +13,11 @@ from .config import TrainingError
 __all__ = ['evaluate', 'mean_pose_baseline', 'report_table']
 
 
+def _pose_groups(group: Tensor, y: Tensor) -> Tensor:
+    # the metrics count poses: a sample of clips [T, N, 3] is T poses of its group
+    return group.repeat_interleave(y[0, ..., 0, 0].numel()) if y.dim() > 3 else group
+
+
 @torch.no_grad()
 def evaluate(model, data, skeleton, batch_size: int, flip: bool, rank: int = 0,
              world: int = 1, device=torch.device('cpu')):
@@ -35,7 +40,7 @@ def evaluate(model, data, skeleton, batch_size: int, flip: bool, rank: int = 0,
         if not torch.isfinite(pred).all():
             bad += 1
             break
-        acc.update(pred.cpu(), y, groups=data.group[a:min(a + batch_size, hi)])
+        acc.update(pred.cpu(), y, groups=_pose_groups(data.group[a:min(a + batch_size, hi)], y))
     if world > 1 and dist.is_available() and dist.is_initialized():
         dist.all_reduce(bad)  # every rank stops, none waits in acc.all_reduce
     if bad.item():
@@ -51,7 +56,7 @@ def mean_pose_baseline(mean_pose: Tensor, data, skeleton) -> dict[str, Any]:
     acc = MetricAccumulator(skeleton.num_joints, max(len(data.group_names), 1))
     for a in range(0, len(data), 8192):
         y = data.y[a:a + 8192]
-        acc.update(mean_pose.expand_as(y), y, groups=data.group[a:a + 8192])
+        acc.update(mean_pose.expand_as(y), y, groups=_pose_groups(data.group[a:a + 8192], y))
     return acc.compute(data.group_names or None)
 
 

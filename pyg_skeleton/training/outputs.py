@@ -154,7 +154,7 @@ def run_config(config, skeleton: Skeleton, train, val, test, n_params: int, worl
                   'skeleton': {'name': skeleton.name, 'joints': list(skeleton.joint_names)},
                   'dataset': train.description, 'synthetic': bool(train.synthetic),
                   'samples': {'train': len(train), 'val': len(val) if val is not None else 0,
-                              'test': len(test)},
+                              'test': len(test) if test is not None else 0},
                   'parameters': n_params, 'processes': world, 'device': str(device),
                   'total_steps': total_steps,
                   'resumed_at_step': global_step if config.resume else None,

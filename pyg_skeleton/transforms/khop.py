@@ -7,6 +7,11 @@ shortest-path length. :func:`khop_edges` lists every pair with
 :math:`1 \le d \le L` once, with its distance; :class:`KHopEdges` stores that
 list on a :class:`~torch_geometric.data.Data` object so that disjoint
 :class:`~torch_geometric.data.Batch` objects carry it.
+
+Batches of copies of an operator's own graph need neither: the operators
+take PyG's one-hop :obj:`edge_index` and find the hop pairs themselves
+(none for whole copies, which take the static kernel). The transform is for
+graphs other than the operator's.
 """
 from __future__ import annotations
 

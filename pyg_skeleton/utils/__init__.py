@@ -1,8 +1,9 @@
 r"""Graph algorithms and input checks: breadth-first search and hop counts,
 edge lookup, connected components, faces to edges, and the validators of
-graphs, index arrays and node partitions."""
+graphs, index arrays, node partitions and batch vectors."""
 from __future__ import annotations
 
+from .batch import check_batch, whole_graphs
 from .graph import (
     BFS_BLOCK_ENTRIES,
     as_index_tensor,
@@ -21,6 +22,7 @@ __all__ = [
     'BFS_BLOCK_ENTRIES',
     'as_index_tensor',
     'bfs',
+    'check_batch',
     'check_edge_index',
     'check_partition',
     'check_positive_int',
@@ -29,4 +31,5 @@ __all__ = [
     'edge_lookup',
     'faces_to_edges',
     'hop_counts',
+    'whole_graphs',
 ]

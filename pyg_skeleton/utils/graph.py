@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch_geometric.data import Data
+from torch_geometric.transforms import FaceToEdge
 from torch_geometric.utils import remove_self_loops, to_undirected
 
 #: :func:`bfs` runs its searches in blocks of sources whose visited table
@@ -409,10 +411,11 @@ def faces_to_edges(face: Any, num_nodes: int | None = None, *, name: str = "face
     edges of polygon faces in PyG's layout :obj:`[k, F]` (:obj:`k = 3` for
     triangles): both directions of every edge, duplicates removed.
 
-    For triangles this is the graph of PyG's
-    :class:`~torch_geometric.transforms.FaceToEdge` (the same
-    :func:`~torch_geometric.utils.to_undirected` of the face edges), except
-    that a degenerate face's repeated vertex adds no self-loop.
+    Triangles go through PyG's
+    :class:`~torch_geometric.transforms.FaceToEdge`, whose self-loops (from
+    a degenerate face's repeated vertex) are then removed; other polygons
+    through their boundary loop (FaceToEdge reads :obj:`[4, F]` as
+    tetrahedra, all six vertex pairs, not as quads).
 
     Args:
         face (torch.Tensor or array-like): The faces :obj:`[k, F]`,
@@ -438,6 +441,10 @@ def faces_to_edges(face: Any, num_nodes: int | None = None, *, name: str = "face
     elif face.numel() and int(face.max()) >= num_nodes:
         raise ValueError(f"'{name}' holds the index {int(face.max())}, "
                          f"out of range for {num_nodes} nodes")
+    if face.size(0) == 3:
+        data = FaceToEdge(remove_faces=False)(Data(face=face, num_nodes=num_nodes))
+        # Filtering keeps to_undirected's sorted, duplicate-free order.
+        return remove_self_loops(data.edge_index)[0]
     # Edge (corner r -> corner r + 1) of every face, around the polygon.
     edge_index = torch.stack([face.reshape(-1), face.roll(-1, dims=0).reshape(-1)])
     edge_index, _ = remove_self_loops(edge_index)

@@ -29,16 +29,19 @@ import torch
 from torch import Tensor
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj
+from torch_geometric.utils import coalesce, remove_self_loops
 
 from pyg_skeleton.nn._export_guard import NoTorchScript, check_not_jit_traced
 from pyg_skeleton.nn.memory import check_memory
 from pyg_skeleton.nn.topology import (
     DENSE_MAX_NODES,
+    Topology,
     _csr_matmul,
     _csr_pattern,
     _sparse_kernel_ok,
     check_channels,
     dense_product_safe,
+    edge_index_of,
     fixed_graph,
 )
 from pyg_skeleton.transforms.khop import khop_edges
@@ -88,21 +91,24 @@ class HopConv(NoTorchScript, MessagePassing):
     def _build_hops(self, edge_index: Adj, num_nodes: int | None,
                     max_hop: int):
         edge_index, num_nodes = fixed_graph(edge_index, num_nodes)
+        # The hop sets ignore self-loops and repeated edges; the Topology
+        # takes each edge once.
+        edge_index = coalesce(remove_self_loops(edge_index)[0],
+                              num_nodes=num_nodes)
         self.num_nodes = num_nodes
-        if max_hop >= 1:
-            try:
-                self._pairs, self._pair_hop = khop_edges(
-                    edge_index, num_nodes, max_hop)
-            except MemoryError as e:
-                # The same one line, naming the operator and its choices.
-                raise MemoryError(
-                    f"'{self.__class__.__name__}' (hops up to {max_hop}): "
-                    f"{e} (here: a smaller k, L or hops), or SemGraphConv "
-                    f"(one hop)") from None
-        else:
-            self._pairs = torch.empty(2, 0, dtype=torch.long)
-            self._pair_hop = torch.empty(0, dtype=torch.long)
-        found = int(self._pair_hop.max()) if self._pair_hop.numel() else 0
+        try:
+            # The one structure of the fixed graph: one-hop slots (the
+            # edges the layer takes as PyG's edge_index), then the pairs up
+            # to max_hop.
+            self.topology = Topology(edge_index, num_nodes,
+                                     max_hop=max(max_hop, 1))
+        except MemoryError as e:
+            # The same one line, naming the operator and its choices.
+            raise MemoryError(
+                f"'{self.__class__.__name__}' (hops up to {max_hop}): "
+                f"{e} (here: a smaller k, L or hops), or SemGraphConv "
+                f"(one hop)") from None
+        found = self.topology.furthest
         # If fewer hops than asked for exist, `found` is the graph's furthest
         # hop (its diameter, per connected component); otherwise the graph
         # reaches at least `max_hop`.
@@ -133,15 +139,14 @@ class HopConv(NoTorchScript, MessagePassing):
             num_groups == num_slots
             and torch.equal(membership, torch.eye(num_slots, dtype=torch.bool)))
 
-        keep = self._pair_hop <= self.max_hop_used
-        node = torch.arange(n)
-        src = torch.cat([node, self._pairs[0, keep]])
-        dst = torch.cat([node, self._pairs[1, keep]])
-        hop = torch.cat([torch.zeros(n, dtype=torch.long),
-                         self._pair_hop[keep]])
-        order = torch.argsort(dst * n + src)  # by target, then source
+        topology = self.topology
+        keep = topology.hop <= self.max_hop_used
+        src, dst, hop = (topology.hop_src[keep], topology.hop_dst[keep],
+                         topology.hop[keep])
+        # By target, then source: the layout of the pair path and of
+        # DynamicHCSFConv's per-pair weights.
+        order = torch.argsort(dst * n + src)
         src, dst, hop = src[order], dst[order], hop[order]
-        del self._pairs, self._pair_hop
 
         count = torch.zeros(n * num_slots).index_add_(
             0, dst * num_slots + hop, torch.ones(dst.numel())).view(
@@ -204,9 +209,10 @@ class HopConv(NoTorchScript, MessagePassing):
         if x.size(-2) != self.num_nodes:
             raise ValueError(
                 f"'{self.__class__.__name__}' was built for a graph of "
-                f"{self.num_nodes} nodes but got {x.size(-2)}; pass "
-                f"'khop_edge_index' and 'khop_distance' for another graph "
-                f"or a disjoint batch")
+                f"{self.num_nodes} nodes but got {x.size(-2)}; pass the "
+                f"'edge_index' of a disjoint batch, or hop pairs "
+                f"('khop_edge_index' and 'khop_distance') for another "
+                f"graph")
 
     def hop_sums(self, x: Tensor, edge_index: Tensor, hop: Tensor,
                  edge_weight: Tensor | None) -> Tensor:
@@ -219,82 +225,169 @@ class HopConv(NoTorchScript, MessagePassing):
                              edge_weight=edge_weight)
         return out.unflatten(-2, (x.size(-2), self.num_hop_slots))
 
-    def aggregate_hops(self, x: Tensor, khop_edge_index: Tensor | None = None,
-                       khop_distance: Tensor | None = None) -> Tensor:
-        r"""Returns the group aggregates :math:`\mathbf{s}_{i,g}`,
-        :obj:`[..., num_nodes, G, F_in]`."""
-        if khop_edge_index is None:
-            self._check_num_nodes(x)
-            # With a NaN or Inf in x, the dense product would spread it to
-            # every node (0 * NaN); message passing keeps it to the hops.
-            if self.dense_adj is not None and dense_product_safe(x):
-                out = self.dense_adj.to(x.dtype) @ x
-                return out.unflatten(-2, (self.num_nodes, self.num_groups))
-            if self.csr_value is not None and _sparse_kernel_ok(x):
-                # Leading size by product: a batch of no samples leaves -1
-                # undetermined.
-                x3 = x.reshape(math.prod(x.shape[:-2]), self.num_nodes,
-                               x.size(-1))
-                # The output and its gradient, [B, N G, C] each:
-                check_memory(self.__class__.__name__,
-                             2 * x3.numel() * self.num_groups *
-                             x.element_size(),
-                             f'{self.num_groups} hop aggregates of '
-                             f'{list(x3.shape)} features',
-                             'use a smaller batch or fewer hop groups')
-                out = _csr_matmul(self.csr_value, x3, None, None,
-                                  self.csr_crow, self.csr_col,
-                                  self.csr_crow_t, self.csr_col_t,
-                                  self.csr_perm_t)
-                return out.view(x.shape[:-2] + (self.num_nodes,
-                                                self.num_groups, x.size(-1)))
-            # Non-finite features or tracing: one message per stored pair
-            # and channel, and its gradient.
-            check_memory(self.__class__.__name__,
-                         2 * self.hop.numel() * math.prod(x.shape[:-2]) *
-                         x.size(-1) * x.element_size(),
-                         f'messages over {self.hop.numel()} hop pairs',
-                         'use finite features (the sparse product) or a '
-                         'smaller batch')
-            sums = self.hop_sums(x, self.hop_edge_index, self.hop, None)
-            norm = self.group_norm
-        else:
+    def hop_input(self, x: Tensor, edge_index: Adj | None = None,
+                  khop_distance: Tensor | None = None,
+                  khop_edge_index: Tensor | None = None,
+                  ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        r"""Reads the graph arguments of :meth:`forward` (PyG's protocol):
+        returns :obj:`(static, pairs, distance)`, where :obj:`static` is
+        :obj:`x` on the layer's own graph (no :obj:`edge_index`: a static
+        batch :obj:`[..., N, F]`) or viewed as a static batch
+        :obj:`[..., B, N, F]` (an :obj:`edge_index` holding every edge of
+        each of the :math:`B` copies of the layer's graph), and otherwise
+        :obj:`None`, with the hop pairs and their hops to aggregate over:
+
+        * :obj:`edge_index` alone is the *one-hop* graph of a disjoint
+          batch of copies of the layer's graph (node :math:`bN + v` is node
+          :math:`v` of copy :math:`b`), any subset of its edges: its hop
+          pairs up to the layer's hops come from its own shortest paths
+          (:func:`~pyg_skeleton.transforms.khop_edges`);
+        * :obj:`edge_index` with :obj:`khop_distance`, or
+          :obj:`khop_edge_index` with :obj:`khop_distance`, are the hop
+          pairs of any graph (*e.g.* of
+          :class:`~pyg_skeleton.transforms.KHopEdges`), used as given.
+
+        The operators' :meth:`forward` takes :obj:`(x, edge_index,
+        khop_distance, khop_edge_index)`, so the older call
+        :obj:`conv(x, khop_edge_index, khop_distance)` keeps its meaning;
+        :obj:`khop_edge_index` is not keyword-only because the TorchScript
+        ONNX exporter passes every parameter by position (and must reach
+        the operators' clear error).
+
+        Raises:
+            ValueError: If the hop pairs come without their hops or twice,
+                the hops without pairs, or a one-hop :obj:`edge_index`
+                is not made of the layer's graph (see
+                :meth:`~pyg_skeleton.nn.topology.Topology.lookup`) or comes
+                in a PyG explainer's explain mode, whose edge mask must
+                weight the pairs that are aggregated.
+        """
+        name = self.__class__.__name__
+        if khop_edge_index is not None:
+            if edge_index is not None:
+                raise ValueError(f"'{name}' takes the hop pairs once: as "
+                                 f"'khop_edge_index' or as 'edge_index' "
+                                 f"with 'khop_distance', not both")
             if khop_distance is None:
-                raise ValueError(f"'{self.__class__.__name__}' needs "
-                                 f"'khop_distance' with 'khop_edge_index'")
-            num_nodes = x.size(-2)
-            node = torch.arange(num_nodes, device=x.device)
-            # The self-loops (hop 0) after the pairs, where a PyG
-            # explainer's edge mask expects the loops an operator adds.
-            edge_index = torch.cat([khop_edge_index,
-                                    node.view(1, -1).expand(2, -1)], dim=1)
-            hop = torch.cat([khop_distance, torch.zeros_like(node)])
-            # Pairs beyond the layer's hops (a transform with a larger
-            # max_hop) take part with weight zero: no data-dependent shapes.
-            inside = hop <= self.max_hop_used
-            hop = torch.where(inside, hop, 0)
-            weight = inside.to(x.dtype)
-            # One message per pair and channel, and its gradient:
+                raise ValueError(f"'{name}' needs 'khop_distance' with "
+                                 f"'khop_edge_index'")
+            return None, khop_edge_index, khop_distance
+        if edge_index is None:
+            if khop_distance is not None:
+                raise ValueError(f"'{name}' got 'khop_distance' without "
+                                 f"the hop pairs ('edge_index' or "
+                                 f"'khop_edge_index')")
+            return x, None, None
+        if khop_distance is not None:
+            return None, edge_index_of(edge_index), khop_distance
+        if self.explain:
+            raise ValueError(
+                f"'{name}' aggregates over hop pairs, which an edge mask of "
+                f"the one-hop 'edge_index' does not weight; explain the hop "
+                f"pairs: pass 'edge_index=data.khop_edge_index' and "
+                f"'khop_distance=data.khop_distance' (KHopEdges)")
+        static = self.topology.as_static(x, edge_index, self.explain)
+        if static is not None:
+            return static, None, None
+        num_nodes = x.size(-2)
+        edge_index, _, _ = self.topology.lookup(edge_index, num_nodes)
+        pairs, distance = khop_edges(edge_index, num_nodes,
+                                     max(self.max_hop_used, 1))
+        return None, pairs, distance
+
+    def aggregate_hops(self, x: Tensor, edge_index: Adj | None = None,
+                       khop_distance: Tensor | None = None, *,
+                       khop_edge_index: Tensor | None = None) -> Tensor:
+        r"""Returns the group aggregates :math:`\mathbf{s}_{i,g}`,
+        :obj:`[..., num_nodes, G, F_in]`, on the graph given as in
+        :meth:`hop_input`."""
+        static, pairs, distance = self.hop_input(x, edge_index,
+                                                 khop_distance,
+                                                 khop_edge_index)
+        if static is not None:
+            out = self._aggregate_own(static)
+            # Whole copies: [..., B, N, G, F] back to [..., B N, G, F].
+            return out if static.dim() == x.dim() else out.flatten(-4, -3)
+        assert pairs is not None and distance is not None
+        return self._aggregate_pairs(x, pairs, distance)
+
+    def _aggregate_own(self, x: Tensor) -> Tensor:
+        # On the layer's graph: x is [..., N, F_in].
+        self._check_num_nodes(x)
+        # With a NaN or Inf in x, the dense product would spread it to
+        # every node (0 * NaN); message passing keeps it to the hops.
+        if self.dense_adj is not None and dense_product_safe(x):
+            out = self.dense_adj.to(x.dtype) @ x
+            return out.unflatten(-2, (self.num_nodes, self.num_groups))
+        if self.csr_value is not None and _sparse_kernel_ok(x):
+            # Leading size by product: a batch of no samples leaves -1
+            # undetermined.
+            x3 = x.reshape(math.prod(x.shape[:-2]), self.num_nodes,
+                           x.size(-1))
+            # The output and its gradient, [B, N G, C] each:
             check_memory(self.__class__.__name__,
-                         2 * edge_index.size(1) * math.prod(x.shape[:-2]) *
-                         x.size(-1) * x.element_size(),
-                         f'messages over {edge_index.size(1)} hop pairs',
-                         'for copies of one graph pass a static batch '
-                         '[B, N, C] without hop pairs (one sparse product), '
-                         'or build the pairs with a smaller max_hop')
-            sums = self.hop_sums(x, edge_index, hop, weight.view(-1, 1))
-            count = torch.zeros(num_nodes * self.num_hop_slots,
-                                dtype=x.dtype, device=x.device).index_add(
-                                    0, edge_index[1] * self.num_hop_slots +
-                                    hop, weight)
-            group_count = count.view(num_nodes, -1) @ self.membership.to(
-                x.dtype).t()
-            norm = (1.0 / group_count.clamp(min=1) if self.normalize else
-                    torch.ones_like(group_count))
+                         2 * x3.numel() * self.num_groups *
+                         x.element_size(),
+                         f'{self.num_groups} hop aggregates of '
+                         f'{list(x3.shape)} features',
+                         'use a smaller batch or fewer hop groups')
+            out = _csr_matmul(self.csr_value, x3, None, None,
+                              self.csr_crow, self.csr_col,
+                              self.csr_crow_t, self.csr_col_t,
+                              self.csr_perm_t)
+            return out.view(x.shape[:-2] + (self.num_nodes,
+                                            self.num_groups, x.size(-1)))
+        # Non-finite features or tracing: one message per stored pair
+        # and channel, and its gradient.
+        check_memory(self.__class__.__name__,
+                     2 * self.hop.numel() * math.prod(x.shape[:-2]) *
+                     x.size(-1) * x.element_size(),
+                     f'messages over {self.hop.numel()} hop pairs',
+                     'use finite features (the sparse product) or a '
+                     'smaller batch')
+        sums = self.hop_sums(x, self.hop_edge_index, self.hop, None)
+        return self._grouped(sums, self.group_norm)
+
+    def _aggregate_pairs(self, x: Tensor, khop_edge_index: Tensor,
+                         khop_distance: Tensor) -> Tensor:
+        # On any graph given by its hop pairs (without self-loops).
+        num_nodes = x.size(-2)
+        node = torch.arange(num_nodes, device=x.device)
+        # The self-loops (hop 0) after the pairs, where a PyG
+        # explainer's edge mask expects the loops an operator adds.
+        edge_index = torch.cat([khop_edge_index,
+                                node.view(1, -1).expand(2, -1)], dim=1)
+        hop = torch.cat([khop_distance, torch.zeros_like(node)])
+        # Pairs beyond the layer's hops (a transform with a larger
+        # max_hop) take part with weight zero: no data-dependent shapes.
+        inside = hop <= self.max_hop_used
+        hop = torch.where(inside, hop, 0)
+        weight = inside.to(x.dtype)
+        # One message per pair and channel, and its gradient:
+        check_memory(self.__class__.__name__,
+                     2 * edge_index.size(1) * math.prod(x.shape[:-2]) *
+                     x.size(-1) * x.element_size(),
+                     f'messages over {edge_index.size(1)} hop pairs',
+                     'for copies of one graph pass a static batch '
+                     '[B, N, C] or their one-hop edge_index (one sparse '
+                     'product), or build the pairs with a smaller max_hop')
+        sums = self.hop_sums(x, edge_index, hop, weight.view(-1, 1))
+        count = torch.zeros(num_nodes * self.num_hop_slots,
+                            dtype=x.dtype, device=x.device).index_add(
+                                0, edge_index[1] * self.num_hop_slots +
+                                hop, weight)
+        group_count = count.view(num_nodes, -1) @ self.membership.to(
+            x.dtype).t()
+        norm = (1.0 / group_count.clamp(min=1) if self.normalize else
+                torch.ones_like(group_count))
+        return self._grouped(sums, norm)
+
+    def _grouped(self, sums: Tensor, norm: Tensor) -> Tensor:
+        # Per-hop sums [..., N, K, F] to normalised groups [..., N, G, F].
         if not self._identity_groups:
             sums = torch.einsum('...nkc,gk->...ngc', sums,
-                                self.membership.to(x.dtype))
-        return sums * norm.to(x.dtype).unsqueeze(-1)
+                                self.membership.to(sums.dtype))
+        return sums * norm.to(sums.dtype).unsqueeze(-1)
 
     def message(self, x_j: Tensor, edge_weight: Tensor | None) -> Tensor:
         return x_j if edge_weight is None else x_j * edge_weight
@@ -306,7 +399,6 @@ class HopConv(NoTorchScript, MessagePassing):
         return self.aggr_module(inputs, index * self.num_hop_slots + hop,
                                 dim_size=dim_size * self.num_hop_slots,
                                 dim=self.node_dim)
-
 
 
 def squeezed_widths(out_channels: int, S: int, L: int, d: float) -> list[int]:

@@ -7,7 +7,7 @@ from torch_geometric.typing import Adj
 from pyg_skeleton.nn.conv._weight_sharing import WeightSharingConv
 from pyg_skeleton.nn.memory import HOP_TABLE_BYTES, check_memory
 from pyg_skeleton.nn.topology import Topology, built_on_cpu
-from pyg_skeleton.skeleton import hop_counts
+from pyg_skeleton.utils import hop_counts
 
 
 class ConvStyleConv(WeightSharingConv):

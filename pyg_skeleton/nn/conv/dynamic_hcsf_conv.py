@@ -10,14 +10,16 @@ from torch_geometric.typing import Adj
 from pyg_skeleton.nn.conv._hops import check_hop
 from pyg_skeleton.nn.conv.hcsf_conv import HCSFConv
 from pyg_skeleton.nn.memory import check_memory
-from pyg_skeleton.nn.topology import (
-    DENSE_MAX_NODES,
-    built_on_cpu,
-    checks_data,
-)
+from pyg_skeleton.nn.topology import built_on_cpu, checks_data
 from pyg_skeleton.utils import edge_key, edge_lookup
 
 GRAPH_INITS = ('ori', 'dense', 'rand')
+
+#: candidates='auto' learns all N^2 pairs per hop on graphs of at most this
+#: many nodes (skeletons), only the hop pairs on larger ones (meshes). It
+#: sets the shape of the learned graph weight, so it stays fixed: it is not
+#: the dense-kernel threshold.
+ALL_CANDIDATES_MAX_NODES = 128
 CANDIDATES = ('auto', 'all', 'hop')
 
 
@@ -42,8 +44,9 @@ class DynamicHCSFConv(HCSFConv):
     * **Candidate pairs** (:obj:`candidates`). :math:`\mathbf{M}_k` and
       :math:`\mathbf{O}_k` live on the pairs :math:`(j, i)` that hop
       :math:`k` may use: all :math:`N^2` ordered pairs (:obj:`'all'`, the
-      default for graphs of at most :obj:`DENSE_MAX_NODES` nodes, *i.e.*
-      skeletons: every hop may learn connections outside its hop set) or
+      default for graphs of at most :obj:`ALL_CANDIDATES_MAX_NODES` (128)
+      nodes, *i.e.* skeletons: every hop may learn connections outside its
+      hop set) or
       only the hop-:math:`k` pairs (:obj:`'hop'`, the default for larger
       graphs such as meshes; no :math:`N \times N` matrix is built, the
       offsets are computed per pair).
@@ -93,10 +96,21 @@ class DynamicHCSFConv(HCSFConv):
     F_in]`). A disjoint :class:`~torch_geometric.data.Batch` of :math:`B`
     copies of the layer's graph, each in the layer's node order (node
     :math:`bN + v` is node :math:`v` of sample :math:`b`), is processed as
-    :obj:`[B, N, F_in]`: call :obj:`conv(batch.x, batch.khop_edge_index,
-    batch.khop_distance)`; the learnable :math:`\mathbf{M}_k` belong to the
-    layer's graph, so the batch's pairs are only checked for consistency
-    (outside :func:`torch.compile`), not used.
+    :obj:`[B, N, F_in]` single-frame samples, called the PyG way,
+    :obj:`conv(batch.x, batch.edge_index)` with the one-hop graph: whole
+    copies take the static path (the same result as the static batch),
+    any subset of their edges (*e.g.* dropped edges) the hop pairs of its
+    own shortest paths. Hop pairs can also be given, :obj:`conv(batch.x,
+    khop_edge_index=batch.khop_edge_index,
+    khop_distance=batch.khop_distance)` (see
+    :class:`~pyg_skeleton.transforms.KHopEdges`), each inside one copy. On a given set of pairs,
+    :math:`\mathbf{A}_k` weights each pair :math:`(j, i)` at its given hop
+    :math:`k` (with :obj:`candidates='hop'` it must be a hop-:math:`k`
+    pair of the layer's graph) in place of the layer's own hop sets, so
+    a pair left out contributes nothing; the self-loops, and with
+    :obj:`candidates='all'` the connections outside the hop sets, do not
+    depend on the graph and are kept. A PyG explainer's edge mask weights
+    the given pairs.
 
     Args:
         in_channels (int): Size of each input sample :math:`F_{in}`.
@@ -133,7 +147,7 @@ class DynamicHCSFConv(HCSFConv):
     Shapes:
         - **input:** node features :math:`(N, F_{in})`, :math:`(B, N,
           F_{in})`, :math:`(*, T, N, F_{in})` or :math:`(B N, F_{in})` with
-          hop pairs
+          edge indices :math:`(2, |\mathcal{E}|)` or hop pairs
         - **output:** node features of the input's shape with
           :math:`F_{out}` channels
 
@@ -183,7 +197,8 @@ class DynamicHCSFConv(HCSFConv):
         super().__init__(in_channels, out_channels, edge_index, num_nodes, S,
                          L, d, fusion, normalize, bias, **kwargs)
         if candidates == 'auto':
-            candidates = 'all' if self.num_nodes <= DENSE_MAX_NODES else 'hop'
+            candidates = ('all' if self.num_nodes <= ALL_CANDIDATES_MAX_NODES
+                          else 'hop')
         self.graph = graph
         self.offset = offset
         self.candidates = candidates
@@ -221,6 +236,23 @@ class DynamicHCSFConv(HCSFConv):
         else:
             self.theta = self.phi = None
             self.register_parameter('alpha', None)
+        # Where the given hop pairs of a disjoint batch find their weights:
+        # the pair keys of 'hop' candidates (sorted, as hop_edge_index),
+        # and the candidates of 'all' outside the layer's hop sets (the
+        # hop sets come from the given pairs).
+        key = edge_key(self.hop_edge_index, n)
+        self.register_buffer('_pair_key', key, persistent=False)
+        self.register_buffer(
+            '_self_slot', edge_lookup(key, torch.arange(n) * (n + 1)),
+            persistent=False)
+        if candidates == 'all':
+            outside = torch.ones(n, k, n)
+            far = self.hop > 0
+            outside[self.hop_edge_index[1, far], self.hop[far],
+                    self.hop_edge_index[0, far]] = 0.0
+        else:
+            outside = None
+        self.register_buffer('_outside_hop_sets', outside, persistent=False)
         self.alpha_mode = alpha if alpha == 'learn' else float(alpha)
         self.alpha_init = float(alpha_init)
         self._dynamic_ready = True
@@ -343,23 +375,31 @@ class DynamicHCSFConv(HCSFConv):
         check_memory(self.__class__.__name__, num_bytes * x.element_size(),
                      what, alternative)
 
-    def forward(self, x: Tensor, khop_edge_index: Tensor | None = None,
-                khop_distance: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Adj | None = None,
+                khop_distance: Tensor | None = None,
+                khop_edge_index: Tensor | None = None) -> Tensor:
         self._check_features(x)
         n = self.num_nodes
-        if khop_edge_index is not None:
+        if edge_index is not None or khop_edge_index is not None:
             if x.dim() != 2:
                 raise ValueError(f"'{self.__class__.__name__}' expects a "
                                  f"disjoint batch of shape [B * {n}, "
-                                 f"{self.in_channels}] with 'khop_edge_index'"
-                                 f" (got {list(x.size())})")
-            b = x.size(0) // n
-            if not is_compiling():
-                self._check_batch(x, khop_edge_index, khop_distance)
-            if self.explain:
-                return self._explained(x, khop_edge_index, khop_distance)
-            out = self._dynamic(x.view(b, 1, n, -1))
-            return out.reshape(b * n, -1)
+                                 f"{self.in_channels}] with a graph (got "
+                                 f"{list(x.size())})")
+            if x.size(0) % n != 0 and not is_compiling():
+                raise ValueError(f"'{self.__class__.__name__}': the input "
+                                 f"has {x.size(0)} nodes, which is not a "
+                                 f"multiple of the {n} nodes of the layer's "
+                                 f"graph")
+        static, pairs, distance = self.hop_input(x, edge_index,
+                                                 khop_distance,
+                                                 khop_edge_index)
+        if static is None:
+            assert pairs is not None and distance is not None
+            return self._on_pairs(x, pairs, distance)
+        if static.dim() != x.dim():
+            # Whole copies of the graph: B single-frame samples.
+            return self._dynamic(static.unsqueeze(1)).flatten(0, 2)
         self._check_num_nodes(x)
         if x.dim() == 2:
             xs = x.view(1, 1, n, -1)
@@ -370,13 +410,17 @@ class DynamicHCSFConv(HCSFConv):
         out = self._dynamic(xs)
         return out.view(x.shape[:-1] + (self.out_channels, ))
 
-    def _explained(self, x: Tensor, khop_edge_index: Tensor,
-                   khop_distance: Tensor) -> Tensor:
-        # In a PyG explainer's explain mode: the batch's pairs go through
-        # message passing with their weights of A_k, so that the
-        # explainer's edge mask weights each of them. The rest of A_k (the
-        # self-loops, and with candidates='all' the pairs outside the hop
-        # sets) is not explained and is aggregated as usual.
+    def _on_pairs(self, x: Tensor, khop_edge_index: Tensor,
+                  khop_distance: Tensor) -> Tensor:
+        # A disjoint batch [B N, F_in] of B single-frame samples on the
+        # given hop pairs, each inside one copy of the layer's graph: A_k on
+        # the given pairs (at their given hop) replaces A_k on the layer's
+        # hop sets, which a pair left out (a dropped edge) no longer
+        # reaches; the self-loops, and with candidates='all' the
+        # connections outside the hop sets, are learned for every pair of
+        # nodes and are kept. The given pairs go through message passing,
+        # so that a PyG explainer's edge mask weights each of them.
+        name = self.__class__.__name__
         n, k = self.num_nodes, self.num_hop_slots
         b = x.size(0) // n
         xs = x.view(b, 1, n, -1)
@@ -387,48 +431,40 @@ class DynamicHCSFConv(HCSFConv):
         inside = khop_distance <= self.L
         hop = torch.where(inside, khop_distance, 0)
         sample, i, j = dst // n, dst % n, src % n
+        check = checks_data(khop_edge_index)
+        if check and bool(((src // n) != sample).any()):
+            raise ValueError(f"'{name}': the hop pairs join different "
+                             f"copies of the layer's graph")
         if self.candidates == 'all':
             weight = adj[sample, i, hop, j]
-            # Pairs beyond the layer's hops keep their entry (at hop 0,
-            # a candidate no pair of the batch takes).
-            rest = adj.index_put((sample, i, hop, j),
-                                 torch.where(inside, 0.0, weight))
+            # The layer's hop sets (without the self-loops) and the given
+            # pairs come through the pairs; pairs beyond the layer's hops
+            # keep their entry (at hop 0, a candidate no pair takes).
+            rest = adj * self._outside_hop_sets
+            rest = rest.index_put((sample, i, hop, j),
+                                  torch.where(inside, 0.0, weight))
             rest = rest.reshape(b, 1, n * k, n)
             agg = (rest @ xs).view(b * n, k, -1)
         else:
-            key = edge_key(self.hop_edge_index, n)
-            slot = edge_lookup(key, i * n + j)
+            slot = edge_lookup(self._pair_key, i * n + j)
+            if check:
+                found = ((self._pair_key[slot] == i * n + j)
+                         & (self.hop[slot] == hop)) | ~inside
+                if not bool(found.all()):
+                    p = int((~found).nonzero()[0, 0])
+                    raise ValueError(
+                        f"'{name}': the pair ({int(src[p])} -> "
+                        f"{int(dst[p])}) at hop {int(khop_distance[p])} is "
+                        f"not a hop pair of the layer's graph, which holds "
+                        f"the weights of candidates='hop'; use "
+                        f"candidates='all'")
             weight = adj[sample, slot]
-            node = torch.arange(n, device=x.device)
-            self_slot = edge_lookup(key, node * (n + 1))
             agg = torch.zeros(b * n, k, x.size(-1), dtype=weight.dtype,
                               device=x.device)
-            agg[:, 0] = adj[:, self_slot].reshape(-1, 1) * x
+            agg[:, 0] = adj[:, self._self_slot].reshape(-1, 1) * x
         weight = torch.where(inside, weight, 0.0)
         agg = agg + self.hop_sums(x, khop_edge_index, hop, weight.view(-1, 1))
         return self.combine(agg.view(b, 1, n, k, -1)).reshape(b * n, -1)
-
-    def _check_batch(self, x: Tensor, khop_edge_index: Tensor,
-                     khop_distance: Tensor | None):
-        n = self.num_nodes
-        if x.size(0) % n != 0:
-            raise ValueError(f"'{self.__class__.__name__}': the input has "
-                             f"{x.size(0)} nodes, which is not a multiple "
-                             f"of the {n} nodes of the layer's graph")
-        if khop_distance is None:
-            raise ValueError(f"'{self.__class__.__name__}' needs "
-                             f"'khop_distance' with 'khop_edge_index'")
-        if not checks_data(khop_edge_index):
-            return
-        src, dst = khop_edge_index
-        inside = khop_distance <= self.L
-        expected = (x.size(0) // n) * self.num_hop_pairs
-        if (bool(((src // n) != (dst // n)).any())
-                or int(inside.sum()) != expected):
-            raise ValueError(f"'{self.__class__.__name__}': 'khop_edge_index'"
-                             f" does not describe copies of the layer's "
-                             f"graph (expected {expected} pairs within "
-                             f"{self.L} hops, each inside one copy)")
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, '

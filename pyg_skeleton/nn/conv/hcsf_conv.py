@@ -95,17 +95,27 @@ class HCSFConv(HopConv):
       The paper's settings (:math:`L = 2` and :math:`L = 7`) are below
       both, and are unaffected.
 
-    The layer is called in one of two ways:
+    The layer is called as PyG's convolutions are:
 
     * :obj:`conv(x)` with :obj:`x` of shape :obj:`[..., N, F_in]` (one
       graph, a static batch :obj:`[B, N, F_in]` or a sequence
       :obj:`[B, T, N, F_in]`) on the layer's graph;
-    * :obj:`conv(x, khop_edge_index, khop_distance)` on any graph given by
-      its hop pairs (see :func:`~pyg_skeleton.transforms.khop_edges`), *e.g.*
-      a disjoint :class:`~torch_geometric.data.Batch` of graphs transformed
-      by :class:`~pyg_skeleton.transforms.KHopEdges` (pairs beyond :obj:`L`
-      are ignored). The hop weights :math:`a^{(k)}_{ij}` are computed from
-      the given pairs, so the layer is not tied to its graph here.
+    * :obj:`conv(x, edge_index)` with the *one-hop* :obj:`edge_index` of a
+      disjoint :class:`~torch_geometric.data.Batch` of copies of the
+      layer's graph (node :math:`bN + v` of :obj:`x` :obj:`[B N, F_in]` is
+      node :math:`v` of copy :math:`b`): whole copies take the static
+      kernel (the same result as the static batch), any subset of their
+      edges (*e.g.* dropped edges) its own hop sets, from its shortest
+      paths;
+    * :obj:`conv(x, khop_edge_index=..., khop_distance=...)` (or
+      :obj:`conv(x, khop_edge_index, khop_distance)`) on any graph given
+      by its hop pairs (see :func:`~pyg_skeleton.transforms.khop_edges`),
+      *e.g.* a disjoint :class:`~torch_geometric.data.Batch` of other
+      graphs transformed by :class:`~pyg_skeleton.transforms.KHopEdges`
+      (pairs beyond :obj:`L` are ignored). The hop weights
+      :math:`a^{(k)}_{ij}` are computed from the given pairs, so the layer
+      is not tied to its graph here. A PyG explainer's edge mask weights
+      these pairs.
 
     Args:
         in_channels (int): Size of each input sample :math:`F_{in}`.
@@ -132,6 +142,7 @@ class HCSFConv(HopConv):
     Shapes:
         - **input:**
           node features :math:`(*, |\mathcal{V}|, F_{in})`,
+          edge indices :math:`(2, |\mathcal{E}|)` *(optional)* or
           hop pairs :math:`(2, |\mathcal{E}_L|)` and their hops
           :math:`(|\mathcal{E}_L|)` *(optional)*
         - **output:** node features :math:`(*, |\mathcal{V}|, F_{out})`
@@ -265,10 +276,12 @@ class HCSFConv(HopConv):
             out = out + self.bias
         return out
 
-    def forward(self, x: Tensor, khop_edge_index: Tensor | None = None,
-                khop_distance: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Adj | None = None,
+                khop_distance: Tensor | None = None,
+                khop_edge_index: Tensor | None = None) -> Tensor:
         self._check_features(x)
-        agg = self.aggregate_hops(x, khop_edge_index, khop_distance)
+        agg = self.aggregate_hops(x, edge_index, khop_distance,
+                                  khop_edge_index=khop_edge_index)
         return self.combine(agg)
 
     def __repr__(self) -> str:

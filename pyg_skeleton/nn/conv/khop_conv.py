@@ -27,9 +27,10 @@ class KHopConv(HopConv):
     with a :class:`UserWarning` (the neighbourhood is then the whole
     connected component).
 
-    Called as :obj:`conv(x)` on :obj:`[..., N, F_in]` or
-    :obj:`conv(x, khop_edge_index, khop_distance)` on any graph's hop pairs
-    (see :class:`~pyg_skeleton.nn.conv.hcsf_conv.HCSFConv`).
+    Called as :obj:`conv(x)` on :obj:`[..., N, F_in]`, as
+    :obj:`conv(x, edge_index)` on a disjoint batch's one-hop graph, or with
+    any graph's hop pairs (see
+    :class:`~pyg_skeleton.nn.conv.hcsf_conv.HCSFConv`).
 
     Args:
         in_channels (int): Size of each input sample :math:`F_{in}`.
@@ -69,10 +70,12 @@ class KHopConv(HopConv):
         super().reset_parameters()
         self.lin.reset_parameters()
 
-    def forward(self, x: Tensor, khop_edge_index: Tensor | None = None,
-                khop_distance: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Adj | None = None,
+                khop_distance: Tensor | None = None,
+                khop_edge_index: Tensor | None = None) -> Tensor:
         self._check_features(x)
-        agg = self.aggregate_hops(x, khop_edge_index, khop_distance)
+        agg = self.aggregate_hops(x, edge_index, khop_distance,
+                                  khop_edge_index=khop_edge_index)
         return self.lin(agg.squeeze(-2))
 
     def __repr__(self) -> str:

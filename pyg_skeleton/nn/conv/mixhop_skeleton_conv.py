@@ -53,8 +53,10 @@ class MixHopSkeletonConv(HopConv):
     Hops beyond the graph's furthest hop are clipped with a
     :class:`UserWarning`.
 
-    Called as :obj:`conv(x)` on :obj:`[..., N, F_in]` or
-    :obj:`conv(x, khop_edge_index, khop_distance)` on any graph's hop pairs.
+    Called as :obj:`conv(x)` on :obj:`[..., N, F_in]`, as
+    :obj:`conv(x, edge_index)` on a disjoint batch's one-hop graph, or with
+    any graph's hop pairs (see
+    :class:`~pyg_skeleton.nn.conv.hcsf_conv.HCSFConv`).
 
     Args:
         in_channels (int): Size of each input sample :math:`F_{in}`.
@@ -107,10 +109,12 @@ class MixHopSkeletonConv(HopConv):
         if self.bias is not None:
             torch.nn.init.zeros_(self.bias)
 
-    def forward(self, x: Tensor, khop_edge_index: Tensor | None = None,
-                khop_distance: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Adj | None = None,
+                khop_distance: Tensor | None = None,
+                khop_edge_index: Tensor | None = None) -> Tensor:
         self._check_features(x)
-        agg = self.aggregate_hops(x, khop_edge_index, khop_distance)
+        agg = self.aggregate_hops(x, edge_index, khop_distance,
+                                  khop_edge_index=khop_edge_index)
         out = torch.cat([lin(agg[..., g, :]) for g, lin in
                          enumerate(self.lins)], dim=-1)
         if self.bias is not None:

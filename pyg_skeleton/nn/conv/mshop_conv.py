@@ -34,8 +34,10 @@ class MSHopConv(HopConv):
     clipped with a :class:`UserWarning`; :obj:`normalize=False` sums over
     each neighbourhood instead of averaging.
 
-    Called as :obj:`conv(x)` on :obj:`[..., N, F_in]` or
-    :obj:`conv(x, khop_edge_index, khop_distance)` on any graph's hop pairs.
+    Called as :obj:`conv(x)` on :obj:`[..., N, F_in]`, as
+    :obj:`conv(x, edge_index)` on a disjoint batch's one-hop graph, or with
+    any graph's hop pairs (see
+    :class:`~pyg_skeleton.nn.conv.hcsf_conv.HCSFConv`).
 
     Args:
         in_channels (int): Size of each input sample :math:`F_{in}`.
@@ -83,10 +85,12 @@ class MSHopConv(HopConv):
         if self.bias is not None:
             torch.nn.init.zeros_(self.bias)
 
-    def forward(self, x: Tensor, khop_edge_index: Tensor | None = None,
-                khop_distance: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Adj | None = None,
+                khop_distance: Tensor | None = None,
+                khop_edge_index: Tensor | None = None) -> Tensor:
         self._check_features(x)
-        agg = self.aggregate_hops(x, khop_edge_index, khop_distance)
+        agg = self.aggregate_hops(x, edge_index, khop_distance,
+                                  khop_edge_index=khop_edge_index)
         weight = torch.cat([lin.weight.t() for lin in self.lins], dim=0)
         out = agg.flatten(-2) @ (weight / len(self.lins))
         if self.bias is not None:

@@ -16,6 +16,7 @@ from pyg_skeleton.nn.models.semgcn import GraphConvBlock, ResGraphBlock
 from pyg_skeleton.nn.non_local import DENSE_MAX_KEYS, NonLocalBlock, mesh_groups
 from pyg_skeleton.nn.topology import built_on_cpu
 from pyg_skeleton.skeleton import Skeleton
+from pyg_skeleton.utils import whole_graphs
 
 FUSIONS = ('auto', 'linear', 'pool')
 #: The most weights (:math:`N_i N_j`) of a learned dense :class:`NodeMap`
@@ -296,8 +297,9 @@ class HGN(torch.nn.Module):
 
     Shapes:
         - **input:** 2D joints :math:`(B, J, F_{in})`, or :math:`(B J,
-          F_{in})` with the :obj:`batch` vector of a disjoint batch (each
-          graph with the skeleton's joints in order)
+          F_{in})` with the :obj:`batch` vector or the :obj:`edge_index`
+          of a disjoint batch of whole skeletons (each graph with the
+          skeleton's joints in order), see :meth:`forward`
         - **output:** a list: the pose :math:`(B, J, F_{out})` and each mesh
           branch's vertices :math:`(B, N_k, F_{out})` (or the disjoint
           layouts :math:`(B N_k, F_{out})`)
@@ -350,11 +352,6 @@ class HGN(torch.nn.Module):
         self.fusion_order = fusion_order
         self.fuse_on_join = fuse_on_join
         self.padded_nodes = padded_nodes
-        for k, (ei, _) in enumerate(graphs):
-            # Without self-loops, so that a disjoint batch of whole copies
-            # takes the layers' static kernel (Topology.tiles).
-            ei = ei[:, ei[0] != ei[1]]
-            self.register_buffer(f'_edge_index_{k}', ei, persistent=False)
         pool_maps = dict(pool_maps or {}) if fusion != 'linear' else {}
         pre_joins, joins, fusions = self._plan()
         # Every map a fusion or join uses, planned first, so that the
@@ -401,8 +398,8 @@ class HGN(torch.nn.Module):
         # One partition per branch, shared by its blocks (None: one key per
         # node, the official blocks on graphs of up to 256 nodes).
         self.key_groups = [
-            branch_key_groups(getattr(self, f'_edge_index_{k}'), n)
-            if non_local else None for k, n in enumerate(self.num_nodes)]
+            branch_key_groups(ei, n) if non_local else None
+            for ei, n in graphs]
         self.non_locals = torch.nn.ModuleList([
             torch.nn.ModuleList([NonLocalBlock(h, groups=self.key_groups[k])
                                  for _ in range(num_blocks[k])]
@@ -563,41 +560,57 @@ class HGN(torch.nn.Module):
         return [getattr(self, f'real_mask_{k}', None)
                 for k in range(1, len(self.graphs))]
 
-    def _disjoint(self, k: int, b: int) -> tuple[Tensor, Tensor]:
-        ei = getattr(self, f'_edge_index_{k}')
-        n = self.num_nodes[k]
-        offset = torch.arange(b, device=ei.device) * n
-        batched = (ei.unsqueeze(1) + offset.view(1, -1, 1)).reshape(2, -1)
-        batch = torch.arange(b, device=ei.device).repeat_interleave(n)
-        return batched, batch
+    def forward(self, x: Tensor, batch: Tensor | None = None, *,
+                edge_index: Tensor | None = None) -> list[Tensor]:
+        r"""Runs the model.
 
-    def forward(self, x: Tensor, batch: Tensor | None = None
-                ) -> list[Tensor]:
-        disjoint = batch is not None
-        if disjoint:
-            if x.dim() != 2 or x.size(0) % self.num_nodes[0] != 0:
-                raise ValueError(f"'HGN' expects a disjoint batch of whole "
-                                 f"skeletons of {self.num_nodes[0]} joints "
-                                 f"(got {list(x.shape)})")
-            b = x.size(0) // self.num_nodes[0]
-            ctx = [self._disjoint(k, b) for k in range(len(self.graphs))]
-        else:
-            ctx = [(None, None)] * len(self.graphs)
+        Args:
+            x (torch.Tensor): 2D joints :obj:`[B, J, F_in]` (or one
+                skeleton :obj:`[J, F_in]`), or :obj:`[B J, F_in]` for a
+                disjoint batch of whole skeletons, each with the skeleton's
+                joints in order, given with :obj:`batch`, :obj:`edge_index`
+                or both.
+            batch (torch.Tensor, optional): The batch vector of a disjoint
+                batch. (default: :obj:`None`)
+            edge_index (torch.Tensor, optional): The edges of a disjoint
+                batch (keyword only), *e.g.* of
+                :obj:`Batch.from_data_list([skeleton.to_data(x=p) ...])`:
+                every edge of each copy of the skeleton once, in any order.
+                (default: :obj:`None`)
 
-        def dense(t: Tensor, k: int) -> Tensor:
-            return t.view(-1, self.num_nodes[k], t.size(-1)) if disjoint \
-                else t
-
-        def flat(t: Tensor) -> Tensor:
-            return t.reshape(-1, t.size(-1)) if disjoint else t
+        Raises:
+            ValueError: If a disjoint batch does not hold whole skeletons
+                (:func:`~pyg_skeleton.utils.whole_graphs`,
+                :meth:`Topology.tiles
+                <pyg_skeleton.nn.Topology.tiles>`).
+        """
+        if batch is not None or edge_index is not None:
+            # Whole skeletons are a static batch laid out flat: the model
+            # runs once on the view, and each output is flattened once.
+            joints = self.num_nodes[0]
+            if x.dim() != 2:
+                raise ValueError(f"'HGN' expects a disjoint batch [B * "
+                                 f"{joints}, C] with its 'batch' vector or "
+                                 f"'edge_index' (got shape {list(x.shape)})")
+            if batch is not None:
+                whole_graphs(batch, x.size(0), joints, 'HGN', node='joint')
+            # The input layer's topology is the skeleton: its check of whole
+            # copies.
+            if edge_index is not None and \
+                    not self.input.conv.topology.tiles(edge_index, x.size(0)):
+                raise ValueError(
+                    f"'HGN' needs the 'edge_index' of whole skeletons: every "
+                    f"edge of each copy of the {joints}-joint skeleton once "
+                    f"(got {edge_index.size(1)} edges for {x.size(0)} rows)")
+            static = x.view(-1, joints, x.size(-1))
+            return [out.flatten(0, 1) for out in self(static)]
 
         def fuse(module: MultiScaleFusion, ids: list[int]) -> None:
-            out = module([dense(xs[k], k) for k in ids])
-            for k, y in zip(ids, out):
-                xs[k] = flat(y)
+            for k, y in zip(ids, module([xs[k] for k in ids])):
+                xs[k] = y
 
         xs: list[Tensor | None] = [None] * len(self.graphs)
-        xs[0] = self.input(x, ctx[0][0])
+        xs[0] = self.input(x)
         for s in range(self.stages):
             key = str(s)
             if key in self.pre_join_fusions:
@@ -606,18 +619,17 @@ class HGN(torch.nn.Module):
             for k in range(1, len(xs)):
                 if self.start[k] == s:
                     existing = [i for i in range(k) if self.start[i] <= s]
-                    xs[k] = flat(self.joins[str(k)](
-                        [dense(xs[i], i) for i in existing]))
+                    xs[k] = self.joins[str(k)]([xs[i] for i in existing])
             for k in range(len(xs)):
                 if self.start[k] <= s:
                     i = s - self.start[k]
-                    xs[k] = self.blocks[k][i](xs[k], ctx[k][0])
+                    xs[k] = self.blocks[k][i](xs[k])
                     if self.non_local:
-                        xs[k] = self.non_locals[k][i](xs[k], ctx[k][1])
+                        xs[k] = self.non_locals[k][i](xs[k])
             if key in self.fusions:
                 fuse(self.fusions[key],
                      [k for k in range(len(xs)) if self.start[k] <= s])
-        return [head(xs[k], ctx[k][0]) for k, head in enumerate(self.heads)]
+        return [head(xs[k]) for k, head in enumerate(self.heads)]
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(nodes={self.num_nodes}, '

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch_geometric.typing import Adj
 
 from pyg_skeleton.nn.conv._hops import HopConv
 from pyg_skeleton.nn.conv.dynamic_hcsf_conv import DynamicHCSFConv
@@ -97,9 +98,11 @@ class _HCSFBlock(torch.nn.Module):
         self.act = torch.nn.LeakyReLU(negative_slope)
         self.dropout = torch.nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, khop_edge_index: Tensor | None = None,
-                khop_distance: Tensor | None = None) -> Tensor:
-        x = self.conv(x, khop_edge_index, khop_distance)
+    def forward(self, x: Tensor, edge_index: Adj | None = None,
+                khop_distance: Tensor | None = None,
+                khop_edge_index: Tensor | None = None) -> Tensor:
+        x = self.conv(x, edge_index, khop_distance,
+                      khop_edge_index=khop_edge_index)
         return self.dropout(self.act(node_batch_norm(self.bn, x)))
 
 
@@ -137,8 +140,11 @@ class SkeletalGNN(torch.nn.Module):
 
     Shapes:
         - **input:** 2D joints :math:`(*, N, F_{in})`, or :math:`(B N,
-          F_{in})` with the :obj:`khop_edge_index` and :obj:`khop_distance`
-          of a disjoint batch
+          F_{in})` with the one-hop :obj:`edge_index` of a disjoint batch
+          (whole copies of the skeleton take the static path, dropped
+          edges their own hop sets), or with hop pairs
+          (:obj:`khop_edge_index` and :obj:`khop_distance`, see
+          :class:`~pyg_skeleton.nn.conv.hcsf_conv.HCSFConv`)
         - **output:** 3D joints of the same leading shape, :math:`F_{out}`
           channels
     """
@@ -167,13 +173,15 @@ class SkeletalGNN(torch.nn.Module):
         self.output = hcsf_layer(hidden_channels, out_channels, skeleton,
                                  dynamic, conv, **conv_kwargs)
 
-    def forward(self, x: Tensor, khop_edge_index: Tensor | None = None,
-                khop_distance: Tensor | None = None) -> Tensor:
-        x = self.input(x, khop_edge_index, khop_distance)
+    def forward(self, x: Tensor, edge_index: Adj | None = None,
+                khop_distance: Tensor | None = None,
+                khop_edge_index: Tensor | None = None) -> Tensor:
+        graph = dict(edge_index=edge_index, khop_distance=khop_distance,
+                     khop_edge_index=khop_edge_index)
+        x = self.input(x, **graph)
         for first, second in self.blocks:
-            x = x + second(first(x, khop_edge_index, khop_distance),
-                           khop_edge_index, khop_distance)
-        return self.output(x, khop_edge_index, khop_distance)
+            x = x + second(first(x, **graph), **graph)
+        return self.output(x, **graph)
 
 
 class TemporalSkeletalGNN(torch.nn.Module):
