@@ -34,7 +34,7 @@ from pyg_skeleton.nn import (
     SkeletalGNN,
     TemporalSkeletalGNN,
 )
-from pyg_skeleton.nn.topology import DENSE_MAX_NODES, TOPOLOGY_DENSE_MAX_NODES
+from pyg_skeleton.nn.topology import DENSE_MAX_NODES
 from pyg_skeleton.transforms import KHopEdges
 
 #: The checkout.
@@ -162,7 +162,7 @@ H36M17 = Skeleton.preset('h36m17')
 #: operators' dense limit (message passing over hop pairs).
 KERNEL_GRAPHS = {
     'h36m17': (H36M17.edge_index, 17),
-    'ring40': (ring(TOPOLOGY_DENSE_MAX_NODES + 8), TOPOLOGY_DENSE_MAX_NODES + 8),
+    'ring40': (ring(DENSE_MAX_NODES + 8), DENSE_MAX_NODES + 8),
     'ring136': (ring(DENSE_MAX_NODES + 8), DENSE_MAX_NODES + 8),
 }
 #: Every operator, 8 -> 6 channels, and the hop-candidate DynamicHCSFConv

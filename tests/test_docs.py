@@ -172,10 +172,10 @@ def test_html_checker_flags_raw_tex_and_literal_bold():
 
 
 def test_capabilities_are_measured_on_a_mesh_level_past_the_dense_path():
-    from pyg_skeleton.nn.topology import TOPOLOGY_DENSE_MAX_NODES
+    from pyg_skeleton.nn.topology import DENSE_MAX_NODES
     caps = _import(DOCS / '_ext' / 'capabilities.py')
     mesh = caps.mesh_graph()
-    assert TOPOLOGY_DENSE_MAX_NODES < mesh.N < 1000
+    assert DENSE_MAX_NODES < mesh.N < 1000
     assert mesh.max_hop > 3 and bool((mesh.edge_index[0] != mesh.edge_index[1]).all())
     row = caps._Checker('SemGraphConv', mesh).run(with_compile=False)
     assert [row[c] for c in ('static', 'disjoint', 'dynamic')] == ['yes', 'yes', 'no'], \

@@ -14,7 +14,7 @@ from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
 
 from pyg_skeleton import Skeleton
 from pyg_skeleton.nn import DynamicHCSFConv, HCSFConv, SemGCN, SemGraphConv
-from pyg_skeleton.nn.topology import TOPOLOGY_DENSE_MAX_NODES
+from pyg_skeleton.nn.topology import DENSE_MAX_NODES
 from pyg_skeleton.transforms import KHopEdges
 
 from _helpers import disjoint_graph, operator_table, perturb_edge_weights, ring
@@ -26,7 +26,7 @@ SKELETON = Skeleton.preset('h36m17')
 # A skeleton (dense products) and a ring above the dense limit (CSR kernel).
 GRAPHS = {
     'h36m17': (SKELETON.edge_index, 17),
-    'ring': (ring(TOPOLOGY_DENSE_MAX_NODES + 8), TOPOLOGY_DENSE_MAX_NODES + 8),
+    'ring': (ring(DENSE_MAX_NODES + 8), DENSE_MAX_NODES + 8),
 }
 
 OPERATORS = {

@@ -755,8 +755,9 @@ def test_one_dense_threshold():
     """One rule for one-hop and hop graphs: dense up to DENSE_MAX_NODES
     nodes, CSR above; D-HCSF's 'auto' candidates (the shape of its learned
     graph) do not follow the kernel threshold."""
-    from pyg_skeleton.nn.topology import TOPOLOGY_DENSE_MAX_NODES
-    assert TOPOLOGY_DENSE_MAX_NODES == DENSE_MAX_NODES
+    import pyg_skeleton.nn.topology as topology
+    with pytest.warns(DeprecationWarning, match='DENSE_MAX_NODES'):
+        assert topology.TOPOLOGY_DENSE_MAX_NODES == DENSE_MAX_NODES
     for n in (DENSE_MAX_NODES, DENSE_MAX_NODES + 1):
         ring = torch.arange(n)
         edge_index = torch.cat([torch.stack([ring, (ring + 1) % n]),

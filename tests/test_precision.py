@@ -1,6 +1,6 @@
 """Half precision (bfloat16 and float16 parameters, CPU autocast) and the
 meta device on every operator and model, on skeletons (dense products) and
-on graphs above ``TOPOLOGY_DENSE_MAX_NODES`` (the sparse CSR kernel).
+on graphs above ``DENSE_MAX_NODES`` (the sparse CSR kernel).
 
 References are float32 results of the same weights, and for the CSR kernel
 a dense matrix written here; half precision keeps about three significant

@@ -11,7 +11,7 @@ from torch_geometric.typing import WITH_TORCH_SPARSE
 from torch_geometric.utils import to_undirected
 
 from pyg_skeleton.nn import SemGraphConv, topology
-from pyg_skeleton.nn.topology import TOPOLOGY_DENSE_MAX_NODES
+from pyg_skeleton.nn.topology import DENSE_MAX_NODES
 
 from _helpers import random_graph
 
@@ -69,7 +69,7 @@ def make_conv(edge_index, n, cin=5, cout=7, channelwise=False, seed=0,
 GRAPHS = {
     'h36m17': (tree_edge_index(H36M17_PARENTS), 17),
     'random30': (random_graph(30, 15, seed=1), 30),
-    # more nodes than TOPOLOGY_DENSE_MAX_NODES: the sparse CSR kernel
+    # more nodes than DENSE_MAX_NODES: the sparse CSR kernel
     'random300': (random_graph(300, 200, seed=2), 300),
 }
 
@@ -107,7 +107,7 @@ def test_graph_size_picks_the_kernel(graph, sparse, monkeypatch):
     monkeypatch.setattr(topology._CSRMatmul, 'apply',
                         lambda *args: calls.append(1) or apply(*args))
     edge_index, n = GRAPHS[graph]
-    assert (n > TOPOLOGY_DENSE_MAX_NODES) == sparse
+    assert (n > DENSE_MAX_NODES) == sparse
     out = make_conv(edge_index, n)(torch.randn(2, n, 5))
     assert len(calls) == int(sparse)
     assert out.is_contiguous()
@@ -310,7 +310,7 @@ def test_gradcheck(graph, channelwise):
         return conv(x.reshape(2 * n, 2), batch.edge_index[:, 1:])
 
     # the fast (random projection) mode keeps the 300-node graph quick
-    fast = n > TOPOLOGY_DENSE_MAX_NODES
+    fast = n > DENSE_MAX_NODES
     assert torch.autograd.gradcheck(static, (x, *params), fast_mode=fast)
     assert torch.autograd.gradcheck(disjoint, (x, *params), fast_mode=fast)
 
@@ -333,7 +333,7 @@ def test_sparse_kernel_with_frozen_inputs(frozen):
     # gradient must still match, with and without a bias.
     n = 40
     edge_index = random_graph(n, 20, seed=2)
-    assert n > TOPOLOGY_DENSE_MAX_NODES
+    assert n > DENSE_MAX_NODES
     for bias in [True, False]:
         conv = make_conv(edge_index, n, dtype=torch.float64, bias=bias)
         x = torch.randn(3, n, 5, dtype=torch.float64,

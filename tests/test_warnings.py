@@ -61,14 +61,14 @@ def test_operators_on_a_csr_graph_give_no_beta_warning():
         import torch
         from torch_geometric.utils import to_undirected
         from pyg_skeleton.nn import SemGraphConv
-        from pyg_skeleton.nn.topology import TOPOLOGY_DENSE_MAX_NODES
+        from pyg_skeleton.nn.topology import DENSE_MAX_NODES
         built = []
         sparse_csr_tensor = torch.sparse_csr_tensor
         def counted(*args, **kwargs):
             built.append(1)
             return sparse_csr_tensor(*args, **kwargs)
         torch.sparse_csr_tensor = counted
-        n = TOPOLOGY_DENSE_MAX_NODES + 8
+        n = DENSE_MAX_NODES + 8
         i = torch.arange(n)
         ring = to_undirected(torch.stack([i, (i + 1) % n]), num_nodes=n)
         conv = SemGraphConv(4, 3, ring, n)

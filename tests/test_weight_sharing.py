@@ -19,7 +19,7 @@ from pyg_skeleton.nn import (
     SemGraphConv,
 )
 from pyg_skeleton.nn.models.semgcn import GRAPH_CONVS
-from pyg_skeleton.nn.topology import TOPOLOGY_DENSE_MAX_NODES
+from pyg_skeleton.nn.topology import DENSE_MAX_NODES
 
 from _helpers import random_graph
 
@@ -311,7 +311,7 @@ def test_large_graph(variant):
     # 2,000 nodes: the sparse aggregation kernel, per-node and per-edge
     # banks of thousands of matrices, no Python loop over either.
     edge_index, n, _ = LARGE
-    assert n > TOPOLOGY_DENSE_MAX_NODES
+    assert n > DENSE_MAX_NODES
     conv = make_conv(variant, LARGE, cin=3, cout=2)
     if variant == 'no_sharing':
         assert conv.weight.size(0) == n + edge_index.size(1)

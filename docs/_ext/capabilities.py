@@ -4,7 +4,7 @@ For every operator class of :mod:`pyg_skeleton.nn` this module builds a small
 instance (one constructor recipe per class, in :data:`RECIPES`) on two
 graphs, the ``h36m17`` skeleton (17 nodes) and a mesh level (a triangulated
 grid coarsened once by HEM, a few hundred nodes: above
-``TOPOLOGY_DENSE_MAX_NODES``, so the layers take their sparse path), and
+``DENSE_MAX_NODES``, so the layers take their sparse path), and
 *tries* each capability on each:
 
 * **static** -- ``op(x)`` on a static batch ``[B, N, C]``;

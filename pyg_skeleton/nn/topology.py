@@ -64,9 +64,18 @@ from pyg_skeleton.utils import bfs, check_positive_int, edge_key, edge_lookup
 #: ``docs/design_notes.rst``).
 DENSE_MAX_NODES = 32
 
-#: The former name of ``DENSE_MAX_NODES`` for :class:`Topology`, kept
-#: for the code that imports it (the same value).
-TOPOLOGY_DENSE_MAX_NODES = DENSE_MAX_NODES
+
+
+def __getattr__(name: str):
+    # The former name of the one threshold, TOPOLOGY_DENSE_MAX_NODES, kept
+    # for code that imports it.
+    if name == 'TOPOLOGY_DENSE_MAX_NODES':
+        warnings.warn("'TOPOLOGY_DENSE_MAX_NODES' is deprecated; use "
+                      "'pyg_skeleton.nn.topology.DENSE_MAX_NODES' (the same "
+                      "value)", DeprecationWarning, stacklevel=2)
+        return DENSE_MAX_NODES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Whether a CSR tensor was built here yet (see :func:`_csr_tensor`).
 _CSR_BUILT = False
@@ -798,7 +807,7 @@ class Topology(torch.nn.Module):
             raise ValueError(f"'Topology.aggregate' expects {self.num_edges} "
                              f"edge weights and features [..., {n}, C] (got "
                              f"{list(value.shape)} and {list(h.shape)})")
-        if n <= TOPOLOGY_DENSE_MAX_NODES and dense_product_safe(h):
+        if n <= DENSE_MAX_NODES and dense_product_safe(h):
             dense_key = self.key[self.nbr_slot]
             if self_value is not None:
                 dense_key = torch.cat([dense_key, self.key[self.self_slot]])
@@ -816,7 +825,7 @@ class Topology(torch.nn.Module):
             h3 = h.reshape(-1, n, h.size(-1))
             out = torch.bmm(adj.expand(h3.size(0), n, n), h3)
             return out.view(h.shape)
-        if value.dim() == 1 and n > TOPOLOGY_DENSE_MAX_NODES and (
+        if value.dim() == 1 and n > DENSE_MAX_NODES and (
                 _sparse_kernel_ok(h)):
             # Leading size by product, not -1: the weight-sharing layers
             # pass [N, L C], and a batch of no samples (L = 0) leaves -1
@@ -865,7 +874,7 @@ class Topology(torch.nn.Module):
         Taking both maps at once lets a layer compute them with a single
         linear map, and spares the separate pass over memory that adding the
         self term would take. On graphs above
-        ``TOPOLOGY_DENSE_MAX_NODES`` nodes the linear map runs one
+        ``DENSE_MAX_NODES`` nodes the linear map runs one
         sample at a time inside the sparse kernel, and its backward computes
         it again rather than keeping it for the whole batch.
 
@@ -895,7 +904,7 @@ class Topology(torch.nn.Module):
                              f"[..., {n}, F] (got {list(alpha.shape)} and "
                              f"{list(x.shape)})")
         lead = x.shape[:-2]
-        if alpha.dim() == 1 and n > TOPOLOGY_DENSE_MAX_NODES and (
+        if alpha.dim() == 1 and n > DENSE_MAX_NODES and (
                 _sparse_kernel_ok(x)):
             out = _csr_matmul(alpha, x.reshape(-1, n, x.size(-1)), weight,
                               bias, self.pair_crow, self.pair_col,
@@ -903,7 +912,7 @@ class Topology(torch.nn.Module):
                               self.pair_perm_t)
             return out.view(lead + (n, c))
         h = F.linear(x, weight)
-        if n <= TOPOLOGY_DENSE_MAX_NODES and dense_product_safe(h):
+        if n <= DENSE_MAX_NODES and dense_product_safe(h):
             adj = (self.pair_matrix(alpha)
                    if pair_matrix is None else pair_matrix)
             h2 = h.reshape(-1, 2 * n, c)

@@ -19,7 +19,7 @@ from pyg_skeleton.nn._export_guard import NoTorchScript, check_not_jit_traced
 from pyg_skeleton.nn._inference_cache import inference_cached
 from pyg_skeleton.nn.memory import check_memory
 from pyg_skeleton.nn.topology import (
-    TOPOLOGY_DENSE_MAX_NODES,
+    DENSE_MAX_NODES,
     Topology,
     check_channels,
     explain_message_without_loops,
@@ -172,7 +172,7 @@ class WeightSharingConv(NoTorchScript, MessagePassing):
             # aggregation one [N, N] x [N, L C] product, with no transposes
             # in between.
             lead = x.shape[:-2]
-            if n > TOPOLOGY_DENSE_MAX_NODES:
+            if n > DENSE_MAX_NODES:
                 # The node-major copy of x, the transformed features, their
                 # aggregate and the output. Skeletons are not checked:
                 # reading the limit would cost a measurable part of their

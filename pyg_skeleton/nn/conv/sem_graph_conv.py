@@ -16,7 +16,7 @@ from pyg_skeleton.nn._export_guard import NoTorchScript, check_not_jit_traced
 from pyg_skeleton.nn._inference_cache import inference_cached
 from pyg_skeleton.nn.memory import check_memory
 from pyg_skeleton.nn.topology import (
-    TOPOLOGY_DENSE_MAX_NODES,
+    DENSE_MAX_NODES,
     Topology,
     built_on_cpu,
     check_channels,
@@ -219,7 +219,7 @@ class SemGraphConv(NoTorchScript, MessagePassing):
                         num_nodes=self.num_nodes)
         weight = torch.cat([self.lin_self.weight, self.lin_neighbor.weight])
         pair = None
-        if self.num_nodes <= TOPOLOGY_DENSE_MAX_NODES and not is_compiling():
+        if self.num_nodes <= DENSE_MAX_NODES and not is_compiling():
             pair = self.topology.pair_matrix(alpha)
         return alpha, weight, pair
 
@@ -270,7 +270,7 @@ class SemGraphConv(NoTorchScript, MessagePassing):
     def _propagate_static(self, x: Tensor) -> Tensor:
         # The static kernel is message_and_aggregate on the graph's sparse
         # adjacency, through propagate when observed (propagate_static).
-        if self.num_nodes > TOPOLOGY_DENSE_MAX_NODES:
+        if self.num_nodes > DENSE_MAX_NODES:
             self._check_static(x)
         alpha, weight, pair = inference_cached(
             self, 'static', (self.logits, self.lin_self.weight,
@@ -283,7 +283,7 @@ class SemGraphConv(NoTorchScript, MessagePassing):
         return self._uniform(x, weight, out)
 
     def _check_static(self, x: Tensor):
-        # Graphs of at most TOPOLOGY_DENSE_MAX_NODES nodes are not checked:
+        # Graphs of at most DENSE_MAX_NODES nodes are not checked:
         # reading the limit would cost a measurable part of a skeleton's
         # forward pass, and their buffers are a few times the input's.
         n, c, copies = self.num_nodes, self.out_channels, math.prod(
