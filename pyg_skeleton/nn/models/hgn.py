@@ -560,7 +560,7 @@ class HGN(torch.nn.Module):
         return [getattr(self, f'real_mask_{k}', None)
                 for k in range(1, len(self.graphs))]
 
-    def forward(self, x: Tensor, batch: Tensor | None = None, *,
+    def forward(self, x: Tensor, batch: Tensor | None = None,
                 edge_index: Tensor | None = None) -> list[Tensor]:
         r"""Runs the model.
 
@@ -573,7 +573,7 @@ class HGN(torch.nn.Module):
             batch (torch.Tensor, optional): The batch vector of a disjoint
                 batch. (default: :obj:`None`)
             edge_index (torch.Tensor, optional): The edges of a disjoint
-                batch (keyword only), *e.g.* of
+                batch (after :obj:`batch`, which keeps its place), *e.g.* of
                 :obj:`Batch.from_data_list([skeleton.to_data(x=p) ...])`:
                 every edge of each copy of the skeleton once, in any order.
                 (default: :obj:`None`)
