@@ -319,6 +319,53 @@ def test_baselines_match_dense_reference(graph):
     torch.testing.assert_close(ms(x), ref, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize('graph', ['h36m17', 'random150'])
+@pytest.mark.parametrize('make', [
+    lambda e, n: KHopConv(3, 6, e, n, k=3),
+    lambda e, n: MixHopSkeletonConv(3, 8, e, n, hops=(1, 3)),
+    lambda e, n: MSHopConv(3, 6, e, n, hops=(1, 3)),
+    lambda e, n: HCSFConv(3, 8, e, n, S=1, L=3),
+], ids=['khop', 'mixhop', 'mshop', 'hcsf'])
+def test_static_path_runs_through_propagate(graph, make, monkeypatch):
+    """The static hop aggregation goes through PyG's propagate with the
+    graph's sparse adjacency (its hooks fire and can replace the result),
+    and its message_and_aggregate is the dense product of the groups' hop
+    weights (written here from hop sets found by networkx)."""
+    edge_index, n = GRAPHS[graph]
+    conv = make(edge_index, n)
+    x = torch.randn(2, n, 3)
+    seen = []
+    hook = conv.register_message_and_aggregate_forward_hook(
+        lambda m, inputs, out: seen.append((inputs[0], out)))
+    out = conv(x)
+    hook.remove()
+    assert len(seen) == 1
+    adj_t, agg = seen[0]
+    assert adj_t.layout == torch.sparse_csr and adj_t.shape == (n, n)
+    groups = torch.zeros(conv.num_groups, conv.max_hop_used + 1,
+                         dtype=torch.bool)
+    groups[conv.membership.bool()] = True
+    mask = hop_sets(edge_index, n, [set(g.nonzero().view(-1).tolist())
+                                    for g in groups])
+    torch.testing.assert_close(agg, aggregate(mask, x), atol=1e-5,
+                               rtol=1e-4)
+    # A hook's result replaces the aggregation:
+    hook = conv.register_message_and_aggregate_forward_hook(
+        lambda m, inputs, out: torch.zeros_like(out))
+    zero = conv(x)
+    hook.remove()
+    assert not torch.equal(zero, out)
+    torch.testing.assert_close(zero, conv(torch.zeros_like(x)))
+    # Without hooks, the same kernel without PyG's dispatch, bit for bit:
+    calls = []
+    propagate = conv.propagate
+    monkeypatch.setattr(conv, 'propagate',
+                        lambda *a, **k: calls.append(1) or propagate(*a, **k))
+    assert torch.equal(conv(x), out) and calls == [1]
+    monkeypatch.undo()
+    assert torch.equal(conv(x), out)
+
+
 def test_baselines_batching_counts_and_errors():
     edge_index, n = GRAPHS['ntu25']
     x = torch.randn(3, n, 4)

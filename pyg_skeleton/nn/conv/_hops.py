@@ -43,6 +43,7 @@ from pyg_skeleton.nn.topology import (
     dense_product_safe,
     edge_index_of,
     fixed_graph,
+    propagate_static,
 )
 from pyg_skeleton.transforms.khop import khop_edges
 
@@ -74,6 +75,12 @@ class HopConv(NoTorchScript, MessagePassing):
     :obj:`khop_edge_index` and :obj:`khop_distance` of a disjoint
     :class:`~torch_geometric.data.Batch` built with
     :class:`~pyg_skeleton.transforms.KHopEdges`.
+
+    Every path is PyG message passing: the dense and CSR products of the
+    layer's own graph are :meth:`message_and_aggregate` on the graph's
+    sparse adjacency (PyG's :meth:`propagate` runs it whenever a hook can
+    see it, see ``propagate_static``), the others :meth:`propagate` over
+    hop pairs.
 
     Subclasses call :meth:`_build_hops`, clip their hyperparameters with
     :meth:`_clip_hop`, then call :meth:`_set_groups`.
@@ -316,27 +323,11 @@ class HopConv(NoTorchScript, MessagePassing):
         self._check_num_nodes(x)
         # With a NaN or Inf in x, the dense product would spread it to
         # every node (0 * NaN); message passing keeps it to the hops.
-        if self.dense_adj is not None and dense_product_safe(x):
-            out = self.dense_adj.to(x.dtype) @ x
-            return out.unflatten(-2, (self.num_nodes, self.num_groups))
-        if self.csr_value is not None and _sparse_kernel_ok(x):
-            # Leading size by product: a batch of no samples leaves -1
-            # undetermined.
-            x3 = x.reshape(math.prod(x.shape[:-2]), self.num_nodes,
-                           x.size(-1))
-            # The output and its gradient, [B, N G, C] each:
-            check_memory(self.__class__.__name__,
-                         2 * x3.numel() * self.num_groups *
-                         x.element_size(),
-                         f'{self.num_groups} hop aggregates of '
-                         f'{list(x3.shape)} features',
-                         'use a smaller batch or fewer hop groups')
-            out = _csr_matmul(self.csr_value, x3, None, None,
-                              self.csr_crow, self.csr_col,
-                              self.csr_crow_t, self.csr_col_t,
-                              self.csr_perm_t)
-            return out.view(x.shape[:-2] + (self.num_nodes,
-                                            self.num_groups, x.size(-1)))
+        if (self.dense_adj is not None and dense_product_safe(x)) or (
+                self.csr_value is not None and _sparse_kernel_ok(x)):
+            # The static kernel is message_and_aggregate on the graph's
+            # sparse adjacency, so that PyG's hooks see it.
+            return propagate_static(self, x=x)
         # Non-finite features or tracing: one message per stored pair
         # and channel, and its gradient.
         check_memory(self.__class__.__name__,
@@ -347,6 +338,33 @@ class HopConv(NoTorchScript, MessagePassing):
                      'smaller batch')
         sums = self.hop_sums(x, self.hop_edge_index, self.hop, None)
         return self._grouped(sums, self.group_norm)
+
+    def message_and_aggregate(self, adj_t: Tensor | None,
+                              x: Tensor) -> Tensor:
+        r"""The static kernel: the group aggregates of :obj:`x`,
+        :obj:`[..., N, F_in]` on the layer's graph, as one product with the
+        :obj:`[N G, N]` matrix of the groups' normalised hop weights, dense
+        on graphs of at most ``DENSE_MAX_NODES`` nodes and sparse CSR
+        above; returns :obj:`[..., N, G, F_in]` (:obj:`adj_t` is
+        :meth:`Topology.adj_t <pyg_skeleton.nn.topology.Topology.adj_t>` or
+        :obj:`None`, and is not read)."""
+        if self.dense_adj is not None:
+            out = self.dense_adj.to(x.dtype) @ x
+            return out.unflatten(-2, (self.num_nodes, self.num_groups))
+        # Leading size by product: a batch of no samples leaves -1
+        # undetermined.
+        x3 = x.reshape(math.prod(x.shape[:-2]), self.num_nodes, x.size(-1))
+        # The output and its gradient, [B, N G, C] each:
+        check_memory(self.__class__.__name__,
+                     2 * x3.numel() * self.num_groups * x.element_size(),
+                     f'{self.num_groups} hop aggregates of '
+                     f'{list(x3.shape)} features',
+                     'use a smaller batch or fewer hop groups')
+        out = _csr_matmul(self.csr_value, x3, None, None, self.csr_crow,
+                          self.csr_col, self.csr_crow_t, self.csr_col_t,
+                          self.csr_perm_t)
+        return out.view(x.shape[:-2] + (self.num_nodes, self.num_groups,
+                                        x.size(-1)))
 
     def _aggregate_pairs(self, x: Tensor, khop_edge_index: Tensor,
                          khop_distance: Tensor) -> Tensor:
