@@ -306,6 +306,31 @@ def test_static_path_runs_through_propagate(variant, graph, monkeypatch):
     assert torch.equal(conv(x), out)
 
 
+@pytest.mark.parametrize('graph', ['h36m17', 'large'])
+def test_no_sharing_static_path_runs_through_propagate(graph, monkeypatch):
+    """NoSharingConv's own per-slot kernel is its message_and_aggregate on
+    the graph's sparse adjacency: hooks fire, and the result is the loop
+    reference (one matrix per slot)."""
+    conv = make_conv('no_sharing', LARGE if graph == 'large' else
+                     GRAPHS[graph])
+    n = conv.num_nodes
+    x = torch.randn(2, n, 4)
+    seen = []
+    hook = conv.register_message_and_aggregate_forward_hook(
+        lambda m, inputs, out: seen.append(inputs[0]))
+    out = conv(x)
+    hook.remove()
+    assert len(seen) == 1 and seen[0].layout == torch.sparse_csr
+    if graph == 'h36m17':  # the loop reference is slow on 2,000 nodes
+        torch.testing.assert_close(out, reference('no_sharing', conv, x),
+                                   atol=1e-4, rtol=1e-4)
+    calls = []
+    propagate = conv.propagate
+    monkeypatch.setattr(conv, 'propagate',
+                        lambda *a, **k: calls.append(1) or propagate(*a, **k))
+    assert torch.equal(conv(x), out) and calls == [1]
+
+
 @pytest.mark.parametrize('variant', VARIANTS)
 def test_large_graph(variant):
     # 2,000 nodes: the sparse aggregation kernel, per-node and per-edge

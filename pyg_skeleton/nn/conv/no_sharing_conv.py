@@ -8,7 +8,7 @@ from torch_geometric.typing import Adj
 
 from pyg_skeleton.nn.conv._weight_sharing import WeightSharingConv
 from pyg_skeleton.nn.memory import check_memory
-from pyg_skeleton.nn.topology import Topology, built_on_cpu
+from pyg_skeleton.nn.topology import Topology, built_on_cpu, propagate_static
 
 
 class NoSharingConv(WeightSharingConv):
@@ -100,16 +100,12 @@ class NoSharingConv(WeightSharingConv):
                      'use PreAggConv or PostAggConv (one matrix per node, no '
                      'per-edge features) or a smaller batch')
         if edge_index is None:
-            # All slots at once on [N, L, F_in]: gather and scale each
-            # slot's source by a_ij, one batched product with the per-slot
-            # matrices, sum into the targets.
-            alpha = a_neighbor.new_empty(t.num_slots)
-            alpha = alpha.index_copy(0, t.nbr_slot, a_neighbor)
-            alpha = alpha.index_copy(0, t.self_slot, a_self.view(-1))
-            x_src = x.index_select(0, t.src) * alpha.view(-1, 1, 1)
-            msg = torch.bmm(x_src, self.weight)
-            return msg.new_zeros((n, ) + msg.shape[1:]).index_add(
-                0, t.dst, msg)
+            # The static kernel is message_and_aggregate on the graph's
+            # sparse adjacency, on [N, L F_in] (PyG's node dimension).
+            out = propagate_static(self, x=x.reshape(n, -1),
+                                   alpha=a_neighbor,
+                                   self_value=a_self.view(-1))
+            return out.view(n, x.size(1), self.out_channels)
 
         # x_j W_ij for every slot s and copy b of the graph, as rows
         # b (N + E) + s of h; an input edge (j, i) reads b = j // N.
@@ -124,3 +120,22 @@ class NoSharingConv(WeightSharingConv):
         return out + self.aggregate_neighbors(
             torch.stack([src, edge_index[1]]), a_neighbor, h,
             size=(h.size(-2), x.size(-2)))
+
+    def message_and_aggregate(self, adj_t: Tensor | None, x: Tensor,
+                              alpha: Tensor,
+                              self_value: Tensor | None) -> Tensor:
+        r"""The static kernel, on node-major features :obj:`x` of the
+        layer's graph, :obj:`[N, L F_in]` (:obj:`adj_t` is
+        :meth:`Topology.adj_t <pyg_skeleton.nn.topology.Topology.adj_t>` or
+        :obj:`None`, and is not read): every slot's source features scaled
+        by its weight (:obj:`alpha` for the neighbour slots,
+        :obj:`self_value` for the self-loops), one batched product with the
+        per-slot matrices, summed into the targets; :obj:`[N, L F_out]`."""
+        t, n = self.topology, self.num_nodes
+        weight = alpha.new_empty(t.num_slots)
+        weight = weight.index_copy(0, t.nbr_slot, alpha)
+        weight = weight.index_copy(0, t.self_slot, self_value)
+        x_src = x.view(n, -1, self.in_channels).index_select(0, t.src)
+        msg = torch.bmm(x_src * weight.view(-1, 1, 1), self.weight)
+        out = msg.new_zeros((n, ) + msg.shape[1:]).index_add(0, t.dst, msg)
+        return out.view(n, -1)
