@@ -491,6 +491,30 @@ def test_dynamic_matches_dense_reference(case):
     torch.testing.assert_close(conv(x[:, 0]), ref, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize('case', ['eq8_temporal', 'hop_candidates'])
+def test_dynamic_static_path_runs_through_propagate(case, monkeypatch):
+    """The static path's aggregation is PyG message passing: with 'all'
+    candidates the product with the samples' hop graphs is
+    message_and_aggregate (PyG's propagate runs it when a hook is set),
+    with 'hop' candidates messages over the hop pairs; either way Eq. 8."""
+    edge_index, n = GRAPHS['h36m17']
+    conv = make_dynamic('h36m17', S=1, L=2, d=0.5, **DYNAMIC_CASES[case])
+    x = torch.randn(2, 5, n, 3)
+    seen = []
+    hooks = [conv.register_message_and_aggregate_forward_hook(
+        lambda m, inputs, out: seen.append('fused')),
+        conv.register_propagate_forward_hook(
+            lambda m, inputs, out: seen.append('propagate'))]
+    out = conv(x)
+    for hook in hooks:
+        hook.remove()
+    assert seen == (['fused', 'propagate'] if case == 'eq8_temporal' else
+                    ['propagate'])
+    torch.testing.assert_close(out, dynamic_reference(conv, edge_index, x),
+                               atol=1e-5, rtol=1e-4)
+    assert torch.equal(conv(x), out)
+
+
 def test_dynamic_large_graph_uses_hop_pairs():
     edge_index, n = GRAPHS['random150']
     conv = make_dynamic('random150', S=1, L=2, d=0.5, temporal_kernel=3)

@@ -10,7 +10,7 @@ from torch_geometric.typing import Adj
 from pyg_skeleton.nn.conv._hops import check_hop
 from pyg_skeleton.nn.conv.hcsf_conv import HCSFConv
 from pyg_skeleton.nn.memory import check_memory
-from pyg_skeleton.nn.topology import built_on_cpu, checks_data
+from pyg_skeleton.nn.topology import built_on_cpu, checks_data, propagate_static
 from pyg_skeleton.utils import edge_key, edge_lookup
 
 GRAPH_INITS = ('ori', 'dense', 'rand')
@@ -343,12 +343,26 @@ class DynamicHCSFConv(HCSFConv):
         self._check_dynamic(x)
         adj = self.hop_graphs(x)
         if self.candidates == 'all':
-            adj = adj.reshape(adj.size(0), 1, n * k, n)
-            agg = (adj @ x).unflatten(-2, (n, k))
+            # The product with every sample's hop graphs is
+            # message_and_aggregate, so that PyG's hooks see it.
+            agg = propagate_static(
+                self, x=x, graph=adj.reshape(adj.size(0), 1, n * k, n))
         else:
             weight = adj.view(adj.size(0), 1, -1, 1)
             agg = self.hop_sums(x, self.hop_edge_index, self.hop, weight)
         return self.combine(agg)
+
+    def message_and_aggregate(self, adj_t: Tensor | None, x: Tensor,
+                              graph: Tensor) -> Tensor:
+        r"""The aggregation of the static path with :obj:`candidates='all'`:
+        :obj:`x`, :obj:`[B, T, N, F_in]`, multiplied by every sample's hop
+        graphs :math:`\mathbf{A}_k` stacked as :obj:`graph`,
+        :obj:`[B, 1, N K, N]`; returns :obj:`[B, T, N, K, F_in]`
+        (:obj:`adj_t` is :meth:`Topology.adj_t
+        <pyg_skeleton.nn.topology.Topology.adj_t>` or :obj:`None`, and is
+        not read)."""
+        return (graph @ x).unflatten(-2, (self.num_nodes,
+                                          self.num_hop_slots))
 
     def _check_dynamic(self, x: Tensor):
         # x: [B, T, N, F_in]. What grows with the candidate pairs: the
