@@ -812,8 +812,12 @@ def test_protocol_errors(name):
     finally:
         conv.explain = False
     if name.startswith('Dynamic'):
+        # Samples [B, N, F] take the layer's own graph as edge_index (one
+        # offset per sample); copies of it need the disjoint layout.
+        assert torch.equal(conv(x.view(2, n, 3), edge_index),
+                           conv(x.view(2, n, 3)))
         with pytest.raises(ValueError, match=r'shape \[B \* 17, 3\]'):
-            conv(x.view(2, n, 3), batch.edge_index)
+            conv(x.view(1, 2 * n, 3), batch.edge_index)
     if name == 'DynamicHCSFConv-hop':
         # 'hop' candidates hold weights for the layer's hop-k pairs only
         wrong = kd.clone()

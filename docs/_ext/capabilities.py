@@ -9,8 +9,7 @@ grid coarsened once by HEM, a few hundred nodes: above
 
 * **static** -- ``op(x)`` on a static batch ``[B, N, C]``;
 * **disjoint** -- the same samples as a disjoint :class:`~torch_geometric.data.Batch`
-  give the same output (``op(batch.x, batch.edge_index)``, the hop pairs of
-  :class:`~pyg_skeleton.transforms.KHopEdges` for hop-based layers, or
+  give the same output (``op(batch.x, batch.edge_index)``, or
   ``op(batch.x, batch.batch)`` for the non-local block);
 * **SparseTensor** -- ``op(x, adj_t)`` with a ``torch_sparse.SparseTensor``
   (only when torch-sparse is installed) gives the same output;
@@ -48,8 +47,7 @@ EDGE_PARAM = re.compile(
     r'(^|\.)(logits?|edge_weights?|graph_weights?|alpha|graph|adj\w*|mask)$', re.I)
 
 # name -> (call style, constructor kwargs beyond (in, out, edge_index)).
-# Call styles: 'edge' (conv(x, edge_index)), 'khop' (conv(x, khop_edge_index,
-# khop_distance)), 'nonlocal' (block(x, batch)).
+# Call styles: 'edge' (conv(x, edge_index)), 'nonlocal' (block(x, batch)).
 RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
     'SemGraphConv': ('edge', {}),
     'FullSharingConv': ('edge', {}),
@@ -57,11 +55,11 @@ RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
     'PostAggConv': ('edge', {'decoupled': True}),
     'ConvStyleConv': ('edge', {'centre': 'CENTRE'}),
     'NoSharingConv': ('edge', {}),
-    'HCSFConv': ('khop', {'S': 1, 'L': 2}),
-    'DynamicHCSFConv': ('khop', {'S': 1, 'L': 2, 'temporal_kernel': 3}),
-    'KHopConv': ('khop', {'k': 2}),
-    'MixHopSkeletonConv': ('khop', {'hops': (1, 2, 3)}),
-    'MSHopConv': ('khop', {'hops': (1, 2, 3)}),
+    'HCSFConv': ('edge', {'S': 1, 'L': 2}),
+    'DynamicHCSFConv': ('edge', {'S': 1, 'L': 2, 'temporal_kernel': 3}),
+    'KHopConv': ('edge', {'k': 2}),
+    'MixHopSkeletonConv': ('edge', {'hops': (1, 2, 3)}),
+    'MSHopConv': ('edge', {'hops': (1, 2, 3)}),
     'NonLocalBlock': ('nonlocal', {}),
 }
 COLUMNS = ['static', 'disjoint', 'sparse', 'edge_weights', 'dynamic', 'temporal', 'compile']
@@ -73,19 +71,10 @@ GRID = (26, 24)  # vertices of the mesh grid before one HEM step
 
 
 class Graph:
-    """The graph an operator is built on: node count, edges, a centre node and its diameter."""
+    """The graph an operator is built on: node count, edges and a centre node."""
 
     def __init__(self, name: str, edge_index, num_nodes: int, centre: int):
-        import numpy as np
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import shortest_path
         self.name, self.edge_index, self.N, self.centre = name, edge_index, num_nodes, centre
-        ei = edge_index.numpy()
-        adj = coo_matrix((np.ones(ei.shape[1]), (ei[0], ei[1])), shape=(num_nodes, num_nodes))
-        hops = shortest_path(adj, unweighted=True)
-        if not np.isfinite(hops).all():
-            raise ValueError(f'the {name} graph is not connected')
-        self.max_hop = int(hops.max())
 
     def to_data(self, **kwargs):
         from torch_geometric.data import Data
@@ -181,12 +170,7 @@ class _Checker:
         x = self.sample(B)
         ref = op(x).reshape(B * self.N, C_OUT)
         data = [self.graph.to_data(x=p) for p in x]
-        if self.style == 'khop':
-            from pyg_skeleton.transforms import KHopEdges
-            hops = KHopEdges(self.graph.max_hop)
-            batch = Batch.from_data_list([hops(d) for d in data])
-            out = op(batch.x, batch.khop_edge_index, batch.khop_distance)
-        elif self.style == 'nonlocal':
+        if self.style == 'nonlocal':
             batch = Batch.from_data_list(data)
             out = op(batch.x, batch.batch)
         else:
@@ -198,7 +182,7 @@ class _Checker:
 
     def sparse(self, op):
         if 'edge_index' not in inspect.signature(self.cls.forward).parameters:
-            return NA  # forward takes hop pairs or a batch vector, not an adjacency
+            return NA  # forward takes a batch vector, not an adjacency
         try:
             from torch_sparse import SparseTensor
         except ImportError:

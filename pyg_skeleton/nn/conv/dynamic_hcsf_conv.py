@@ -394,26 +394,34 @@ class DynamicHCSFConv(HCSFConv):
                 khop_edge_index: Tensor | None = None) -> Tensor:
         self._check_features(x)
         n = self.num_nodes
-        if edge_index is not None or khop_edge_index is not None:
-            if x.dim() != 2:
-                raise ValueError(f"'{self.__class__.__name__}' expects a "
-                                 f"disjoint batch of shape [B * {n}, "
-                                 f"{self.in_channels}] with a graph (got "
-                                 f"{list(x.size())})")
-            if x.size(0) % n != 0 and not is_compiling():
-                raise ValueError(f"'{self.__class__.__name__}': the input "
-                                 f"has {x.size(0)} nodes, which is not a "
-                                 f"multiple of the {n} nodes of the layer's "
-                                 f"graph")
+        if (edge_index is not None or khop_edge_index is not None) and (
+                x.size(-2) % n != 0 and not is_compiling()):
+            raise ValueError(f"'{self.__class__.__name__}': the input "
+                             f"has {x.size(-2)} nodes, which is not a "
+                             f"multiple of the {n} nodes of the layer's "
+                             f"graph")
         static, pairs, distance = self.hop_input(x, edge_index,
                                                  khop_distance,
                                                  khop_edge_index)
+        if static is not None and static.dim() != x.dim():
+            if x.dim() == 2:
+                # Whole copies of the graph: B single-frame samples.
+                return self._dynamic(static.unsqueeze(1)).flatten(0, 2)
+            if static.size(-3) == 1:
+                # Samples [..., N, F_in] with the layer's own graph.
+                static = x
+            else:
+                static = None
         if static is None:
+            # Frames or clips carry one offset per sample: their copies
+            # cannot share a row of the disjoint layout.
+            if x.dim() != 2:
+                raise ValueError(f"'{self.__class__.__name__}' expects a "
+                                 f"disjoint batch of shape [B * {n}, "
+                                 f"{self.in_channels}] with a graph of "
+                                 f"several copies (got {list(x.size())})")
             assert pairs is not None and distance is not None
             return self._on_pairs(x, pairs, distance)
-        if static.dim() != x.dim():
-            # Whole copies of the graph: B single-frame samples.
-            return self._dynamic(static.unsqueeze(1)).flatten(0, 2)
         self._check_num_nodes(x)
         if x.dim() == 2:
             xs = x.view(1, 1, n, -1)
