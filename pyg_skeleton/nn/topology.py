@@ -65,7 +65,6 @@ from pyg_skeleton.utils import bfs, check_positive_int, edge_key, edge_lookup
 DENSE_MAX_NODES = 32
 
 
-
 def __getattr__(name: str):
     # The former name of the one threshold, TOPOLOGY_DENSE_MAX_NODES, kept
     # for code that imports it.

@@ -293,7 +293,8 @@ class HopConv(NoTorchScript, MessagePassing):
                 f"the one-hop 'edge_index' does not weight; explain the hop "
                 f"pairs: pass 'edge_index=data.khop_edge_index' and "
                 f"'khop_distance=data.khop_distance' (KHopEdges)")
-        static = self.topology.as_static(x, edge_index, self.explain)
+        # Explain mode has raised above: the fast path is always open here.
+        static = self.topology.as_static(x, edge_index)
         if static is not None:
             return static, None, None
         num_nodes = x.size(-2)
