@@ -6,6 +6,7 @@ from torch_geometric.data import Batch
 
 from pyg_skeleton import Skeleton
 from pyg_skeleton.nn import SemGCN, SemGCNLoss, SemGraphConv
+from pyg_skeleton.nn.models.semgcn import node_batch_norm
 
 
 def num_params(module):
@@ -129,3 +130,129 @@ def test_semgcn_loss_bad_shapes():
         loss(torch.randn(2, 16, 3), torch.randn(2, 16, 3))
     with pytest.raises(ValueError, match='same shape'):
         loss(torch.randn(2, 17, 3), torch.randn(2, 17, 2))
+
+
+# node_batch_norm: batch normalisation over the channels of [..., N, C] ####
+# In evaluation mode a plain BatchNorm1d with running statistics is applied
+# as its affine map; the reference is the module itself on [B N, C].
+
+def trained_bn(channels=5, dtype=torch.float32, **kwargs):
+    torch.manual_seed(0)
+    bn = torch.nn.BatchNorm1d(channels, **kwargs).to(dtype)
+    with torch.no_grad():
+        bn(torch.randn(64, channels, dtype=dtype) * 3 + 1)  # running statistics
+        if bn.affine:
+            bn.weight.normal_()
+            bn.bias.normal_()
+    return bn.eval()
+
+
+def module_bn(bn, x):
+    return bn(x.reshape(-1, x.size(-1))).view(x.shape)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('affine', [True, False])
+def test_node_batch_norm_matches_module(dtype, affine):
+    bn = trained_bn(dtype=dtype, affine=affine)
+    x = torch.randn(3, 4, 17, 5, dtype=dtype)
+    with torch.inference_mode():
+        out = node_batch_norm(bn, x)
+        assert out.shape == x.shape and out.dtype == dtype
+        torch.testing.assert_close(out, module_bn(bn, x))
+        assert '_inference_cache' in bn.__dict__  # the affine map was kept
+
+
+def test_node_batch_norm_follows_statistics_and_mode():
+    bn = trained_bn()
+    x = torch.randn(2, 17, 5)
+    with torch.no_grad():
+        first = node_batch_norm(bn, x)
+        bn.running_mean.add_(1.0)  # in place, as a training step does
+        torch.testing.assert_close(node_batch_norm(bn, x), module_bn(bn, x))
+        assert not torch.allclose(node_batch_norm(bn, x), first)
+        other = trained_bn()
+        with torch.no_grad():
+            other.running_var.mul_(4.0)
+        bn.load_state_dict(other.state_dict())
+        torch.testing.assert_close(node_batch_norm(bn, x), module_bn(other, x))
+    # training mode normalises with the batch's statistics (mean: the bias)
+    bn.train()
+    out = node_batch_norm(bn, x)
+    torch.testing.assert_close(out.mean((0, 1)), bn.bias.detach(), atol=1e-5,
+                               rtol=0)
+    # without running statistics, evaluation uses the batch's too
+    plain = trained_bn(track_running_stats=False)
+    torch.testing.assert_close(node_batch_norm(plain, x),
+                               module_bn(plain, x))
+
+
+def test_node_batch_norm_gradients_in_evaluation_mode():
+    # e.g. fine-tuning with frozen statistics: nothing is cached and the
+    # affine parameters get the module's gradients
+    bn, ref = trained_bn(), trained_bn()
+    x = torch.randn(2, 17, 5)
+    w = torch.randn(2, 17, 5)
+    (node_batch_norm(bn, x) * w).sum().backward()
+    (module_bn(ref, x) * w).sum().backward()
+    torch.testing.assert_close(bn.weight.grad, ref.weight.grad)
+    torch.testing.assert_close(bn.bias.grad, ref.bias.grad)
+
+
+def test_node_batch_norm_calls_the_module_when_observed():
+    bn = trained_bn()
+    x = torch.randn(2, 17, 5)
+    seen = []
+    handle = bn.register_forward_hook(lambda m, i, o: seen.append(i[0].shape))
+    with torch.inference_mode():
+        out = node_batch_norm(bn, x)
+    handle.remove()
+    assert seen == [torch.Size([34, 5])]
+    torch.testing.assert_close(out, module_bn(bn, x))
+    # a subclass runs its own forward (e.g. DistBatchNorm1d)
+    calls = []
+
+    class Counting(torch.nn.BatchNorm1d):
+        def forward(self, input):
+            calls.append(1)
+            return super().forward(input)
+
+    counting = Counting(5).eval()
+    counting.load_state_dict(bn.state_dict())
+    torch.testing.assert_close(node_batch_norm(counting, x), out)
+    assert calls == [1]
+
+
+def test_node_batch_norm_reduced_precision_and_bad_channels():
+    # bf16 features take BatchNorm's own kernel (it computes in float32)
+    bn = trained_bn()
+    x = torch.randn(2, 17, 5)
+    with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16):
+        out = node_batch_norm(bn, x.bfloat16())
+    torch.testing.assert_close(out, module_bn(bn, x.bfloat16()))
+    # a feature size that would broadcast is an error, as for the module
+    with pytest.raises(RuntimeError):
+        node_batch_norm(bn, torch.randn(2, 17, 1))
+
+
+def test_semgcn_eval_matches_module_batch_norm():
+    # the whole model in evaluation mode, with and without the affine path
+    model = SemGCN('h36m17', hidden_channels=16).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(4, 17, 2)
+    with torch.inference_mode():
+        fast = model(x)
+    seen = []
+    handle = torch.nn.modules.module.register_module_forward_hook(
+        lambda m, i, o: seen.append(type(m)))
+    try:
+        with torch.inference_mode():
+            slow = model(x)
+    finally:
+        handle.remove()
+    assert seen.count(torch.nn.BatchNorm1d) == 9  # the module path ran
+    torch.testing.assert_close(fast, slow)

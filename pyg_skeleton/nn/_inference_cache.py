@@ -30,21 +30,40 @@ def inference_cached(owner: torch.nn.Module, name: str,
                      build: Callable[[], Any]) -> Any:
     r"""Returns :obj:`build()`, computed once per state of :obj:`params`
     when no gradient is needed (see the module docs), else every call."""
-    if is_compiling() or torch.jit.is_tracing() or (
-            torch.is_grad_enabled() and any(p.requires_grad for p in params)
-    ) or any(p.is_inference() for p in params):
+    if (torch.is_grad_enabled() and any(p.requires_grad for p in params)
+            ) or is_compiling() or torch.jit.is_tracing():
         return build()
-    cache = owner.__dict__.setdefault('_inference_cache', {})
-    entry = cache.get(name)
+    # The hit is checked in one pass over the parameters: at one pose per
+    # call this runs once per layer, and every extra pass shows.
+    entry = owner.__dict__.get('_inference_cache', {}).get(name)
     if entry is not None and len(entry[0]) == len(params):
         aliases, state, value = entry
         for a, p, v in zip(aliases, params, state):
-            if (p._version != v or a.data_ptr() != p.data_ptr()
-                    or a.dtype != p.dtype or a.device != p.device):
+            # An inference tensor has no version counter to compare.
+            if (p.is_inference() or p._version != v
+                    or a.data_ptr() != p.data_ptr() or a.dtype != p.dtype
+                    or a.device != p.device):
                 break
         else:
             return value
     value = build()
-    cache[name] = ([p.detach() for p in params], [p._version for p in params],
-                   value)
+    if not any(p.is_inference() for p in params):
+        owner.__dict__.setdefault('_inference_cache', {})[name] = (
+            [p.detach() for p in params], [p._version for p in params], value)
     return value
+
+
+def unobserved(module: torch.nn.Module) -> bool:
+    r"""Returns :obj:`True` if calling :obj:`module` runs nothing but its
+    class's :obj:`forward`: no forward or backward hook on it or on all
+    modules, and :obj:`forward` not replaced on the instance (the checks of
+    :meth:`torch.nn.Module.__call__`'s own fast path). Only then may a
+    caller compute the same result another way without anyone seeing the
+    difference."""
+    hooks = torch.nn.modules.module
+    return not ('forward' in module.__dict__ or module._forward_hooks
+                or module._forward_pre_hooks or module._backward_hooks
+                or module._backward_pre_hooks or hooks._global_forward_hooks
+                or hooks._global_forward_pre_hooks
+                or hooks._global_backward_hooks
+                or hooks._global_backward_pre_hooks)

@@ -182,7 +182,7 @@ def trusts_layout(tensor: Tensor) -> bool:
     :obj:`tensor` as declared, without computing anything from its values:
     with :func:`set_validation` off, or on the :obj:`meta` device (which
     has no values)."""
-    return not _VALIDATION or tensor.device.type == 'meta'
+    return not _VALIDATION or tensor.is_meta
 
 
 def checks_data(tensor: Tensor) -> bool:
@@ -448,7 +448,7 @@ def _sparse_kernel_ok(h: Tensor) -> bool:
     while tracing for :func:`torch.compile` and not on the :obj:`meta`
     device, which has no sparse CSR kernels (the gather path computes the
     same shapes)."""
-    return not is_compiling() and h.device.type != 'meta'
+    return not is_compiling() and not h.is_meta
 
 
 class _Features:

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 from torch_geometric.typing import Adj
 
+from pyg_skeleton.nn._inference_cache import inference_cached, unobserved
 from pyg_skeleton.nn.conv import (
     ConvStyleConv,
     FullSharingConv,
@@ -57,8 +58,50 @@ Graph = Skeleton | tuple[Tensor, int]
 def node_batch_norm(bn: torch.nn.BatchNorm1d, x: Tensor) -> Tensor:
     r"""Applies :obj:`bn` over the last (channel) dimension of
     :obj:`[..., N, C]` features, with statistics over all samples and nodes,
-    as SemGCN's official code (which normalises :obj:`[B, C, N]`)."""
+    as SemGCN's official code (which normalises :obj:`[B, C, N]`).
+
+    In evaluation mode a plain :class:`torch.nn.BatchNorm1d` with running
+    statistics is the affine map :math:`\mathbf{x} \odot \mathbf{s} +
+    \mathbf{t}` with :math:`\mathbf{s} = \boldsymbol{\gamma} /
+    \sqrt{\boldsymbol{\sigma}^2 + \epsilon}` and :math:`\mathbf{t} =
+    \boldsymbol{\beta} - \boldsymbol{\mu} \odot \mathbf{s}`, which is
+    applied directly when nothing observes the module (no hooks) and the
+    features are full precision and of the statistics' dtype: the same
+    numbers up to rounding, with :math:`\mathbf{s}, \mathbf{t}` kept
+    between calls in inference. At one pose per call, BatchNorm's dispatch
+    and the reshapes around it cost more than the arithmetic (see
+    ``docs/design_notes.rst``). Everything else calls :obj:`bn`.
+    """
+    mean = bn.running_mean
+    if (not bn.training and type(bn) is torch.nn.BatchNorm1d
+            and mean is not None and x.dtype is mean.dtype
+            and x.dtype in _FULL_PRECISION and x.size(-1) == bn.num_features
+            and unobserved(bn)):
+        scale, shift = inference_cached(
+            bn, 'affine', _batch_norm_tensors(bn),
+            lambda: _batch_norm_affine(bn))
+        return torch.addcmul(shift, x, scale)
     return bn(x.reshape(-1, x.size(-1))).view(x.shape)
+
+
+_FULL_PRECISION = (torch.float32, torch.float64)
+
+
+def _batch_norm_tensors(bn: torch.nn.BatchNorm1d) -> tuple[Tensor, ...]:
+    # What the affine map of node_batch_norm is computed from.
+    if bn.weight is None:
+        return bn.running_mean, bn.running_var
+    return bn.running_mean, bn.running_var, bn.weight, bn.bias
+
+
+def _batch_norm_affine(bn: torch.nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
+    scale = (bn.running_var + bn.eps).rsqrt()
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    return scale, shift
 
 
 class GraphConvBlock(torch.nn.Module):
