@@ -67,3 +67,29 @@ def test_values_are_trusted_without_validation_and_on_meta():
         with pytest.raises(ValueError, match='not a multiple of 5'):
             whole_graphs(ragged[:9], 9, 5, 'op')
     assert whole_graphs(ragged.to('meta'), 10, 5, 'op') == 2
+
+
+class HostReads(torch.overrides.TorchFunctionMode):
+    """Records the calls that read a tensor's values on the host (each a
+    synchronisation on a GPU)."""
+    READS = {'__bool__', 'item', 'nonzero', 'tolist', '__int__', '__float__', '__index__'}
+
+    def __init__(self):
+        super().__init__()
+        self.reads = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, '__name__', '')
+        if name in self.READS:
+            self.reads.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+def test_whole_graphs_reads_the_batch_once():
+    batch = batch_of([5] * 4)
+    with HostReads() as mode:
+        assert whole_graphs(batch, 20, 5, 'op') == 4
+    assert mode.reads == ['__bool__']
+    # a sorted, ragged batch is still reported by its first wrong row
+    with pytest.raises(ValueError, match=r'row 4 is in graph 1, not 0'):
+        whole_graphs(batch_of([4, 6]), 10, 5, 'op')

@@ -35,12 +35,20 @@ def check_batch(batch: Tensor, num_rows: int, owner: str) -> None:
     # Imported here: pyg_skeleton.nn imports this package.
     from pyg_skeleton.nn.topology import checks_data
 
+    _check_shape(batch, num_rows, owner)
+    if checks_data(batch) and _unsorted(batch):
+        raise ValueError(f"'{owner}' needs a sorted 'batch' vector, as in a "
+                         f"'torch_geometric.data.Batch'")
+
+
+def _check_shape(batch: Tensor, num_rows: int, owner: str) -> None:
     if batch.dim() != 1 or batch.numel() != num_rows:
         raise ValueError(f"'{owner}' needs a 'batch' vector that is one-dimensional with "
                          f"one entry per node ({num_rows}; got shape {tuple(batch.shape)})")
-    if checks_data(batch) and batch.numel() > 1 and bool((batch[1:] < batch[:-1]).any()):
-        raise ValueError(f"'{owner}' needs a sorted 'batch' vector, as in a "
-                         f"'torch_geometric.data.Batch'")
+
+
+def _unsorted(batch: Tensor) -> bool:
+    return batch.numel() > 1 and bool((batch[1:] < batch[:-1]).any())
 
 
 def whole_graphs(batch: Tensor, num_rows: int, num_nodes: int, owner: str, *,
@@ -79,14 +87,17 @@ def whole_graphs(batch: Tensor, num_rows: int, num_nodes: int, owner: str, *,
     if num_rows % num_nodes != 0:
         raise ValueError(f"{what}, but the batch has {num_rows} rows, not a multiple of "
                          f"{num_nodes}")
-    check_batch(batch, num_rows, owner)
+    _check_shape(batch, num_rows, owner)
     if checks_data(batch) and num_rows:
-        # Sorted (checked above) and of whole graphs: row r in graph r // N.
+        # Row r of whole graphs is in graph r // N, which also makes the
+        # batch sorted: one host read checks both (a synchronisation on a
+        # GPU), and only a failed check looks at which one failed.
         graph = batch.view(-1, num_nodes) - torch.arange(
             num_rows // num_nodes, device=batch.device, dtype=batch.dtype).unsqueeze(1)
-        wrong = graph.view(-1).nonzero()
-        if wrong.numel():
-            r = int(wrong[0, 0])
+        wrong = graph.view(-1) != 0
+        if bool(wrong.any()):
+            check_batch(batch, num_rows, owner)
+            r = int(wrong.nonzero()[0, 0])
             raise ValueError(f"{what} (row {r} is in graph {int(batch[r])}, not "
                              f"{r // num_nodes})")
     return num_rows // num_nodes
