@@ -155,7 +155,14 @@ class DynamicHCSFConv(HCSFConv):
     :math:`(L+1) N^2` (:obj:`'all'`) or :math:`N + |\mathcal{E}_L|`
     (:obj:`'hop'`) for :math:`\mathbf{M}_k`, :math:`2 (L+1) C_h (F F_{in} +
     1)` for :math:`\theta_k, \phi_k`, and one for a learnable
-    :math:`\alpha`.
+    :math:`\alpha`. :math:`\mathbf{M}_k` is :obj:`graph_weight`, laid out
+    as :obj:`[N, L+1, N]` (target, hop, source) with :obj:`'all'`, and with
+    :obj:`'hop'` as :obj:`[N + |E_L|]`, one weight per pair of
+    :obj:`hop_edge_index` at its :obj:`hop`, in the order of the layer's
+    :class:`~pyg_skeleton.nn.topology.Topology` (its slots: the self-loops
+    and edges first, then hop 2, 3, ...). State dicts of earlier versions,
+    whose :obj:`'hop'` weights were sorted by target, then source, load
+    into this order.
     """
     # PyG compiles 'propagate' per class and keeps the uncompiled one, which
     # explain mode needs, as the class's 'propagate' at that time: for a
@@ -163,6 +170,11 @@ class DynamicHCSFConv(HCSFConv):
     # compiled one, which ignores edge masks. Declaring it here keeps
     # MessagePassing's.
     propagate = MessagePassing.propagate
+
+    # The layout of the state dict: from version 2 on, the graph weight of
+    # candidates='hop' follows hop_edge_index (the topology's slot order);
+    # version 1 sorted it by target, then source.
+    _version = 2
 
     @built_on_cpu
     def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
@@ -237,21 +249,23 @@ class DynamicHCSFConv(HCSFConv):
             self.theta = self.phi = None
             self.register_parameter('alpha', None)
         # Where the given hop pairs of a disjoint batch find their weights:
-        # the pair keys of 'hop' candidates (sorted, as hop_edge_index),
-        # and the candidates of 'all' outside the layer's hop sets (the
-        # hop sets come from the given pairs).
-        key = edge_key(self.hop_edge_index, n)
-        self.register_buffer('_pair_key', key, persistent=False)
-        self.register_buffer(
-            '_self_slot', edge_lookup(key, torch.arange(n) * (n + 1)),
-            persistent=False)
-        if candidates == 'all':
-            outside = torch.ones(n, k, n)
-            far = self.hop > 0
-            outside[self.hop_edge_index[1, far], self.hop[far],
-                    self.hop_edge_index[0, far]] = 0.0
-        else:
+        # with 'hop' candidates the pairs' keys, sorted for edge_lookup, and
+        # the slot of each (the weights follow the topology's slot order);
+        # with 'all' the candidates outside the layer's hop sets (the hop
+        # sets come from the given pairs).
+        if candidates == 'hop':
+            key, slot = torch.sort(edge_key(self.hop_edge_index, n))
+            self_slot = slot[edge_lookup(key, torch.arange(n) * (n + 1))]
             outside = None
+        else:
+            key = slot = self_slot = None
+            outside = torch.ones(n, k, n)
+            (src, dst), hop = self.hop_edge_index, self.hop
+            far = hop > 0
+            outside[dst[far], hop[far], src[far]] = 0.0
+        self.register_buffer('_pair_key', key, persistent=False)
+        self.register_buffer('_pair_slot', slot, persistent=False)
+        self.register_buffer('_self_slot', self_slot, persistent=False)
         self.register_buffer('_outside_hop_sets', outside, persistent=False)
         self.alpha_mode = alpha if alpha == 'learn' else float(alpha)
         self.alpha_init = float(alpha_init)
@@ -272,15 +286,14 @@ class DynamicHCSFConv(HCSFConv):
 
     def _initial_graph(self) -> Tensor:
         n, k = self.num_nodes, self.num_hop_slots
-        dst, hop = self.hop_edge_index[1], self.hop
+        (src, dst), hop = self.hop_edge_index, self.hop
         # On the device of the graph's buffers, which the index arithmetic
         # below mixes with the new tensors (the module may have been moved).
         like = dict(dtype=self.group_norm.dtype, device=dst.device)
         if self.candidates == 'all':
             if self.graph == 'ori':
                 value = torch.zeros(n, k, n, **like)
-                value[dst, hop, self.hop_edge_index[0]] = self.group_norm[
-                    dst, hop]
+                value[dst, hop, src] = self.group_norm[dst, hop]
                 return value
             value = (torch.ones(n, k, n, **like) if self.graph == 'dense'
                      else torch.rand(n, k, n, **like))
@@ -295,6 +308,28 @@ class DynamicHCSFConv(HCSFConv):
                                                           value)
             value = value / total[dst * k + hop]
         return value
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
+                              strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        # An older graph weight of candidates='hop', in (target, source)
+        # order, which is the order of _pair_key: moved to slot order. A
+        # state dict without versions (a plain dict of tensors) cannot be
+        # dated, and is read as the current layout, which is what this
+        # version writes. A weight of another shape is left to the error of
+        # Module._load_from_state_dict.
+        key = prefix + 'graph_weight'
+        old = state_dict.get(key)
+        version = local_metadata.get('version')
+        if (version is not None and version < 2
+                and self.candidates == 'hop' and self.graph_weight is not None
+                and isinstance(old, Tensor)
+                and old.shape == self.graph_weight.shape):
+            state_dict[key] = torch.empty_like(old).index_copy_(
+                0, self._pair_slot.to(old.device), old)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     # ------------------------------------------------------------ forward
 
@@ -318,9 +353,9 @@ class DynamicHCSFConv(HCSFConv):
         # Per pair: rows (node, hop) of the flattened embeddings.
         theta = theta.permute(0, 4, 1, 2, 3).reshape(b, n * k, c * frames)
         phi = phi.permute(0, 4, 1, 2, 3).reshape(b, n * k, c * frames)
-        src, dst = self.hop_edge_index[0], self.hop_edge_index[1]
-        t_e = theta.index_select(1, dst * k + self.hop)
-        p_e = phi.index_select(1, src * k + self.hop)
+        (src, dst), hop = self.hop_edge_index, self.hop
+        t_e = theta.index_select(1, dst * k + hop)
+        p_e = phi.index_select(1, src * k + hop)
         return torch.tanh((t_e * p_e).sum(-1) / frames)
 
     def hop_graphs(self, x: Tensor) -> Tensor:
@@ -468,9 +503,10 @@ class DynamicHCSFConv(HCSFConv):
             rest = rest.reshape(b, 1, n * k, n)
             agg = (rest @ xs).view(b * n, k, -1)
         else:
-            slot = edge_lookup(self._pair_key, i * n + j)
+            rank = edge_lookup(self._pair_key, i * n + j)
+            slot = self._pair_slot[rank]
             if check:
-                found = ((self._pair_key[slot] == i * n + j)
+                found = ((self._pair_key[rank] == i * n + j)
                          & (self.hop[slot] == hop)) | ~inside
                 if not bool(found.all()):
                     p = int((~found).nonzero()[0, 0])
