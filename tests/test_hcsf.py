@@ -863,3 +863,112 @@ def test_dropped_edges_gradcheck(name):
     assert torch.autograd.gradcheck(
         lambda x, *_: conv(x, batch.edge_index), (x, *params),
         fast_mode=True)
+
+
+# ------------------------------------- one order: the topology's hop slots
+
+ZERO_HOP_CONVS = {
+    'HCSFConv-L0': lambda e, n: HCSFConv(3, 6, e, n, S=0, L=0),
+    'KHopConv-k0': lambda e, n: KHopConv(3, 6, e, n, k=0),
+    'DynamicHCSFConv-hop-L0': lambda e, n: DynamicHCSFConv(
+        3, 6, e, n, S=0, L=0, candidates='hop'),
+}
+
+
+@pytest.mark.parametrize('name', [*HOP_CONVS, *ZERO_HOP_CONVS])
+@pytest.mark.parametrize('graph', ['h36m17', 'random150'])
+def test_hop_pairs_are_the_topology_slots(name, graph):
+    """The pairs a hop operator aggregates over are its Topology's slots
+    within its hops, in the topology's order (one-hop slots, then hop 2,
+    3, ...), as a view from one hop on; as a set they are the hop sets of
+    networkx's shortest paths."""
+    edge_index, n = GRAPHS[graph]
+    conv = {**HOP_CONVS, **ZERO_HOP_CONVS}[name](edge_index, n)
+    topology, hops = conv.topology, conv.max_hop_used
+    keep = topology.hop <= hops
+    assert torch.equal(conv.hop_edge_index, topology.hop_edge_index[:, keep])
+    assert torch.equal(conv.hop, topology.hop[keep])
+    if hops >= 1:
+        assert conv.hop.data_ptr() == topology.hop.data_ptr()
+    dist = distances(edge_index, n)
+    expected = {(j, i, int(dist[i, j])) for i in range(n) for j in range(n)
+                if 0 <= int(dist[i, j]) <= hops}
+    pairs = [(j, i, k) for (j, i), k in zip(conv.hop_edge_index.t().tolist(),
+                                            conv.hop.tolist())]
+    assert len(pairs) == len(expected) and set(pairs) == expected
+    assert conv.num_hop_pairs == len(expected) - n
+
+
+def version_1(state, conv, prefix=''):
+    """``state`` as the version-1 DynamicHCSFConv saved it: the 'hop'
+    graph weight of ``conv`` (at ``prefix``) sorted by target, then source,
+    and the version in the metadata."""
+    src, dst = conv.hop_edge_index
+    order = torch.argsort(dst * conv.num_nodes + src)
+    # The two layouts differ: the far hops follow all one-hop slots.
+    assert not torch.equal(order, torch.arange(order.numel()))
+    state[prefix + 'graph_weight'] = state[prefix + 'graph_weight'][order]
+    state._metadata[prefix.rstrip('.')]['version'] = 1
+    return state
+
+
+@pytest.mark.parametrize('graph', ['h36m17', 'random150'])
+def test_dynamic_hop_state_dict_of_version_1_loads(graph):
+    """A state dict of the (target, source) layout (version 1) loads into
+    the slot order: the same weights per pair, the same outputs; the
+    current version and a plain dict (no metadata, read as current) load
+    as they are."""
+    n = GRAPHS[graph][1]
+    conv = make_dynamic(graph, S=1, L=3, d=0.5, candidates='hop',
+                        temporal_kernel=3)
+    x = torch.randn(2, 3, n, 3)
+    expected = conv(x)
+    assert conv.state_dict()._metadata['']['version'] == 2
+    old = version_1(conv.state_dict(), conv)
+    for state in (old, conv.state_dict(), dict(conv.state_dict())):
+        fresh = make_dynamic(graph, seed=1, S=1, L=3, d=0.5,
+                             candidates='hop', temporal_kernel=3)
+        assert not torch.equal(fresh.graph_weight, conv.graph_weight)
+        fresh.load_state_dict(state)
+        assert torch.equal(fresh.graph_weight, conv.graph_weight)
+        assert torch.equal(fresh(x), expected)
+    # A weight of another size keeps PyTorch's error.
+    small = make_dynamic(graph, S=1, L=2, d=0.5, candidates='hop',
+                         temporal_kernel=3)
+    with pytest.raises(RuntimeError, match='size mismatch for graph_weight'):
+        small.load_state_dict(old)
+
+
+def test_dynamic_all_state_dict_of_version_1_loads_unchanged():
+    """The [N, L+1, N] weights of candidates='all' keep their layout."""
+    conv = make_dynamic('h36m17', candidates='all')
+    state = conv.state_dict()
+    state._metadata['']['version'] = 1
+    fresh = make_dynamic('h36m17', seed=1, candidates='all')
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.graph_weight, conv.graph_weight)
+
+
+def test_nested_dynamic_hop_state_dict_of_version_1_loads():
+    """Version-1 layers inside a model (prefixes) load as well."""
+    from pyg_skeleton.nn.models.skeletal_gnn import SkeletalGNN
+    torch.manual_seed(0)
+    model = SkeletalGNN('h36m17', hidden_channels=8, num_blocks=1,
+                        dynamic=True, candidates='hop').eval()
+    layers = {name: m for name, m in model.named_modules()
+              if isinstance(m, DynamicHCSFConv)}
+    assert len(layers) == 4 and '' not in layers
+    with torch.no_grad():
+        for m in layers.values():
+            m.graph_weight.add_(0.1 * torch.randn_like(m.graph_weight))
+            m.alpha.fill_(0.5)
+    x = torch.randn(4, 17, 2)
+    expected = model(x)
+    state = model.state_dict()
+    for name, m in layers.items():
+        state = version_1(state, m, name + '.')
+    torch.manual_seed(1)
+    fresh = SkeletalGNN('h36m17', hidden_channels=8, num_blocks=1,
+                        dynamic=True, candidates='hop').eval()
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh(x), expected)
