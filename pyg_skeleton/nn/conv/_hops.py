@@ -205,23 +205,23 @@ class HopConv(NoTorchScript, MessagePassing):
     @property
     def hop_edge_index(self) -> Tensor:
         r"""The hop pairs within :attr:`max_hop_used` hops, self-loops
-        included, :obj:`[2, num_pairs]`: the slots of :attr:`topology`
-        (:attr:`Topology.hop_edge_index
-        <pyg_skeleton.nn.topology.Topology.hop_edge_index>`) in slot order,
-        one-hop slots first, then hop 2, 3, and so on."""
+        included, :obj:`[2, N + num_hop_pairs]`: the slots of the layer's
+        :class:`~pyg_skeleton.nn.topology.Topology`
+        (:obj:`topology.hop_edge_index`) in slot order, one-hop slots first,
+        then hop 2, 3, and so on."""
         return self.topology.hop_edge_index[:, self._slots()]
 
     @property
     def hop(self) -> Tensor:
         r"""The hop of each pair of :attr:`hop_edge_index` (0 for the
-        self-loops), :obj:`[num_pairs]`."""
+        self-loops), :obj:`[N + num_hop_pairs]`."""
         return self.topology.hop[self._slots()]
 
     @property
     def num_hop_pairs(self) -> int:
         r"""The number of directed pairs within :attr:`max_hop_used` hops,
         without the self-loops."""
-        return self.hop.numel() - self.num_nodes
+        return self._num_pairs - self.num_nodes
 
     # --------------------------------------------------------- aggregation
 
@@ -352,9 +352,9 @@ class HopConv(NoTorchScript, MessagePassing):
         # Non-finite features or tracing: one message per stored pair
         # and channel, and its gradient.
         check_memory(self.__class__.__name__,
-                     2 * self.hop.numel() * math.prod(x.shape[:-2]) *
+                     2 * self._num_pairs * math.prod(x.shape[:-2]) *
                      x.size(-1) * x.element_size(),
-                     f'messages over {self.hop.numel()} hop pairs',
+                     f'messages over {self._num_pairs} hop pairs',
                      'use finite features (the sparse product) or a '
                      'smaller batch')
         sums = self.hop_sums(x, self.hop_edge_index, self.hop, None)

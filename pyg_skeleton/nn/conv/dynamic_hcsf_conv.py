@@ -227,7 +227,7 @@ class DynamicHCSFConv(HCSFConv):
                 check_memory(name, 2 * 4 * n * k * n,
                              f'a {n} x {k} x {n} graph weight',
                              "use candidates='hop'")
-            shape = (n, k, n) if candidates == 'all' else (self.hop.numel(), )
+            shape = (n, k, n) if candidates == 'all' else (self._num_pairs, )
             self.graph_weight = Parameter(torch.empty(shape))
         else:
             self.register_parameter('graph_weight', None)
@@ -415,7 +415,7 @@ class DynamicHCSFConv(HCSFConv):
             what = f'{b} x {n} x {k} x {n} dynamic hop graphs'
             alternative = "use candidates='hop'"
         else:
-            pairs = self.hop.numel()
+            pairs = self._num_pairs
             num_bytes = 2 * b * t * pairs * x.size(-1)
             if offsets:
                 num_bytes += b * pairs * (4 + 3 * self.embed_channels * t)
