@@ -890,6 +890,8 @@ def test_hop_pairs_are_the_topology_slots(name, graph):
     assert torch.equal(conv.hop, topology.hop[keep])
     if hops >= 1:
         assert conv.hop.data_ptr() == topology.hop.data_ptr()
+        assert (conv.hop_edge_index.data_ptr()
+                == topology.hop_edge_index.data_ptr())
     dist = distances(edge_index, n)
     expected = {(j, i, int(dist[i, j])) for i in range(n) for j in range(n)
                 if 0 <= int(dist[i, j]) <= hops}
