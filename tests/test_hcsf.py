@@ -428,10 +428,12 @@ def dynamic_reference(conv, edge_index, x):
         if conv.candidates == 'all':
             adj += conv.graph_weight.permute(1, 0, 2)  # [N, K, N] -> [K, N, N]
         else:
-            e = 0
+            # graph_weight is laid out by target, then source (documented)
             src, dst = conv.hop_edge_index
-            for e in range(src.numel()):
-                adj[:, conv.hop[e], dst[e], src[e]] += conv.graph_weight[e]
+            order = sorted(range(src.numel()),
+                           key=lambda e: (int(dst[e]), int(src[e])))
+            for r, e in enumerate(order):
+                adj[:, conv.hop[e], dst[e], src[e]] += conv.graph_weight[r]
     if conv.offset:
         theta = temporal_embedding(conv.theta, x, conv.temporal_stride,
                                    conv.temporal_dilation)
@@ -901,76 +903,46 @@ def test_hop_pairs_are_the_topology_slots(name, graph):
     assert conv.num_hop_pairs == len(expected) - n
 
 
-def version_1(state, conv, prefix=''):
-    """``state`` as the version-1 DynamicHCSFConv saved it: the 'hop'
-    graph weight of ``conv`` (at ``prefix``) sorted by target, then source,
-    and the version in the metadata."""
+def test_dynamic_hop_graph_weight_layout():
+    """The 'hop' graph weight keeps its layout, one weight per hop pair
+    sorted by target, then source, whatever the order of the topology's
+    slots (which differ: the far hops follow all one-hop slots), so that
+    saved weights load as they were written; the layer reads weight r for
+    the r-th pair of that order."""
+    for graph in ('h36m17', 'random150'):
+        edge_index, n = GRAPHS[graph]
+        conv = DynamicHCSFConv(3, 8, edge_index, n, S=1, L=3, d=0.5,
+                               candidates='hop', graph='ori', offset=False)
+        src, dst = conv.hop_edge_index
+        order = sorted(range(src.numel()),
+                       key=lambda e: (int(dst[e]), int(src[e])))
+        assert order != list(range(src.numel()))
+        # 'ori': each pair's weight is its group's normalisation
+        expected = torch.stack([conv.group_norm[dst[e], conv.hop[e]]
+                                for e in order])
+        assert torch.equal(conv.graph_weight.detach(), expected)
+        # a weight per pair that names the pair reaches that pair
+        with torch.no_grad():
+            conv.graph_weight.copy_(torch.tensor(
+                [float(int(dst[e]) * n + int(src[e])) for e in order]))
+            a = conv.hop_graphs(torch.randn(1, 1, n, 3))[0]
+        assert torch.equal(a, (dst * n + src).to(a.dtype))
+
+
+def test_dynamic_hop_random_initial_graph_layout():
+    """'rand' draws its weights in the layout's order (as before the
+    topology's slot order was used): the same seed gives the same start,
+    and each target's weights of one hop sum to one."""
+    edge_index, n = GRAPHS['random150']
+    conv = DynamicHCSFConv(3, 8, edge_index, n, S=1, L=2, d=0.5,
+                           candidates='hop', graph='rand', offset=False)
     src, dst = conv.hop_edge_index
-    order = torch.argsort(dst * conv.num_nodes + src)
-    # The two layouts differ: the far hops follow all one-hop slots.
-    assert not torch.equal(order, torch.arange(order.numel()))
-    state[prefix + 'graph_weight'] = state[prefix + 'graph_weight'][order]
-    state._metadata[prefix.rstrip('.')]['version'] = 1
-    return state
-
-
-@pytest.mark.parametrize('graph', ['h36m17', 'random150'])
-def test_dynamic_hop_state_dict_of_version_1_loads(graph):
-    """A state dict of the (target, source) layout (version 1) loads into
-    the slot order: the same weights per pair, the same outputs; the
-    current version and a plain dict (no metadata, read as current) load
-    as they are."""
-    n = GRAPHS[graph][1]
-    conv = make_dynamic(graph, S=1, L=3, d=0.5, candidates='hop',
-                        temporal_kernel=3)
-    x = torch.randn(2, 3, n, 3)
-    expected = conv(x)
-    assert conv.state_dict()._metadata['']['version'] == 2
-    old = version_1(conv.state_dict(), conv)
-    for state in (old, conv.state_dict(), dict(conv.state_dict())):
-        fresh = make_dynamic(graph, seed=1, S=1, L=3, d=0.5,
-                             candidates='hop', temporal_kernel=3)
-        assert not torch.equal(fresh.graph_weight, conv.graph_weight)
-        fresh.load_state_dict(state)
-        assert torch.equal(fresh.graph_weight, conv.graph_weight)
-        assert torch.equal(fresh(x), expected)
-    # A weight of another size keeps PyTorch's error.
-    small = make_dynamic(graph, S=1, L=2, d=0.5, candidates='hop',
-                         temporal_kernel=3)
-    with pytest.raises(RuntimeError, match='size mismatch for graph_weight'):
-        small.load_state_dict(old)
-
-
-def test_dynamic_all_state_dict_of_version_1_loads_unchanged():
-    """The [N, L+1, N] weights of candidates='all' keep their layout."""
-    conv = make_dynamic('h36m17', candidates='all')
-    state = conv.state_dict()
-    state._metadata['']['version'] = 1
-    fresh = make_dynamic('h36m17', seed=1, candidates='all')
-    fresh.load_state_dict(state)
-    assert torch.equal(fresh.graph_weight, conv.graph_weight)
-
-
-def test_nested_dynamic_hop_state_dict_of_version_1_loads():
-    """Version-1 layers inside a model (prefixes) load as well."""
-    from pyg_skeleton.nn.models.skeletal_gnn import SkeletalGNN
-    torch.manual_seed(0)
-    model = SkeletalGNN('h36m17', hidden_channels=8, num_blocks=1,
-                        dynamic=True, candidates='hop').eval()
-    layers = {name: m for name, m in model.named_modules()
-              if isinstance(m, DynamicHCSFConv)}
-    assert len(layers) == 4 and '' not in layers
-    with torch.no_grad():
-        for m in layers.values():
-            m.graph_weight.add_(0.1 * torch.randn_like(m.graph_weight))
-            m.alpha.fill_(0.5)
-    x = torch.randn(4, 17, 2)
-    expected = model(x)
-    state = model.state_dict()
-    for name, m in layers.items():
-        state = version_1(state, m, name + '.')
-    torch.manual_seed(1)
-    fresh = SkeletalGNN('h36m17', hidden_channels=8, num_blocks=1,
-                        dynamic=True, candidates='hop').eval()
-    fresh.load_state_dict(state)
-    assert torch.equal(fresh(x), expected)
+    order = sorted(range(src.numel()),
+                   key=lambda e: (int(dst[e]), int(src[e])))
+    torch.manual_seed(7)
+    initial = conv._initial_graph()  # what reset_parameters copies
+    torch.manual_seed(7)
+    value = torch.rand(len(order))
+    groups = torch.tensor([int(dst[e]) * 3 + int(conv.hop[e]) for e in order])
+    total = torch.zeros(conv.num_nodes * 3).index_add_(0, groups, value)
+    torch.testing.assert_close(initial, value / total[groups])

@@ -158,11 +158,12 @@ class DynamicHCSFConv(HCSFConv):
     :math:`\alpha`. :math:`\mathbf{M}_k` is :obj:`graph_weight`, laid out
     as :obj:`[N, L+1, N]` (target, hop, source) with :obj:`'all'`, and with
     :obj:`'hop'` as :obj:`[N + |E_L|]`, one weight per pair of
-    :obj:`hop_edge_index` at its :obj:`hop`, in the order of the layer's
-    :class:`~pyg_skeleton.nn.topology.Topology` (its slots: the self-loops
-    and edges first, then hop 2, 3, ...). State dicts of earlier versions,
-    whose :obj:`'hop'` weights were sorted by target, then source, load
-    into this order.
+    :obj:`hop_edge_index` at its :obj:`hop`, sorted by target, then source.
+    That is the layout of saved weights, kept so that every state dict
+    loads as it was written; the layer reads the weights in the order of
+    its :class:`~pyg_skeleton.nn.topology.Topology`'s slots (the order of
+    :obj:`hop_edge_index`: self-loops and edges first, then hop 2, 3, ...)
+    through one permutation.
     """
     # PyG compiles 'propagate' per class and keeps the uncompiled one, which
     # explain mode needs, as the class's 'propagate' at that time: for a
@@ -170,11 +171,6 @@ class DynamicHCSFConv(HCSFConv):
     # compiled one, which ignores edge masks. Declaring it here keeps
     # MessagePassing's.
     propagate = MessagePassing.propagate
-
-    # The layout of the state dict: from version 2 on, the graph weight of
-    # candidates='hop' follows hop_edge_index (the topology's slot order);
-    # version 1 sorted it by target, then source.
-    _version = 2
 
     @built_on_cpu
     def __init__(self, in_channels: int, out_channels: int, edge_index: Adj,
@@ -248,23 +244,27 @@ class DynamicHCSFConv(HCSFConv):
         else:
             self.theta = self.phi = None
             self.register_parameter('alpha', None)
-        # Where the given hop pairs of a disjoint batch find their weights:
-        # with 'hop' candidates the pairs' keys, sorted for edge_lookup, and
-        # the slot of each (the weights follow the topology's slot order);
-        # with 'all' the candidates outside the layer's hop sets (the hop
-        # sets come from the given pairs).
+        # With 'hop' candidates: the pairs' keys sorted by target, then
+        # source (for edge_lookup, and the layout of graph_weight), the slot
+        # of each and the rank of each slot (graph_weight in slot order is
+        # graph_weight[_slot_rank]). With 'all': the candidates outside the
+        # layer's hop sets (a disjoint batch's hop sets come from the given
+        # pairs).
         if candidates == 'hop':
             key, slot = torch.sort(edge_key(self.hop_edge_index, n))
+            rank = torch.empty_like(slot).index_copy_(
+                0, slot, torch.arange(slot.numel()))
             self_slot = slot[edge_lookup(key, torch.arange(n) * (n + 1))]
             outside = None
         else:
-            key = slot = self_slot = None
+            key = slot = rank = self_slot = None
             outside = torch.ones(n, k, n)
             (src, dst), hop = self.hop_edge_index, self.hop
             far = hop > 0
             outside[dst[far], hop[far], src[far]] = 0.0
         self.register_buffer('_pair_key', key, persistent=False)
         self.register_buffer('_pair_slot', slot, persistent=False)
+        self.register_buffer('_slot_rank', rank, persistent=False)
         self.register_buffer('_self_slot', self_slot, persistent=False)
         self.register_buffer('_outside_hop_sets', outside, persistent=False)
         self.alpha_mode = alpha if alpha == 'learn' else float(alpha)
@@ -300,6 +300,8 @@ class DynamicHCSFConv(HCSFConv):
             if self.normalize:
                 value = value / value.sum(-1, keepdim=True)
             return value
+        # In the layout of graph_weight: by target, then source.
+        dst, hop = dst[self._pair_slot], hop[self._pair_slot]
         if self.graph in ('ori', 'dense'):
             return self.group_norm[dst, hop].clone()
         value = torch.rand(hop.numel(), **like)
@@ -308,28 +310,6 @@ class DynamicHCSFConv(HCSFConv):
                                                           value)
             value = value / total[dst * k + hop]
         return value
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
-                              strict, missing_keys, unexpected_keys,
-                              error_msgs):
-        # An older graph weight of candidates='hop', in (target, source)
-        # order, which is the order of _pair_key: moved to slot order. A
-        # state dict without versions (a plain dict of tensors) cannot be
-        # dated, and is read as the current layout, which is what this
-        # version writes. A weight of another shape is left to the error of
-        # Module._load_from_state_dict.
-        key = prefix + 'graph_weight'
-        old = state_dict.get(key)
-        version = local_metadata.get('version')
-        if (version is not None and version < 2
-                and self.candidates == 'hop' and self.graph_weight is not None
-                and isinstance(old, Tensor)
-                and old.shape == self.graph_weight.shape):
-            state_dict[key] = torch.empty_like(old).index_copy_(
-                0, self._pair_slot.to(old.device), old)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata,
-                                      strict, missing_keys, unexpected_keys,
-                                      error_msgs)
 
     # ------------------------------------------------------------ forward
 
@@ -364,7 +344,8 @@ class DynamicHCSFConv(HCSFConv):
         there is no offset)."""
         weight: Tensor | None = None
         if self.graph_weight is not None:
-            weight = self.graph_weight.unsqueeze(0)
+            weight = (self.graph_weight if self._slot_rank is None else
+                      self.graph_weight[self._slot_rank]).unsqueeze(0)
         if self.theta is not None:
             assert self.alpha is not None
             off = self.alpha * self.offsets(x)
