@@ -91,7 +91,10 @@ def test_dynamic_hcsf_reset_parameters_on_the_buffers_device(graph_init,
     if candidates == 'all':
         torch.testing.assert_close(w.sum(-1), torch.ones(17, 3))
     else:
-        hop, dst = conv.hop, conv.hop_edge_index[1]
+        # one weight per hop pair, sorted by target, then source
+        src, dst = conv.hop_edge_index
+        order = torch.argsort(dst * 17 + src)
+        hop, dst = conv.hop[order], dst[order]
         total = torch.zeros(17 * 3).index_add_(0, dst * 3 + hop, w)
         torch.testing.assert_close(total, torch.ones(17 * 3))
 

@@ -428,10 +428,12 @@ def dynamic_reference(conv, edge_index, x):
         if conv.candidates == 'all':
             adj += conv.graph_weight.permute(1, 0, 2)  # [N, K, N] -> [K, N, N]
         else:
-            e = 0
+            # graph_weight is laid out by target, then source (documented)
             src, dst = conv.hop_edge_index
-            for e in range(src.numel()):
-                adj[:, conv.hop[e], dst[e], src[e]] += conv.graph_weight[e]
+            order = sorted(range(src.numel()),
+                           key=lambda e: (int(dst[e]), int(src[e])))
+            for r, e in enumerate(order):
+                adj[:, conv.hop[e], dst[e], src[e]] += conv.graph_weight[r]
     if conv.offset:
         theta = temporal_embedding(conv.theta, x, conv.temporal_stride,
                                    conv.temporal_dilation)
@@ -863,3 +865,84 @@ def test_dropped_edges_gradcheck(name):
     assert torch.autograd.gradcheck(
         lambda x, *_: conv(x, batch.edge_index), (x, *params),
         fast_mode=True)
+
+
+# ------------------------------------- one order: the topology's hop slots
+
+ZERO_HOP_CONVS = {
+    'HCSFConv-L0': lambda e, n: HCSFConv(3, 6, e, n, S=0, L=0),
+    'KHopConv-k0': lambda e, n: KHopConv(3, 6, e, n, k=0),
+    'DynamicHCSFConv-hop-L0': lambda e, n: DynamicHCSFConv(
+        3, 6, e, n, S=0, L=0, candidates='hop'),
+}
+
+
+@pytest.mark.parametrize('name', [*HOP_CONVS, *ZERO_HOP_CONVS])
+@pytest.mark.parametrize('graph', ['h36m17', 'random150'])
+def test_hop_pairs_are_the_topology_slots(name, graph):
+    """The pairs a hop operator aggregates over are its Topology's slots
+    within its hops, in the topology's order (one-hop slots, then hop 2,
+    3, ...), as a view from one hop on; as a set they are the hop sets of
+    networkx's shortest paths."""
+    edge_index, n = GRAPHS[graph]
+    conv = {**HOP_CONVS, **ZERO_HOP_CONVS}[name](edge_index, n)
+    topology, hops = conv.topology, conv.max_hop_used
+    keep = topology.hop <= hops
+    assert torch.equal(conv.hop_edge_index, topology.hop_edge_index[:, keep])
+    assert torch.equal(conv.hop, topology.hop[keep])
+    if hops >= 1:
+        assert conv.hop.data_ptr() == topology.hop.data_ptr()
+        assert (conv.hop_edge_index.data_ptr()
+                == topology.hop_edge_index.data_ptr())
+    dist = distances(edge_index, n)
+    expected = {(j, i, int(dist[i, j])) for i in range(n) for j in range(n)
+                if 0 <= int(dist[i, j]) <= hops}
+    pairs = [(j, i, k) for (j, i), k in zip(conv.hop_edge_index.t().tolist(),
+                                            conv.hop.tolist())]
+    assert len(pairs) == len(expected) and set(pairs) == expected
+    assert conv.num_hop_pairs == len(expected) - n
+
+
+def test_dynamic_hop_graph_weight_layout():
+    """The 'hop' graph weight keeps its layout, one weight per hop pair
+    sorted by target, then source, whatever the order of the topology's
+    slots (which differ: the far hops follow all one-hop slots), so that
+    saved weights load as they were written; the layer reads weight r for
+    the r-th pair of that order."""
+    for graph in ('h36m17', 'random150'):
+        edge_index, n = GRAPHS[graph]
+        conv = DynamicHCSFConv(3, 8, edge_index, n, S=1, L=3, d=0.5,
+                               candidates='hop', graph='ori', offset=False)
+        src, dst = conv.hop_edge_index
+        order = sorted(range(src.numel()),
+                       key=lambda e: (int(dst[e]), int(src[e])))
+        assert order != list(range(src.numel()))
+        # 'ori': each pair's weight is its group's normalisation
+        expected = torch.stack([conv.group_norm[dst[e], conv.hop[e]]
+                                for e in order])
+        assert torch.equal(conv.graph_weight.detach(), expected)
+        # a weight per pair that names the pair reaches that pair
+        with torch.no_grad():
+            conv.graph_weight.copy_(torch.tensor(
+                [float(int(dst[e]) * n + int(src[e])) for e in order]))
+            a = conv.hop_graphs(torch.randn(1, 1, n, 3))[0]
+        assert torch.equal(a, (dst * n + src).to(a.dtype))
+
+
+def test_dynamic_hop_random_initial_graph_layout():
+    """'rand' draws its weights in the layout's order (as before the
+    topology's slot order was used): the same seed gives the same start,
+    and each target's weights of one hop sum to one."""
+    edge_index, n = GRAPHS['random150']
+    conv = DynamicHCSFConv(3, 8, edge_index, n, S=1, L=2, d=0.5,
+                           candidates='hop', graph='rand', offset=False)
+    src, dst = conv.hop_edge_index
+    order = sorted(range(src.numel()),
+                   key=lambda e: (int(dst[e]), int(src[e])))
+    torch.manual_seed(7)
+    initial = conv._initial_graph()  # what reset_parameters copies
+    torch.manual_seed(7)
+    value = torch.rand(len(order))
+    groups = torch.tensor([int(dst[e]) * 3 + int(conv.hop[e]) for e in order])
+    total = torch.zeros(conv.num_nodes * 3).index_add_(0, groups, value)
+    torch.testing.assert_close(initial, value / total[groups])

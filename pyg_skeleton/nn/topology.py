@@ -501,7 +501,8 @@ class Topology(torch.nn.Module):
     the one-hop slots above, in their exact order, come the pairs of hop 2,
     then hop 3, and so on, each hop row-major. :obj:`hop` gives every
     slot's hop (0 for the self-loops, 1 for the edges), and
-    :obj:`hop_src` / :obj:`hop_dst` its source and target (the one-hop
+    :obj:`hop_edge_index` (:obj:`[2, num_hop_slots]`, rows
+    :obj:`hop_src` / :obj:`hop_dst`) its source and target (the one-hop
     :obj:`src` / :obj:`dst`, then :obj:`far_src` / :obj:`far_dst`); the
     one-hop attributes (:obj:`key`, :obj:`src`, :obj:`dst`,
     :obj:`num_slots`, :obj:`num_edges`, the CSR patterns) and everything
@@ -583,9 +584,12 @@ class Topology(torch.nn.Module):
             hop = torch.cat([hop, far_hop[order]])
             source, target = source[order], target[order]
         self.register_buffer('hop', hop, persistent=False)
-        # The slots beyond one hop (the one-hop slots are src and dst):
-        self.register_buffer('far_src', source, persistent=False)
-        self.register_buffer('far_dst', target, persistent=False)
+        # The pairs of all slots in one tensor, so that the hop operators
+        # take views of its prefixes rather than a copy per call:
+        self.register_buffer('hop_edge_index',
+                             torch.stack([torch.cat([src, source]),
+                                          torch.cat([dst, target])]),
+                             persistent=False)
         found = int(hop.max()) if hop.numel() else 0
         #: The largest hop of any slot: :obj:`max_hop`, or the graph's
         #: furthest hop (its diameter, per connected component) if that is
@@ -601,18 +605,22 @@ class Topology(torch.nn.Module):
     @property
     def hop_src(self) -> Tensor:
         r"""The source of every slot within :obj:`max_hop` hops."""
-        return torch.cat([self.src, self.far_src])
+        return self.hop_edge_index[0]
 
     @property
     def hop_dst(self) -> Tensor:
         r"""The target of every slot within :obj:`max_hop` hops."""
-        return torch.cat([self.dst, self.far_dst])
+        return self.hop_edge_index[1]
 
     @property
-    def hop_edge_index(self) -> Tensor:
-        r"""The pairs of all slots within :obj:`max_hop` hops, in slot
-        order, :obj:`[2, num_hop_slots]`."""
-        return torch.stack([self.hop_src, self.hop_dst], dim=0)
+    def far_src(self) -> Tensor:
+        r"""The source of every slot beyond one hop."""
+        return self.hop_edge_index[0, self.num_slots:]
+
+    @property
+    def far_dst(self) -> Tensor:
+        r"""The target of every slot beyond one hop."""
+        return self.hop_edge_index[1, self.num_slots:]
 
     @property
     def num_slots(self) -> int:

@@ -62,8 +62,10 @@ def check_hop(value, name: str, minimum: int, owner: str) -> int:
 class HopConv(NoTorchScript, MessagePassing):
     r"""Base class of the hop-aware convolutions.
 
-    Holds the fixed graph's hop pairs up to the largest hop the operator
-    needs, and :meth:`aggregate_hops`, which returns the group aggregates
+    Takes the fixed graph's hop pairs up to the largest hop the operator
+    needs from its :class:`~pyg_skeleton.nn.topology.Topology`, in the
+    topology's slot order (:attr:`hop_edge_index`, :attr:`hop`), and
+    offers :meth:`aggregate_hops`, which returns the group aggregates
     :math:`\mathbf{s}_{i,g}` of shape :obj:`[..., N, G, F_in]` either for
     the layer's own graph (a dense :obj:`[N G, N]` product for graphs of at
     most :obj:`DENSE_MAX_NODES` nodes with finite features, message passing
@@ -132,8 +134,9 @@ class HopConv(NoTorchScript, MessagePassing):
         return value
 
     def _set_groups(self, membership: Tensor, normalize: bool):
-        r"""Stores the hop pairs up to :obj:`membership.size(1) - 1` with the
-        self-loops as hop 0, and the aggregation into groups
+        r"""Takes the topology's hop pairs up to
+        :obj:`membership.size(1) - 1` with the self-loops as hop 0, and
+        stores the aggregation into groups
         (:obj:`membership[g, k]` is :obj:`True` if hop :obj:`k` belongs to
         group :obj:`g`)."""
         n = self.num_nodes
@@ -146,14 +149,10 @@ class HopConv(NoTorchScript, MessagePassing):
             num_groups == num_slots
             and torch.equal(membership, torch.eye(num_slots, dtype=torch.bool)))
 
-        topology = self.topology
-        keep = topology.hop <= self.max_hop_used
-        src, dst, hop = (topology.hop_src[keep], topology.hop_dst[keep],
-                         topology.hop[keep])
-        # By target, then source: the layout of the pair path and of
-        # DynamicHCSFConv's per-pair weights.
-        order = torch.argsort(dst * n + src)
-        src, dst, hop = src[order], dst[order], hop[order]
+        # The Topology's slots come one hop first, then hop 2, 3, ...: the
+        # slots within max_hop_used >= 1 hops are a prefix of them.
+        self._num_pairs = int((self.topology.hop <= self.max_hop_used).sum())
+        (src, dst), hop = self.hop_edge_index, self.hop
 
         count = torch.zeros(n * num_slots).index_add_(
             0, dst * num_slots + hop, torch.ones(dst.numel())).view(
@@ -161,9 +160,6 @@ class HopConv(NoTorchScript, MessagePassing):
         group_count = count @ membership.float().t()  # [N, G]
         norm = (1.0 / group_count.clamp(min=1)
                 if normalize else torch.ones_like(group_count))
-        self.register_buffer('hop_edge_index', torch.stack([src, dst]),
-                             persistent=False)
-        self.register_buffer('hop', hop, persistent=False)
         self.register_buffer('hop_count', count, persistent=False)
         self.register_buffer('membership', membership.float(),
                              persistent=False)
@@ -187,6 +183,7 @@ class HopConv(NoTorchScript, MessagePassing):
             g_idx, e_idx = member.nonzero(as_tuple=True)
             row = dst[e_idx] * num_groups + g_idx
             col = src[e_idx]
+            # CSR wants (row, column) order; the slots come by hop first.
             order = torch.argsort(row * n + col)
             row, col = row[order], col[order]
             value = norm[row // num_groups, row % num_groups]
@@ -197,11 +194,34 @@ class HopConv(NoTorchScript, MessagePassing):
                             'csr_col_t', 'csr_perm_t'), csr):
             self.register_buffer(name, t, persistent=False)
 
+    def _slots(self) -> slice | Tensor:
+        # The Topology's slots the layer aggregates over: a prefix (a view)
+        # from one hop on; hop 0 alone is the self-loops, which lie among
+        # the one-hop slots.
+        if self.max_hop_used == 0:
+            return self.topology.self_slot
+        return slice(0, self._num_pairs)
+
+    @property
+    def hop_edge_index(self) -> Tensor:
+        r"""The hop pairs within :attr:`max_hop_used` hops, self-loops
+        included, :obj:`[2, N + num_hop_pairs]`: the slots of the layer's
+        :class:`~pyg_skeleton.nn.topology.Topology`
+        (:obj:`topology.hop_edge_index`) in slot order, one-hop slots first,
+        then hop 2, 3, and so on."""
+        return self.topology.hop_edge_index[:, self._slots()]
+
+    @property
+    def hop(self) -> Tensor:
+        r"""The hop of each pair of :attr:`hop_edge_index` (0 for the
+        self-loops), :obj:`[N + num_hop_pairs]`."""
+        return self.topology.hop[self._slots()]
+
     @property
     def num_hop_pairs(self) -> int:
         r"""The number of directed pairs within :attr:`max_hop_used` hops,
         without the self-loops."""
-        return self.hop.numel() - self.num_nodes
+        return self._num_pairs - self.num_nodes
 
     # --------------------------------------------------------- aggregation
 
@@ -332,9 +352,9 @@ class HopConv(NoTorchScript, MessagePassing):
         # Non-finite features or tracing: one message per stored pair
         # and channel, and its gradient.
         check_memory(self.__class__.__name__,
-                     2 * self.hop.numel() * math.prod(x.shape[:-2]) *
+                     2 * self._num_pairs * math.prod(x.shape[:-2]) *
                      x.size(-1) * x.element_size(),
-                     f'messages over {self.hop.numel()} hop pairs',
+                     f'messages over {self._num_pairs} hop pairs',
                      'use finite features (the sparse product) or a '
                      'smaller batch')
         sums = self.hop_sums(x, self.hop_edge_index, self.hop, None)

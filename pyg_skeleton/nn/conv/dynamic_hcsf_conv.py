@@ -155,7 +155,15 @@ class DynamicHCSFConv(HCSFConv):
     :math:`(L+1) N^2` (:obj:`'all'`) or :math:`N + |\mathcal{E}_L|`
     (:obj:`'hop'`) for :math:`\mathbf{M}_k`, :math:`2 (L+1) C_h (F F_{in} +
     1)` for :math:`\theta_k, \phi_k`, and one for a learnable
-    :math:`\alpha`.
+    :math:`\alpha`. :math:`\mathbf{M}_k` is :obj:`graph_weight`, laid out
+    as :obj:`[N, L+1, N]` (target, hop, source) with :obj:`'all'`, and with
+    :obj:`'hop'` as :obj:`[N + |E_L|]`, one weight per pair of
+    :obj:`hop_edge_index` at its :obj:`hop`, sorted by target, then source.
+    That is the layout of saved weights, kept so that every state dict
+    loads as it was written; the layer reads the weights in the order of
+    its :class:`~pyg_skeleton.nn.topology.Topology`'s slots (the order of
+    :obj:`hop_edge_index`: self-loops and edges first, then hop 2, 3, ...)
+    through one permutation.
     """
     # PyG compiles 'propagate' per class and keeps the uncompiled one, which
     # explain mode needs, as the class's 'propagate' at that time: for a
@@ -215,7 +223,7 @@ class DynamicHCSFConv(HCSFConv):
                 check_memory(name, 2 * 4 * n * k * n,
                              f'a {n} x {k} x {n} graph weight',
                              "use candidates='hop'")
-            shape = (n, k, n) if candidates == 'all' else (self.hop.numel(), )
+            shape = (n, k, n) if candidates == 'all' else (self._num_pairs, )
             self.graph_weight = Parameter(torch.empty(shape))
         else:
             self.register_parameter('graph_weight', None)
@@ -236,22 +244,28 @@ class DynamicHCSFConv(HCSFConv):
         else:
             self.theta = self.phi = None
             self.register_parameter('alpha', None)
-        # Where the given hop pairs of a disjoint batch find their weights:
-        # the pair keys of 'hop' candidates (sorted, as hop_edge_index),
-        # and the candidates of 'all' outside the layer's hop sets (the
-        # hop sets come from the given pairs).
-        key = edge_key(self.hop_edge_index, n)
-        self.register_buffer('_pair_key', key, persistent=False)
-        self.register_buffer(
-            '_self_slot', edge_lookup(key, torch.arange(n) * (n + 1)),
-            persistent=False)
-        if candidates == 'all':
-            outside = torch.ones(n, k, n)
-            far = self.hop > 0
-            outside[self.hop_edge_index[1, far], self.hop[far],
-                    self.hop_edge_index[0, far]] = 0.0
-        else:
+        # With 'hop' candidates: the pairs' keys sorted by target, then
+        # source (for edge_lookup, and the layout of graph_weight), the slot
+        # of each and the rank of each slot (graph_weight in slot order is
+        # graph_weight[_slot_rank]). With 'all': the candidates outside the
+        # layer's hop sets (a disjoint batch's hop sets come from the given
+        # pairs).
+        if candidates == 'hop':
+            key, slot = torch.sort(edge_key(self.hop_edge_index, n))
+            rank = torch.empty_like(slot).index_copy_(
+                0, slot, torch.arange(slot.numel()))
+            self_slot = slot[edge_lookup(key, torch.arange(n) * (n + 1))]
             outside = None
+        else:
+            key = slot = rank = self_slot = None
+            outside = torch.ones(n, k, n)
+            (src, dst), hop = self.hop_edge_index, self.hop
+            far = hop > 0
+            outside[dst[far], hop[far], src[far]] = 0.0
+        self.register_buffer('_pair_key', key, persistent=False)
+        self.register_buffer('_pair_slot', slot, persistent=False)
+        self.register_buffer('_slot_rank', rank, persistent=False)
+        self.register_buffer('_self_slot', self_slot, persistent=False)
         self.register_buffer('_outside_hop_sets', outside, persistent=False)
         self.alpha_mode = alpha if alpha == 'learn' else float(alpha)
         self.alpha_init = float(alpha_init)
@@ -272,21 +286,22 @@ class DynamicHCSFConv(HCSFConv):
 
     def _initial_graph(self) -> Tensor:
         n, k = self.num_nodes, self.num_hop_slots
-        dst, hop = self.hop_edge_index[1], self.hop
+        (src, dst), hop = self.hop_edge_index, self.hop
         # On the device of the graph's buffers, which the index arithmetic
         # below mixes with the new tensors (the module may have been moved).
         like = dict(dtype=self.group_norm.dtype, device=dst.device)
         if self.candidates == 'all':
             if self.graph == 'ori':
                 value = torch.zeros(n, k, n, **like)
-                value[dst, hop, self.hop_edge_index[0]] = self.group_norm[
-                    dst, hop]
+                value[dst, hop, src] = self.group_norm[dst, hop]
                 return value
             value = (torch.ones(n, k, n, **like) if self.graph == 'dense'
                      else torch.rand(n, k, n, **like))
             if self.normalize:
                 value = value / value.sum(-1, keepdim=True)
             return value
+        # In the layout of graph_weight: by target, then source.
+        dst, hop = dst[self._pair_slot], hop[self._pair_slot]
         if self.graph in ('ori', 'dense'):
             return self.group_norm[dst, hop].clone()
         value = torch.rand(hop.numel(), **like)
@@ -318,9 +333,9 @@ class DynamicHCSFConv(HCSFConv):
         # Per pair: rows (node, hop) of the flattened embeddings.
         theta = theta.permute(0, 4, 1, 2, 3).reshape(b, n * k, c * frames)
         phi = phi.permute(0, 4, 1, 2, 3).reshape(b, n * k, c * frames)
-        src, dst = self.hop_edge_index[0], self.hop_edge_index[1]
-        t_e = theta.index_select(1, dst * k + self.hop)
-        p_e = phi.index_select(1, src * k + self.hop)
+        (src, dst), hop = self.hop_edge_index, self.hop
+        t_e = theta.index_select(1, dst * k + hop)
+        p_e = phi.index_select(1, src * k + hop)
         return torch.tanh((t_e * p_e).sum(-1) / frames)
 
     def hop_graphs(self, x: Tensor) -> Tensor:
@@ -329,7 +344,8 @@ class DynamicHCSFConv(HCSFConv):
         there is no offset)."""
         weight: Tensor | None = None
         if self.graph_weight is not None:
-            weight = self.graph_weight.unsqueeze(0)
+            weight = (self.graph_weight if self._slot_rank is None else
+                      self.graph_weight[self._slot_rank]).unsqueeze(0)
         if self.theta is not None:
             assert self.alpha is not None
             off = self.alpha * self.offsets(x)
@@ -380,7 +396,7 @@ class DynamicHCSFConv(HCSFConv):
             what = f'{b} x {n} x {k} x {n} dynamic hop graphs'
             alternative = "use candidates='hop'"
         else:
-            pairs = self.hop.numel()
+            pairs = self._num_pairs
             num_bytes = 2 * b * t * pairs * x.size(-1)
             if offsets:
                 num_bytes += b * pairs * (4 + 3 * self.embed_channels * t)
@@ -468,9 +484,10 @@ class DynamicHCSFConv(HCSFConv):
             rest = rest.reshape(b, 1, n * k, n)
             agg = (rest @ xs).view(b * n, k, -1)
         else:
-            slot = edge_lookup(self._pair_key, i * n + j)
+            rank = edge_lookup(self._pair_key, i * n + j)
+            slot = self._pair_slot[rank]
             if check:
-                found = ((self._pair_key[slot] == i * n + j)
+                found = ((self._pair_key[rank] == i * n + j)
                          & (self.hop[slot] == hop)) | ~inside
                 if not bool(found.all()):
                     p = int((~found).nonzero()[0, 0])
