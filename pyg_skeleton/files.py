@@ -7,13 +7,15 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ['write_atomic', 'atomic_save', 'atomic_write_text', 'atomic_output']
+__all__ = ['write_atomic', 'atomic_save', 'atomic_write_text', 'atomic_output',
+           'cpu_state_dict']
 
 
 def _os_error(e: OSError, path: Path) -> OSError:
@@ -76,3 +78,16 @@ def atomic_save(obj: Any, path: Path) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """Writes :obj:`text` (UTF-8) to :obj:`path` with :func:`atomic_output`."""
     write_atomic(path, text.encode())
+
+
+def cpu_state_dict(module: torch.nn.Module) -> OrderedDict[str, torch.Tensor]:
+    r"""The state dict of :obj:`module` as detached CPU tensors for a file
+    (on the CPU they share the module's storage: save them before the next
+    step), with PyTorch's per-module metadata (each module's layout version), as
+    ``torch.save(module.state_dict())`` keeps it: a module whose saved
+    layout changes can then tell an old file from a new one on loading
+    (:func:`torch.load` with ``weights_only=True`` reads it back)."""
+    state = module.state_dict()
+    out = OrderedDict((k, v.detach().cpu()) for k, v in state.items())
+    out._metadata = state._metadata  # type: ignore[attr-defined]
+    return out

@@ -133,10 +133,9 @@ class Lifter(torch.nn.Module):
 
     def save(self, path: str | Path) -> None:
         """Writes the lifter (options, weights, card) for :meth:`load`."""
-        from pyg_skeleton.files import atomic_save
+        from pyg_skeleton.files import atomic_save, cpu_state_dict
         atomic_save({'format': LIFTER_FORMAT, 'options': self.options(),
-                     'state_dict': {k: v.detach().cpu().clone()
-                                    for k, v in self.state_dict().items()},
+                     'state_dict': cpu_state_dict(self),
                      'card': self.card}, Path(path))
 
     @classmethod

@@ -98,6 +98,18 @@ def test_lifter_save_load_roundtrip(tiny):
     assert out.shape == (5, 17, 3) and torch.allclose(out[:, 0], torch.zeros(5, 3))
 
 
+def test_lifter_file_keeps_module_versions(tmp_path):
+    torch.manual_seed(0)
+    lifter = Lifter('nosharing', hidden_channels=8, num_layers=1)
+    lifter.save(tmp_path / 'l.pt')
+    state = torch.load(tmp_path / 'l.pt', weights_only=True)['state_dict']
+    assert state._metadata == lifter.state_dict()._metadata
+    assert any(m.get('version') == 2 for m in state._metadata.values())  # BatchNorm's
+    loaded = Lifter.load(tmp_path / 'l.pt')
+    for k, v in lifter.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+
+
 def _write(path, obj):
     torch.save(obj, path)
     return path

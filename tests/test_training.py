@@ -61,6 +61,11 @@ def test_fit_reduces_the_loss_and_evaluate_reads_the_checkpoint_back(tmp_path):
     assert best['mpjpe'] == pytest.approx(report['best']['test']['mpjpe'], rel=1e-6)
     last = fresh.evaluate(tmp_path / 'run' / 'last.pt')
     assert last['mpjpe'] == pytest.approx(report['final']['mpjpe'], rel=1e-6)
+    # the weights keep PyTorch's module versions (a layout change can be
+    # migrated on loading), as torch.save(model.state_dict()) does
+    saved = torch.load(tmp_path / 'run' / 'last.pt', weights_only=True)['model']
+    assert saved._metadata == trainer.model.state_dict()._metadata
+    assert saved._metadata['input.bn']['version'] == 2  # BatchNorm's
 
 
 def test_fit_a_model_and_data_of_ones_own(tmp_path):

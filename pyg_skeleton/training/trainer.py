@@ -70,7 +70,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from pyg_skeleton.files import atomic_output, atomic_write_text
+from pyg_skeleton.files import atomic_output, atomic_write_text, cpu_state_dict
 from pyg_skeleton.nn.models.registry import MODELS, build_model
 from pyg_skeleton.nn.norm import convert_dist_batchnorm
 from pyg_skeleton.plotting import NO_PLOTS
@@ -678,7 +678,7 @@ class Trainer:
         """The checkpoint of the run at :obj:`epoch` and :obj:`step_in_epoch`."""
         train, test = run.train, run.test
         return {'format': CHECKPOINT_FORMAT, 'model_name': run.model_name,
-                'model': {k: v.detach().cpu() for k, v in run.model.state_dict().items()},
+                'model': cpu_state_dict(run.model),
                 'optimizer': run.optimizer.state_dict(), 'epoch': epoch,
                 'step_in_epoch': step_in_epoch, 'global_step': run.global_step,
                 'rng_torch': torch.get_rng_state(), 'history': plain(run.history),
