@@ -55,7 +55,7 @@ def graph_parts(graph: Graph) -> tuple[Tensor, int, int | None]:
     if isinstance(graph, Skeleton):
         return graph.edge_index, graph.num_joints, graph.centre
     if not isinstance(graph, tuple) or len(graph) not in (2, 3):
-        got = (f'a tuple of {len(graph)} entries' if isinstance(graph, tuple) else
+        got = (f'a tuple of length {len(graph)}' if isinstance(graph, tuple) else
                type(graph).__name__)
         raise ValueError(f"A graph must be a Skeleton, (edge_index, "
                          f"num_nodes) or (edge_index, num_nodes, centre) "
