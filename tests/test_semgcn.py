@@ -364,6 +364,9 @@ def test_graph_parts_of_a_skeleton_and_of_a_tuple():
     edge_index, n, centre = graph_parts((ei, 41, 2))
     assert edge_index.dtype == torch.long and torch.equal(edge_index, ei.long())
     assert (n, centre) == (41, 2)
+    # a centre read from a tensor is an int, as a skeleton's
+    centre = graph_parts((ei, 41, torch.tensor(5)))[2]
+    assert type(centre) is int and centre == 5
     assert graph_parts((ei, 41, None))[2] is None
 
 
@@ -402,6 +405,8 @@ def test_graph_parts_of_a_skeleton_and_of_a_tuple():
      "node index (got 1.5)"),
     ((torch.tensor([[0, 1], [1, 0]]), 2, True), "A graph's centre must be a "
      "node index (got True)"),
+    ((torch.tensor([[0, 1], [1, 0]]), 2, torch.tensor(1.)), "A graph's centre "
+     "must be a node index (got tensor(1.))"),
 ])
 def test_builders_refuse_a_bad_graph(graph, message):
     from pyg_skeleton.nn.models.semgcn import (

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
-from numbers import Integral
 from typing import Any
 
 import torch
@@ -68,11 +68,16 @@ def graph_parts(graph: Graph) -> tuple[Tensor, int, int | None]:
     if num_nodes is None:  # fixed_graph would infer it: a tuple states it
         raise ValueError("'num_nodes' must be an integer (got None)")
     edge_index, num_nodes = fixed_graph(edge_index, num_nodes)
-    if centre is not None and (isinstance(centre, bool)
-                               or not isinstance(centre, Integral)):
+    if centre is None:
+        return edge_index, num_nodes, None
+    try:  # an int, NumPy integer or 0-d integer tensor; no bool, no float
+        if isinstance(centre, bool):
+            raise TypeError
+        centre = operator.index(centre)
+    except TypeError:
         raise ValueError(f"A graph's centre must be a node index (got "
-                         f"{centre!r})")
-    return edge_index, num_nodes, None if centre is None else int(centre)
+                         f"{centre!r})") from None
+    return edge_index, num_nodes, centre
 
 
 def _edges(graph: Graph) -> tuple[Tensor, int]:
