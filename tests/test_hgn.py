@@ -557,7 +557,7 @@ def test_auto_fusion_needs_pool_maps_for_large_pairs(fine):
 def test_branch_blocks_built_on_mesh_graphs():
     # The semgcn block builders take a mesh graph (edge_index, num_nodes)
     # for a callable convolution, as HGN's branches, with no stand-in
-    # skeleton; a named convolution still needs a Skeleton.
+    # skeleton, and for a named convolution.
     from pyg_skeleton.nn.models.semgcn import GraphConvBlock, ResGraphBlock
     ei = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
     seen = []
@@ -569,9 +569,8 @@ def test_branch_blocks_built_on_mesh_graphs():
     block = ResGraphBlock(4, (ei, 5), conv)
     assert len(seen) == 2 and all(g[0] is ei and g[1] == 5 for g in seen)
     assert block(torch.randn(3, 5, 4)).shape == (3, 5, 4)
-    with pytest.raises(TypeError, match="'sem' is built on a Skeleton, got "
-                       "tuple; pass a callable"):
-        GraphConvBlock(2, 4, (ei, 5))
+    named = GraphConvBlock(2, 4, (ei, 5)).conv
+    assert isinstance(named, SemGraphConv) and named.num_nodes == 5
 
     # HGN's mesh branches: graph convolutions on each branch's own graph.
     graphs = [(ei, 5), (torch.tensor([[0, 1], [1, 0]]), 7)]

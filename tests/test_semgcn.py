@@ -256,3 +256,171 @@ def test_semgcn_eval_matches_module_batch_norm():
         handle.remove()
     assert seen.count(torch.nn.BatchNorm1d) == 9  # the module path ran
     torch.testing.assert_close(fast, slow)
+
+
+# ---------------------------------------------------------------------------
+# The layer builders take a graph: a Skeleton or (edge_index, num_nodes[,
+# centre]).
+
+# A ring of 40 nodes with two chords and an isolated node 40: not a tree,
+# and a node count that its edges alone do not give.
+RING_EDGES = [(i, (i + 1) % 40) for i in range(40)] + [(0, 20), (5, 25)]
+RING = Skeleton(41, RING_EDGES, centre=3, require_connected=False)
+
+
+def _ring_edge_index():
+    # Both directions of every edge, built here rather than read from RING.
+    e = torch.tensor(RING_EDGES).t()
+    return torch.cat([e, e.flip(0)], dim=1)
+
+
+def _graph_conv_classes():
+    from pyg_skeleton.nn import (
+        ConvStyleConv,
+        FullSharingConv,
+        NoSharingConv,
+        PostAggConv,
+        PreAggConv,
+    )
+
+    # name -> (class, keyword arguments) of every built-in GRAPH_CONVS entry
+    return {
+        'sem': (SemGraphConv, {}),
+        'sem_channelwise': (SemGraphConv, dict(channelwise=True)),
+        'vanilla': (FullSharingConv, {}),
+        'full_decoupled': (FullSharingConv, dict(decoupled=True)),
+        'pre_agg': (PreAggConv, {}),
+        'pre_agg_decoupled': (PreAggConv, dict(decoupled=True)),
+        'post_agg': (PostAggConv, {}),
+        'post_agg_decoupled': (PostAggConv, dict(decoupled=True)),
+        'conv_style': (ConvStyleConv, {}),
+        'no_sharing': (NoSharingConv, {}),
+    }
+
+
+def _same_layer(built, reference, num_nodes):
+    # Same class, same parameters; equal outputs once the weights are shared.
+    assert type(built) is type(reference)
+    state = built.state_dict()
+    assert {k: v.shape for k, v in state.items()} == {
+        k: v.shape for k, v in reference.state_dict().items()}
+    with torch.no_grad():  # weights away from their initial values
+        for p in built.parameters():
+            p.add_(torch.randn_like(p))
+    reference.load_state_dict(built.state_dict())
+    x = torch.randn(3, num_nodes, 4)
+    torch.testing.assert_close(built(x), reference(x))
+
+
+def test_graph_convs_table_is_the_one_tested():
+    from pyg_skeleton.nn.models.semgcn import GRAPH_CONVS
+    assert set(GRAPH_CONVS) == set(_graph_conv_classes())
+
+
+@pytest.mark.parametrize('name', sorted(_graph_conv_classes()))
+def test_graph_conv_built_on_a_bare_graph(name):
+    from pyg_skeleton.nn.models.semgcn import GRAPH_CONVS, build_conv
+    cls, kwargs = _graph_conv_classes()[name]
+    ei = _ring_edge_index()
+    centre = (3,) if name == 'conv_style' else ()
+    if centre:
+        kwargs = dict(centre=3)
+    graph = (ei, 41, *centre)
+    built = GRAPH_CONVS[name](4, 5, graph)
+    assert built.num_nodes == 41  # the isolated node counts
+    _same_layer(built, cls(4, 5, ei, num_nodes=41, **kwargs), 41)
+    # build_conv takes the bare graph for a named convolution too
+    _same_layer(build_conv(name, 4, 5, graph),
+                cls(4, 5, ei, num_nodes=41, **kwargs), 41)
+    # the same module as on the equivalent Skeleton (which has a centre)
+    _same_layer(GRAPH_CONVS[name](4, 5, RING),
+                GRAPH_CONVS[name](4, 5, (ei, 41, 3)), 41)
+
+
+def test_graph_conv_on_a_sparse_adjacency():
+    # A bare graph's edge_index may be PyG's adj_t (a SparseTensor): the
+    # same layer as on the edge_index
+    from torch_geometric.typing import SparseTensor
+
+    from pyg_skeleton.nn import PreAggConv
+    from pyg_skeleton.nn.models.semgcn import GRAPH_CONVS, graph_parts
+    ei = _ring_edge_index()
+    adj_t = SparseTensor(row=ei[1], col=ei[0], sparse_sizes=(41, 41))
+    edge_index, n, centre = graph_parts((adj_t, 41))
+    assert n == 41 and centre is None
+    assert edge_index.dtype == torch.long and edge_index.device.type == 'cpu'
+    assert {tuple(e) for e in edge_index.t().tolist()} == {
+        tuple(e) for e in ei.t().tolist()}
+    _same_layer(GRAPH_CONVS['pre_agg'](4, 5, (adj_t, 41)),
+                PreAggConv(4, 5, ei, 41), 41)
+
+
+def test_graph_parts_of_a_skeleton_and_of_a_tuple():
+    from pyg_skeleton.nn.models.semgcn import graph_parts
+    edge_index, n, centre = graph_parts(RING)
+    assert torch.equal(edge_index, RING.edge_index) and n == 41
+    assert centre == 3
+    ei = _ring_edge_index().int()
+    edge_index, n, centre = graph_parts((ei, 41, 2))
+    assert edge_index.dtype == torch.long and torch.equal(edge_index, ei.long())
+    assert (n, centre) == (41, 2)
+    # a centre read from a tensor is an int, as a skeleton's
+    centre = graph_parts((ei, 41, torch.tensor(5)))[2]
+    assert type(centre) is int and centre == 5
+    assert graph_parts((ei, 41, None))[2] is None
+
+
+@pytest.mark.parametrize('graph,message', [
+    ('h36m17', "A graph must be a Skeleton, (edge_index, num_nodes) or "
+     "(edge_index, num_nodes, centre) (got str)"),
+    ([torch.zeros(2, 0, dtype=torch.long), 3], "A graph must be a Skeleton, "
+     "(edge_index, num_nodes) or (edge_index, num_nodes, centre) (got list)"),
+    ((torch.zeros(2, 0, dtype=torch.long),), "A graph must be a Skeleton, "
+     "(edge_index, num_nodes) or (edge_index, num_nodes, centre) (got a "
+     "tuple of length 1)"),
+    ((torch.zeros(2, 0, dtype=torch.long), 3, 0, 1), "A graph must be a "
+     "Skeleton, (edge_index, num_nodes) or (edge_index, num_nodes, centre) "
+     "(got a tuple of length 4)"),
+    (([[0, 1], [1, 0]], 2), "A graph's 'edge_index' must be a tensor (got "
+     "list)"),
+    ((torch.tensor([[0, 1], [1, 0]]), None), "'num_nodes' must be an "
+     "integer (got None)"),
+    ((torch.tensor([[0, 1], [1, 0]]), 2.5), "'num_nodes' must be an "
+     "integer (got 2.5)"),
+    ((torch.tensor([[0, 1], [1, 0]]), True), "'num_nodes' must be an "
+     "integer (got True)"),
+    ((torch.zeros(2, 0, dtype=torch.long), 0), "A graph needs at least one "
+     "node"),
+    ((torch.zeros(2, 0, dtype=torch.long), -3), "A graph needs at least one "
+     "node"),
+    ((torch.zeros(3, 4, dtype=torch.long), 5), "'edge_index' must have "
+     "shape [2, num_edges] (got [3, 4])"),
+    ((torch.tensor([0, 1, 1, 0]), 2), "'edge_index' must have shape "
+     "[2, num_edges] (got [4])"),
+    ((torch.tensor([[0., 1.], [1., 0.]]), 2), "'edge_index' must hold "
+     "integer node ids (got torch.float32)"),
+    ((torch.tensor([[0, 5], [5, 0]]), 5), "'edge_index' refers to nodes "
+     "outside [0, 4]"),
+    ((torch.tensor([[0, 1], [1, 0]]), 2, 1.5), "A graph's centre must be a "
+     "node index (got 1.5)"),
+    ((torch.tensor([[0, 1], [1, 0]]), 2, True), "A graph's centre must be a "
+     "node index (got True)"),
+    ((torch.tensor([[0, 1], [1, 0]]), 2, torch.tensor(1.)), "A graph's centre "
+     "must be a node index (got tensor(1.))"),
+])
+def test_builders_refuse_a_bad_graph(graph, message):
+    from pyg_skeleton.nn.models.semgcn import (
+        GRAPH_CONVS,
+        GraphConvBlock,
+        build_conv,
+        graph_parts,
+    )
+    from pyg_skeleton.nn.models.skeletal_gnn import hcsf_layer
+    for build in (graph_parts, lambda g: GRAPH_CONVS['sem'](2, 3, g),
+                  lambda g: build_conv('no_sharing', 2, 3, g),
+                  lambda g: GRAPH_CONVS['conv_style'](2, 3, g),
+                  lambda g: GraphConvBlock(2, 3, g),
+                  lambda g: hcsf_layer(2, 3, g)):
+        with pytest.raises(ValueError) as info:
+            build(graph)
+        assert str(info.value) == message

@@ -176,3 +176,46 @@ def test_hop_layer_errors():
         SkeletalGNN('h36m17', conv='khop', dynamic=True)
     with pytest.raises(TypeError):  # S is an HCSF setting, not a k-hop one
         SkeletalGNN('h36m17', conv='khop', S=2)
+
+
+# hcsf_layer takes a graph: a Skeleton or (edge_index, num_nodes). A ring of
+# 40 nodes with two chords and an isolated node 40 (not a tree; its edges
+# alone do not give the node count).
+RING_EDGES = [(i, (i + 1) % 40) for i in range(40)] + [(0, 20), (5, 25)]
+
+
+def _same_layer(built, reference, num_nodes):
+    # Same class, same parameters; equal outputs once the weights are shared.
+    assert type(built) is type(reference)
+    assert {k: v.shape for k, v in built.state_dict().items()} == {
+        k: v.shape for k, v in reference.state_dict().items()}
+    with torch.no_grad():  # weights away from their initial values
+        for p in built.parameters():
+            p.add_(torch.randn_like(p))
+    reference.load_state_dict(built.state_dict())
+    x = torch.randn(3, num_nodes, 4)
+    torch.testing.assert_close(built(x), reference(x))
+
+
+@pytest.mark.parametrize('conv,dynamic,kwargs', [
+    ('hcsf', False, {}), ('hcsf', False, dict(S=2, L=3, d=0.25)),
+    ('khop', False, {}), ('mixhop', False, {}), ('mshop', False, dict(hops=(1, 3))),
+    ('hcsf', True, {}),
+])
+def test_hcsf_layer_on_a_bare_graph(conv, dynamic, kwargs):
+    from pyg_skeleton.nn.models.skeletal_gnn import HOP_CONVS, hcsf_layer
+    e = torch.tensor(RING_EDGES).t()
+    ei = torch.cat([e, e.flip(0)], dim=1)
+    cls = DynamicHCSFConv if dynamic else HOP_CONVS[conv]
+    built = hcsf_layer(4, 5, (ei, 41), dynamic, conv, **kwargs)
+    assert built.num_nodes == 41  # the isolated node counts
+    _same_layer(built, cls(4, 5, ei, 41, **kwargs), 41)
+    # the same module as on the equivalent Skeleton
+    ring = Skeleton(41, RING_EDGES, require_connected=False)
+    _same_layer(hcsf_layer(4, 5, ring, dynamic, conv, **kwargs),
+                hcsf_layer(4, 5, (ei, 41), dynamic, conv, **kwargs), 41)
+
+
+def test_hcsf_layer_covers_every_hop_layer():
+    from pyg_skeleton.nn.models.skeletal_gnn import HOP_CONVS
+    assert set(HOP_CONVS) == {'hcsf', 'khop', 'mixhop', 'mshop'}

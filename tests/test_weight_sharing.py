@@ -595,3 +595,39 @@ def test_repr():
     assert repr(NoSharingConv(2, 128, ei)) == (
         "NoSharingConv(2, 128, num_nodes=17, num_edges=32, "
         "edge_weights='learnable')")
+
+
+def test_conv_style_on_a_bare_graph_with_and_without_centre():
+    # GRAPH_CONVS['conv_style'] takes (edge_index, num_nodes, centre): the
+    # layer of that centre, with hops from it as networkx counts them
+    ei, n, _ = GRAPHS['random30']
+    built = GRAPH_CONVS['conv_style'](2, 3, (ei, n, 11))
+    assert isinstance(built, ConvStyleConv) and built.centre == 11
+    hops = nx.single_source_shortest_path_length(
+        nx.Graph(ei.t().tolist()), 11)
+    assert built.hop.tolist() == [hops[v] for v in range(n)]
+    reference = ConvStyleConv(2, 3, ei, 11, n)
+    reference.load_state_dict(built.state_dict())
+    x = torch.randn(4, n, 2)
+    torch.testing.assert_close(built(x), reference(x))
+
+    # without a centre (2-tuple or None): what to pass, in one line
+    message = ("The graph convolution 'conv_style' needs a centre node to "
+               "tell closer from farther neighbours; pass the graph as "
+               "(edge_index, num_nodes, centre)")
+    for graph in ((ei, n), (ei, n, None)):
+        with pytest.raises(ValueError) as info:
+            GRAPH_CONVS['conv_style'](2, 3, graph)
+        assert str(info.value) == message
+    # a skeleton without one is told how to give it one
+    no_centre = Skeleton.from_parents([-1, 0, 1, 1, 3, 0], name='toy')
+    with pytest.raises(ValueError) as info:
+        GRAPH_CONVS['conv_style'](2, 3, no_centre)
+    assert str(info.value) == (
+        "The graph convolution 'conv_style' needs a centre node to tell "
+        "closer from farther neighbours; give the skeleton one, e.g. "
+        "Skeleton(..., centre=7)")
+    # a centre outside the graph: the layer's own message
+    with pytest.raises(ValueError, match=r'^The centre node 30 is outside '
+                       r'\[0, 29\]$'):
+        GRAPH_CONVS['conv_style'](2, 3, (ei, n, 30))

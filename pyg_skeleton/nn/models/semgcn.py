@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch_geometric.typing import Adj
+from torch_geometric.typing import Adj, SparseTensor
 
 from pyg_skeleton.nn._inference_cache import inference_cached, unobserved
 from pyg_skeleton.nn.conv import (
@@ -21,38 +22,105 @@ from pyg_skeleton.nn.non_local import (
     NonLocalBlock,
     mesh_groups,
 )
-from pyg_skeleton.nn.topology import built_on_cpu
+from pyg_skeleton.nn.topology import built_on_cpu, fixed_graph
 from pyg_skeleton.skeleton import Skeleton
 
+#: What the layer builders (:obj:`GRAPH_CONVS`, :func:`build_conv`,
+#: :func:`~pyg_skeleton.nn.models.skeletal_gnn.hcsf_layer`) take: a
+#: :class:`~pyg_skeleton.Skeleton`, or a bare graph :obj:`(edge_index,
+#: num_nodes)`, *e.g.* a mesh level, or :obj:`(edge_index, num_nodes,
+#: centre)` for a layer that needs a centre node (:obj:`'conv_style'`).
+Graph = (Skeleton | tuple[Tensor | SparseTensor, int]
+         | tuple[Tensor | SparseTensor, int, int | None])
+
+
+def graph_parts(graph: Graph) -> tuple[Tensor, int, int | None]:
+    r"""Returns the :obj:`edge_index`, the number of nodes and the centre
+    node (:obj:`None` when there is none) of a :obj:`Graph`: the one place
+    where the layer builders read their graph.
+
+    A bare graph's :obj:`edge_index` may also be a
+    :class:`torch_sparse.SparseTensor` or a :obj:`torch.sparse` tensor
+    (PyG's :obj:`adj_t`); it is returned as a CPU :obj:`int64`
+    :obj:`edge_index` of shape :obj:`[2, E]`.
+
+    Raises:
+        ValueError: If :obj:`graph` is neither a skeleton nor a tuple of
+            two or three entries, its :obj:`edge_index` is not a tensor of
+            shape :obj:`[2, E]` with integer node ids in
+            :obj:`[0, num_nodes - 1]`, :obj:`num_nodes` is not a positive
+            integer (see :func:`~pyg_skeleton.nn.topology.fixed_graph`), or
+            the centre is neither :obj:`None` nor an integer.
+    """
+    if isinstance(graph, Skeleton):
+        return graph.edge_index, graph.num_joints, graph.centre
+    if not isinstance(graph, tuple) or len(graph) not in (2, 3):
+        got = (f'a tuple of length {len(graph)}' if isinstance(graph, tuple) else
+               type(graph).__name__)
+        raise ValueError(f"A graph must be a Skeleton, (edge_index, "
+                         f"num_nodes) or (edge_index, num_nodes, centre) "
+                         f"(got {got})")
+    edge_index, num_nodes, centre = graph if len(graph) == 3 else (*graph,
+                                                                   None)
+    if not isinstance(edge_index, (Tensor, SparseTensor)):
+        raise ValueError(f"A graph's 'edge_index' must be a tensor (got "
+                         f"{type(edge_index).__name__})")
+    if num_nodes is None:  # fixed_graph would infer it: a tuple states it
+        raise ValueError("'num_nodes' must be an integer (got None)")
+    edge_index, num_nodes = fixed_graph(edge_index, num_nodes)
+    if centre is None:
+        return edge_index, num_nodes, None
+    try:  # an int, NumPy integer or 0-d integer tensor; no bool, no float
+        if isinstance(centre, bool):
+            raise TypeError
+        centre = operator.index(centre)
+    except TypeError:
+        raise ValueError(f"A graph's centre must be a node index (got "
+                         f"{centre!r})") from None
+    return edge_index, num_nodes, centre
+
+
+def _edges(graph: Graph) -> tuple[Tensor, int]:
+    edge_index, num_nodes, _ = graph_parts(graph)
+    return edge_index, num_nodes
+
+
+def _conv_style(in_channels: int, out_channels: int,
+                graph: Graph) -> ConvStyleConv:
+    edge_index, num_nodes, centre = graph_parts(graph)
+    if centre is None:
+        how = ('give the skeleton one, e.g. Skeleton(..., centre=7)'
+               if isinstance(graph, Skeleton) else
+               'pass the graph as (edge_index, num_nodes, centre)')
+        raise ValueError(f"The graph convolution 'conv_style' needs a "
+                         f"centre node to tell closer from farther "
+                         f"neighbours; {how}")
+    return ConvStyleConv(in_channels, out_channels, edge_index, centre,
+                         num_nodes)
+
+
 #: Graph convolutions a :class:`SemGCN` backbone can be built with, by name.
-#: Each entry builds a layer ``(in_channels, out_channels, skeleton)``.
-GRAPH_CONVS: dict[str, Callable[[int, int, Skeleton], torch.nn.Module]] = {
-    'sem': lambda i, o, s: SemGraphConv(i, o, s.edge_index, s.num_joints),
-    'sem_channelwise': lambda i, o, s: SemGraphConv(
-        i, o, s.edge_index, s.num_joints, channelwise=True),
+#: Each entry builds a layer ``(in_channels, out_channels, graph)`` on any
+#: :obj:`Graph`; :obj:`'conv_style'` needs its centre node.
+GRAPH_CONVS: dict[str, Callable[[int, int, Graph], torch.nn.Module]] = {
+    'sem': lambda i, o, g: SemGraphConv(i, o, *_edges(g)),
+    'sem_channelwise': lambda i, o, g: SemGraphConv(i, o, *_edges(g),
+                                                    channelwise=True),
     # The weight-sharing schemes of Liu et al. (ECCV 2020):
-    'vanilla': lambda i, o, s: FullSharingConv(i, o, s.edge_index,
-                                               s.num_joints),
-    'full_decoupled': lambda i, o, s: FullSharingConv(
-        i, o, s.edge_index, s.num_joints, decoupled=True),
-    'pre_agg': lambda i, o, s: PreAggConv(i, o, s.edge_index, s.num_joints),
-    'pre_agg_decoupled': lambda i, o, s: PreAggConv(
-        i, o, s.edge_index, s.num_joints, decoupled=True),
-    'post_agg': lambda i, o, s: PostAggConv(i, o, s.edge_index,
-                                            s.num_joints),
-    'post_agg_decoupled': lambda i, o, s: PostAggConv(
-        i, o, s.edge_index, s.num_joints, decoupled=True),
-    'conv_style': lambda i, o, s: ConvStyleConv(i, o, s.edge_index, s.centre,
-                                                s.num_joints),
-    'no_sharing': lambda i, o, s: NoSharingConv(i, o, s.edge_index,
-                                                s.num_joints),
+    'vanilla': lambda i, o, g: FullSharingConv(i, o, *_edges(g)),
+    'full_decoupled': lambda i, o, g: FullSharingConv(i, o, *_edges(g),
+                                                      decoupled=True),
+    'pre_agg': lambda i, o, g: PreAggConv(i, o, *_edges(g)),
+    'pre_agg_decoupled': lambda i, o, g: PreAggConv(i, o, *_edges(g),
+                                                    decoupled=True),
+    'post_agg': lambda i, o, g: PostAggConv(i, o, *_edges(g)),
+    'post_agg_decoupled': lambda i, o, g: PostAggConv(i, o, *_edges(g),
+                                                      decoupled=True),
+    'conv_style': _conv_style,
+    'no_sharing': lambda i, o, g: NoSharingConv(i, o, *_edges(g)),
 }
 
 ConvSpec = str | Callable[[int, int, Any], torch.nn.Module]
-#: What the block builders take: a skeleton, or the graph a callable
-#: :obj:`ConvSpec` is built on (HGN: a mesh level's
-#: :obj:`(edge_index, num_nodes)`).
-Graph = Skeleton | tuple[Tensor, int]
 
 
 def node_batch_norm(bn: torch.nn.BatchNorm1d, x: Tensor) -> Tensor:
@@ -107,10 +175,11 @@ def _batch_norm_affine(bn: torch.nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
 class GraphConvBlock(torch.nn.Module):
     r"""Graph convolution, batch normalisation, ReLU and optional dropout.
 
-    :obj:`skeleton` is the graph the convolution is built on: a
-    :class:`~pyg_skeleton.Skeleton` for a named :obj:`conv`, or anything a
-    callable :obj:`conv` takes, *e.g.* a mesh graph :obj:`(edge_index,
-    num_nodes)` (HGN's branches)."""
+    :obj:`skeleton` is the graph the convolution is built on (see
+    :func:`build_conv`): any :obj:`Graph` for a named :obj:`conv`, *e.g.* a
+    :class:`~pyg_skeleton.Skeleton` or a mesh graph :obj:`(edge_index,
+    num_nodes)`, or anything a callable :obj:`conv` takes (HGN's branches
+    pass a mesh level to a callable)."""
     def __init__(self, in_channels: int, out_channels: int,
                  skeleton: Graph, conv: ConvSpec = 'sem',
                  dropout: float | None = None):
@@ -143,18 +212,27 @@ class ResGraphBlock(torch.nn.Module):
 
 def build_conv(conv: ConvSpec, in_channels: int, out_channels: int,
                skeleton: Graph) -> torch.nn.Module:
-    r"""Builds a graph convolution from a name of :obj:`GRAPH_CONVS` (on a
-    :class:`~pyg_skeleton.Skeleton`) or a callable :obj:`(in_channels,
-    out_channels, graph) -> layer` (given :obj:`skeleton` as it is)."""
+    r"""Builds a graph convolution from a name of :obj:`GRAPH_CONVS` or a
+    callable :obj:`(in_channels, out_channels, graph) -> layer`, on
+    :obj:`skeleton` as it is.
+
+    The built-in entries of :obj:`GRAPH_CONVS` take any :obj:`Graph` (a
+    :class:`~pyg_skeleton.Skeleton`, :obj:`(edge_index, num_nodes)` or
+    :obj:`(edge_index, num_nodes, centre)`, read by :func:`graph_parts`).
+    An entry registered by a user that reads a skeleton's attributes keeps
+    working on a skeleton (:class:`SemGCN` passes its
+    :class:`~pyg_skeleton.Skeleton`); to take bare graphs as well, it reads
+    them with :func:`graph_parts`.
+
+    Raises:
+        ValueError: If :obj:`conv` is not a name of :obj:`GRAPH_CONVS`, or
+            as :func:`graph_parts` for a named :obj:`conv` on an invalid
+            graph (and :obj:`'conv_style'` on a graph without a centre).
+    """
     if isinstance(conv, str):
         if conv not in GRAPH_CONVS:
             raise ValueError(f"Unknown graph convolution '{conv}' (choose "
                              f"from {sorted(GRAPH_CONVS)})")
-        if not isinstance(skeleton, Skeleton):
-            raise TypeError(f"The graph convolution '{conv}' is built on a "
-                            f"Skeleton, got {type(skeleton).__name__}; pass "
-                            f"a callable (in_channels, out_channels, graph) "
-                            f"-> layer for other graphs")
         conv = GRAPH_CONVS[conv]
     return conv(in_channels, out_channels, skeleton)
 

@@ -27,7 +27,7 @@ from pyg_skeleton.nn.conv.hcsf_conv import HCSFConv
 from pyg_skeleton.nn.conv.khop_conv import KHopConv
 from pyg_skeleton.nn.conv.mixhop_skeleton_conv import MixHopSkeletonConv
 from pyg_skeleton.nn.conv.mshop_conv import MSHopConv
-from pyg_skeleton.nn.models.semgcn import node_batch_norm
+from pyg_skeleton.nn.models.semgcn import Graph, graph_parts, node_batch_norm
 from pyg_skeleton.nn.topology import built_on_cpu
 from pyg_skeleton.skeleton import Skeleton
 
@@ -46,12 +46,32 @@ HOP_CONVS: dict[str, type] = {
 }
 
 
-def hcsf_layer(in_channels: int, out_channels: int, skeleton: Skeleton,
+def hcsf_layer(in_channels: int, out_channels: int, graph: Graph,
                dynamic: bool = False, conv: str = 'hcsf',
                **kwargs: Any) -> HopConv:
     r"""Builds the layer :obj:`conv` of :obj:`HOP_CONVS` (an
     :class:`HCSFConv` by default, a :class:`DynamicHCSFConv` if
-    :obj:`dynamic`) on :obj:`skeleton`; :obj:`kwargs` go to the layer."""
+    :obj:`dynamic`) on :obj:`graph`; :obj:`kwargs` go to the layer.
+
+    Args:
+        in_channels (int): Input size per node.
+        out_channels (int): Output size per node.
+        graph (Skeleton or tuple): The graph: a
+            :class:`~pyg_skeleton.Skeleton` or a bare graph
+            :obj:`(edge_index, num_nodes)`, *e.g.* a mesh level (see
+            :func:`~pyg_skeleton.nn.models.semgcn.graph_parts`; a centre,
+            if given, is not used).
+        dynamic (bool, optional): Build a :class:`DynamicHCSFConv`.
+            (default: :obj:`False`)
+        conv (str, optional): A name of :obj:`HOP_CONVS`.
+            (default: :obj:`'hcsf'`)
+
+    Raises:
+        ValueError: If :obj:`conv` is not a name of :obj:`HOP_CONVS`,
+            :obj:`dynamic` is set for another layer than :obj:`'hcsf'`, or
+            :obj:`graph` is invalid (see
+            :func:`~pyg_skeleton.nn.models.semgcn.graph_parts`).
+    """
     if conv not in HOP_CONVS:
         raise ValueError(f"Unknown hop layer '{conv}' (choose from "
                          f"{sorted(HOP_CONVS)})")
@@ -59,8 +79,8 @@ def hcsf_layer(in_channels: int, out_channels: int, skeleton: Skeleton,
         raise ValueError(f"Dynamic hop graphs need the 'hcsf' layer "
                          f"(got '{conv}')")
     cls = DynamicHCSFConv if dynamic else HOP_CONVS[conv]
-    return cls(in_channels, out_channels, skeleton.edge_index,
-               skeleton.num_joints, **kwargs)
+    edge_index, num_nodes, _ = graph_parts(graph)
+    return cls(in_channels, out_channels, edge_index, num_nodes, **kwargs)
 
 
 def _conv_kwargs(conv: str, defaults: dict[str, Any],
