@@ -235,6 +235,15 @@ def test_node_batch_norm_reduced_precision_and_bad_channels():
         node_batch_norm(bn, torch.randn(2, 17, 1))
 
 
+def test_node_batch_norm_keeps_batch_norm_in_exported_graphs():
+    # torch.export (and so the ONNX exporter) sees the module's operator
+    model = SemGCN('h36m17', hidden_channels=8, num_layers=1).eval()
+    program = torch.export.export(model, (torch.randn(2, 17, 2),))
+    ops = [str(n.target) for n in program.graph.nodes if n.op == 'call_function']
+    assert sum('batch_norm' in op for op in ops) == 3
+    assert not any('addcmul' in op for op in ops)
+
+
 def test_semgcn_eval_matches_module_batch_norm():
     # the whole model in evaluation mode, with and without the affine path
     model = SemGCN('h36m17', hidden_channels=16).eval()

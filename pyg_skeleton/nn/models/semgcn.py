@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch_geometric import is_compiling
 from torch_geometric.typing import Adj, SparseTensor
 
 from pyg_skeleton.nn._inference_cache import inference_cached, unobserved
@@ -133,15 +134,19 @@ def node_batch_norm(bn: torch.nn.BatchNorm1d, x: Tensor) -> Tensor:
     \mathbf{t}` with :math:`\mathbf{s} = \boldsymbol{\gamma} /
     \sqrt{\boldsymbol{\sigma}^2 + \epsilon}` and :math:`\mathbf{t} =
     \boldsymbol{\beta} - \boldsymbol{\mu} \odot \mathbf{s}`, which is
-    applied directly when nothing observes the module (no hooks) and the
-    features are full precision and of the statistics' dtype: the same
-    numbers up to rounding, with :math:`\mathbf{s}, \mathbf{t}` kept
-    between calls in inference. At one pose per call, BatchNorm's dispatch
-    and the reshapes around it cost more than the arithmetic (see
-    ``docs/design_notes.rst``). Everything else calls :obj:`bn`.
+    applied directly in eager mode when nothing observes the module (no
+    hooks) and the features are full precision and of the statistics'
+    dtype: the same numbers up to rounding, with :math:`\mathbf{s},
+    \mathbf{t}` kept between calls in inference. At one pose per call,
+    BatchNorm's dispatch and the reshapes around it cost more than the
+    arithmetic (see ``docs/design_notes.rst``). Everything else, compiled
+    and exported graphs included, calls :obj:`bn`.
     """
     mean = bn.running_mean
-    if (not bn.training and type(bn) is torch.nn.BatchNorm1d
+    # Compiled and exported graphs keep BatchNorm, which the compiler fuses
+    # and the exporters map to their own operator.
+    if (not bn.training and not is_compiling()
+            and type(bn) is torch.nn.BatchNorm1d
             and mean is not None and x.dtype is mean.dtype
             and x.dtype in _FULL_PRECISION and x.size(-1) == bn.num_features
             and unobserved(bn)):
