@@ -200,7 +200,7 @@ def _same_layer(built, reference, num_nodes):
 @pytest.mark.parametrize('conv,dynamic,kwargs', [
     ('hcsf', False, {}), ('hcsf', False, dict(S=2, L=3, d=0.25)),
     ('khop', False, {}), ('mixhop', False, {}), ('mshop', False, dict(hops=(1, 3))),
-    ('hcsf', True, {}),
+    ('hcsf', True, {}), ('hcsf', True, dict(graph='rand', offset=False)),
 ])
 def test_hcsf_layer_on_a_bare_graph(conv, dynamic, kwargs):
     from pyg_skeleton.nn.models.skeletal_gnn import HOP_CONVS, hcsf_layer

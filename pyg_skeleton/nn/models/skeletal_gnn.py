@@ -46,12 +46,15 @@ HOP_CONVS: dict[str, type] = {
 }
 
 
-def hcsf_layer(in_channels: int, out_channels: int, graph: Graph,
+def hcsf_layer(in_channels: int, out_channels: int, graph: Graph, /,
                dynamic: bool = False, conv: str = 'hcsf',
                **kwargs: Any) -> HopConv:
     r"""Builds the layer :obj:`conv` of :obj:`HOP_CONVS` (an
     :class:`HCSFConv` by default, a :class:`DynamicHCSFConv` if
     :obj:`dynamic`) on :obj:`graph`; :obj:`kwargs` go to the layer.
+    :obj:`graph` is positional only: :class:`DynamicHCSFConv` has an
+    argument :obj:`graph` of its own (its initial graph, *e.g.*
+    :obj:`'rand'`), which :obj:`kwargs` pass on.
 
     Args:
         in_channels (int): Input size per node.
