@@ -151,11 +151,13 @@ class DenseDynamicHCSF(torch.nn.Module):
         super().__init__()
         self.conv = conv
         n, k = conv.num_nodes, conv.num_hop_slots
-        src, dst = conv.hop_edge_index
+        # the pairs in the layout of graph_weight ('hop' candidates)
+        (src, dst), hop = (conv.graph_weight_pairs if conv.candidates == 'hop'
+                           else (conv.hop_edge_index, conv.hop))
         mask = torch.zeros(n, k, n)
-        mask[dst, conv.hop, src] = 1
+        mask[dst, hop, src] = 1
         self.register_buffer('mask', mask)
-        self.register_buffer('flat', (dst * k + conv.hop) * n + src)
+        self.register_buffer('flat', (dst * k + hop) * n + src)
 
     def forward(self, x):
         conv = self.conv

@@ -917,6 +917,9 @@ def test_dynamic_hop_graph_weight_layout():
         order = sorted(range(src.numel()),
                        key=lambda e: (int(dst[e]), int(src[e])))
         assert order != list(range(src.numel()))
+        pairs, hops = conv.graph_weight_pairs
+        assert torch.equal(pairs, conv.hop_edge_index[:, order])
+        assert torch.equal(hops, conv.hop[order])
         # 'ori': each pair's weight is its group's normalisation
         expected = torch.stack([conv.group_norm[dst[e], conv.hop[e]]
                                 for e in order])
@@ -946,3 +949,10 @@ def test_dynamic_hop_random_initial_graph_layout():
     groups = torch.tensor([int(dst[e]) * 3 + int(conv.hop[e]) for e in order])
     total = torch.zeros(conv.num_nodes * 3).index_add_(0, groups, value)
     torch.testing.assert_close(initial, value / total[groups])
+
+
+def test_dynamic_graph_weight_pairs_need_hop_candidates():
+    conv = make_dynamic('h36m17', candidates='all')
+    with pytest.raises(ValueError, match=r"applies to candidates='hop'; with "
+                       r"'all' graph_weight is laid out \[N, L\+1, N\]"):
+        conv.graph_weight_pairs

@@ -284,6 +284,27 @@ class DynamicHCSFConv(HCSFConv):
         if isinstance(self.alpha, Parameter):
             torch.nn.init.constant_(self.alpha, self.alpha_init)
 
+    @property
+    def graph_weight_pairs(self) -> tuple[Tensor, Tensor]:
+        r"""The pair and hop of every entry of :obj:`graph_weight` with
+        :obj:`candidates='hop'`, in its layout (by target, then source):
+        :obj:`(edge_index, hop)` of shapes :obj:`[2, N + |E_L|]` and
+        :obj:`[N + |E_L|]` (row 0 sources, row 1 targets), so that
+        :obj:`graph_weight[r]` is the weight of source
+        :obj:`edge_index[0, r]` at hop :obj:`hop[r]` of target
+        :obj:`edge_index[1, r]`.
+
+        Raises:
+            ValueError: With :obj:`candidates='all'`, whose
+                :obj:`graph_weight` is laid out :obj:`[N, L+1, N]`.
+        """
+        if self._pair_slot is None:
+            raise ValueError("'graph_weight_pairs' applies to candidates="
+                             "'hop'; with 'all' graph_weight is laid out "
+                             "[N, L+1, N] (target, hop, source)")
+        return (self.hop_edge_index[:, self._pair_slot],
+                self.hop[self._pair_slot])
+
     def _initial_graph(self) -> Tensor:
         n, k = self.num_nodes, self.num_hop_slots
         (src, dst), hop = self.hop_edge_index, self.hop
