@@ -152,7 +152,7 @@ class DenseDynamicHCSF(torch.nn.Module):
         self.conv = conv
         n, k = conv.num_nodes, conv.num_hop_slots
         # the pairs in the layout of graph_weight ('hop' candidates)
-        (src, dst), hop = (conv.graph_weight_pairs if conv.candidates == 'hop'
+        (src, dst), hop = (conv.graph_weight_pairs() if conv.candidates == 'hop'
                            else (conv.hop_edge_index, conv.hop))
         mask = torch.zeros(n, k, n)
         mask[dst, hop, src] = 1

@@ -917,7 +917,7 @@ def test_dynamic_hop_graph_weight_layout():
         order = sorted(range(src.numel()),
                        key=lambda e: (int(dst[e]), int(src[e])))
         assert order != list(range(src.numel()))
-        pairs, hops = conv.graph_weight_pairs
+        pairs, hops = conv.graph_weight_pairs()
         assert torch.equal(pairs, conv.hop_edge_index[:, order])
         assert torch.equal(hops, conv.hop[order])
         # 'ori': each pair's weight is its group's normalisation
@@ -955,4 +955,4 @@ def test_dynamic_graph_weight_pairs_need_hop_candidates():
     conv = make_dynamic('h36m17', candidates='all')
     with pytest.raises(ValueError, match=r"applies to candidates='hop'; with "
                        r"'all' graph_weight is laid out \[N, L\+1, N\]"):
-        conv.graph_weight_pairs
+        conv.graph_weight_pairs()

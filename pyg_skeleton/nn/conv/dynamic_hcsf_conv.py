@@ -284,7 +284,6 @@ class DynamicHCSFConv(HCSFConv):
         if isinstance(self.alpha, Parameter):
             torch.nn.init.constant_(self.alpha, self.alpha_init)
 
-    @property
     def graph_weight_pairs(self) -> tuple[Tensor, Tensor]:
         r"""The pair and hop of every entry of :obj:`graph_weight` with
         :obj:`candidates='hop'`, in its layout (by target, then source):
