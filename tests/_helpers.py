@@ -243,3 +243,18 @@ def forward_backward(module, x):
     grads = {k: p.grad for k, p in module.named_parameters()
              if p.grad is not None}
     return out, x.grad, grads
+
+
+def assert_same_layer(built, reference, num_nodes):
+    """``built`` is the layer ``reference`` is: the same class and the same
+    parameters, and, once ``reference`` gets ``built``'s weights (moved
+    away from their initial values), the same output."""
+    assert type(built) is type(reference)
+    assert {k: v.shape for k, v in built.state_dict().items()} == {
+        k: v.shape for k, v in reference.state_dict().items()}
+    with torch.no_grad():
+        for p in built.parameters():
+            p.add_(torch.randn_like(p))
+    reference.load_state_dict(built.state_dict())
+    x = torch.randn(3, num_nodes, 4)
+    torch.testing.assert_close(built(x), reference(x))

@@ -8,6 +8,8 @@ from pyg_skeleton import Skeleton
 from pyg_skeleton.nn import SemGCN, SemGCNLoss, SemGraphConv
 from pyg_skeleton.nn.models.semgcn import node_batch_norm
 
+from _helpers import assert_same_layer
+
 
 def num_params(module):
     return sum(p.numel() for p in module.parameters())
@@ -307,20 +309,6 @@ def _graph_conv_classes():
     }
 
 
-def _same_layer(built, reference, num_nodes):
-    # Same class, same parameters; equal outputs once the weights are shared.
-    assert type(built) is type(reference)
-    state = built.state_dict()
-    assert {k: v.shape for k, v in state.items()} == {
-        k: v.shape for k, v in reference.state_dict().items()}
-    with torch.no_grad():  # weights away from their initial values
-        for p in built.parameters():
-            p.add_(torch.randn_like(p))
-    reference.load_state_dict(built.state_dict())
-    x = torch.randn(3, num_nodes, 4)
-    torch.testing.assert_close(built(x), reference(x))
-
-
 def test_graph_convs_table_is_the_one_tested():
     from pyg_skeleton.nn.models.semgcn import GRAPH_CONVS
     assert set(GRAPH_CONVS) == set(_graph_conv_classes())
@@ -337,12 +325,12 @@ def test_graph_conv_built_on_a_bare_graph(name):
     graph = (ei, 41, *centre)
     built = GRAPH_CONVS[name](4, 5, graph)
     assert built.num_nodes == 41  # the isolated node counts
-    _same_layer(built, cls(4, 5, ei, num_nodes=41, **kwargs), 41)
+    assert_same_layer(built, cls(4, 5, ei, num_nodes=41, **kwargs), 41)
     # build_conv takes the bare graph for a named convolution too
-    _same_layer(build_conv(name, 4, 5, graph),
+    assert_same_layer(build_conv(name, 4, 5, graph),
                 cls(4, 5, ei, num_nodes=41, **kwargs), 41)
     # the same module as on the equivalent Skeleton (which has a centre)
-    _same_layer(GRAPH_CONVS[name](4, 5, RING),
+    assert_same_layer(GRAPH_CONVS[name](4, 5, RING),
                 GRAPH_CONVS[name](4, 5, (ei, 41, 3)), 41)
 
 
@@ -360,7 +348,7 @@ def test_graph_conv_on_a_sparse_adjacency():
     assert edge_index.dtype == torch.long and edge_index.device.type == 'cpu'
     assert {tuple(e) for e in edge_index.t().tolist()} == {
         tuple(e) for e in ei.t().tolist()}
-    _same_layer(GRAPH_CONVS['pre_agg'](4, 5, (adj_t, 41)),
+    assert_same_layer(GRAPH_CONVS['pre_agg'](4, 5, (adj_t, 41)),
                 PreAggConv(4, 5, ei, 41), 41)
 
 

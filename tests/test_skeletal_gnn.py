@@ -15,6 +15,8 @@ from pyg_skeleton.nn.models.skeletal_gnn import (
 )
 from pyg_skeleton.transforms.khop import KHopEdges
 
+from _helpers import assert_same_layer
+
 
 def count(module):
     return sum(p.numel() for p in module.parameters())
@@ -184,19 +186,6 @@ def test_hop_layer_errors():
 RING_EDGES = [(i, (i + 1) % 40) for i in range(40)] + [(0, 20), (5, 25)]
 
 
-def _same_layer(built, reference, num_nodes):
-    # Same class, same parameters; equal outputs once the weights are shared.
-    assert type(built) is type(reference)
-    assert {k: v.shape for k, v in built.state_dict().items()} == {
-        k: v.shape for k, v in reference.state_dict().items()}
-    with torch.no_grad():  # weights away from their initial values
-        for p in built.parameters():
-            p.add_(torch.randn_like(p))
-    reference.load_state_dict(built.state_dict())
-    x = torch.randn(3, num_nodes, 4)
-    torch.testing.assert_close(built(x), reference(x))
-
-
 @pytest.mark.parametrize('conv,dynamic,kwargs', [
     ('hcsf', False, {}), ('hcsf', False, dict(S=2, L=3, d=0.25)),
     ('khop', False, {}), ('mixhop', False, {}), ('mshop', False, dict(hops=(1, 3))),
@@ -209,10 +198,10 @@ def test_hcsf_layer_on_a_bare_graph(conv, dynamic, kwargs):
     cls = DynamicHCSFConv if dynamic else HOP_CONVS[conv]
     built = hcsf_layer(4, 5, (ei, 41), dynamic, conv, **kwargs)
     assert built.num_nodes == 41  # the isolated node counts
-    _same_layer(built, cls(4, 5, ei, 41, **kwargs), 41)
+    assert_same_layer(built, cls(4, 5, ei, 41, **kwargs), 41)
     # the same module as on the equivalent Skeleton
     ring = Skeleton(41, RING_EDGES, require_connected=False)
-    _same_layer(hcsf_layer(4, 5, ring, dynamic, conv, **kwargs),
+    assert_same_layer(hcsf_layer(4, 5, ring, dynamic, conv, **kwargs),
                 hcsf_layer(4, 5, (ei, 41), dynamic, conv, **kwargs), 41)
 
 
