@@ -384,3 +384,22 @@ def test_cuda_nccl_reduction():
         assert acc.joint_sums.device.type == 'cpu'
     finally:
         dist.destroy_process_group()
+
+
+@pytest.mark.cuda
+def test_cuda_training_device(tmp_path):
+    """``TrainConfig.device``: a run trains on the GPU it names, or on the
+    CPU of a machine that has a GPU."""
+    import json
+
+    from pyg_skeleton.training import TrainConfig, Trainer
+    for device in ('cuda', 'cpu'):
+        config = TrainConfig(synthetic_train=100, synthetic_test=20, views=1, batch_size=32,
+                             hidden_channels=16, num_layers=1, epochs=1, no_progress=True,
+                             no_plots=True, device=device, out=str(tmp_path / device))
+        trainer = Trainer(config=config, log=lambda *a, **k: None)
+        report = trainer.fit()
+        assert next(trainer.model.parameters()).device.type == device
+        written = json.loads((tmp_path / device / 'config.json').read_text())['device']
+        assert written.startswith(device)
+        assert report['final']['mpjpe'] > 0

@@ -358,3 +358,72 @@ def test_fit_without_a_test_split_trains_the_same_weights_and_scores_nothing(tmp
     assert not (tmp_path / 'without' / 'samples.png').exists()
     with pytest.raises(TrainingError, match='no test split to evaluate'):
         b.evaluate()
+
+
+def test_device_option_overrides_the_automatic_choice(tmp_path, monkeypatch):
+    # as on a machine whose automatic choice is another device (the GPU):
+    # that device is `meta` here, on which no step could run
+    monkeypatch.setattr('pyg_skeleton.training.trainer.setup_distributed',
+                        lambda: (0, 1, torch.device('meta')))
+    data, sk = random_poses(40), Skeleton.preset('h36m17')
+    config = TrainConfig(batch_size=8, epochs=1, val_fraction=0.0, no_progress=True,
+                         flip_augment=False, flip_test=False, device='cpu',
+                         out=str(tmp_path / 'run'))
+    trainer = Trainer(small_lifter, config, data=(data, None, data), skeleton=sk, log=quiet)
+    report = trainer.fit()
+    assert all(p.device.type == 'cpu' for p in trainer.model.parameters())
+    assert json.loads((tmp_path / 'run' / 'config.json').read_text())['device'] == 'cpu'
+    assert report['final']['mpjpe'] == pytest.approx(naive_mpjpe(trainer.model, data),
+                                                     rel=1e-5)
+    # the device is not an option that defines the run: resuming may change it
+    monkeypatch.undo()
+    resumed = Trainer(small_lifter, config.replace(epochs=2, resume=True, device=None),
+                      data=(data, None, data), skeleton=sk, log=quiet)
+    resumed.fit()
+    assert [row['epoch'] for row in resumed.history] == [1, 2]
+    with pytest.raises(ConfigError, match='device'):
+        Trainer(small_lifter, config.replace(device='tpu'), data=(data, None, data),
+                skeleton=sk, log=quiet).evaluate()
+
+
+@pytest.mark.parametrize('device, problem', [
+    ('tpu', "must be 'cpu', 'cuda' or 'cuda:N'"),
+    ('meta', "must be 'cpu', 'cuda' or 'cuda:N'"),
+    ('cuda:{count}', 'is not a GPU of this machine (it has {count})'),
+])
+def test_device_option_is_checked_before_any_work(tmp_path, device, problem):
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    device, problem = device.format(count=count), problem.format(count=count)
+    data, sk = random_poses(8), Skeleton.preset('h36m17')
+    config = TrainConfig(batch_size=8, epochs=1, no_progress=True, device=device,
+                         out=str(tmp_path / 'run'))
+    with pytest.raises(ConfigError) as info:
+        Trainer(small_lifter, config, data=(data, None, data), skeleton=sk, log=quiet).fit()
+    assert str(info.value) == f"device {problem} (got {device!r})"
+    assert not (tmp_path / 'run' / 'config.json').exists()
+
+
+def test_device_option_is_refused_under_torchrun(tmp_path, monkeypatch):
+    import torch.distributed as dist
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    monkeypatch.setenv('RANK', '0')
+    data, sk = random_poses(8), Skeleton.preset('h36m17')
+    config = TrainConfig(batch_size=8, epochs=1, no_progress=True, device='cpu',
+                         out=str(tmp_path / 'run'))
+    with pytest.raises(ConfigError, match='cannot be set when torchrun starts several '
+                                          'processes'):
+        Trainer(small_lifter, config, data=(data, None, data), skeleton=sk, log=quiet).fit()
+    assert not dist.is_initialized()  # refused before the process group
+
+
+def test_cli_train_device(tmp_path, capsys):
+    out = tmp_path / 'run'
+    args = ['train', '--synthetic-train', '40', '--synthetic-test', '8', '--views', '1',
+            '--epochs', '1', '--batch-size', '16', '--hidden-channels', '8',
+            '--num-layers', '1', '--no-progress', '--no-plots', '--out', str(out)]
+    assert main(args + ['--device', 'tpu']) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("--device must be 'cpu', 'cuda' or 'cuda:N' (got 'tpu')")
+    assert len(err.splitlines()) == 1
+    assert main(args + ['--device', 'cpu', '--overwrite']) == 0
+    assert json.loads((out / 'config.json').read_text())['device'] == 'cpu'

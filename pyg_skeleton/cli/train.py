@@ -218,6 +218,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--no-plots', action='store_true', help='no PNG plots')
     p.add_argument('--samples', type=int, default=4,
                    help='test samples in samples.png (default: %(default)s)')
+    p.add_argument('--device', default=None,
+                   help="where a single process trains: 'cpu', 'cuda', 'cuda:1', ... "
+                        "(default: the GPU when there is one; under torchrun each process "
+                        "uses its LOCAL_RANK GPU)")
 
 
 # ----------------------------------------------------------------- training

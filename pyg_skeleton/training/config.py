@@ -64,7 +64,8 @@ class TrainConfig:
     The options that define a run (:data:`RUN_OPTIONS`) are stored in its
     checkpoints; :obj:`out`, :obj:`resume`, :obj:`overwrite`,
     :obj:`no_progress`, :obj:`no_plots` and :obj:`samples` only steer
-    outputs.
+    outputs, and :obj:`device` only where a single process trains (a run
+    may resume on another device).
 
     Raises:
         ConfigError: A value has the wrong type or is out of range.
@@ -115,6 +116,9 @@ class TrainConfig:
     no_progress: bool = _opt(False, bool, run=False)
     no_plots: bool = _opt(False, bool, run=False)
     samples: int = _opt(4, int, 0, 10 ** 6, run=False)
+    device: str | None = _opt(None, str, none=True, run=False,
+                              help="where one process trains: 'cpu', 'cuda', 'cuda:1', ... "
+                                   "(default: the GPU when there is one)")
 
     def __post_init__(self):
         for f in dataclasses.fields(self):  # paths as the strings a checkpoint stores

@@ -78,7 +78,7 @@ from pyg_skeleton.skeleton import Skeleton
 
 from .batches import make_batches
 from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, plain, save_checkpoint
-from .config import RESUME_ADJUSTABLE, RUN_OPTIONS, TrainConfig, TrainingError
+from .config import RESUME_ADJUSTABLE, RUN_OPTIONS, ConfigError, TrainConfig, TrainingError
 from .distributed import setup_distributed
 from .evaluation import evaluate, mean_pose_baseline, report_table
 from .outputs import (
@@ -344,6 +344,27 @@ class Trainer:
             raise TrainingError("--lr-schedule exp_to_min decays to --min-lr, which must be "
                                 "positive (got 0)")
 
+    def _device(self) -> torch.device | None:
+        """The device of ``config.device`` (checked), or :obj:`None` for
+        :func:`setup_distributed`'s choice."""
+        name = self.config.device
+        if name is None:
+            return None
+        if int(os.environ.get('WORLD_SIZE', '1')) > 1:
+            raise ConfigError('device', name, 'cannot be set when torchrun starts several '
+                                              'processes: each trains on the GPU of its '
+                                              'LOCAL_RANK, or on the CPU')
+        try:
+            device = torch.device(name)
+        except (RuntimeError, TypeError):
+            device = None
+        if device is None or device.type not in ('cpu', 'cuda'):
+            raise ConfigError('device', name, "must be 'cpu', 'cuda' or 'cuda:N'")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if device.type == 'cuda' and (device.index or 0) >= count:
+            raise ConfigError('device', name, f'is not a GPU of this machine (it has {count})')
+        return device
+
     def fit(self) -> dict[str, Any]:
         """Trains (or, with ``config.resume``, continues training) and
         writes the outputs.
@@ -367,7 +388,9 @@ class Trainer:
             # before any work: a read-only or full disk is found now, not after an epoch
             check_output_folder(self.out)
         owned_group = not (dist.is_available() and dist.is_initialized())
+        chosen = self._device()  # before a process group starts
         rank, world, device = setup_distributed()
+        device = chosen if chosen is not None else device
         try:
             return self._fit(rank, world, device)
         finally:
@@ -776,6 +799,8 @@ class Trainer:
                 ``config.flip_test``)
             batch_size (int, optional): (default: ``config.eval_batch_size``)
 
+        The model runs on ``config.device`` (default: the CPU).
+
         Raises:
             TrainingError: A bad checkpoint, or weights that do not fit.
         """
@@ -807,6 +832,8 @@ class Trainer:
                                     f"{str(e).splitlines()[0]}") from None
         if model is None:
             raise TrainingError("no model to evaluate: give a model, a checkpoint or fit first")
+        device = self._device()
         return evaluate(model, data, self.skeleton,
                         batch_size if batch_size is not None else config.eval_batch_size,
-                        config.flip_test if flip is None else flip)
+                        config.flip_test if flip is None else flip,
+                        device=device if device is not None else torch.device('cpu'))
