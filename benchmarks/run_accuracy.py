@@ -15,7 +15,8 @@ not this data) to Markdown in ``benchmarks/results/accuracy_<table>.md``.
 Runs are cached in ``benchmarks/.cache/accuracy`` (metrics and weights per
 model, fold and seed), so an interrupted table resumes, and ``robustness``
 re-evaluates the saved weights of the best model of each family. ``--jobs``
-trains that many runs at once, one thread each.
+trains that many runs at once, one thread each. ``--device cuda`` trains and
+scores them on the GPU (cached apart from CPU runs, whose rounding differs).
 """
 from __future__ import annotations
 
@@ -42,10 +43,12 @@ from pyg_skeleton import Skeleton  # noqa: E402
 from pyg_skeleton.datasets.bandai import BandaiMocap, default_bandai_path  # noqa: E402
 from pyg_skeleton.datasets.camera import CameraRig  # noqa: E402
 from pyg_skeleton.datasets.lifting import LiftingTensors, load_lifting  # noqa: E402
+from pyg_skeleton.files import cpu_state_dict  # noqa: E402
 from pyg_skeleton.metrics import mpjpe, p_mpjpe  # noqa: E402
 from pyg_skeleton.nn.models.registry import build_model  # noqa: E402
 from pyg_skeleton.training import TrainConfig, Trainer, TrainingError  # noqa: E402
 
+import _common as common  # noqa: E402
 from _common import markdown_table, write_report  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent / '.cache' / 'accuracy'
@@ -82,6 +85,8 @@ class Settings:
     action_frames: int = 32
     max_train: int | None = None
     max_test: int | None = None
+    #: Where the runs train and predict (``--device``).
+    device: str = 'cpu'
 
 
 FULL = Settings()
@@ -341,9 +346,13 @@ ACTION_FIELDS = ('action_epochs', 'action_frames')
 
 def _fields(settings: Settings, action: bool) -> dict:
     # A run's cache key holds only the settings that change that kind of run.
+    # CPU runs keep the keys they had before --device (their caches stay
+    # valid); runs on a GPU (other kernels, other rounding) get their own.
     d = asdict(settings)
-    return ({k: d[k] for k in ACTION_FIELDS + ('max_train',)} if action else
-            {k: v for k, v in d.items() if k not in ACTION_FIELDS})
+    device = torch.device(d.pop('device')).type
+    fields = ({k: d[k] for k in ACTION_FIELDS + ('max_train',)} if action else
+              {k: v for k, v in d.items() if k not in ACTION_FIELDS})
+    return fields if device == 'cpu' else {**fields, 'device': device}
 
 
 def run_key(row: Row, fold: int, seed: int, settings: Settings) -> str:
@@ -359,10 +368,13 @@ def build_row(row: Row, sk: Skeleton) -> tuple[torch.nn.Module, int]:
 
 @torch.no_grad()
 def predict(model, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """The model's outputs on the CPU, computed on the model's device."""
     # Batches of 2048 ran the HGN models 1.9x slower per sample than
     # batches of 256 (one CPU thread, identical outputs).
     model.eval()
-    return torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)])
+    device = next(model.parameters()).device
+    return torch.cat([model(x[i:i + batch].to(device)).cpu()
+                      for i in range(0, len(x), batch)])
 
 
 def lifting_metrics(pred: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
@@ -393,7 +405,7 @@ def lifting_config(row: Row, n_train: int, seed: int, settings: Settings,
         epochs=-(-settings.steps // (n_train // bs)), max_steps=settings.steps,
         lr=settings.lr, lr_schedule='exp_to_min', min_lr=settings.lr_final, loss='mse',
         flip_augment=False, flip_test=False, val_fraction=0.0, out=out, no_progress=True,
-        no_plots=True, samples=0)
+        no_plots=True, samples=0, device=settings.device)
 
 
 def train_lifting(table: str, index: int, fold: int, seed: int, settings: Settings
@@ -434,7 +446,7 @@ def train_lifting(table: str, index: int, fold: int, seed: int, settings: Settin
               'last_epoch_loss': trainer.history[-1]['train_loss'],
               **lifting_metrics(predict(model, xte), yte)}
     CACHE.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), CACHE / f'{key}.pt')
+    torch.save(cpu_state_dict(model), CACHE / f'{key}.pt')  # loads on any machine
     tmp = path.with_suffix('.tmp')
     tmp.write_text(json.dumps(result))
     tmp.replace(path)
@@ -608,6 +620,7 @@ def robustness_table(settings: Settings, seeds, jobs: int, quick: bool) -> str:
                 state = torch.load(CACHE / f'{run_key(best, f, s, settings)}.pt',
                                    weights_only=True)
                 model.load_state_dict(state)
+                model.to(settings.device)
                 _, _, xte, yte = lifting_fold(f, 'frame', settings)
                 gen = torch.Generator().manual_seed(1000 * s + f)
                 for c in CONDITIONS:
@@ -693,7 +706,7 @@ def train_action(label: str, fold: int, seed: int, settings: Settings) -> dict:
         test_seqs, test_y = test_seqs[::30], test_y[::30]
     torch.manual_seed(seed)
     model = SkeletalGNNAction(SKELETON, num_classes=10, in_channels=3,
-                              **ACTION_WIDTHS, **ACTION_ROWS[label])
+                              **ACTION_WIDTHS, **ACTION_ROWS[label]).to(settings.device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
     epochs = settings.action_epochs
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
@@ -705,7 +718,8 @@ def train_action(label: str, fold: int, seed: int, settings: Settings) -> dict:
         for i in range(0, len(order), 32):
             idx = order[i:i + 32]
             x = yaw(torch.stack([crop(train_seqs[j], T, gen) for j in idx]), gen)
-            loss = torch.nn.functional.cross_entropy(model(x), train_y[idx])
+            loss = torch.nn.functional.cross_entropy(model(x.to(settings.device)),
+                                                     train_y[idx].to(settings.device))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -714,7 +728,8 @@ def train_action(label: str, fold: int, seed: int, settings: Settings) -> dict:
     model.eval()
     with torch.no_grad():
         x = torch.stack([crop(s, T, None) for s in test_seqs])
-        pred = torch.cat([model(x[i:i + 128]).argmax(-1) for i in range(0, len(x), 128)])
+        pred = torch.cat([model(x[i:i + 128].to(settings.device)).argmax(-1).cpu()
+                          for i in range(0, len(x), 128)])
     result = {'row': label, 'fold': fold, 'seed': seed, 'params': num_params(model),
               'train_s': seconds, 'top1': 100 * float((pred == test_y).float().mean()),
               'train_sequences': len(train_seqs), 'test_sequences': len(test_seqs)}
@@ -770,14 +785,16 @@ def main(argv=None) -> int:
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
     p.add_argument('--steps', type=int, help='training steps per lifting model')
     p.add_argument('--jobs', type=int, default=1, help='runs trained at once (1 thread each)')
+    common.add_device_argument(p)
     args = p.parse_args(argv)
+    device = common.use_device(args.device)
     if default_bandai_path() is None:
         print('run_accuracy: the Bandai-Namco mocap (../shared/data/mocap/bandai2_h36m17.npz) '
               'is not there; nothing to do.')
         return 0
     settings = QUICK if args.quick else FULL
-    if args.steps:
-        settings = Settings(**{**asdict(settings), 'steps': args.steps})
+    settings = Settings(**{**asdict(settings), 'device': str(device),
+                           **({'steps': args.steps} if args.steps else {})})
     seeds = args.seeds[:1] if args.quick else args.seeds
     for name in (ALL if args.table == 'all' else (args.table,)):
         t0 = time.perf_counter()

@@ -145,3 +145,45 @@ def test_lifting_runs_train_as_the_former_loop(tmp_path, monkeypatch, shared_dat
         assert torch.equal(weights[name], weight), name
     assert got['mpjpe'] == ra.lifting_metrics(ra.predict(model, xte), yte)['mpjpe']
     assert got['train_samples'] == len(xtr) and len(xtr) // bs < settings.steps  # reshuffled
+
+
+def test_device_setting_reaches_the_trainer_and_keys_gpu_runs_apart(tmp_path, monkeypatch,
+                                                                    shared_data):
+    from dataclasses import replace
+    row = ra.TABLES['semgcn'].rows[0]
+    cpu = ra.run_key(row, 1, 0, ra.FULL)
+    # CPU runs keep their keys (the caches made before --device stay valid)
+    assert ra.run_key(row, 1, 0, replace(ra.FULL, device='cpu')) == cpu
+    gpu = ra.run_key(row, 1, 0, replace(ra.FULL, device='cuda:0'))
+    assert gpu != cpu and gpu == ra.run_key(row, 1, 0, replace(ra.FULL, device='cuda:1'))
+    assert ra.lifting_config(row, 100, 0, replace(ra.FULL, device='cuda:1'),
+                             str(tmp_path)).device == 'cuda:1'
+    # --device goes into every run's settings
+    shared_data('mocap/bandai2_h36m17.npz')
+    seen = []
+    monkeypatch.setattr(ra, 'lifting_table',
+                        lambda name, settings, *a: seen.append(settings.device) or '')
+    monkeypatch.setattr(ra, 'write_report', lambda *a: tmp_path / 'report.md')
+    assert ra.main(['--table', 'semgcn', '--quick', '--device', 'cpu']) == 0
+    assert seen == ['cpu']
+
+
+def test_predict_runs_on_the_models_device_and_returns_cpu_outputs():
+    class Spy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(()))
+            self.seen = []
+
+        def forward(self, x):
+            self.seen.append(x.device)
+            return self.w * x
+
+    # a model on the meta device: its inputs must be moved there
+    model = Spy().to('meta')
+    with pytest.raises(NotImplementedError, match='meta'):
+        ra.predict(model, torch.ones(3, 17, 2), batch=2)  # the copy back of a meta output
+    assert model.seen == [torch.device('meta')]
+    model = Spy()
+    out = ra.predict(model, torch.arange(6.).view(3, 1, 2), batch=2)
+    assert out.device.type == 'cpu' and torch.equal(out, torch.arange(6.).view(3, 1, 2))
