@@ -6,11 +6,12 @@ resident set size on CPU after resetting the kernel's high-water mark, or
 ``torch.cuda.max_memory_allocated`` on a GPU), so one implementation's
 allocations cannot hide another's.
 
-Every benchmark takes ``--device`` (``cpu``, ``cuda``, ``cuda:1``; default
-``cpu``): ``use_device`` sets ``DEVICE``, the scripts build their modules
-and inputs under ``with torch.device(DEVICE)`` (graphs read from files stay
-on the CPU until an operator takes them), child processes inherit it, and
-the results header records it.
+Every timing benchmark (``bench_*.py``) and ``run_accuracy.py`` take
+``--device`` (``cpu``, ``cuda``, ``cuda:1``; default ``cpu``; the
+self-adaptive experiments run on the CPU only): ``use_device`` sets
+``DEVICE``, the scripts build their modules and inputs on it (graphs read
+from files stay on the CPU until an operator takes them), child processes
+inherit it, and the results header records it.
 """
 from __future__ import annotations
 
