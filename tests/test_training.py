@@ -389,11 +389,12 @@ def test_device_option_overrides_the_automatic_choice(tmp_path, monkeypatch):
 @pytest.mark.parametrize('device, problem', [
     ('tpu', "must be 'cpu', 'cuda' or 'cuda:N'"),
     ('meta', "must be 'cpu', 'cuda' or 'cuda:N'"),
-    ('cuda:{count}', 'is not a GPU of this machine (it has {count})'),
+    ('cuda:{count}', 'names a GPU this machine does not have ({count} CUDA device{s})'),
 ])
 def test_device_option_is_checked_before_any_work(tmp_path, device, problem):
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    device, problem = device.format(count=count), problem.format(count=count)
+    s = '' if count == 1 else 's'
+    device, problem = device.format(count=count), problem.format(count=count, s=s)
     data, sk = random_poses(8), Skeleton.preset('h36m17')
     config = TrainConfig(batch_size=8, epochs=1, no_progress=True, device=device,
                          out=str(tmp_path / 'run'))

@@ -362,7 +362,8 @@ class Trainer:
             raise ConfigError('device', name, "must be 'cpu', 'cuda' or 'cuda:N'")
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if device.type == 'cuda' and (device.index or 0) >= count:
-            raise ConfigError('device', name, f'is not a GPU of this machine (it has {count})')
+            raise ConfigError('device', name, f"names a GPU this machine does not have "
+                                              f"({count} CUDA device{'s' * (count != 1)})")
         return device
 
     def fit(self) -> dict[str, Any]:
